@@ -1,0 +1,107 @@
+// The op set the transformer is written against, once, for every device. A backend owns its
+// memory and its stream; ops are enqueued in order and synchronize() waits for them. Kernels
+// live in kernels/<device>/ as framework-free launchers; a backend validates and dispatches.
+//
+// Shapes below are per rank. T = tokens in the batch, H = hidden size, hd = head_dim.
+// "Device int arrays" (ids, positions, slots) are int32 arrays in backend memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace tpinfer {
+
+enum class BackendKind { cpu, cuda };
+
+const char* backend_kind_name(BackendKind k);
+
+struct DeviceMemory {
+  size_t total_bytes = 0;
+  size_t free_bytes = 0;
+};
+
+// One layer's KV cache: K and V each [n_slots, max_seq, n_kv_heads_local, head_dim].
+struct KvLayer {
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::f32;
+  int n_slots = 0;
+  int max_seq = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+};
+
+// What attention needs to know about the batch: token t belongs to KV slot slots[t] and sits at
+// position positions[t]; it attends to positions [max(0, pos - window + 1), pos] of its slot.
+// A prefill is T tokens of one slot; a batched decode is one token of each of T slots.
+struct BatchView {
+  int n_tokens = 0;
+  const int32_t* positions = nullptr;  // device int array [T]
+  const int32_t* slots = nullptr;      // device int array [T]
+  int max_position = 0;                // largest entry of positions (host-side hint)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual BackendKind kind() const = 0;
+  virtual std::string describe() const = 0;  // e.g. "cpu, 2 threads" or "cuda:0 NVIDIA H100"
+  virtual DType weight_dtype() const = 0;     // the dtype weights are kept in on the device
+  virtual DType act_dtype() const = 0;        // the dtype of hidden states and KV cache
+  virtual DeviceMemory memory() const = 0;
+
+  // Memory. alloc throws tpinfer::Error naming the size when the device is out of memory.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void free(void* p) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  // Converts host data of dtype `src_dtype` to weight_dtype() while uploading.
+  virtual void upload_weight(Tensor dst, const void* src, DType src_dtype) = 0;
+  virtual void synchronize() = 0;
+
+  // out[T, H] = table[ids[t] - vocab_offset] for ids inside [vocab_offset, vocab_offset +
+  // table.rows), zeros otherwise (the vocab-parallel embedding: an all-reduce completes it).
+  virtual void embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) = 0;
+  // out[r] = in[r] / rms(in[r]) * weight (weight [1, cols]).
+  virtual void rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) = 0;
+  // residual += delta; out = rmsnorm(residual) * weight. (The fused pre-norm of a block.)
+  virtual void add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight,
+                           float eps) = 0;
+  // out[T, N] = in[T, K] @ weight[N, K]^T (weights in Hugging Face [out, in] layout).
+  // out may be f32 even when activations are not (logits).
+  virtual void matmul(Tensor out, Tensor in, Tensor weight) = 0;
+  // In place on q [T, n_heads*hd] and k [T, n_kv_heads*hd]: optional per-head RMSNorm (Qwen3;
+  // skipped when q_norm is empty), then rotate-half RoPE at positions[t] with base theta.
+  virtual void qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
+                            int head_dim, float theta, float eps) = 0;
+  // Writes k and v [T, n_kv_heads*hd] into the cache at (slots[t], positions[t]).
+  virtual void kv_append(const KvLayer& cache, Tensor k, Tensor v, const BatchView& b) = 0;
+  // out[T, n_heads*hd] = softmax(q k^T * scale) v over the cached positions of each token's slot,
+  // causal, grouped-query (n_heads / n_kv_heads queries share a kv head), sliding window if > 0.
+  virtual void attention(Tensor out, Tensor q, const KvLayer& cache, const BatchView& b,
+                         int n_heads, int sliding_window, float scale) = 0;
+  // out[T, I] = silu(gate) * up.
+  virtual void silu_mul(Tensor out, Tensor gate, Tensor up) = 0;
+  // out[i] = in[rows[i]] for i < out.rows (rows: device int array).
+  virtual void gather_rows(Tensor out, Tensor in, const int32_t* rows) = 0;
+  // Converts between activation dtypes (same shape), e.g. bf16 hidden -> f32 for the host.
+  virtual void convert(Tensor out, Tensor in) = 0;
+};
+
+struct BackendOptions {
+  int device_ordinal = 0;  // CUDA: which visible GPU this rank binds
+  int n_threads = 0;       // CPU: 0 = let OpenMP decide
+};
+
+// The only place that knows which backends were compiled in (src/backend/registry.cpp).
+std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& opts);
+bool backend_available(BackendKind kind);
+// Number of usable CUDA devices (0 on a CPU-only build or a machine with no GPU).
+int cuda_device_count();
+
+}  // namespace tpinfer

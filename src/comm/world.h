@@ -1,0 +1,65 @@
+// The MPI world and its layout: world = dp x tp, one tensor-parallel group per data-parallel
+// replica, ranks of a group consecutive (so they share a node by default). Also the control
+// plane: small host broadcasts and the "did every rank succeed" agreement that keeps one rank's
+// failure from leaving the others hanging in a collective. No MPI types cross this header.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tpinfer {
+
+class World {
+ public:
+  // MPI_Init (thread level funneled) / MPI_Finalize. One per process.
+  World(int* argc, char*** argv);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }  // rank among the processes on this node
+  int local_size() const { return local_size_; }
+  int node_index() const { return node_index_; }  // 0..n_nodes-1, ordered by lowest world rank
+  int n_nodes() const { return n_nodes_; }
+  const std::string& hostname() const { return hostname_; }
+
+  // Splits the world into dp groups of tp consecutive ranks. Throws when tp does not divide size.
+  void set_tp(int tp);
+  int tp() const { return tp_; }
+  int tp_rank() const { return tp_rank_; }
+  int dp() const { return size_ / tp_; }
+  int dp_rank() const { return dp_rank_; }
+  bool tp_group_on_one_node() const { return tp_group_one_node_; }
+
+  // Opaque handles to the MPI communicators (MPI_Comm stored as intptr-sized storage).
+  void* tp_comm_handle() { return &tp_comm_; }
+  void* world_comm_handle() { return &world_comm_; }
+
+  // Control plane over the world or the tp group.
+  void broadcast_world(void* data, size_t bytes, int root = 0);
+  void broadcast_tp(void* data, size_t bytes, int root = 0);  // root = tp rank
+  void barrier();
+  // Every rank calls this with its own status. If any rank failed, every rank throws
+  // tpinfer::Error with the first failing rank's message (prefixed with that rank).
+  void agree(bool ok, const std::string& error_message);
+  int64_t all_reduce_max_world(int64_t v);
+  int64_t all_reduce_sum_world(int64_t v);
+  // Gathers one string from every rank to world rank 0 (others get an empty vector).
+  std::vector<std::string> gather_strings(const std::string& s);
+  [[noreturn]] void abort(int code);
+
+ private:
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, node_index_ = 0, n_nodes_ = 1;
+  int tp_ = 1, tp_rank_ = 0, dp_rank_ = 0;
+  bool tp_group_one_node_ = true;
+  std::string hostname_;
+  // MPI_Comm is an int in MPICH and a pointer in Open MPI: store it in pointer-sized space.
+  void* world_comm_ = nullptr;
+  void* tp_comm_ = nullptr;
+  void* node_comm_ = nullptr;
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,28 @@
+// A non-owning 2-D view of backend memory: rows x cols, row-major, contiguous rows.
+// Every activation the transformer touches is a matrix (tokens x features), so two
+// dimensions are all the op set needs; heads are a reshape of the feature dimension.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace tpinfer {
+
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  int64_t numel() const { return rows * cols; }
+  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  bool empty() const { return data == nullptr; }
+  // The first n rows (a view, no copy).
+  Tensor first_rows(int64_t n) const { return Tensor{data, dtype, n, cols}; }
+  Tensor row(int64_t r) const {
+    return Tensor{static_cast<char*>(data) + r * cols * dtype_size(dtype), dtype, 1, cols};
+  }
+};
+
+}  // namespace tpinfer

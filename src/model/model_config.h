@@ -1,0 +1,53 @@
+// The model's hyper-parameters, read from a converted model's manifest.json or (for
+// --dummy-weights) from a Hugging Face config.json, and the checks that a tp size fits them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace tpinfer {
+
+enum class Arch { llama, mistral, qwen3 };
+
+const char* arch_name(Arch a);
+
+struct ModelConfig {
+  Arch arch = Arch::llama;
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int max_position_embeddings = 0;
+  float rope_theta = 10000.0f;
+  float rms_norm_eps = 1e-5f;
+  bool tie_word_embeddings = false;
+  bool qk_norm = false;     // Qwen3: RMSNorm over each q/k head before RoPE
+  int sliding_window = 0;   // Mistral: attend to the last `sliding_window` positions; 0 = off
+  int bos_token_id = -1;
+  std::vector<int> eos_token_ids;  // every id the configs name as end of sequence
+
+  // Parses a Hugging Face config.json object (plus generation_config.json, may be null).
+  // Refuses architectures, rope_scaling kinds and biases that the engine does not implement.
+  static ModelConfig from_hf(const nlohmann::json& config, const nlohmann::json& generation_config,
+                             const std::string& source);
+  // Parses the "config" object of a tpinfer manifest (written by scripts/convert_hf.py).
+  static ModelConfig from_manifest(const nlohmann::json& config, const std::string& source);
+  nlohmann::json to_manifest() const;
+
+  // Throws with the list of valid tp values when tp does not divide the heads, kv heads or the
+  // MLP width.
+  void check_tp(int tp) const;
+  std::vector<int> valid_tp_sizes(int max_tp = 64) const;
+
+  // Vocabulary rows per rank: vocab-parallel embedding and lm_head pad to a multiple of tp.
+  int vocab_per_rank(int tp) const { return (vocab_size + tp - 1) / tp; }
+  int64_t n_params() const;
+};
+
+}  // namespace tpinfer

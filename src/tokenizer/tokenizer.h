@@ -1,0 +1,71 @@
+// Hugging Face tokenizer.json in C++: byte-level BPE (Qwen3, Llama-3) and SentencePiece-style
+// BPE with byte fallback (Llama-2, Mistral, stories260K), added/special tokens, the
+// post-processor's BOS/EOS, decoding, streaming decode and the chat templates of the supported
+// families. Produces exactly the ids of the Hugging Face `tokenizers` library.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tpinfer {
+
+struct ChatMessage {
+  std::string role;  // "system" | "user" | "assistant"
+  std::string content;
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Reads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json. Throws tpinfer::Error
+  // naming the file and what is unsupported.
+  static std::unique_ptr<Tokenizer> from_dir(const std::string& dir);
+
+  // add_special = true matches `tokenizer.encode(text)`, false `add_special_tokens=False`.
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true) const = 0;
+  virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const = 0;
+
+  virtual int vocab_size() const = 0;  // including added tokens
+  virtual std::optional<int32_t> token_to_id(std::string_view token) const = 0;
+  virtual std::string id_to_token(int32_t id) const = 0;
+  virtual bool is_special(int32_t id) const = 0;
+  // Ids of the tokens tokenizer_config.json names eos_token (and, if set, pad/eot conventions
+  // are NOT included). Empty when none is named.
+  virtual std::vector<int32_t> eos_ids() const = 0;
+  virtual std::optional<int32_t> bos_id() const = 0;
+
+  // Renders a conversation with the family's chat template from tokenizer_config.json (ChatML
+  // for Qwen3 with its enable_thinking switch, [INST] ... [/INST] for Mistral Instruct, Llama-3's
+  // header template). Throws tpinfer::Error when the file has no template or one the engine does
+  // not know. The result is text: encode it with add_special = false (the template already holds
+  // the BOS where the family has one).
+  virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt = true,
+                                          bool enable_thinking = true) const = 0;
+  virtual bool has_chat_template() const = 0;
+};
+
+// Turns ids into text one at a time for streaming: never emits half a UTF-8 character, turns
+// byte-fallback tokens back into their bytes, and applies the decoder's rules (e.g. the leading
+// space SentencePiece strips at the start) exactly as a full decode would, so the concatenation of
+// every push() and the final flush() equals decode(all ids).
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true);
+  std::string push(int32_t id);  // the text that became final with this id (may be empty)
+  std::string flush();           // whatever is left (invalid trailing bytes as U+FFFD)
+  void reset();
+
+ private:
+  const Tokenizer& tok_;
+  bool skip_special_;
+  std::vector<int32_t> ids_;
+  size_t emitted_bytes_ = 0;  // bytes of decode(ids_) already returned
+};
+
+}  // namespace tpinfer

@@ -42,7 +42,7 @@ struct BatchView {
   int n_tokens = 0;
   const int32_t* positions = nullptr;  // device int array [T]
   const int32_t* slots = nullptr;      // device int array [T]
-  int max_position = 0;                // largest entry of positions (host-side hint)
+  int max_position = 0;  // largest entry of positions: a host-side hint, stale under replay()
 };
 
 class Backend {
@@ -63,6 +63,17 @@ class Backend {
   // Converts host data of dtype `src_dtype` to weight_dtype() while uploading.
   virtual void upload_weight(Tensor dst, const void* src, DType src_dtype) = 0;
   virtual void synchronize() = 0;
+  // Bytes currently held through alloc() (for the memory report: planned vs real).
+  virtual size_t allocated_bytes() const = 0;
+
+  // Optional whole-step capture (CUDA graphs). The engine enqueues one decode step between
+  // capture_begin() and capture_end(); replay() then re-runs it. Every input the step reads
+  // (token ids, positions, slots) lives at fixed device addresses that the engine rewrites
+  // before each replay, so ops must read positions from device memory, not from host hints.
+  // Backends without graphs return false from capture_begin() and the engine runs eagerly.
+  virtual bool capture_begin() { return false; }
+  virtual void capture_end() {}
+  virtual void replay() {}
 
   // out[T, H] = table[ids[t] - vocab_offset] for ids inside [vocab_offset, vocab_offset +
   // table.rows), zeros otherwise (the vocab-parallel embedding: an all-reduce completes it).

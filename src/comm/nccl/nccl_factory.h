@@ -1,0 +1,14 @@
+// Entry point of the NCCL communicator (CUDA builds only). No NCCL types here.
+#pragma once
+
+#include <memory>
+
+#include "comm/communicator.h"
+
+namespace tpinfer {
+
+// Rank 0 of the tp group calls ncclGetUniqueId, World broadcasts it over the group's MPI
+// communicator, and every rank calls ncclCommInitRank on the backend's stream.
+std::unique_ptr<Communicator> make_nccl_communicator(World& world, Backend& backend);
+
+}  // namespace tpinfer

@@ -1,0 +1,187 @@
+#include "cpu/cpu_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace tpinfer::cpu {
+
+namespace {
+
+inline float dot(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+#pragma omp simd
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = 0.f;
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+inline float bf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline float dot_bf16(const float* a, const uint16_t* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+#pragma omp simd
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * bf16(b[i + j]);
+  }
+  float s = 0.f;
+  for (; i < n; ++i) s += a[i] * bf16(b[i]);
+  return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+inline void rmsnorm_row(float* out, const float* in, const float* w, int cols, float eps) {
+  float ss = 0.f;
+  for (int i = 0; i < cols; ++i) ss += in[i] * in[i];
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(cols) + eps);
+  for (int i = 0; i < cols; ++i) out[i] = in[i] * inv * w[i];
+}
+
+}  // namespace
+
+void embed(float* out, const float* table, const int32_t* ids, int n_tokens, int rows, int cols,
+           int vocab_offset) {
+#pragma omp parallel for
+  for (int t = 0; t < n_tokens; ++t) {
+    const int r = ids[t] - vocab_offset;
+    float* o = out + static_cast<int64_t>(t) * cols;
+    if (r >= 0 && r < rows) {
+      std::memcpy(o, table + static_cast<int64_t>(r) * cols, sizeof(float) * cols);
+    } else {
+      std::memset(o, 0, sizeof(float) * cols);
+    }
+  }
+}
+
+void rmsnorm(float* out, const float* in, const float* w, int rows, int cols, float eps) {
+#pragma omp parallel for if (rows > 4)
+  for (int r = 0; r < rows; ++r) {
+    rmsnorm_row(out + static_cast<int64_t>(r) * cols, in + static_cast<int64_t>(r) * cols, w,
+                cols, eps);
+  }
+}
+
+void add_rmsnorm(float* out, float* residual, const float* delta, const float* w, int rows,
+                 int cols, float eps) {
+#pragma omp parallel for if (rows > 4)
+  for (int r = 0; r < rows; ++r) {
+    float* x = residual + static_cast<int64_t>(r) * cols;
+    const float* d = delta + static_cast<int64_t>(r) * cols;
+    for (int i = 0; i < cols; ++i) x[i] += d[i];
+    rmsnorm_row(out + static_cast<int64_t>(r) * cols, x, w, cols, eps);
+  }
+}
+
+// Parallel over output features: each thread streams its rows of w once and reuses them for
+// every token (the weights are the big operand; at T = 1 this is a bandwidth-bound GEMV).
+void matmul_f32(float* out, const float* in, const float* w, int T, int N, int K) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const float* wr = w + static_cast<int64_t>(n) * K;
+    for (int t = 0; t < T; ++t) {
+      out[static_cast<int64_t>(t) * N + n] = dot(in + static_cast<int64_t>(t) * K, wr, K);
+    }
+  }
+}
+
+void matmul_bf16(float* out, const float* in, const uint16_t* w, int T, int N, int K) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const uint16_t* wr = w + static_cast<int64_t>(n) * K;
+    for (int t = 0; t < T; ++t) {
+      out[static_cast<int64_t>(t) * N + n] = dot_bf16(in + static_cast<int64_t>(t) * K, wr, K);
+    }
+  }
+}
+
+void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
+                  const int32_t* pos, int T, int n_q, int n_kv, int hd, float theta, float eps) {
+  const int half = hd / 2;
+  const int n_all = n_q + n_kv;
+#pragma omp parallel for if (T * n_all > 64)
+  for (int i = 0; i < T * n_all; ++i) {
+    const int t = i / n_all;
+    const int h = i % n_all;
+    const bool is_q = h < n_q;
+    float* v = is_q ? q + (static_cast<int64_t>(t) * n_q + h) * hd
+                    : k + (static_cast<int64_t>(t) * n_kv + (h - n_q)) * hd;
+    const float* nw = is_q ? q_norm : k_norm;
+    if (nw != nullptr) rmsnorm_row(v, v, nw, hd, eps);
+    const double p = static_cast<double>(pos[t]);
+    for (int j = 0; j < half; ++j) {
+      // Frequencies as HF computes them: inv_freq = 1 / theta^(2j/hd) in float32, angle in fp32.
+      const float inv_freq =
+          1.0f / std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(hd));
+      const float angle = static_cast<float>(p) * inv_freq;
+      const float c = std::cos(angle), s = std::sin(angle);
+      const float x0 = v[j], x1 = v[j + half];
+      v[j] = x0 * c - x1 * s;
+      v[j + half] = x1 * c + x0 * s;
+    }
+  }
+}
+
+void kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
+               const int32_t* slots, const int32_t* pos, int T, int max_seq, int kv_dim) {
+  for (int t = 0; t < T; ++t) {
+    const int64_t off = (static_cast<int64_t>(slots[t]) * max_seq + pos[t]) * kv_dim;
+    std::memcpy(k_cache + off, k + static_cast<int64_t>(t) * kv_dim, sizeof(float) * kv_dim);
+    std::memcpy(v_cache + off, v + static_cast<int64_t>(t) * kv_dim, sizeof(float) * kv_dim);
+  }
+}
+
+void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads,
+               int hd, int max_seq, int window, float scale) {
+  const int group = n_heads / n_kv_heads;
+  const int kv_dim = n_kv_heads * hd;
+  constexpr int kMaxHeadDim = 512;
+#pragma omp parallel for schedule(dynamic, 1) if (T * n_heads > 8)
+  for (int i = 0; i < T * n_heads; ++i) {
+    const int t = i / n_heads;
+    const int h = i % n_heads;
+    const int kvh = h / group;
+    const float* qv = q + (static_cast<int64_t>(t) * n_heads + h) * hd;
+    const int64_t base = static_cast<int64_t>(slots[t]) * max_seq * kv_dim + kvh * hd;
+    const int end = pos[t];
+    const int start = window > 0 ? std::max(0, end - window + 1) : 0;
+    float acc[kMaxHeadDim];
+    std::fill(acc, acc + hd, 0.f);
+    float m = -INFINITY, l = 0.f;
+    for (int j = start; j <= end; ++j) {
+      const float s = dot(qv, k_cache + base + static_cast<int64_t>(j) * kv_dim, hd) * scale;
+      const float* vv = v_cache + base + static_cast<int64_t>(j) * kv_dim;
+      if (s > m) {
+        const float r = std::exp(m - s);  // 0 on the first step (m = -inf)
+        for (int d = 0; d < hd; ++d) acc[d] *= r;
+        l *= r;
+        m = s;
+      }
+      const float p = std::exp(s - m);
+      l += p;
+      for (int d = 0; d < hd; ++d) acc[d] += p * vv[d];
+    }
+    float* o = out + (static_cast<int64_t>(t) * n_heads + h) * hd;
+    const float inv = l > 0.f ? 1.0f / l : 0.f;
+    for (int d = 0; d < hd; ++d) o[d] = acc[d] * inv;
+  }
+}
+
+void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
+#pragma omp parallel for simd if (n > 4096)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+}  // namespace tpinfer::cpu

@@ -1,0 +1,45 @@
+// Plain CPU launchers for every op of the transformer: outputs first, then inputs, then sizes.
+// fp32 activations, fp32 or bf16 weights, fp32 accumulation. Parallel over rows with OpenMP;
+// no allocation, no framework types. Shapes are per rank; T = tokens in the batch.
+#pragma once
+
+#include <cstdint>
+
+namespace tpinfer::cpu {
+
+// out[t] = table[ids[t] - vocab_offset] when that row is in [0, rows), else zeros.
+void embed(float* out, const float* table, const int32_t* ids, int n_tokens, int rows, int cols,
+           int vocab_offset);
+
+// out[r] = in[r] * rsqrt(mean(in[r]^2) + eps) * w, for r < rows.
+void rmsnorm(float* out, const float* in, const float* w, int rows, int cols, float eps);
+
+// residual[r] += delta[r]; out[r] = rmsnorm(residual[r]) * w.
+void add_rmsnorm(float* out, float* residual, const float* delta, const float* w, int rows,
+                 int cols, float eps);
+
+// out[T, N] = in[T, K] @ w[N, K]^T.
+void matmul_f32(float* out, const float* in, const float* w, int T, int N, int K);
+// The same with bf16 weights (uint16 storage), converted on the fly.
+void matmul_bf16(float* out, const float* in, const uint16_t* w, int T, int N, int K);
+
+// In place on q [T, n_q * hd] and k [T, n_kv * hd]: optional per-head RMSNorm with q_norm/k_norm
+// [hd] (skipped when null), then rotate-half RoPE at pos[t]: pairs (i, i + hd/2) rotated by
+// pos * theta^(-2i/hd).
+void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
+                  const int32_t* pos, int T, int n_q, int n_kv, int hd, float theta, float eps);
+
+// Cache layout [n_slots, max_seq, kv_dim]: writes k[t], v[t] at (slots[t], pos[t]).
+void kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
+               const int32_t* slots, const int32_t* pos, int T, int max_seq, int kv_dim);
+
+// out[t, h*hd..] = softmax_j(q[t,h] . K[slot, j, h/group] * scale) V[slot, j, h/group] over
+// j in [max(0, pos[t] - window + 1), pos[t]] (window <= 0: from 0). Online softmax, fp32.
+void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads,
+               int hd, int max_seq, int window, float scale);
+
+// out[i] = silu(gate[i]) * up[i].
+void silu_mul(float* out, const float* gate, const float* up, int64_t n);
+
+}  // namespace tpinfer::cpu

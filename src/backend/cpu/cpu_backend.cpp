@@ -1,0 +1,215 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <omp.h>
+#include <sys/sysinfo.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "cpu/cpu_kernels.h"
+
+namespace tpinfer {
+namespace {
+
+float* f32(const Tensor& t) { return static_cast<float*>(t.data); }
+
+void require_f32(const Tensor& t, const char* op, const char* what) {
+  TPI_CHECK(t.dtype == DType::f32, "cpu " << op << ": " << what << " must be f32, found "
+                                          << dtype_name(t.dtype));
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& opts) {
+    if (opts.n_threads > 0) omp_set_num_threads(opts.n_threads);
+    n_threads_ = omp_get_max_threads();
+  }
+  ~CpuBackend() override {
+    for (auto& [p, bytes] : sizes_) std::free(p);
+  }
+
+  BackendKind kind() const override { return BackendKind::cpu; }
+  std::string describe() const override {
+    return "cpu (" + std::to_string(n_threads_) + " OpenMP thread" + (n_threads_ == 1 ? "" : "s") +
+           ")";
+  }
+  DType weight_dtype() const override { return DType::f32; }
+  DType act_dtype() const override { return DType::f32; }
+  DeviceMemory memory() const override {
+    struct sysinfo si {};
+    sysinfo(&si);
+    DeviceMemory m;
+    m.total_bytes = static_cast<size_t>(si.totalram) * si.mem_unit;
+    m.free_bytes = static_cast<size_t>(si.freeram + si.bufferram) * si.mem_unit;
+    return m;
+  }
+
+  void* alloc(size_t bytes) override {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    TPI_CHECK(p != nullptr, "cpu backend: out of host memory allocating " << bytes << " bytes");
+    std::memset(p, 0, rounded == 0 ? 64 : rounded);  // touch now, not in the decode loop
+    sizes_[p] = bytes;
+    allocated_ += bytes;
+    return p;
+  }
+  void free(void* p) override {
+    if (p == nullptr) return;
+    auto it = sizes_.find(p);
+    if (it != sizes_.end()) {
+      allocated_ -= it->second;
+      sizes_.erase(it);
+    }
+    std::free(p);
+  }
+  size_t allocated_bytes() const override { return allocated_; }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void upload_weight(Tensor dst, const void* src, DType src_dtype) override {
+    require_f32(dst, "upload_weight", "destination");
+    const int64_t n = dst.numel();
+    float* out = f32(dst);
+    switch (src_dtype) {
+      case DType::f32:
+        std::memcpy(out, src, sizeof(float) * n);
+        return;
+      case DType::bf16: {
+        const auto* h = static_cast<const uint16_t*>(src);
+        for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
+        return;
+      }
+      case DType::f16: {
+        const auto* h = static_cast<const uint16_t*>(src);
+        for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
+        return;
+      }
+      case DType::i32:
+        TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
+    }
+  }
+  void synchronize() override {}
+
+  void embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) override {
+    require_f32(out, "embed", "out");
+    require_f32(table, "embed", "table");
+    TPI_CHECK(out.cols == table.cols, "cpu embed: out has " << out.cols << " columns, table "
+                                                            << table.cols);
+    cpu::embed(f32(out), f32(table), ids, static_cast<int>(out.rows), static_cast<int>(table.rows),
+               static_cast<int>(table.cols), vocab_offset);
+  }
+  void rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) override {
+    check_norm("rmsnorm", out, in, weight);
+    cpu::rmsnorm(f32(out), f32(in), f32(weight), static_cast<int>(in.rows),
+                 static_cast<int>(in.cols), eps);
+  }
+  void add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight, float eps) override {
+    check_norm("add_rmsnorm", out, residual, weight);
+    TPI_CHECK(delta.rows == residual.rows && delta.cols == residual.cols,
+              "cpu add_rmsnorm: delta shape differs from residual");
+    cpu::add_rmsnorm(f32(out), f32(residual), f32(delta), f32(weight),
+                     static_cast<int>(residual.rows), static_cast<int>(residual.cols), eps);
+  }
+  void matmul(Tensor out, Tensor in, Tensor weight) override {
+    require_f32(out, "matmul", "out");
+    require_f32(in, "matmul", "in");
+    TPI_CHECK(in.cols == weight.cols && out.rows == in.rows && out.cols == weight.rows,
+              "cpu matmul: shapes out[" << out.rows << "," << out.cols << "] in[" << in.rows << ","
+                                        << in.cols << "] weight[" << weight.rows << ","
+                                        << weight.cols << "] do not agree");
+    const int T = static_cast<int>(in.rows), N = static_cast<int>(weight.rows),
+              K = static_cast<int>(in.cols);
+    switch (weight.dtype) {
+      case DType::f32:
+        cpu::matmul_f32(f32(out), f32(in), f32(weight), T, N, K);
+        return;
+      case DType::bf16:
+        cpu::matmul_bf16(f32(out), f32(in), static_cast<const uint16_t*>(weight.data), T, N, K);
+        return;
+      case DType::f16:
+      case DType::i32:
+        TPI_FAIL("cpu matmul: weight dtype " << dtype_name(weight.dtype) << " is not supported");
+    }
+  }
+  void qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
+                    int head_dim, float theta, float eps) override {
+    require_f32(q, "qk_norm_rope", "q");
+    require_f32(k, "qk_norm_rope", "k");
+    TPI_CHECK(head_dim > 0 && head_dim % 2 == 0 && q.cols % head_dim == 0 &&
+                  k.cols % head_dim == 0 && q.rows == b.n_tokens && k.rows == b.n_tokens,
+              "cpu qk_norm_rope: bad shapes (head_dim " << head_dim << ")");
+    cpu::qk_norm_rope(f32(q), f32(k), q_norm.empty() ? nullptr : f32(q_norm),
+                      k_norm.empty() ? nullptr : f32(k_norm), b.positions, b.n_tokens,
+                      static_cast<int>(q.cols / head_dim), static_cast<int>(k.cols / head_dim),
+                      head_dim, theta, eps);
+  }
+  void kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) override {
+    TPI_CHECK(c.dtype == DType::f32, "cpu kv_append: cache must be f32");
+    TPI_CHECK(k.cols == int64_t{c.n_kv_heads} * c.head_dim && v.cols == k.cols,
+              "cpu kv_append: k/v have " << k.cols << " columns, cache expects "
+                                         << c.n_kv_heads * c.head_dim);
+    cpu::kv_append(static_cast<float*>(c.k), static_cast<float*>(c.v), f32(k), f32(v), b.slots,
+                   b.positions, b.n_tokens, c.max_seq, c.n_kv_heads * c.head_dim);
+  }
+  void attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b, int n_heads,
+                 int sliding_window, float scale) override {
+    TPI_CHECK(n_heads % c.n_kv_heads == 0 && q.cols == int64_t{n_heads} * c.head_dim &&
+                  out.cols == q.cols && c.head_dim <= 512,
+              "cpu attention: bad shapes (n_heads " << n_heads << ", n_kv_heads " << c.n_kv_heads
+                                                    << ", head_dim " << c.head_dim << ")");
+    cpu::attention(f32(out), f32(q), static_cast<const float*>(c.k),
+                   static_cast<const float*>(c.v), b.slots, b.positions, b.n_tokens, n_heads,
+                   c.n_kv_heads, c.head_dim, c.max_seq, sliding_window, scale);
+  }
+  void silu_mul(Tensor out, Tensor gate, Tensor up) override {
+    TPI_CHECK(gate.numel() == up.numel() && out.numel() == gate.numel(),
+              "cpu silu_mul: sizes differ");
+    cpu::silu_mul(f32(out), f32(gate), f32(up), out.numel());
+  }
+  void gather_rows(Tensor out, Tensor in, const int32_t* rows) override {
+    TPI_CHECK(out.cols == in.cols && out.dtype == in.dtype, "cpu gather_rows: shapes differ");
+    const size_t row_bytes = static_cast<size_t>(in.cols) * dtype_size(in.dtype);
+    for (int64_t i = 0; i < out.rows; ++i) {
+      TPI_CHECK(rows[i] >= 0 && rows[i] < in.rows, "cpu gather_rows: row " << rows[i]
+                                                                           << " out of range");
+      std::memcpy(static_cast<char*>(out.data) + i * row_bytes,
+                  static_cast<const char*>(in.data) + rows[i] * row_bytes, row_bytes);
+    }
+  }
+  void convert(Tensor out, Tensor in) override {
+    TPI_CHECK(out.numel() == in.numel(), "cpu convert: sizes differ");
+    TPI_CHECK(out.dtype == DType::f32 && in.dtype == DType::f32,
+              "cpu convert: only f32 -> f32 on the CPU backend");
+    if (out.data != in.data) std::memcpy(out.data, in.data, in.bytes());
+  }
+
+ private:
+  static void check_norm(const char* op, const Tensor& out, const Tensor& in, const Tensor& w) {
+    require_f32(out, op, "out");
+    require_f32(in, op, "in");
+    require_f32(w, op, "weight");
+    TPI_CHECK(out.rows == in.rows && out.cols == in.cols && w.numel() == in.cols,
+              "cpu " << op << ": shapes out[" << out.rows << "," << out.cols << "] in["
+                     << in.rows << "," << in.cols << "] weight[" << w.numel() << "] differ");
+  }
+
+  int n_threads_ = 1;
+  size_t allocated_ = 0;
+  std::unordered_map<void*, size_t> sizes_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& opts) {
+  return std::make_unique<CpuBackend>(opts);
+}
+
+}  // namespace tpinfer

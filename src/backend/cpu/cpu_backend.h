@@ -1,0 +1,13 @@
+// The CPU backend: host memory, fp32 activations and KV cache, fp32 weights, OpenMP threads.
+// Validates shapes and dtypes, then calls the launchers in kernels/cpu.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.h"
+
+namespace tpinfer {
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& opts);
+
+}  // namespace tpinfer

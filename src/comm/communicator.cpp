@@ -1,0 +1,152 @@
+// The null and MPI communicators, and make_communicator. The MPI one reduces host buffers in
+// place; with a device backend (CUDA ranks sharing a GPU in tests) it stages through host memory
+// and sums in fp32, so every dtype reduces the same way.
+#include "comm/communicator.h"
+
+#include <mpi.h>
+
+#include <cstring>
+#include <vector>
+
+#include "backend/backend.h"
+#include "comm/world.h"
+#include "core/error.h"
+
+#if TPINFER_HAVE_CUDA
+#include "comm/nccl/nccl_factory.h"
+#endif
+
+namespace tpinfer {
+namespace {
+
+class NullCommunicator final : public Communicator {
+ public:
+  std::string name() const override { return "null"; }
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void all_reduce_sum(void*, size_t, DType) override {}
+  void all_gather(void* recv, const void* send, size_t count, DType dtype) override {
+    if (recv != send) std::memcpy(recv, send, count * dtype_size(dtype));
+  }
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(World& world, Backend& backend)
+      : comm_(*static_cast<MPI_Comm*>(world.tp_comm_handle())),
+        backend_(backend),
+        host_(backend.kind() == BackendKind::cpu) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  std::string name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void all_reduce_sum(void* buf, size_t count, DType dtype) override {
+    if (host_ && dtype == DType::f32) {
+      check(MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_),
+            "MPI_Allreduce");
+      return;
+    }
+    // Stage: device -> host f32 -> reduce -> device.
+    stage_in(buf, count, dtype);
+    check(MPI_Allreduce(MPI_IN_PLACE, staging_f32_.data(), static_cast<int>(count), MPI_FLOAT,
+                        MPI_SUM, comm_),
+          "MPI_Allreduce");
+    stage_out(buf, count, dtype);
+  }
+
+  void all_gather(void* recv, const void* send, size_t count, DType dtype) override {
+    const size_t bytes = count * dtype_size(dtype);
+    if (host_) {
+      check(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
+                          MPI_BYTE, comm_),
+            "MPI_Allgather");
+      return;
+    }
+    staging_bytes_.resize(bytes * (size_ + 1));
+    backend_.copy_to_host(staging_bytes_.data(), send, bytes);
+    check(MPI_Allgather(staging_bytes_.data(), static_cast<int>(bytes), MPI_BYTE,
+                        staging_bytes_.data() + bytes, static_cast<int>(bytes), MPI_BYTE, comm_),
+          "MPI_Allgather");
+    backend_.copy_to_device(recv, staging_bytes_.data() + bytes, bytes * size_);
+  }
+
+ private:
+  static void check(int rc, const char* what) {
+    if (rc != MPI_SUCCESS) {
+      char msg[MPI_MAX_ERROR_STRING];
+      int len = 0;
+      MPI_Error_string(rc, msg, &len);
+      TPI_FAIL(what << " failed: " << msg);
+    }
+  }
+  void stage_in(const void* buf, size_t count, DType dtype) {
+    staging_f32_.resize(count);
+    staging_bytes_.resize(count * dtype_size(dtype));
+    backend_.synchronize();
+    backend_.copy_to_host(staging_bytes_.data(), buf, count * dtype_size(dtype));
+    const auto* u16 = reinterpret_cast<const uint16_t*>(staging_bytes_.data());
+    for (size_t i = 0; i < count; ++i) {
+      switch (dtype) {
+        case DType::f32: std::memcpy(&staging_f32_[i], staging_bytes_.data() + 4 * i, 4); break;
+        case DType::bf16: staging_f32_[i] = bf16_to_f32(u16[i]); break;
+        case DType::f16: staging_f32_[i] = f16_to_f32(u16[i]); break;
+        case DType::i32: TPI_FAIL("all_reduce_sum: i32 is not supported");
+      }
+    }
+  }
+  void stage_out(void* buf, size_t count, DType dtype) {
+    auto* u16 = reinterpret_cast<uint16_t*>(staging_bytes_.data());
+    for (size_t i = 0; i < count; ++i) {
+      switch (dtype) {
+        case DType::f32: std::memcpy(staging_bytes_.data() + 4 * i, &staging_f32_[i], 4); break;
+        case DType::bf16: u16[i] = f32_to_bf16(staging_f32_[i]); break;
+        case DType::f16: u16[i] = f32_to_f16(staging_f32_[i]); break;
+        case DType::i32: break;
+      }
+    }
+    backend_.copy_to_device(buf, staging_bytes_.data(), count * dtype_size(dtype));
+  }
+
+  MPI_Comm comm_;
+  Backend& backend_;
+  bool host_;
+  int rank_ = 0, size_ = 1;
+  std::vector<float> staging_f32_;
+  std::vector<char> staging_bytes_;
+};
+
+}  // namespace
+
+const char* comm_kind_name(CommKind k) {
+  switch (k) {
+    case CommKind::null: return "null";
+    case CommKind::mpi: return "mpi";
+    case CommKind::nccl: return "nccl";
+  }
+  return "?";
+}
+
+std::unique_ptr<Communicator> make_communicator(CommKind kind, World& world, Backend& backend) {
+  switch (kind) {
+    case CommKind::null:
+      TPI_CHECK(world.tp() == 1, "the null communicator needs tp=1, found tp=" << world.tp());
+      return std::make_unique<NullCommunicator>();
+    case CommKind::mpi: return std::make_unique<MpiCommunicator>(world, backend);
+    case CommKind::nccl:
+#if TPINFER_HAVE_CUDA
+      TPI_CHECK(backend.kind() == BackendKind::cuda,
+                "comm 'nccl' needs the cuda backend (found " << backend_kind_name(backend.kind())
+                                                             << "); use comm: mpi");
+      return make_nccl_communicator(world, backend);
+#else
+      TPI_FAIL("comm 'nccl' was requested but this tpinfer was built without CUDA/NCCL; use "
+               "comm: mpi");
+#endif
+  }
+  TPI_FAIL("unknown communicator kind");
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,126 @@
+#include "model/transformer.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+ShardDims ShardDims::make(const ModelConfig& cfg, int tp, int tp_rank, int n_layers) {
+  cfg.check_tp(tp);
+  ShardDims d;
+  d.tp = tp;
+  d.tp_rank = tp_rank;
+  d.n_heads = cfg.n_heads / tp;
+  d.n_kv_heads = cfg.n_kv_heads / tp;
+  d.head_dim = cfg.head_dim;
+  d.hidden = cfg.hidden_size;
+  d.intermediate = cfg.intermediate_size / tp;
+  d.vocab = cfg.vocab_per_rank(tp);
+  d.vocab_offset = tp_rank * d.vocab;
+  d.n_layers = (n_layers <= 0 || n_layers > cfg.n_layers) ? cfg.n_layers : n_layers;
+  return d;
+}
+
+Tensor* ModelWeights::find(const std::string& name) {
+  if (name == "model.embed_tokens.weight") return &embed;
+  if (name == "lm_head.weight") return &lm_head;
+  if (name == "model.norm.weight") return &final_norm;
+  static const std::string prefix = "model.layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return nullptr;
+  size_t pos = prefix.size();
+  const size_t dot = name.find('.', pos);
+  if (dot == std::string::npos) return nullptr;
+  const int layer = std::stoi(name.substr(pos, dot - pos));
+  if (layer < 0 || layer >= static_cast<int>(layers.size())) return nullptr;
+  LayerWeights& L = layers[layer];
+  const std::string rest = name.substr(dot + 1);
+  if (rest == "input_layernorm.weight") return &L.attn_norm;
+  if (rest == "post_attention_layernorm.weight") return &L.ffn_norm;
+  if (rest == "self_attn.q_proj.weight") return &L.q.weight;
+  if (rest == "self_attn.k_proj.weight") return &L.k.weight;
+  if (rest == "self_attn.v_proj.weight") return &L.v.weight;
+  if (rest == "self_attn.o_proj.weight") return &L.o.weight;
+  if (rest == "self_attn.q_norm.weight") return &L.q_norm;
+  if (rest == "self_attn.k_norm.weight") return &L.k_norm;
+  if (rest == "mlp.gate_proj.weight") return &L.gate.weight;
+  if (rest == "mlp.up_proj.weight") return &L.up.weight;
+  if (rest == "mlp.down_proj.weight") return &L.down.weight;
+  return nullptr;
+}
+
+size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
+                                 int max_logit_rows) {
+  const size_t a = dtype_size(act);
+  const size_t T = static_cast<size_t>(max_tokens);
+  size_t bytes = 0;
+  bytes += 3 * T * d.hidden * a;                       // x, h, delta
+  bytes += 2 * T * d.q_dim() * a;                      // q, att
+  bytes += 2 * T * d.kv_dim() * a;                     // k, v
+  bytes += 2 * T * d.intermediate * a;                 // gate, up
+  bytes += static_cast<size_t>(max_logit_rows) * d.hidden * a;              // last
+  bytes += static_cast<size_t>(max_logit_rows) * d.vocab * 4 * (1 + d.tp);  // logits, logits_all
+  bytes += (3 * T + max_logit_rows) * sizeof(int32_t);  // ids, positions, slots, logit_rows
+  return bytes;
+}
+
+Transformer::Transformer(const ModelConfig& cfg, const ShardDims& dims, Backend& backend,
+                         Communicator& comm)
+    : cfg_(cfg), dims_(dims), be_(backend), comm_(comm) {
+  weights.layers.resize(dims.n_layers);
+}
+
+void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, const BatchView& b,
+                          int n_logit_rows) {
+  const int T = b.n_tokens;
+  TPI_CHECK(T > 0 && T <= act.max_tokens,
+            "forward: " << T << " tokens, scratch holds " << act.max_tokens);
+  TPI_CHECK(n_logit_rows >= 0 && n_logit_rows <= act.max_logit_rows,
+            "forward: " << n_logit_rows << " logit rows, scratch holds " << act.max_logit_rows);
+  const float eps = cfg_.rms_norm_eps;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dims_.head_dim));
+  Tensor x = act.x.first_rows(T), h = act.h.first_rows(T), delta = act.delta.first_rows(T);
+  Tensor q = act.q.first_rows(T), k = act.k.first_rows(T), v = act.v.first_rows(T);
+  Tensor att = act.att.first_rows(T);
+  Tensor gate = act.gate.first_rows(T), up = act.up.first_rows(T);
+
+  // Vocab-parallel embedding: each rank fills the rows of its vocabulary slice, the sum completes.
+  be_.embed(x, weights.embed, act.ids, dims_.vocab_offset);
+  if (comm_.size() > 1) comm_.all_reduce_sum(x.data, static_cast<size_t>(x.numel()), x.dtype);
+
+  for (int l = 0; l < dims_.n_layers; ++l) {
+    const LayerWeights& L = weights.layers[l];
+    // Pre-norm; from layer 1 on, the previous MLP's residual add is fused into it.
+    if (l == 0) {
+      be_.rmsnorm(h, x, L.attn_norm, eps);
+    } else {
+      be_.add_rmsnorm(h, x, delta, L.attn_norm, eps);
+    }
+    L.q.forward(be_, q, h);
+    L.k.forward(be_, k, h);
+    L.v.forward(be_, v, h);
+    be_.qk_norm_rope(q, k, L.q_norm, L.k_norm, b, dims_.head_dim, cfg_.rope_theta, eps);
+    be_.kv_append(kv[l], k, v, b);
+    be_.attention(att, q, kv[l], b, dims_.n_heads, cfg_.sliding_window, scale);
+    L.o.forward(be_, comm_, delta, att);
+
+    be_.add_rmsnorm(h, x, delta, L.ffn_norm, eps);
+    L.gate.forward(be_, gate, h);
+    L.up.forward(be_, up, h);
+    be_.silu_mul(gate, gate, up);
+    L.down.forward(be_, comm_, delta, gate);
+  }
+  be_.add_rmsnorm(h, x, delta, weights.final_norm, eps);
+  if (n_logit_rows == 0) return;
+
+  // Vocab-parallel lm_head on the rows that need logits, then gather the slices.
+  Tensor last = act.last.first_rows(n_logit_rows);
+  Tensor logits = act.logits.first_rows(n_logit_rows);
+  be_.gather_rows(last, h, act.logit_rows);
+  be_.matmul(logits, last, weights.lm_head);
+  comm_.all_gather(act.logits_all.data, logits.data, static_cast<size_t>(logits.numel()),
+                   DType::f32);
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,98 @@
+// The Llama-family transformer, written once against Backend and Communicator: Llama (GQA, RoPE,
+// RMSNorm, SwiGLU, tied or untied lm_head), Qwen3 (per-head q/k RMSNorm, free head_dim) and
+// Mistral (sliding-window attention). Every shape below is per rank.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "comm/communicator.h"
+#include "model/model_config.h"
+#include "model/parallel_linear.h"
+
+namespace tpinfer {
+
+// What one rank of a tp group holds.
+struct ShardDims {
+  int tp = 1;
+  int tp_rank = 0;
+  int n_heads = 0;       // local query heads
+  int n_kv_heads = 0;    // local kv heads
+  int head_dim = 0;
+  int hidden = 0;
+  int intermediate = 0;  // local MLP width
+  int vocab = 0;         // local vocabulary rows (padded: ceil(V / tp))
+  int vocab_offset = 0;  // first global id of this rank's rows
+  int n_layers = 0;      // layers actually run (the `layers` option may cut the model short)
+
+  static ShardDims make(const ModelConfig& cfg, int tp, int tp_rank, int n_layers);
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+};
+
+struct LayerWeights {
+  Tensor attn_norm;             // (1, hidden)
+  ColumnParallelLinear q, k, v;  // (n_heads*hd, hidden), (n_kv_heads*hd, hidden) x2
+  Tensor q_norm, k_norm;        // (1, head_dim), Qwen3 only (empty otherwise)
+  RowParallelLinear o;          // (hidden, n_heads*hd)
+  Tensor ffn_norm;              // (1, hidden)
+  ColumnParallelLinear gate, up;  // (intermediate, hidden)
+  RowParallelLinear down;       // (hidden, intermediate)
+};
+
+struct ModelWeights {
+  Tensor embed;       // (vocab, hidden): vocab-parallel rows [vocab_offset, vocab_offset + vocab)
+  Tensor lm_head;     // (vocab, hidden): the same memory as embed when embeddings are tied
+  Tensor final_norm;  // (1, hidden)
+  std::vector<LayerWeights> layers;
+
+  // Points a tensor of the sharding table (by its Hugging Face name) at its slot; nullptr for a
+  // tensor this rank does not need (a layer cut off by `layers`).
+  Tensor* find(const std::string& hf_name);
+};
+
+// Scratch for one forward of up to max_tokens tokens, producing logits for up to max_logit_rows
+// rows. Allocated once; the decode loop allocates nothing.
+struct Activations {
+  int max_tokens = 0;
+  int max_logit_rows = 0;
+  Tensor x;        // (T, hidden) residual stream
+  Tensor h;        // (T, hidden) normed
+  Tensor delta;    // (T, hidden) attention / MLP output
+  Tensor q;        // (T, q_dim)
+  Tensor k, v;     // (T, kv_dim)
+  Tensor att;      // (T, q_dim)
+  Tensor gate, up; // (T, intermediate)
+  Tensor last;     // (max_logit_rows, hidden) the rows that need logits
+  Tensor logits;   // f32 (max_logit_rows, vocab) this rank's vocabulary slice
+  Tensor logits_all;  // f32 (tp, max_logit_rows, vocab) gathered slices
+  int32_t* ids = nullptr;        // device int arrays (max_tokens)
+  int32_t* positions = nullptr;
+  int32_t* slots = nullptr;
+  int32_t* logit_rows = nullptr;  // (max_logit_rows)
+
+  static size_t bytes_needed(const ShardDims& d, DType act, int max_tokens, int max_logit_rows);
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& cfg, const ShardDims& dims, Backend& backend, Communicator& comm);
+
+  // One forward over a batch whose metadata is already in act.ids/positions/slots/logit_rows.
+  // Leaves f32 logits of the n_logit_rows requested rows in act.logits_all (every rank).
+  void forward(const std::vector<KvLayer>& kv, Activations& act, const BatchView& batch,
+               int n_logit_rows);
+
+ private:
+  const ModelConfig& cfg_;
+  ShardDims dims_;
+  Backend& be_;
+  Communicator& comm_;
+
+ public:
+  ModelWeights weights;
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,197 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/error.h"
+#include "io/model_dir.h"
+#include "io/shard_loader.h"
+#include "model/sharding.h"
+
+namespace tpinfer {
+
+Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,
+               Backend& backend, Communicator& comm)
+    : cfg_(cfg), dims_(dims), shape_(shape), be_(backend), comm_(comm),
+      model_(cfg_, dims_, backend, comm) {
+  TPI_CHECK(shape_.max_seq > 0, "engine: max_seq must be positive");
+  TPI_CHECK(shape_.max_tokens >= shape_.n_slots && shape_.max_logit_rows >= shape_.n_slots,
+            "engine: max_tokens and max_logit_rows must cover n_slots");
+  allocate_weights();
+
+  // KV cache: every layer, every slot, every position, allocated once.
+  const DType act = be_.act_dtype();
+  const size_t kv_layer_bytes = static_cast<size_t>(shape_.n_slots) * shape_.max_seq *
+                                dims_.kv_dim() * dtype_size(act);
+  kv_.resize(dims_.n_layers);
+  for (KvLayer& L : kv_) {
+    L.k = be_.alloc(kv_layer_bytes);
+    L.v = be_.alloc(kv_layer_bytes);
+    owned_.push_back(L.k);
+    owned_.push_back(L.v);
+    L.dtype = act;
+    L.n_slots = shape_.n_slots;
+    L.max_seq = shape_.max_seq;
+    L.n_kv_heads = dims_.n_kv_heads;
+    L.head_dim = dims_.head_dim;
+    kv_bytes_ += 2 * kv_layer_bytes;
+  }
+
+  // Scratch.
+  const int T = shape_.max_tokens, R = shape_.max_logit_rows;
+  const size_t before = be_.allocated_bytes();
+  act_.max_tokens = T;
+  act_.max_logit_rows = R;
+  act_.x = alloc_tensor(act, T, dims_.hidden);
+  act_.h = alloc_tensor(act, T, dims_.hidden);
+  act_.delta = alloc_tensor(act, T, dims_.hidden);
+  act_.q = alloc_tensor(act, T, dims_.q_dim());
+  act_.k = alloc_tensor(act, T, dims_.kv_dim());
+  act_.v = alloc_tensor(act, T, dims_.kv_dim());
+  act_.att = alloc_tensor(act, T, dims_.q_dim());
+  act_.gate = alloc_tensor(act, T, dims_.intermediate);
+  act_.up = alloc_tensor(act, T, dims_.intermediate);
+  act_.last = alloc_tensor(act, R, dims_.hidden);
+  act_.logits = alloc_tensor(DType::f32, R, dims_.vocab);
+  act_.logits_all = alloc_tensor(DType::f32, static_cast<int64_t>(dims_.tp) * R, dims_.vocab);
+  act_.ids = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
+  act_.positions = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
+  act_.slots = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
+  act_.logit_rows = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, R).data);
+  act_bytes_ = be_.allocated_bytes() - before;
+
+  host_gathered_.resize(static_cast<size_t>(dims_.tp) * R * dims_.vocab);
+  host_logits_.resize(static_cast<size_t>(R) * cfg_.vocab_size);
+}
+
+Engine::~Engine() {
+  for (void* p : owned_) be_.free(p);
+}
+
+Tensor Engine::alloc_tensor(DType dtype, int64_t rows, int64_t cols) {
+  Tensor t;
+  t.dtype = dtype;
+  t.rows = rows;
+  t.cols = cols;
+  t.data = be_.alloc(t.bytes());
+  owned_.push_back(t.data);
+  return t;
+}
+
+// Every tensor of the sharding table this rank runs gets its device memory now: 2-D matrices in
+// the backend's weight dtype, 1-D norm weights in its activation dtype.
+void Engine::allocate_weights() {
+  const size_t before = be_.allocated_bytes();
+  for (const TensorSpec& spec : sharding_table(cfg_)) {
+    Tensor* slot = model_.weights.find(spec.name);
+    if (slot == nullptr) continue;
+    const std::vector<int64_t> shape = spec.local_shape(dims_.tp);
+    if (shape.size() == 1) {
+      *slot = alloc_tensor(be_.act_dtype(), 1, shape[0]);
+    } else {
+      *slot = alloc_tensor(be_.weight_dtype(), shape[0], shape[1]);
+    }
+  }
+  weight_bytes_ = be_.allocated_bytes() - before;
+}
+
+void Engine::finish_weights() {
+  ModelWeights& w = model_.weights;
+  if (cfg_.tie_word_embeddings) w.lm_head = w.embed;
+  TPI_CHECK(!w.embed.empty() && !w.lm_head.empty() && !w.final_norm.empty(),
+            "model weights incomplete: embed_tokens, lm_head or norm missing");
+  be_.synchronize();
+}
+
+void Engine::load(const ModelDir& dir, int world_rank_for_messages) {
+  load_shard(dir, dims_.tp_rank,
+             [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape,
+                 const void* data, DType dtype) {
+               Tensor* slot = model_.weights.find(spec.name);
+               if (slot == nullptr) return;  // a layer the `layers` option leaves out
+               int64_t n = 1;
+               for (int64_t s : local_shape) n *= s;
+               TPI_CHECK(n == slot->numel(), dir.shard_path(dims_.tp_rank)
+                                                 << ": tensor " << spec.name << " has " << n
+                                                 << " elements, the engine expects "
+                                                 << slot->numel());
+               be_.upload_weight(*slot, data, dtype);
+             });
+  finish_weights();
+}
+
+void Engine::load_dummy(uint64_t seed) {
+  // Normal(0, 0.02)-ish weights (like HF's initializer_range), norms at 1. Each rank draws its own
+  // slices from a seed of its own; values only need to be finite and well scaled.
+  std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(dims_.tp_rank));
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> host;
+  for (const TensorSpec& spec : sharding_table(cfg_)) {
+    Tensor* slot = model_.weights.find(spec.name);
+    if (slot == nullptr) continue;
+    host.resize(static_cast<size_t>(slot->numel()));
+    if (slot->rows == 1) {
+      std::fill(host.begin(), host.end(), 1.0f);
+    } else {
+      // Random draws are slow for 7B shapes: draw a block and tile it with a per-row shift.
+      const size_t block = std::min<size_t>(host.size(), 1u << 16);
+      for (size_t i = 0; i < block; ++i) host[i] = normal(rng);
+      for (size_t i = block; i < host.size(); ++i) host[i] = host[(i * 7919u + i / block) % block];
+    }
+    be_.upload_weight(*slot, host.data(), DType::f32);
+  }
+  finish_weights();
+}
+
+const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots,
+                          int n, const int32_t* logit_rows, int n_logit_rows,
+                          bool want_host_logits) {
+  TPI_CHECK(n > 0 && n <= shape_.max_tokens,
+            "step: " << n << " tokens, the engine holds " << shape_.max_tokens);
+  int max_pos = 0;
+  for (int i = 0; i < n; ++i) {
+    TPI_CHECK(positions[i] >= 0 && positions[i] < shape_.max_seq,
+              "step: position " << positions[i] << " outside the KV cache (max_seq "
+                                << shape_.max_seq << ")");
+    TPI_CHECK(slots[i] >= 0 && slots[i] < shape_.n_slots, "step: slot " << slots[i]
+                                                                        << " out of range");
+    TPI_CHECK(ids[i] >= 0 && ids[i] < cfg_.vocab_size,
+              "step: token id " << ids[i] << " outside the vocabulary [0, " << cfg_.vocab_size
+                                << ")");
+    max_pos = std::max(max_pos, positions[i]);
+  }
+  be_.copy_to_device(act_.ids, ids, sizeof(int32_t) * n);
+  be_.copy_to_device(act_.positions, positions, sizeof(int32_t) * n);
+  be_.copy_to_device(act_.slots, slots, sizeof(int32_t) * n);
+  be_.copy_to_device(act_.logit_rows, logit_rows, sizeof(int32_t) * n_logit_rows);
+  BatchView b;
+  b.n_tokens = n;
+  b.positions = act_.positions;
+  b.slots = act_.slots;
+  b.max_position = max_pos;
+  model_.forward(kv_, act_, b, n_logit_rows);
+  if (!want_host_logits || n_logit_rows == 0) {
+    be_.synchronize();
+    return nullptr;
+  }
+  // Gathered layout is (tp, rows, vocab_local); reassemble (rows, vocab) and drop the padding.
+  const size_t vl = static_cast<size_t>(dims_.vocab);
+  be_.copy_to_host(host_gathered_.data(), act_.logits_all.data,
+                   sizeof(float) * dims_.tp * n_logit_rows * vl);
+  const size_t V = static_cast<size_t>(cfg_.vocab_size);
+  for (int r = 0; r < n_logit_rows; ++r) {
+    float* dst = host_logits_.data() + r * V;
+    for (int t = 0; t < dims_.tp; ++t) {
+      const size_t begin = t * vl;
+      if (begin >= V) break;
+      const size_t count = std::min(vl, V - begin);
+      std::memcpy(dst + begin, host_gathered_.data() + (static_cast<size_t>(t) * n_logit_rows + r) * vl,
+                  sizeof(float) * count);
+    }
+  }
+  return host_logits_.data();
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,92 @@
+#include "runtime/memory_plan.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/sharding.h"
+
+namespace tpinfer {
+
+std::string format_bytes(size_t bytes) {
+  char buf[64];
+  const double b = static_cast<double>(bytes);
+  if (b >= 1024.0 * 1024 * 1024) {
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+  } else if (b >= 1024.0 * 1024) {
+    std::snprintf(buf, sizeof buf, "%.2f MiB", b / (1024.0 * 1024));
+  } else if (b >= 1024.0) {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  } else {
+    std::snprintf(buf, sizeof buf, "%zu B", bytes);
+  }
+  return buf;
+}
+
+MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,
+                       DType weight_dtype, DType act_dtype, size_t device_total,
+                       size_t device_free, double mem_frac, int ranks_sharing_device,
+                       size_t workspace_bytes) {
+  MemoryPlan p;
+  p.n_params = cfg.n_params();
+  ModelWeights probe;
+  probe.layers.resize(dims.n_layers);
+  for (const TensorSpec& spec : sharding_table(cfg)) {
+    if (probe.find(spec.name) == nullptr) continue;  // layers left out by `layers`
+    const std::vector<int64_t> s = spec.local_shape(dims.tp);
+    size_t n = 1;
+    for (int64_t d : s) n *= static_cast<size_t>(d);
+    p.weight_bytes += n * dtype_size(s.size() == 1 ? act_dtype : weight_dtype);
+  }
+  p.kv_bytes = 2ull * dims.n_layers * shape.n_slots * shape.max_seq * dims.kv_dim() *
+               dtype_size(act_dtype);
+  p.activation_bytes =
+      Activations::bytes_needed(dims, act_dtype, shape.max_tokens, shape.max_logit_rows);
+  p.workspace_bytes = workspace_bytes;
+  p.total_bytes = p.weight_bytes + p.kv_bytes + p.activation_bytes + p.workspace_bytes;
+  p.device_total_bytes = device_total;
+  p.device_free_bytes = device_free;
+  p.mem_frac = mem_frac;
+  p.ranks_sharing_device = ranks_sharing_device < 1 ? 1 : ranks_sharing_device;
+  p.budget_bytes = static_cast<size_t>(mem_frac * static_cast<double>(device_total) /
+                                       p.ranks_sharing_device);
+  return p;
+}
+
+std::string MemoryPlan::report() const {
+  std::ostringstream os;
+  char params[32];
+  std::snprintf(params, sizeof params, "%.3fB", static_cast<double>(n_params) / 1e9);
+  os << "memory plan per rank: params " << (n_params >= 100000000 ? params : std::to_string(n_params))
+     << " | weights " << format_bytes(weight_bytes) << " | kv cache " << format_bytes(kv_bytes)
+     << " | scratch " << format_bytes(activation_bytes) << " | workspace "
+     << format_bytes(workspace_bytes) << " | total " << format_bytes(total_bytes)
+     << " | budget " << format_bytes(budget_bytes) << " (mem_frac " << mem_frac << " of "
+     << format_bytes(device_total_bytes);
+  if (ranks_sharing_device > 1) os << " shared by " << ranks_sharing_device << " ranks";
+  os << ", " << format_bytes(device_free_bytes) << " free)";
+  return os.str();
+}
+
+void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const ShardDims& dims,
+                       const EngineShape& shape) {
+  if (plan.fits()) return;
+  std::ostringstream hint;
+  const size_t over = plan.total_bytes - plan.budget_bytes;
+  hint << "does not fit: each rank needs " << format_bytes(plan.total_bytes) << " (weights "
+       << format_bytes(plan.weight_bytes) << ", kv cache " << format_bytes(plan.kv_bytes)
+       << " for max_seq=" << shape.max_seq << " x " << shape.n_slots << " slot(s), scratch "
+       << format_bytes(plan.activation_bytes) << ") but the budget is "
+       << format_bytes(plan.budget_bytes) << " (mem_frac " << plan.mem_frac << "), "
+       << format_bytes(over) << " over; lower max_seq, use more ranks (tp), or raise mem_frac";
+  const std::vector<int> valid = cfg.valid_tp_sizes();
+  if (!valid.empty()) {
+    hint << " (valid tp for this model:";
+    for (int t : valid) hint << ' ' << t;
+    hint << ")";
+  }
+  (void)dims;
+  throw Error(hint.str());
+}
+
+}  // namespace tpinfer

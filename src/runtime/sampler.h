@@ -1,0 +1,44 @@
+// Token selection on the sampling rank: greedy at temperature 0, otherwise temperature, then
+// top-k, then top-p (nucleus) over the softmax, drawn from a seeded generator so that a run is
+// reproducible. Scratch is sized once for the vocabulary: no allocation per token.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tpinfer {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  uint64_t seed = 0;
+};
+
+// xoshiro256** seeded by splitmix64: the same sequence on every platform and compiler.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  double uniform();  // [0, 1), 53 bits
+ private:
+  uint64_t s_[4];
+};
+
+class Sampler {
+ public:
+  Sampler(int vocab_size, const SamplingParams& params);
+  int32_t sample(const float* logits);
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  int vocab_;
+  SamplingParams params_;
+  Rng rng_;
+  std::vector<int32_t> idx_;
+  std::vector<float> prob_;
+};
+
+int32_t argmax(const float* logits, int n);
+
+}  // namespace tpinfer

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds tpinfer into build/ (or $BUILD_DIR). The CUDA backend is built when nvcc
+# is found (TPINFER_CUDA=AUTO); pass -DTPINFER_CUDA=OFF (as extra arguments) for a CPU-only tree.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+jobs=${JOBS:-$(nproc)}
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >"$build.configure.log" 2>&1 || {
+  cat "$build.configure.log"; exit 1; }
+grep -E "tpinfer:" "$build.configure.log" || true
+cmake --build "$build" -j "$jobs"

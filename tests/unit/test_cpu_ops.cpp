@@ -1,0 +1,215 @@
+// Every CPU backend op against a plain double-precision reference written from the definitions
+// (HF's RMSNorm, rotate-half RoPE, causal GQA attention with a sliding window, SwiGLU), on random
+// inputs of several shapes. Tolerance: |a - b| <= atol + rtol * |ref|.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/backend.h"
+
+using namespace tpinfer;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+Tensor view(std::vector<float>& v, int64_t rows, int64_t cols) {
+  REQUIRE(static_cast<int64_t>(v.size()) == rows * cols);
+  return Tensor{v.data(), DType::f32, rows, cols};
+}
+
+void require_close(const std::vector<float>& got, const std::vector<double>& ref, double atol,
+                   double rtol) {
+  REQUIRE(got.size() == ref.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("index " << i << ": got " << got[i] << ", reference " << ref[i]);
+    REQUIRE(std::abs(got[i] - ref[i]) <= atol + rtol * std::abs(ref[i]));
+  }
+}
+
+std::vector<double> ref_rmsnorm(const std::vector<float>& x, const std::vector<float>& w,
+                                int rows, int cols, double eps) {
+  std::vector<double> out(x.size());
+  for (int r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int i = 0; i < cols; ++i) ss += double(x[r * cols + i]) * x[r * cols + i];
+    const double inv = 1.0 / std::sqrt(ss / cols + eps);
+    for (int i = 0; i < cols; ++i) out[r * cols + i] = x[r * cols + i] * inv * w[i];
+  }
+  return out;
+}
+
+// Rotate-half RoPE of one head vector in place (double).
+void ref_rope(double* v, int hd, int pos, double theta) {
+  const int half = hd / 2;
+  for (int j = 0; j < half; ++j) {
+    const double inv_freq = 1.0 / std::pow(theta, double(2 * j) / hd);
+    const double a = pos * inv_freq;
+    const double x0 = v[j], x1 = v[j + half];
+    v[j] = x0 * std::cos(a) - x1 * std::sin(a);
+    v[j + half] = x1 * std::cos(a) + x0 * std::sin(a);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cpu rmsnorm and add_rmsnorm match the reference", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  for (auto [rows, cols] : {std::pair{1, 8}, std::pair{5, 64}, std::pair{3, 1000}}) {
+    auto x = randn(rows * cols, 1 + cols), w = randn(cols, 2 + cols), d = randn(rows * cols, 3);
+    std::vector<float> out(x.size());
+    be->rmsnorm(view(out, rows, cols), view(x, rows, cols), view(w, 1, cols), 1e-5f);
+    require_close(out, ref_rmsnorm(x, w, rows, cols, 1e-5), 1e-5, 1e-5);
+
+    std::vector<float> sum(x.size());
+    for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + d[i];
+    auto resid = x;
+    be->add_rmsnorm(view(out, rows, cols), view(resid, rows, cols), view(d, rows, cols),
+                    view(w, 1, cols), 1e-6f);
+    require_close(resid, std::vector<double>(sum.begin(), sum.end()), 0, 0);
+    require_close(out, ref_rmsnorm(sum, w, rows, cols, 1e-6), 1e-5, 1e-5);
+  }
+}
+
+TEST_CASE("cpu matmul matches the reference (out = in @ W^T)", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  for (auto [T, N, K] : {std::tuple{1, 7, 13}, std::tuple{4, 64, 64}, std::tuple{9, 33, 172}}) {
+    auto in = randn(T * K, T), w = randn(N * K, N);
+    std::vector<float> out(T * N);
+    be->matmul(view(out, T, N), view(in, T, K), view(w, N, K));
+    std::vector<double> ref(T * N);
+    for (int t = 0; t < T; ++t)
+      for (int n = 0; n < N; ++n) {
+        double s = 0;
+        for (int k = 0; k < K; ++k) s += double(in[t * K + k]) * w[n * K + k];
+        ref[t * N + n] = s;
+      }
+    require_close(out, ref, 1e-4, 1e-4);
+  }
+  SECTION("shape mismatch is an error") {
+    std::vector<float> a(6), b(6), c(4);
+    REQUIRE_THROWS_WITH(be->matmul(view(c, 2, 2), view(a, 2, 3), Tensor{b.data(), DType::f32, 3, 2}),
+                        Catch::Contains("do not agree"));
+  }
+}
+
+TEST_CASE("cpu embed is vocab-parallel: rows outside the slice are zero", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  const int rows = 5, cols = 4, offset = 10;
+  auto table = randn(rows * cols, 7);
+  std::vector<int32_t> ids = {10, 14, 9, 15, 12};
+  std::vector<float> out(ids.size() * cols);
+  be->embed(view(out, ids.size(), cols), view(table, rows, cols), ids.data(), offset);
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const int r = ids[t] - offset;
+    for (int c = 0; c < cols; ++c) {
+      const float expect = (r >= 0 && r < rows) ? table[r * cols + c] : 0.0f;
+      REQUIRE(out[t * cols + c] == expect);
+    }
+  }
+}
+
+TEST_CASE("cpu qk_norm_rope matches HF rotate-half RoPE, with and without q/k norm", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  const int T = 3, nq = 4, nkv = 2, hd = 16;
+  const float theta = 1e6f, eps = 1e-6f;
+  std::vector<int32_t> pos = {0, 7, 300};
+  BatchView b;
+  b.n_tokens = T;
+  b.positions = pos.data();
+  for (bool with_norm : {false, true}) {
+    auto q = randn(T * nq * hd, 11), k = randn(T * nkv * hd, 12);
+    auto qn = randn(hd, 13), kn = randn(hd, 14);
+    auto q0 = q, k0 = k;
+    Tensor empty;
+    be->qk_norm_rope(view(q, T, nq * hd), view(k, T, nkv * hd), with_norm ? view(qn, 1, hd) : empty,
+                     with_norm ? view(kn, 1, hd) : empty, b, hd, theta, eps);
+    auto reference = [&](const std::vector<float>& src, const std::vector<float>& nw, int nh) {
+      std::vector<double> out(src.size());
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < nh; ++h) {
+          double* v = &out[(t * nh + h) * hd];
+          const float* s = &src[(t * nh + h) * hd];
+          double ss = 0;
+          for (int i = 0; i < hd; ++i) ss += double(s[i]) * s[i];
+          const double inv = with_norm ? 1.0 / std::sqrt(ss / hd + eps) : 1.0;
+          for (int i = 0; i < hd; ++i) v[i] = s[i] * inv * (with_norm ? nw[i] : 1.0);
+          ref_rope(v, hd, pos[t], theta);
+        }
+      return out;
+    };
+    require_close(q, reference(q0, qn, nq), 2e-4, 2e-4);
+    require_close(k, reference(k0, kn, nkv), 2e-4, 2e-4);
+  }
+}
+
+TEST_CASE("cpu kv_append + attention match causal GQA attention with a sliding window", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  const int n_slots = 2, max_seq = 24, nh = 8, nkv = 2, hd = 8;
+  const int kv_dim = nkv * hd;
+  for (int window : {0, 5}) {
+    std::vector<float> kc(n_slots * max_seq * kv_dim), vc(kc.size());
+    KvLayer cache{kc.data(), vc.data(), DType::f32, n_slots, max_seq, nkv, hd};
+    // Prefill 20 tokens into slot 1, then check every token's attention against the reference.
+    const int T = 20;
+    auto q = randn(T * nh * hd, 21), k = randn(T * kv_dim, 22), v = randn(T * kv_dim, 23);
+    std::vector<int32_t> pos(T), slots(T, 1);
+    for (int t = 0; t < T; ++t) pos[t] = t;
+    BatchView b{T, pos.data(), slots.data(), T - 1};
+    be->kv_append(cache, view(k, T, kv_dim), view(v, T, kv_dim), b);
+    std::vector<float> out(T * nh * hd);
+    const float scale = 1.0f / std::sqrt(float(hd));
+    be->attention(view(out, T, nh * hd), view(q, T, nh * hd), cache, b, nh, window, scale);
+    std::vector<double> ref(out.size());
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < nh; ++h) {
+        const int g = h / (nh / nkv);
+        const int start = window > 0 ? std::max(0, t - window + 1) : 0;
+        std::vector<double> s;
+        double m = -1e300;
+        for (int j = start; j <= t; ++j) {
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += double(q[(t * nh + h) * hd + i]) * k[j * kv_dim + g * hd + i];
+          s.push_back(d * scale);
+          m = std::max(m, s.back());
+        }
+        double z = 0;
+        for (double& x : s) z += (x = std::exp(x - m));
+        for (int i = 0; i < hd; ++i) {
+          double acc = 0;
+          for (int j = start; j <= t; ++j) acc += s[j - start] / z * v[j * kv_dim + g * hd + i];
+          ref[(t * nh + h) * hd + i] = acc;
+        }
+      }
+    require_close(out, ref, 1e-5, 1e-4);
+    // Slot 0 was never written: the cache is still zero there.
+    for (int i = 0; i < max_seq * kv_dim; ++i) REQUIRE(kc[i] == 0.0f);
+  }
+}
+
+TEST_CASE("cpu silu_mul and gather_rows", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  auto g = randn(100, 31, 3.0f), u = randn(100, 32);
+  std::vector<float> out(100);
+  be->silu_mul(view(out, 4, 25), view(g, 4, 25), view(u, 4, 25));
+  std::vector<double> ref(100);
+  for (int i = 0; i < 100; ++i) ref[i] = g[i] / (1.0 + std::exp(-double(g[i]))) * u[i];
+  require_close(out, ref, 1e-6, 1e-5);
+
+  auto in = randn(5 * 3, 33);
+  std::vector<float> rows_out(2 * 3);
+  std::vector<int32_t> rows = {4, 1};
+  be->gather_rows(view(rows_out, 2, 3), view(in, 5, 3), rows.data());
+  for (int c = 0; c < 3; ++c) {
+    REQUIRE(rows_out[c] == in[4 * 3 + c]);
+    REQUIRE(rows_out[3 + c] == in[1 * 3 + c]);
+  }
+}

@@ -1,0 +1,70 @@
+// The sampler: greedy is argmax (lowest id on ties), sampling is reproducible for a seed, top-k and
+// top-p restrict the candidates, and the empirical distribution follows the softmax.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "core/error.h"
+#include "runtime/sampler.h"
+
+using namespace tpinfer;
+
+TEST_CASE("greedy picks the argmax, lowest id on ties", "[sampler]") {
+  std::vector<float> logits = {0.1f, 3.0f, -1.0f, 3.0f, 2.9f};
+  Sampler s(5, SamplingParams{});
+  REQUIRE(s.sample(logits.data()) == 1);
+}
+
+TEST_CASE("sampling is reproducible for a seed and differs across seeds", "[sampler]") {
+  std::vector<float> logits(50);
+  for (int i = 0; i < 50; ++i) logits[i] = std::sin(i * 0.7f) * 2.0f;
+  auto draw = [&](uint64_t seed) {
+    Sampler s(50, SamplingParams{1.0f, 0, 1.0f, seed});
+    std::vector<int32_t> out;
+    for (int i = 0; i < 64; ++i) out.push_back(s.sample(logits.data()));
+    return out;
+  };
+  REQUIRE(draw(42) == draw(42));
+  REQUIRE(draw(42) != draw(43));
+}
+
+TEST_CASE("top-k and top-p restrict the candidates", "[sampler]") {
+  std::vector<float> logits = {5.0f, 4.0f, 1.0f, 0.5f, 0.0f, -1.0f};
+  Sampler k2(6, SamplingParams{1.0f, 2, 1.0f, 7});
+  for (int i = 0; i < 500; ++i) {
+    const int t = k2.sample(logits.data());
+    REQUIRE((t == 0 || t == 1));
+  }
+  // p(0) = 0.71, p(0)+p(1) = 0.97 > 0.9: top_p 0.9 keeps ids 0 and 1 only.
+  Sampler p9(6, SamplingParams{1.0f, 0, 0.9f, 7});
+  for (int i = 0; i < 500; ++i) {
+    const int t = p9.sample(logits.data());
+    REQUIRE((t == 0 || t == 1));
+  }
+  Sampler p5(6, SamplingParams{1.0f, 0, 0.5f, 7});
+  for (int i = 0; i < 100; ++i) REQUIRE(p5.sample(logits.data()) == 0);
+}
+
+TEST_CASE("the empirical distribution follows softmax(logits / T)", "[sampler]") {
+  std::vector<float> logits = {1.0f, 0.0f, -0.5f};
+  const float T = 0.7f;
+  Sampler s(3, SamplingParams{T, 0, 1.0f, 123});
+  std::map<int, int> count;
+  const int n = 40000;
+  for (int i = 0; i < n; ++i) ++count[s.sample(logits.data())];
+  double z = 0;
+  for (float l : logits) z += std::exp(l / T);
+  for (int i = 0; i < 3; ++i) {
+    const double p = std::exp(logits[i] / T) / z;
+    REQUIRE(std::abs(count[i] / double(n) - p) < 0.01);
+  }
+}
+
+TEST_CASE("bad sampling parameters are refused with the value", "[sampler]") {
+  REQUIRE_THROWS_WITH(Sampler(4, SamplingParams{-1.0f, 0, 1.0f, 0}),
+                      Catch::Contains("temperature must be >= 0"));
+  REQUIRE_THROWS_WITH(Sampler(4, SamplingParams{1.0f, 0, 0.0f, 0}),
+                      Catch::Contains("top_p must be in (0, 1]"));
+}

@@ -1,0 +1,216 @@
+#include "runtime/job_setup.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace tpinfer {
+namespace {
+
+using json = nlohmann::json;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  TPI_CHECK(in, path << ": cannot open");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    TPI_FAIL(path << ": not valid JSON: " << e.what());
+  }
+}
+
+// --dummy-weights takes a Hugging Face directory (or its config.json) for the shapes.
+ModelConfig dummy_model_config(const std::string& model) {
+  std::string dir = model, config = model + "/config.json";
+  if (model.size() > 5 && model.substr(model.size() - 5) == ".json") {
+    config = model;
+    const size_t slash = model.find_last_of('/');
+    dir = slash == std::string::npos ? "." : model.substr(0, slash);
+  }
+  const json cfg = read_json_file(config);
+  json gen = nullptr;
+  const std::string gen_path = dir + "/generation_config.json";
+  if (std::ifstream(gen_path)) gen = read_json_file(gen_path);
+  return ModelConfig::from_hf(cfg, gen, config);
+}
+
+BackendKind pick_backend(BackendChoice choice) {
+  switch (choice) {
+    case BackendChoice::cpu: return BackendKind::cpu;
+    case BackendChoice::cuda:
+      TPI_CHECK(backend_available(BackendKind::cuda),
+                "backend: cuda was requested but this tpinfer was built without CUDA; use "
+                "backend: cpu (or rebuild where nvcc is installed)");
+      TPI_CHECK(cuda_device_count() > 0,
+                "backend: cuda was requested but no CUDA device is visible to this process");
+      return BackendKind::cuda;
+    case BackendChoice::auto_:
+      return backend_available(BackendKind::cuda) && cuda_device_count() > 0 ? BackendKind::cuda
+                                                                             : BackendKind::cpu;
+  }
+  return BackendKind::cpu;
+}
+
+CommKind pick_comm(CommChoice choice, BackendKind backend, int tp) {
+  if (tp == 1) return CommKind::null;
+  switch (choice) {
+    case CommChoice::mpi: return CommKind::mpi;
+    case CommChoice::nccl: return CommKind::nccl;
+    case CommChoice::auto_: return backend == BackendKind::cuda ? CommKind::nccl : CommKind::mpi;
+  }
+  return CommKind::mpi;
+}
+
+}  // namespace
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const double idx = p * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(idx)), hi = static_cast<size_t>(std::ceil(idx));
+  return v[lo] + (v[hi] - v[lo]) * (idx - static_cast<double>(lo));
+}
+
+std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
+                                     const std::vector<ChatMessage>& messages,
+                                     const std::string& system, bool enable_thinking) {
+  if (!chat) return tok.encode(prompt, true);
+  std::vector<ChatMessage> msgs;
+  if (!system.empty()) msgs.push_back({"system", system});
+  if (messages.empty()) {
+    msgs.push_back({"user", prompt});
+  } else {
+    msgs.insert(msgs.end(), messages.begin(), messages.end());
+  }
+  return tok.encode(tok.apply_chat_template(msgs, true, enable_thinking), false);
+}
+
+ModelHandle open_model(World& world, const RunConfig& cfg) {
+  world.set_tp(cfg.tp);
+  const int tp = world.tp();
+  ModelHandle m;
+  // Every rank reads the same files, so these errors are the same on every rank.
+  if (cfg.dummy_weights) {
+    m.config = dummy_model_config(cfg.model);
+  } else {
+    m.dir = std::make_unique<ModelDir>(ModelDir::open(cfg.model));
+    TPI_CHECK(m.dir->tp == tp, cfg.model << ": converted for tp=" << m.dir->tp
+                                         << " but the job runs tp=" << tp
+                                         << "; convert again with scripts/convert_hf.py --tp "
+                                         << tp << " (or launch " << m.dir->tp << " ranks per "
+                                         << "replica)");
+    m.config = m.dir->config;
+  }
+  m.config.check_tp(tp);
+  m.dims = ShardDims::make(m.config, tp, world.tp_rank(), cfg.layers);
+
+  // Only leaders need the tokenizer; agree that it loaded.
+  std::string err;
+  if (world.tp_rank() == 0) {
+    try {
+      const std::string tok_dir = !cfg.tokenizer.empty() ? cfg.tokenizer
+                                  : m.dir                ? m.dir->tokenizer_dir
+                                                         : cfg.model;
+      m.tokenizer = Tokenizer::from_dir(tok_dir);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  world.agree(err.empty(), err);
+
+  if (!cfg.ignore_eos) {
+    m.stop_ids.assign(m.config.eos_token_ids.begin(), m.config.eos_token_ids.end());
+    // A BOS in the output means a new document began: llama2.c-style models end stories so.
+    if (m.config.bos_token_id >= 0) m.stop_ids.push_back(m.config.bos_token_id);
+    if (m.tokenizer) {
+      for (int32_t id : m.tokenizer->eos_ids()) m.stop_ids.push_back(id);
+    }
+    std::sort(m.stop_ids.begin(), m.stop_ids.end());
+    m.stop_ids.erase(std::unique(m.stop_ids.begin(), m.stop_ids.end()), m.stop_ids.end());
+  }
+  return m;
+}
+
+EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
+                          const EngineShape& shape) {
+  EngineHandle e;
+  const bool printer = world.rank() == 0;
+  e.backend_kind = pick_backend(cfg.backend);
+  BackendOptions bopts;
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  bopts.n_threads = cfg.threads > 0 ? cfg.threads : std::max(1, hw / world.local_size());
+  bopts.device_ordinal = world.local_rank();
+  e.backend = make_backend(e.backend_kind, bopts);
+  const DeviceMemory devmem = e.backend->memory();
+  // Ranks of a node share its host memory on the CPU backend.
+  const int sharing = e.backend_kind == BackendKind::cpu ? world.local_size() : 1;
+  e.plan = plan_memory(model.config, model.dims, shape, e.backend->weight_dtype(),
+                       e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes,
+                       cfg.mem_frac, sharing, 0);
+  e.comm_kind = pick_comm(cfg.comm, e.backend_kind, world.tp());
+  if (printer) {
+    const ModelConfig& c = model.config;
+    TPI_LOG_INFO << "model " << arch_name(c.arch) << ": " << c.n_layers << " layers (running "
+                 << model.dims.n_layers << "), hidden " << c.hidden_size << ", heads "
+                 << c.n_heads << "/" << c.n_kv_heads << " kv, vocab " << c.vocab_size
+                 << (cfg.dummy_weights ? ", dummy weights" : "");
+    TPI_LOG_INFO << "world " << world.size() << " rank(s) on " << world.n_nodes()
+                 << " node(s): tp=" << world.tp() << " dp=" << world.dp() << ", backend "
+                 << e.backend->describe() << ", comm " << comm_kind_name(e.comm_kind)
+                 << ", max_seq " << shape.max_seq << " x " << shape.n_slots << " slot(s)";
+    TPI_LOG_INFO << e.plan.report();
+  }
+  std::string err;
+  try {
+    check_memory_plan(e.plan, model.config, model.dims, shape);
+  } catch (const std::exception& ex) {
+    err = ex.what();
+  }
+  world.agree(err.empty(), err);
+  e.comm = make_communicator(e.comm_kind, world, *e.backend);
+
+  // Allocate and load only this rank's shard; agree before the first collective.
+  const auto t0 = std::chrono::steady_clock::now();
+  err.clear();
+  try {
+    e.engine = std::make_unique<Engine>(model.config, model.dims, shape, *e.backend, *e.comm);
+    if (cfg.dummy_weights) {
+      e.engine->load_dummy(cfg.seed);
+    } else {
+      e.engine->load(*model.dir, world.rank());
+    }
+  } catch (const std::exception& ex) {
+    err = ex.what();
+  }
+  world.agree(err.empty(), err);
+  e.load_ms = ms_since(t0);
+  if (printer) {
+    TPI_LOG_INFO << "loaded in " << static_cast<int>(e.load_ms) << " ms; allocated "
+                 << format_bytes(e.backend->allocated_bytes()) << " per rank (planned "
+                 << format_bytes(e.plan.total_bytes) << ")";
+  }
+  return e;
+}
+
+std::vector<std::string> gather_memory_report(World& world, const EngineHandle& e) {
+  json j = {{"rank", world.rank()},
+            {"host", world.hostname()},
+            {"planned_bytes", e.plan.total_bytes},
+            {"allocated_bytes", e.backend->allocated_bytes()},
+            {"weight_bytes", e.plan.weight_bytes},
+            {"kv_cache_bytes", e.plan.kv_bytes},
+            {"scratch_bytes", e.plan.activation_bytes}};
+  return world.gather_strings(j.dump());
+}
+
+}  // namespace tpinfer

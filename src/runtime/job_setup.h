@@ -1,0 +1,56 @@
+// The set-up every mode of the job shares, in two phases so the engine can be sized for the
+// work: open_model() reads the model description (and, on tp leaders, the tokenizer), then
+// start_engine() picks the backend, plans memory, builds the communicator, allocates and loads.
+// Every step ends in agreement across ranks, so a failure anywhere is an error everywhere.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "comm/communicator.h"
+#include "comm/world.h"
+#include "config/run_config.h"
+#include "io/model_dir.h"
+#include "model/model_config.h"
+#include "model/transformer.h"
+#include "runtime/engine.h"
+#include "runtime/memory_plan.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tpinfer {
+
+struct ModelHandle {
+  ModelConfig config;
+  std::unique_ptr<ModelDir> dir;        // null with dummy weights
+  std::unique_ptr<Tokenizer> tokenizer;  // tp leaders only
+  ShardDims dims;
+  std::vector<int32_t> stop_ids;         // EOS ids of the configs and tokenizer, and BOS
+};
+
+struct EngineHandle {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Engine> engine;
+  MemoryPlan plan;
+  BackendKind backend_kind = BackendKind::cpu;
+  CommKind comm_kind = CommKind::null;
+  double load_ms = 0.0;
+};
+
+// Calls world.set_tp(cfg.tp) first.
+ModelHandle open_model(World& world, const RunConfig& cfg);
+EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
+                          const EngineShape& shape);
+
+// Tokenizes a prompt (or a chat) as the job does; leaders only.
+std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
+                                     const std::vector<ChatMessage>& messages,
+                                     const std::string& system, bool enable_thinking);
+
+// Per-rank memory as JSON objects gathered on world rank 0 (empty elsewhere).
+std::vector<std::string> gather_memory_report(World& world, const EngineHandle& e);
+
+double percentile(std::vector<double> v, double p);
+
+}  // namespace tpinfer

@@ -1,0 +1,321 @@
+// ModelConfig: parsing Hugging Face config.json and the tpinfer manifest's "config" object, and
+// the refusals for what the engine does not implement. scripts/convert_hf.py's parse_hf_config()
+// is the Python twin and prints the same messages.
+#include "model/model_config.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+using nlohmann::json;
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::llama: return "llama";
+    case Arch::mistral: return "mistral";
+    case Arch::qwen3: return "qwen3";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr const char* kSupportedArchitectures =
+    "LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM";
+
+bool present(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && !j.at(key).is_null();
+}
+
+std::string type_of(const json& v) {
+  return v.dump().size() > 40 ? std::string(v.type_name()) : v.dump();
+}
+
+int64_t get_int(const json& j, const char* key, const std::string& source) {
+  TPI_CHECK(present(j, key), source << ": missing key '" << key << "'");
+  const json& v = j.at(key);
+  TPI_CHECK(v.is_number_integer(),
+            source << ": key '" << key << "' must be an integer, found " << type_of(v));
+  return v.get<int64_t>();
+}
+
+int get_positive(const json& j, const char* key, const std::string& source) {
+  const int64_t v = get_int(j, key, source);
+  TPI_CHECK(v > 0 && v <= (int64_t{1} << 31) - 1,
+            source << ": key '" << key << "' must be a positive integer, found " << v);
+  return static_cast<int>(v);
+}
+
+double get_number(const json& j, const char* key, const std::string& source) {
+  TPI_CHECK(present(j, key), source << ": missing key '" << key << "'");
+  const json& v = j.at(key);
+  TPI_CHECK(v.is_number(), source << ": key '" << key << "' must be a number, found " << type_of(v));
+  return v.get<double>();
+}
+
+bool get_bool(const json& j, const char* key, const std::string& source) {
+  TPI_CHECK(j.is_object() && j.contains(key), source << ": missing key '" << key << "'");
+  const json& v = j.at(key);
+  TPI_CHECK(v.is_boolean(), source << ": key '" << key << "' must be true or false, found "
+                                   << type_of(v));
+  return v.get<bool>();
+}
+
+// eos_token_id is an int, a list of ints, or null.
+void add_token_ids(const json& j, const char* key, const std::string& source,
+                   std::vector<int>& out) {
+  if (!present(j, key)) return;
+  const json& v = j.at(key);
+  auto add = [&](const json& e) {
+    TPI_CHECK(e.is_number_integer(), source << ": key '" << key
+                                            << "' must be an integer or a list of integers, found "
+                                            << type_of(v));
+    const int id = e.get<int>();
+    if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+  };
+  if (v.is_array()) {
+    for (const json& e : v) add(e);
+  } else {
+    add(v);
+  }
+}
+
+// Plain RoPE only. transformers 5 writes rope_parameters {rope_type: "default", rope_theta};
+// older configs write rope_theta and rope_scaling (null for plain RoPE).
+void check_rope(const json& config, const std::string& source) {
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!present(config, key)) continue;
+    const json& r = config.at(key);
+    TPI_CHECK(r.is_object(), source << ": key '" << key << "' must be an object or null, found "
+                                    << type_of(r));
+    std::string kind = "default";
+    if (present(r, "rope_type")) {
+      kind = r.at("rope_type").is_string() ? r.at("rope_type").get<std::string>()
+                                           : r.at("rope_type").dump();
+    } else if (present(r, "type")) {
+      kind = r.at("type").is_string() ? r.at("type").get<std::string>() : r.at("type").dump();
+    } else if (std::string(key) == "rope_scaling") {
+      kind = "unnamed";
+    }
+    TPI_CHECK(kind == "default",
+              source << ": rope_scaling type '" << kind
+                     << "' is not implemented; only plain RoPE (rope_scaling null or absent) is "
+                        "supported now");
+  }
+}
+
+std::string join(const std::vector<int>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+  return os.str();
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_hf(const json& config, const json& generation_config,
+                                 const std::string& source) {
+  TPI_CHECK(config.is_object(), source << ": expected a JSON object");
+  ModelConfig c;
+
+  std::string name;
+  if (present(config, "architectures") && config.at("architectures").is_array() &&
+      !config.at("architectures").empty()) {
+    name = config.at("architectures")[0].is_string()
+               ? config.at("architectures")[0].get<std::string>()
+               : config.at("architectures")[0].dump();
+    if (name == "LlamaForCausalLM") {
+      c.arch = Arch::llama;
+    } else if (name == "MistralForCausalLM") {
+      c.arch = Arch::mistral;
+    } else if (name == "Qwen3ForCausalLM") {
+      c.arch = Arch::qwen3;
+    } else {
+      TPI_FAIL(source << ": unsupported architecture '" << name
+                      << "'; supported: " << kSupportedArchitectures);
+    }
+  } else {
+    TPI_CHECK(present(config, "model_type"),
+              source << ": neither 'architectures' nor 'model_type' is set; supported: "
+                     << kSupportedArchitectures);
+    const json& mt = config.at("model_type");
+    name = mt.is_string() ? mt.get<std::string>() : mt.dump();
+    if (name == "llama") {
+      c.arch = Arch::llama;
+    } else if (name == "mistral") {
+      c.arch = Arch::mistral;
+    } else if (name == "qwen3") {
+      c.arch = Arch::qwen3;
+    } else {
+      TPI_FAIL(source << ": unsupported model_type '" << name
+                      << "'; supported: " << kSupportedArchitectures);
+    }
+  }
+
+  check_rope(config, source);
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    if (present(config, key) && config.at(key).is_boolean() && config.at(key).get<bool>()) {
+      TPI_FAIL(source << ": " << key
+                      << "=true is not supported: attention/mlp biases are not implemented");
+    }
+  }
+  if (present(config, "hidden_act")) {
+    const json& act = config.at("hidden_act");
+    TPI_CHECK(act.is_string() && act.get<std::string>() == "silu",
+              source << ": hidden_act " << act.dump() << " is not supported (only \"silu\")");
+  }
+
+  c.vocab_size = get_positive(config, "vocab_size", source);
+  c.hidden_size = get_positive(config, "hidden_size", source);
+  c.intermediate_size = get_positive(config, "intermediate_size", source);
+  c.n_layers = get_positive(config, "num_hidden_layers", source);
+  c.n_heads = get_positive(config, "num_attention_heads", source);
+  c.n_kv_heads = present(config, "num_key_value_heads")
+                     ? get_positive(config, "num_key_value_heads", source)
+                     : c.n_heads;
+  if (present(config, "head_dim")) {
+    c.head_dim = get_positive(config, "head_dim", source);
+  } else {
+    TPI_CHECK(c.hidden_size % c.n_heads == 0,
+              source << ": head_dim is absent and num_attention_heads=" << c.n_heads
+                     << " does not divide hidden_size=" << c.hidden_size);
+    c.head_dim = c.hidden_size / c.n_heads;
+  }
+  TPI_CHECK(c.n_heads % c.n_kv_heads == 0,
+            source << ": num_key_value_heads=" << c.n_kv_heads
+                   << " does not divide num_attention_heads=" << c.n_heads);
+  c.max_position_embeddings = get_positive(config, "max_position_embeddings", source);
+
+  if (present(config, "rope_theta")) {
+    c.rope_theta = static_cast<float>(get_number(config, "rope_theta", source));
+  } else if (present(config, "rope_parameters") &&
+             present(config.at("rope_parameters"), "rope_theta")) {
+    c.rope_theta = static_cast<float>(
+        get_number(config.at("rope_parameters"), "rope_theta", source + " rope_parameters"));
+  }
+  if (present(config, "rms_norm_eps")) {
+    c.rms_norm_eps = static_cast<float>(get_number(config, "rms_norm_eps", source));
+  }
+  if (present(config, "tie_word_embeddings")) {
+    c.tie_word_embeddings = get_bool(config, "tie_word_embeddings", source);
+  }
+
+  c.qk_norm = c.arch == Arch::qwen3;
+  if (c.arch == Arch::mistral && present(config, "sliding_window")) {
+    c.sliding_window = get_positive(config, "sliding_window", source);
+  }
+  if (c.arch == Arch::qwen3 && present(config, "use_sliding_window") &&
+      config.at("use_sliding_window").is_boolean() &&
+      config.at("use_sliding_window").get<bool>()) {
+    TPI_FAIL(source << ": use_sliding_window=true is not supported for Qwen3 "
+                       "(sliding-window layers are not implemented)");
+  }
+
+  const std::string gen_source = "generation_config.json";
+  if (present(config, "bos_token_id") && config.at("bos_token_id").is_number_integer()) {
+    c.bos_token_id = config.at("bos_token_id").get<int>();
+  } else if (present(generation_config, "bos_token_id") &&
+             generation_config.at("bos_token_id").is_number_integer()) {
+    c.bos_token_id = generation_config.at("bos_token_id").get<int>();
+  }
+  add_token_ids(config, "eos_token_id", source, c.eos_token_ids);
+  add_token_ids(generation_config, "eos_token_id", gen_source, c.eos_token_ids);
+  return c;
+}
+
+json ModelConfig::to_manifest() const {
+  json j;
+  j["arch"] = arch_name(arch);
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["intermediate_size"] = intermediate_size;
+  j["n_layers"] = n_layers;
+  j["n_heads"] = n_heads;
+  j["n_kv_heads"] = n_kv_heads;
+  j["head_dim"] = head_dim;
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["rope_theta"] = rope_theta;
+  j["rms_norm_eps"] = rms_norm_eps;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  j["qk_norm"] = qk_norm;
+  j["sliding_window"] = sliding_window;
+  j["bos_token_id"] = bos_token_id;
+  j["eos_token_ids"] = eos_token_ids;
+  return j;
+}
+
+ModelConfig ModelConfig::from_manifest(const json& j, const std::string& source) {
+  TPI_CHECK(j.is_object(), source << ": 'config' must be an object");
+  ModelConfig c;
+  const std::string src = source + ": config";
+  TPI_CHECK(present(j, "arch") && j.at("arch").is_string(),
+            src << ": missing key 'arch' (a string)");
+  const std::string a = j.at("arch").get<std::string>();
+  if (a == "llama") {
+    c.arch = Arch::llama;
+  } else if (a == "mistral") {
+    c.arch = Arch::mistral;
+  } else if (a == "qwen3") {
+    c.arch = Arch::qwen3;
+  } else {
+    TPI_FAIL(src << ": unknown arch '" << a << "' (expected llama, mistral or qwen3)");
+  }
+  c.vocab_size = get_positive(j, "vocab_size", src);
+  c.hidden_size = get_positive(j, "hidden_size", src);
+  c.intermediate_size = get_positive(j, "intermediate_size", src);
+  c.n_layers = get_positive(j, "n_layers", src);
+  c.n_heads = get_positive(j, "n_heads", src);
+  c.n_kv_heads = get_positive(j, "n_kv_heads", src);
+  c.head_dim = get_positive(j, "head_dim", src);
+  c.max_position_embeddings = get_positive(j, "max_position_embeddings", src);
+  c.rope_theta = static_cast<float>(get_number(j, "rope_theta", src));
+  c.rms_norm_eps = static_cast<float>(get_number(j, "rms_norm_eps", src));
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src);
+  c.qk_norm = get_bool(j, "qk_norm", src);
+  const int64_t window = get_int(j, "sliding_window", src);
+  TPI_CHECK(window >= 0, src << ": key 'sliding_window' must be >= 0, found " << window);
+  c.sliding_window = static_cast<int>(window);
+  c.bos_token_id = static_cast<int>(get_int(j, "bos_token_id", src));
+  TPI_CHECK(j.contains("eos_token_ids") && j.at("eos_token_ids").is_array(),
+            src << ": missing key 'eos_token_ids' (a list of integers)");
+  add_token_ids(j, "eos_token_ids", src, c.eos_token_ids);
+  TPI_CHECK(c.n_heads % c.n_kv_heads == 0, src << ": n_kv_heads=" << c.n_kv_heads
+                                              << " does not divide n_heads=" << c.n_heads);
+  return c;
+}
+
+std::vector<int> ModelConfig::valid_tp_sizes(int max_tp) const {
+  std::vector<int> v;
+  for (int tp = 1; tp <= max_tp; ++tp) {
+    if (n_heads % tp == 0 && n_kv_heads % tp == 0 && intermediate_size % tp == 0) v.push_back(tp);
+  }
+  return v;
+}
+
+void ModelConfig::check_tp(int tp) const {
+  TPI_CHECK(tp >= 1, "tp must be >= 1, got " << tp);
+  const std::pair<const char*, int> dims[] = {{"num_attention_heads", n_heads},
+                                              {"num_key_value_heads", n_kv_heads},
+                                              {"intermediate_size", intermediate_size}};
+  for (const auto& [key, value] : dims) {
+    TPI_CHECK(value % tp == 0, "tp=" << tp << " does not divide " << key << "=" << value
+                                     << "; valid tp: " << join(valid_tp_sizes()));
+  }
+}
+
+int64_t ModelConfig::n_params() const {
+  const int64_t h = hidden_size;
+  const int64_t q_dim = static_cast<int64_t>(n_heads) * head_dim;
+  const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
+  const int64_t per_layer = 2 * h                                     // norms
+                            + q_dim * h + 2 * kv_dim * h + h * q_dim  // q, k, v, o
+                            + (qk_norm ? 2 * static_cast<int64_t>(head_dim) : 0) +
+                            3 * static_cast<int64_t>(intermediate_size) * h;
+  const int64_t embed = static_cast<int64_t>(vocab_size) * h;
+  return embed + n_layers * per_layer + h + (tie_word_embeddings ? 0 : embed);
+}
+
+}  // namespace tpinfer

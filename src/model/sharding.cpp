@@ -1,0 +1,88 @@
+// The sharding table (see sharding.h); scripts/convert_hf.py's sharding_table() is its twin.
+#include "model/sharding.h"
+
+#include <sstream>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << ']';
+  return os.str();
+}
+
+std::vector<int64_t> TensorSpec::local_shape(int tp) const {
+  TPI_CHECK(tp >= 1, "tensor " << name << ": tp must be >= 1, got " << tp);
+  std::vector<int64_t> s = global_shape;
+  if (split == SplitDim::none) return s;
+  const size_t d = static_cast<size_t>(split);
+  TPI_CHECK(d < s.size(), "tensor " << name << ": split dim " << d << " of a "
+                                    << s.size() << "-D tensor");
+  if (vocab_padded) {
+    s[d] = (s[d] + tp - 1) / tp;
+  } else {
+    TPI_CHECK(s[d] % tp == 0, "tensor " << name << ": tp=" << tp << " does not divide dim " << d
+                                        << " of " << shape_str(global_shape));
+    s[d] /= tp;
+  }
+  return s;
+}
+
+int64_t TensorSpec::local_offset(int tp, int rank) const {
+  if (split == SplitDim::none) return 0;
+  return local_shape(tp)[static_cast<size_t>(split)] * rank;
+}
+
+std::string TensorSpec::describe(int tp) const {
+  std::ostringstream os;
+  if (split == SplitDim::none) {
+    os << "replicated, global " << shape_str(global_shape);
+  } else {
+    os << "split dim " << static_cast<int>(split) << " of global " << shape_str(global_shape)
+       << " over tp=" << tp;
+    if (vocab_padded) {
+      os << ", vocab rows padded to " << local_shape(tp)[0] << " per rank";
+    }
+  }
+  return os.str();
+}
+
+std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
+  const int64_t hidden = cfg.hidden_size;
+  const int64_t vocab = cfg.vocab_size;
+  const int64_t inter = cfg.intermediate_size;
+  const int64_t q_dim = static_cast<int64_t>(cfg.n_heads) * cfg.head_dim;
+  const int64_t kv_dim = static_cast<int64_t>(cfg.n_kv_heads) * cfg.head_dim;
+
+  std::vector<TensorSpec> t;
+  auto add = [&](std::string name, std::vector<int64_t> shape, SplitDim split,
+                 bool vocab_padded = false) {
+    t.push_back(TensorSpec{std::move(name), std::move(shape), split, vocab_padded});
+  };
+  add("model.embed_tokens.weight", {vocab, hidden}, SplitDim::out, true);
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {hidden}, SplitDim::none);
+    add(p + "self_attn.q_proj.weight", {q_dim, hidden}, SplitDim::out);
+    add(p + "self_attn.k_proj.weight", {kv_dim, hidden}, SplitDim::out);
+    add(p + "self_attn.v_proj.weight", {kv_dim, hidden}, SplitDim::out);
+    add(p + "self_attn.o_proj.weight", {hidden, q_dim}, SplitDim::in);
+    if (cfg.qk_norm) {
+      add(p + "self_attn.q_norm.weight", {cfg.head_dim}, SplitDim::none);
+      add(p + "self_attn.k_norm.weight", {cfg.head_dim}, SplitDim::none);
+    }
+    add(p + "post_attention_layernorm.weight", {hidden}, SplitDim::none);
+    add(p + "mlp.gate_proj.weight", {inter, hidden}, SplitDim::out);
+    add(p + "mlp.up_proj.weight", {inter, hidden}, SplitDim::out);
+    add(p + "mlp.down_proj.weight", {hidden, inter}, SplitDim::in);
+  }
+  add("model.norm.weight", {hidden}, SplitDim::none);
+  if (!cfg.tie_word_embeddings) add("lm_head.weight", {vocab, hidden}, SplitDim::out, true);
+  return t;
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,146 @@
+// manifest.json reader (see model_dir.h for the keys).
+#include "io/model_dir.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string join_ints(const std::vector<int>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+  return os.str();
+}
+
+const json& require(const json& j, const char* key, const std::string& where) {
+  TPI_CHECK(j.is_object() && j.contains(key), where << ": missing key '" << key << "'");
+  return j.at(key);
+}
+
+int64_t require_int(const json& j, const char* key, const std::string& where) {
+  const json& v = require(j, key, where);
+  TPI_CHECK(v.is_number_integer(),
+            where << ": key '" << key << "' must be an integer, found " << v.dump());
+  return v.get<int64_t>();
+}
+
+std::string require_string(const json& j, const char* key, const std::string& where) {
+  const json& v = require(j, key, where);
+  TPI_CHECK(v.is_string(), where << ": key '" << key << "' must be a string, found " << v.dump());
+  return v.get<std::string>();
+}
+
+std::string shard_name(int rank, int tp) {
+  return "rank" + std::to_string(rank) + "-of-" + std::to_string(tp) + ".h5";
+}
+
+}  // namespace
+
+std::string ModelDir::shard_path(int rank) const {
+  return path + "/" + shard_name(rank, tp);
+}
+
+ModelDir ModelDir::open(const std::string& path_in) {
+  std::string path = path_in;
+  if (fs::path(path).filename() == "manifest.json") path = fs::path(path).parent_path().string();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  if (path.empty()) path = ".";
+  TPI_CHECK(fs::is_directory(path), path << ": model directory not found");
+
+  const std::string manifest = path + "/manifest.json";
+  if (!fs::exists(manifest)) {
+    if (fs::exists(path + "/config.json")) {
+      TPI_FAIL(manifest << ": not found; " << path
+                        << " looks like a Hugging Face model: convert it with "
+                           "scripts/convert_hf.py --model "
+                        << path << " --tp N --out OUT_DIR");
+    }
+    TPI_FAIL(manifest << ": not found (convert a Hugging Face model with scripts/convert_hf.py "
+                         "--model HF_DIR --tp N --out OUT_DIR)");
+  }
+  json m;
+  {
+    std::ifstream in(manifest);
+    TPI_CHECK(in, manifest << ": cannot open");
+    try {
+      in >> m;
+    } catch (const json::exception& e) {
+      TPI_FAIL(manifest << ": invalid JSON: " << e.what());
+    }
+  }
+  TPI_CHECK(m.is_object(), manifest << ": expected a JSON object");
+
+  const std::string format = require_string(m, "format", manifest);
+  TPI_CHECK(format == "tpinfer-shards",
+            manifest << ": key 'format' is '" << format << "', expected 'tpinfer-shards'");
+  const int64_t version = require_int(m, "format_version", manifest);
+  TPI_CHECK(version == kShardFormatVersion,
+            manifest << ": format_version " << version << " is not supported (this build reads "
+                     << kShardFormatVersion << "); re-run scripts/convert_hf.py");
+
+  ModelDir md;
+  md.path = path;
+  md.tokenizer_dir = path;
+  md.format_version = static_cast<int>(version);
+  md.architecture = require_string(m, "architecture", manifest);
+  const std::string dtype = require_string(m, "dtype", manifest);
+  TPI_CHECK(dtype == "f32" || dtype == "f16" || dtype == "bf16",
+            manifest << ": key 'dtype' is '" << dtype << "', expected f32, f16 or bf16");
+  md.dtype = parse_dtype(dtype);
+  const int64_t tp = require_int(m, "tp", manifest);
+  TPI_CHECK(tp >= 1 && tp <= 4096, manifest << ": key 'tp' must be >= 1, found " << tp);
+  md.tp = static_cast<int>(tp);
+  md.config = ModelConfig::from_manifest(require(m, "config", manifest), manifest);
+  try {
+    md.config.check_tp(md.tp);
+  } catch (const Error& e) {
+    TPI_FAIL(manifest << ": " << e.what());
+  }
+
+  const json& files = require(m, "files", manifest);
+  TPI_CHECK(files.is_array() && files.size() == static_cast<size_t>(md.tp),
+            manifest << ": key 'files' must list " << md.tp << " shard files (one per rank), found "
+                     << (files.is_array() ? std::to_string(files.size()) : files.dump()));
+  md.files.resize(static_cast<size_t>(md.tp));
+  std::vector<bool> seen(static_cast<size_t>(md.tp), false);
+  for (const json& f : files) {
+    const std::string where = manifest + ": files[]";
+    const int64_t rank = require_int(f, "rank", where);
+    TPI_CHECK(rank >= 0 && rank < md.tp && !seen[static_cast<size_t>(rank)],
+              where << ": rank " << rank << " is out of range or listed twice (tp=" << md.tp
+                    << ")");
+    seen[static_cast<size_t>(rank)] = true;
+    ShardFile& sf = md.files[static_cast<size_t>(rank)];
+    sf.rank = static_cast<int>(rank);
+    sf.name = require_string(f, "path", where);
+    TPI_CHECK(sf.name == shard_name(sf.rank, md.tp),
+              where << ": rank " << rank << " path is '" << sf.name << "', expected '"
+                    << shard_name(sf.rank, md.tp) << "'");
+    sf.bytes = require_int(f, "bytes", where);
+    sf.sha256 = require_string(f, "sha256", where);
+  }
+  return md;
+}
+
+void check_job_tp(const ModelDir& md, int job_tp) {
+  if (md.tp == job_tp) return;
+  std::ostringstream hint;
+  const std::vector<int> valid = md.config.valid_tp_sizes();
+  bool job_tp_valid = false;
+  for (int v : valid) job_tp_valid |= v == job_tp;
+  if (!job_tp_valid) hint << " (tp=" << job_tp << " does not fit this model; valid tp: "
+                          << join_ints(valid) << ")";
+  TPI_FAIL(md.path << ": model converted for tp=" << md.tp << " but the job runs tp=" << job_tp
+                   << ": re-run scripts/convert_hf.py --tp " << job_tp << hint.str());
+}
+
+}  // namespace tpinfer

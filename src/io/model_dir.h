@@ -1,0 +1,46 @@
+// A converted model directory: manifest.json (written by scripts/convert_hf.py), one HDF5 shard
+// per tp rank (rank{r}-of-{tp}.h5) and the tokenizer/config files copied beside them.
+//
+// manifest.json keys: format ("tpinfer-shards"), format_version (1), architecture (the HF class,
+// e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" | "f16" | "bf16"),
+// tp, files ([{rank, path, bytes, sha256}], one per rank), tokenizer_files, n_tensors,
+// source ({dir, weights, dtype}), converter ({script, created}).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "model/model_config.h"
+
+namespace tpinfer {
+
+constexpr int kShardFormatVersion = 1;
+
+struct ShardFile {
+  int rank = 0;
+  std::string name;    // "rank0-of-4.h5", relative to the model dir
+  int64_t bytes = 0;   // the loader refuses a file of any other size (truncated, replaced)
+  std::string sha256;  // hex; informational for the loader, checked by tests and by hand
+};
+
+struct ModelDir {
+  std::string path;
+  ModelConfig config;
+  int tp = 1;
+  DType dtype = DType::f32;
+  int format_version = 0;
+  std::string tokenizer_dir;       // == path (tokenizer files sit beside the shards)
+  std::string architecture;        // HF class name, e.g. "LlamaForCausalLM"
+  std::vector<ShardFile> files;    // files[r] is rank r's shard
+  std::string shard_path(int rank) const;  // path/rank{r}-of-{tp}.h5
+  // Reads and validates manifest.json; errors name the file and the key.
+  static ModelDir open(const std::string& path);
+};
+
+// Throws "model converted for tp=4 but the job runs tp=2: re-run scripts/convert_hf.py --tp 2"
+// when the job's tp differs from the manifest's.
+void check_job_tp(const ModelDir& md, int job_tp);
+
+}  // namespace tpinfer

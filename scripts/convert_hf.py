@@ -1,0 +1,575 @@
+#!/usr/bin/python3
+"""Convert a Hugging Face Llama / Mistral / Qwen3 checkpoint into tpinfer's per-rank shards.
+
+    /usr/bin/python3 scripts/convert_hf.py --model HF_DIR --tp N --out OUT_DIR [--dtype bf16|f16|f32]
+
+Writes OUT_DIR/rank{r}-of-{N}.h5 (one HDF5 file per tp rank holding only that rank's slice of
+every tensor), OUT_DIR/manifest.json, and copies the tokenizer/config files found in HF_DIR.
+Needs only numpy + h5py + the standard library (Debian: apt-get install python3-h5py
+python3-numpy, then run with /usr/bin/python3). Safetensors are parsed here: 8-byte little-endian
+header length, JSON header, raw little-endian data.
+
+The conversion streams: one tensor is read (by seek) at a time, its slices are written to all N
+open rank files, and it is dropped, so a 7B model converts in far less RAM than its size.
+
+The sharding table below is the twin of src/model/sharding.cpp and the config parsing the twin of
+src/model/model_config.cpp; `--print-sharding` dumps both as JSON so tests/io can keep them in
+step. HDF5 layout: one root-level dataset per tensor, named by its HF name, with attributes
+global_shape (int64[]) and split_dim (-1 replicated, 0 or 1); root attributes format_version,
+rank, tp, dtype. f32 is stored as float32, bf16/f16 as uint16 bit patterns.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import struct
+import sys
+import time
+
+try:
+    import h5py
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - depends on the interpreter
+    sys.exit("convert_hf.py: missing %s: apt-get install python3-h5py python3-numpy and run with "
+             "/usr/bin/python3" % (exc.name or exc))
+
+FORMAT = "tpinfer-shards"
+FORMAT_VERSION = 1
+SUPPORTED_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen3ForCausalLM": "qwen3",
+}
+SUPPORTED_LIST = ", ".join(SUPPORTED_ARCHITECTURES)
+# Files copied beside the shards when present (the tokenizer is optional: tests feed ids).
+COPIED_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"]
+# Safetensors dtype -> (numpy dtype of the raw data, bytes per element).
+SOURCE_DTYPES = {"F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2)}
+# Tensors a checkpoint may carry that the engine recomputes.
+IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+CHUNK = 1 << 22  # elements per conversion chunk (bounds the temporaries of bf16 rounding)
+
+
+class ConvertError(Exception):
+    """A refusal: printed as one line, exit status 1."""
+
+
+# --- config (twin of ModelConfig::from_hf / to_manifest / check_tp) ---------------------------
+
+def _present(j, key):
+    return isinstance(j, dict) and j.get(key) is not None
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _get_int(j, key, source):
+    if not _present(j, key):
+        raise ConvertError("%s: missing key '%s'" % (source, key))
+    v = j[key]
+    if not _is_int(v):
+        raise ConvertError("%s: key '%s' must be an integer, found %s" % (source, key, json.dumps(v)))
+    return v
+
+
+def _get_positive(j, key, source):
+    v = _get_int(j, key, source)
+    if v <= 0 or v > 2**31 - 1:
+        raise ConvertError("%s: key '%s' must be a positive integer, found %d" % (source, key, v))
+    return v
+
+
+def _get_number(j, key, source):
+    v = j[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConvertError("%s: key '%s' must be a number, found %s" % (source, key, json.dumps(v)))
+    return float(v)
+
+
+def _add_token_ids(j, key, source, out):
+    if not _present(j, key):
+        return
+    v = j[key]
+    for e in (v if isinstance(v, list) else [v]):
+        if not _is_int(e):
+            raise ConvertError("%s: key '%s' must be an integer or a list of integers, found %s"
+                               % (source, key, json.dumps(v)))
+        if e not in out:
+            out.append(e)
+
+
+def _check_rope(config, source):
+    # Plain RoPE only. transformers 5 writes rope_parameters {rope_type: "default", rope_theta};
+    # older configs write rope_theta and rope_scaling (null for plain RoPE).
+    for key in ("rope_scaling", "rope_parameters"):
+        if not _present(config, key):
+            continue
+        r = config[key]
+        if not isinstance(r, dict):
+            raise ConvertError("%s: key '%s' must be an object or null, found %s"
+                               % (source, key, json.dumps(r)))
+        if _present(r, "rope_type"):
+            kind = r["rope_type"]
+        elif _present(r, "type"):
+            kind = r["type"]
+        else:
+            kind = "unnamed" if key == "rope_scaling" else "default"
+        if kind != "default":
+            raise ConvertError("%s: rope_scaling type '%s' is not implemented; only plain RoPE "
+                               "(rope_scaling null or absent) is supported now" % (source, kind))
+
+
+def parse_hf_config(config, generation_config, source):
+    """HF config.json (+ generation_config.json or None) -> the manifest's "config" object."""
+    if not isinstance(config, dict):
+        raise ConvertError("%s: expected a JSON object" % source)
+    archs = config.get("architectures")
+    if isinstance(archs, list) and archs:
+        name = archs[0]
+        if name not in SUPPORTED_ARCHITECTURES:
+            raise ConvertError("%s: unsupported architecture '%s'; supported: %s"
+                               % (source, name, SUPPORTED_LIST))
+        arch = SUPPORTED_ARCHITECTURES[name]
+    else:
+        if not _present(config, "model_type"):
+            raise ConvertError("%s: neither 'architectures' nor 'model_type' is set; supported: %s"
+                               % (source, SUPPORTED_LIST))
+        name = config["model_type"]
+        if name not in SUPPORTED_ARCHITECTURES.values():
+            raise ConvertError("%s: unsupported model_type '%s'; supported: %s"
+                               % (source, name, SUPPORTED_LIST))
+        arch = name
+
+    _check_rope(config, source)
+    for key in ("attention_bias", "mlp_bias"):
+        if config.get(key) is True:
+            raise ConvertError("%s: %s=true is not supported: attention/mlp biases are not "
+                               "implemented" % (source, key))
+    if _present(config, "hidden_act") and config["hidden_act"] != "silu":
+        raise ConvertError('%s: hidden_act %s is not supported (only "silu")'
+                           % (source, json.dumps(config["hidden_act"])))
+
+    c = {"arch": arch}
+    c["vocab_size"] = _get_positive(config, "vocab_size", source)
+    c["hidden_size"] = _get_positive(config, "hidden_size", source)
+    c["intermediate_size"] = _get_positive(config, "intermediate_size", source)
+    c["n_layers"] = _get_positive(config, "num_hidden_layers", source)
+    c["n_heads"] = _get_positive(config, "num_attention_heads", source)
+    c["n_kv_heads"] = (_get_positive(config, "num_key_value_heads", source)
+                       if _present(config, "num_key_value_heads") else c["n_heads"])
+    if _present(config, "head_dim"):
+        c["head_dim"] = _get_positive(config, "head_dim", source)
+    else:
+        if c["hidden_size"] % c["n_heads"]:
+            raise ConvertError("%s: head_dim is absent and num_attention_heads=%d does not divide "
+                               "hidden_size=%d" % (source, c["n_heads"], c["hidden_size"]))
+        c["head_dim"] = c["hidden_size"] // c["n_heads"]
+    if c["n_heads"] % c["n_kv_heads"]:
+        raise ConvertError("%s: num_key_value_heads=%d does not divide num_attention_heads=%d"
+                           % (source, c["n_kv_heads"], c["n_heads"]))
+    c["max_position_embeddings"] = _get_positive(config, "max_position_embeddings", source)
+    theta = 10000.0
+    if _present(config, "rope_theta"):
+        theta = _get_number(config, "rope_theta", source)
+    elif _present(config, "rope_parameters") and _present(config["rope_parameters"], "rope_theta"):
+        theta = _get_number(config["rope_parameters"], "rope_theta", source + " rope_parameters")
+    c["rope_theta"] = theta
+    c["rms_norm_eps"] = (_get_number(config, "rms_norm_eps", source)
+                         if _present(config, "rms_norm_eps") else 1e-5)
+    tie = config.get("tie_word_embeddings", False)
+    if not isinstance(tie, bool):
+        raise ConvertError("%s: key 'tie_word_embeddings' must be true or false, found %s"
+                           % (source, json.dumps(tie)))
+    c["tie_word_embeddings"] = tie
+    c["qk_norm"] = arch == "qwen3"
+    c["sliding_window"] = 0
+    if arch == "mistral" and _present(config, "sliding_window"):
+        c["sliding_window"] = _get_positive(config, "sliding_window", source)
+    if arch == "qwen3" and config.get("use_sliding_window") is True:
+        raise ConvertError("%s: use_sliding_window=true is not supported for Qwen3 "
+                           "(sliding-window layers are not implemented)" % source)
+    gen = generation_config if isinstance(generation_config, dict) else {}
+    bos = -1
+    if _is_int(config.get("bos_token_id")):
+        bos = config["bos_token_id"]
+    elif _is_int(gen.get("bos_token_id")):
+        bos = gen["bos_token_id"]
+    c["bos_token_id"] = bos
+    eos = []
+    _add_token_ids(config, "eos_token_id", source, eos)
+    _add_token_ids(gen, "eos_token_id", "generation_config.json", eos)
+    c["eos_token_ids"] = eos
+    return c
+
+
+def valid_tp_sizes(c, max_tp=64):
+    return [tp for tp in range(1, max_tp + 1)
+            if c["n_heads"] % tp == 0 and c["n_kv_heads"] % tp == 0
+            and c["intermediate_size"] % tp == 0]
+
+
+def check_tp(c, tp):
+    if tp < 1:
+        raise ConvertError("tp must be >= 1, got %d" % tp)
+    valid = ", ".join(str(t) for t in valid_tp_sizes(c))
+    for key, value in (("num_attention_heads", c["n_heads"]),
+                       ("num_key_value_heads", c["n_kv_heads"]),
+                       ("intermediate_size", c["intermediate_size"])):
+        if value % tp:
+            raise ConvertError("tp=%d does not divide %s=%d; valid tp: %s" % (tp, key, value, valid))
+
+
+# --- sharding table (twin of src/model/sharding.cpp) ------------------------------------------
+
+def sharding_table(c):
+    """[(name, global_shape, split_dim, vocab_padded)] in file order == load order."""
+    h, v, inter = c["hidden_size"], c["vocab_size"], c["intermediate_size"]
+    q_dim, kv_dim = c["n_heads"] * c["head_dim"], c["n_kv_heads"] * c["head_dim"]
+    t = [("model.embed_tokens.weight", [v, h], 0, True)]
+    for layer in range(c["n_layers"]):
+        p = "model.layers.%d." % layer
+        t.append((p + "input_layernorm.weight", [h], -1, False))
+        t.append((p + "self_attn.q_proj.weight", [q_dim, h], 0, False))
+        t.append((p + "self_attn.k_proj.weight", [kv_dim, h], 0, False))
+        t.append((p + "self_attn.v_proj.weight", [kv_dim, h], 0, False))
+        t.append((p + "self_attn.o_proj.weight", [h, q_dim], 1, False))
+        if c["qk_norm"]:
+            t.append((p + "self_attn.q_norm.weight", [c["head_dim"]], -1, False))
+            t.append((p + "self_attn.k_norm.weight", [c["head_dim"]], -1, False))
+        t.append((p + "post_attention_layernorm.weight", [h], -1, False))
+        t.append((p + "mlp.gate_proj.weight", [inter, h], 0, False))
+        t.append((p + "mlp.up_proj.weight", [inter, h], 0, False))
+        t.append((p + "mlp.down_proj.weight", [h, inter], 1, False))
+    t.append(("model.norm.weight", [h], -1, False))
+    if not c["tie_word_embeddings"]:
+        t.append(("lm_head.weight", [v, h], 0, True))
+    return t
+
+
+def local_shape(global_shape, split, vocab_padded, tp):
+    s = list(global_shape)
+    if split >= 0:
+        s[split] = -(-s[split] // tp) if vocab_padded else s[split] // tp
+    return s
+
+
+# --- safetensors ------------------------------------------------------------------------------
+
+class SafetensorsIndex:
+    """Headers of model.safetensors or of every shard named by model.safetensors.index.json."""
+
+    def __init__(self, model_dir):
+        self.entries = {}  # name -> (path, absolute offset, dtype, shape, nbytes)
+        index = os.path.join(model_dir, "model.safetensors.index.json")
+        single = os.path.join(model_dir, "model.safetensors")
+        if os.path.exists(index):
+            with open(index) as f:
+                weight_map = json.load(f).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ConvertError("%s: no 'weight_map' object" % index)
+            files = sorted(set(weight_map.values()))
+        elif os.path.exists(single):
+            weight_map, files = None, ["model.safetensors"]
+        else:
+            raise ConvertError("%s: no model.safetensors or model.safetensors.index.json "
+                               "(only safetensors checkpoints are supported)" % model_dir)
+        self.files = files
+        for fname in files:
+            path = os.path.join(model_dir, fname)
+            for name, entry in self._read_header(path).items():
+                if weight_map is not None and weight_map.get(name) != fname:
+                    continue
+                self.entries[name] = entry
+        if weight_map is not None:
+            for name, fname in weight_map.items():
+                if name not in self.entries:
+                    raise ConvertError("%s: index names %s in %s but that file does not hold it"
+                                       % (index, name, fname))
+
+    @staticmethod
+    def _read_header(path):
+        if not os.path.exists(path):
+            raise ConvertError("%s: not found (named by model.safetensors.index.json)" % path)
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise ConvertError("%s: not a safetensors file (shorter than 8 bytes)" % path)
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8 or n > 100 << 20:
+                raise ConvertError("%s: not a safetensors file (header length %d)" % (path, n))
+            try:
+                header = json.loads(f.read(n))
+            except ValueError as exc:
+                raise ConvertError("%s: bad safetensors JSON header: %s" % (path, exc))
+        data_start = 8 + n
+        out = {}
+        for name, e in header.items():
+            if name == "__metadata__":
+                continue
+            dtype, shape, (begin, end) = e["dtype"], e["shape"], e["data_offsets"]
+            numel = 1
+            for d in shape:
+                numel *= d
+            itemsize = SOURCE_DTYPES.get(dtype, (None, None))[1]
+            if itemsize is not None and end - begin != numel * itemsize:
+                raise ConvertError("%s: tensor %s: %d data bytes for shape %s of %s"
+                                   % (path, name, end - begin, shape, dtype))
+            if data_start + end > size:
+                raise ConvertError("%s: tensor %s ends at byte %d but the file has %d bytes "
+                                   "(truncated?)" % (path, name, data_start + end, size))
+            out[name] = (path, data_start + begin, dtype, list(shape), end - begin)
+        return out
+
+    def read(self, name):
+        """The tensor's raw data as a numpy array of its source type (F32/F16/BF16->uint16)."""
+        path, offset, dtype, shape, nbytes = self.entries[name]
+        arr = np.empty(nbytes // SOURCE_DTYPES[dtype][1], dtype=SOURCE_DTYPES[dtype][0])
+        with open(path, "rb") as f:
+            f.seek(offset)
+            got = f.readinto(memoryview(arr.view(np.uint8)))
+        if got != nbytes:
+            raise ConvertError("%s: tensor %s: short read (%d of %d bytes)" % (path, name, got, nbytes))
+        return arr.reshape(shape)
+
+
+# --- dtype conversion ---------------------------------------------------------------------------
+
+def f32_to_bf16(x):
+    """float32 array -> uint16 bf16 bit patterns, round to nearest even (NaN stays NaN)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).reshape(-1).view(np.uint32)
+    out = np.empty(u.shape, dtype=np.uint16)
+    for s in range(0, u.size, CHUNK):
+        c = u[s:s + CHUNK]
+        r = (c + (np.uint32(0x7FFF) + ((c >> np.uint32(16)) & np.uint32(1)))) >> np.uint32(16)
+        nan = (c & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        if nan.any():
+            r[nan] = (c[nan] >> np.uint32(16)) | np.uint32(0x40)
+        out[s:s + CHUNK] = r.astype(np.uint16)
+    return out.reshape(np.shape(x))
+
+
+def bf16_to_f32(u16):
+    return (u16.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def convert(arr, src, dst):
+    """Raw source array (F32 / F16 / BF16-as-uint16) -> stored array for dst (f32 | f16 | bf16)."""
+    if src == "F32":
+        f32 = arr
+    elif src == "F16":
+        if dst == "f16":
+            return arr.view(np.uint16)
+        f32 = arr.astype(np.float32)
+    else:  # BF16
+        if dst == "bf16":
+            return arr
+        f32 = bf16_to_f32(arr)
+    if dst == "f32":
+        return f32
+    if dst == "f16":
+        with np.errstate(over="ignore"):
+            return f32.astype("<f2").view(np.uint16)
+    return f32_to_bf16(f32)
+
+
+# --- conversion -------------------------------------------------------------------------------
+
+def load_json(path, required):
+    if not os.path.exists(path):
+        if required:
+            raise ConvertError("%s: not found" % path)
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as exc:
+        raise ConvertError("%s: invalid JSON: %s" % (path, exc))
+
+
+def read_model(model_dir):
+    config_path = os.path.join(model_dir, "config.json")
+    config = load_json(config_path, True)
+    gen = load_json(os.path.join(model_dir, "generation_config.json"), False)
+    return config, gen, parse_hf_config(config, gen, config_path)
+
+
+def check_tensors(c, table, st, model_dir):
+    """Every table tensor present with its shape and a supported dtype; nothing unexpected."""
+    names = {t[0] for t in table}
+    for name in sorted(st.entries):
+        if name in names or name.endswith(IGNORED_SUFFIXES):
+            continue
+        if name == "lm_head.weight" and c["tie_word_embeddings"]:
+            continue  # tied: the engine uses the embedding shard
+        if name.endswith(".bias"):
+            raise ConvertError("%s: tensor %s: attention/mlp biases are not supported"
+                               % (model_dir, name))
+        raise ConvertError("%s: unexpected tensor %s: not in the %s sharding table (the engine "
+                           "would ignore it)" % (model_dir, name, c["arch"]))
+    for name, shape, _, _ in table:
+        if name not in st.entries:
+            raise ConvertError("%s: missing tensor %s (expected shape %s; checked %s)"
+                               % (model_dir, name, shape, ", ".join(st.files)))
+        _, _, dtype, found, _ = st.entries[name]
+        if found != shape:
+            raise ConvertError("%s: tensor %s has shape %s but config.json implies %s"
+                               % (model_dir, name, found, shape))
+        if dtype not in SOURCE_DTYPES:
+            raise ConvertError("%s: tensor %s has dtype %s; supported: F32, F16, BF16"
+                               % (model_dir, name, dtype))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_name(rank, tp):
+    return "rank%d-of-%d.h5" % (rank, tp)
+
+
+def convert_model(model_dir, out_dir, tp, dtype, quiet):
+    config, _, c = read_model(model_dir)
+    check_tp(c, tp)
+    st = SafetensorsIndex(model_dir)
+    if "lm_head.weight" not in st.entries and not c["tie_word_embeddings"]:
+        # No lm_head stored: transformers ties it to the embedding.
+        c["tie_word_embeddings"] = True
+    table = sharding_table(c)
+    check_tensors(c, table, st, model_dir)
+    source_dtypes = sorted({st.entries[t[0]][2] for t in table})
+    if dtype is None:
+        dtype = {"F32": "f32", "F16": "f16", "BF16": "bf16"}[source_dtypes[0]] \
+            if len(source_dtypes) == 1 else "bf16"
+
+    os.makedirs(out_dir, exist_ok=True)
+    manifest_path = os.path.join(out_dir, "manifest.json")
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)  # a crash below must not leave an old manifest over new shards
+    paths = [os.path.join(out_dir, shard_name(r, tp)) for r in range(tp)]
+    files = [h5py.File(p, "w") for p in paths]
+    total_in = sum(st.entries[t[0]][4] for t in table)
+    written = 0
+    start = time.time()
+    try:
+        for r, f in enumerate(files):
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.attrs["rank"] = np.int64(r)
+            f.attrs["tp"] = np.int64(tp)
+            f.attrs["dtype"] = dtype
+        for i, (name, shape, split, padded) in enumerate(table):
+            src = st.entries[name][2]
+            full = convert(st.read(name), src, dtype)
+            store_type = np.float32 if dtype == "f32" else np.uint16
+            local = local_shape(shape, split, padded, tp)
+            for r, f in enumerate(files):
+                if split < 0:
+                    part = full
+                else:
+                    n = local[split]
+                    lo, hi = r * n, min((r + 1) * n, shape[split])
+                    part = full[lo:hi] if split == 0 else full[:, lo:hi]
+                    if part.shape[split] != n:  # vocab padding: zero rows up to ceil(V/tp)
+                        padded_part = np.zeros(local, dtype=store_type)
+                        padded_part[:part.shape[0]] = part
+                        part = padded_part
+                ds = f.create_dataset(name, data=np.ascontiguousarray(part, dtype=store_type))
+                ds.attrs["global_shape"] = np.array(shape, dtype=np.int64)
+                ds.attrs["split_dim"] = np.int64(split)
+                written += part.size * part.itemsize
+            del full
+            if not quiet:
+                elapsed = max(time.time() - start, 1e-9)
+                print("[%d/%d] %s %s -> %d x %s  %.1f MB written  %.1f MB/s"
+                      % (i + 1, len(table), name, shape, tp, local, written / 1e6,
+                         written / 1e6 / elapsed), file=sys.stderr, flush=True)
+    finally:
+        for f in files:
+            f.close()
+    elapsed = time.time() - start
+
+    copied = []
+    for fname in COPIED_FILES:
+        src = os.path.join(model_dir, fname)
+        if os.path.exists(src):
+            shutil.copyfile(src, os.path.join(out_dir, fname))
+            copied.append(fname)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": (config.get("architectures") or [None])[0]
+                        or {v: k for k, v in SUPPORTED_ARCHITECTURES.items()}[c["arch"]],
+        "config": c,
+        "dtype": dtype,
+        "tp": tp,
+        "n_tensors": len(table),
+        "files": [{"rank": r, "path": shard_name(r, tp), "bytes": os.path.getsize(p),
+                   "sha256": sha256_file(p)} for r, p in enumerate(paths)],
+        "tokenizer_files": [f for f in copied if f.startswith("tokenizer")
+                            or f in ("special_tokens_map.json", "chat_template.jinja")],
+        "source": {"dir": os.path.abspath(model_dir), "weights": st.files,
+                   "dtype": "/".join(source_dtypes)},
+        "converter": {"script": "scripts/convert_hf.py",
+                      "created": datetime.datetime.now(datetime.timezone.utc)
+                      .strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }
+    tmp = manifest_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, manifest_path)
+    if not quiet:
+        print("converted %d tensors (%.1f MB of %s in -> %.1f MB of %s out) in %.2f s, %.1f MB/s; "
+              "wrote %s" % (len(table), total_in / 1e6, "/".join(source_dtypes), written / 1e6,
+                            dtype, elapsed, written / 1e6 / max(elapsed, 1e-9), manifest_path),
+              file=sys.stderr)
+    return manifest
+
+
+def print_sharding(model_dir, tp):
+    """The parsed config and the sharding table with local shapes, as JSON on stdout."""
+    _, _, c = read_model(model_dir)
+    check_tp(c, tp)
+    out = {"config": c, "tp": tp, "tensors": [
+        {"name": name, "global_shape": shape, "split_dim": split, "vocab_padded": padded,
+         "local_shape": local_shape(shape, split, padded, tp)}
+        for name, shape, split, padded in sharding_table(c)]}
+    json.dump(out, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="Hugging Face model directory")
+    ap.add_argument("--tp", type=int, required=True, help="tensor-parallel size (ranks)")
+    ap.add_argument("--out", help="output directory (created)")
+    ap.add_argument("--dtype", choices=["bf16", "f16", "f32"],
+                    help="stored dtype (default: the checkpoint's own, bf16 when mixed)")
+    ap.add_argument("--print-sharding", action="store_true",
+                    help="print the parsed config and sharding table as JSON and exit")
+    ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = ap.parse_args(argv)
+    try:
+        if args.print_sharding:
+            print_sharding(args.model, args.tp)
+            return 0
+        if not args.out:
+            raise ConvertError("--out OUT_DIR is required")
+        convert_model(args.model, args.out, args.tp, args.dtype, args.quiet)
+    except ConvertError as exc:
+        print("convert_hf.py: error: %s" % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

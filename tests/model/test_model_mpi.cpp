@@ -1,0 +1,203 @@
+// The model end to end, run under `mpirun -np N` (N = 1, 2, 4) on converted shards:
+//  - the bundled stories260K reproduces its golden greedy ids (a float64 reference forward);
+//  - the tiny Qwen3 / Mistral / Llama models reproduce Hugging Face transformers' logits at every
+//    prompt position and its greedy continuation (goldens from scripts/gen_model_goldens.py);
+//  - every tp size writes its logits to a file so that test_tp_equivalence can compare tp 2 and
+//    4 against tp 1 directly.
+// Environment: TPI_MODELS (folder of converted models, <name>-tp<N>), TPI_OUT (logits files).
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "comm/communicator.h"
+#include "comm/world.h"
+#include "io/model_dir.h"
+#include "runtime/engine.h"
+#include "runtime/generate.h"
+#include "runtime/sampler.h"
+
+using namespace tpinfer;
+using json = nlohmann::json;
+
+namespace {
+
+World* g_world = nullptr;
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  return json::parse(in);
+}
+
+struct Loaded {
+  ModelDir dir;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Engine> engine;
+};
+
+std::unique_ptr<Loaded> load(const std::string& name, int max_seq, int max_tokens = 64,
+                             int max_logit_rows = 64) {
+  World& w = *g_world;
+  auto L = std::make_unique<Loaded>();
+  const std::string path =
+      env_or("TPI_MODELS", TPINFER_BUILD_DIR "/test-models") + "/" + name + "-tp" +
+      std::to_string(w.size());
+  L->dir = ModelDir::open(path);
+  const ShardDims dims = ShardDims::make(L->dir.config, w.tp(), w.tp_rank(), 0);
+  L->backend = make_backend(BackendKind::cpu, BackendOptions{0, 1});
+  L->comm = make_communicator(w.tp() == 1 ? CommKind::null : CommKind::mpi, w, *L->backend);
+  EngineShape shape{max_seq, 1, max_tokens, max_logit_rows};
+  L->engine = std::make_unique<Engine>(L->dir.config, dims, shape, *L->backend, *L->comm);
+  L->engine->load(L->dir, w.rank());
+  return L;
+}
+
+// Greedy continuation through the job's own loop (leader samples and broadcasts).
+std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n) {
+  const bool leader = g_world->tp_rank() == 0;
+  Sampler s(e.config().vocab_size, SamplingParams{});
+  GenerateOptions o;
+  o.max_new_tokens = n;  // no stop ids: the goldens run a fixed number of steps
+  return generate(e, *g_world, leader, prompt, o, leader ? &s : nullptr, nullptr).generated;
+}
+
+// Logits of every prompt position (one forward over the whole prompt), leader only.
+std::vector<float> prompt_logits(Engine& e, const std::vector<int32_t>& ids) {
+  const int n = static_cast<int>(ids.size());
+  std::vector<int32_t> pos(n), slots(n, 0), rows(n);
+  for (int i = 0; i < n; ++i) pos[i] = rows[i] = i;
+  const bool leader = g_world->tp_rank() == 0;
+  const float* l = e.step(ids.data(), pos.data(), slots.data(), n, rows.data(), n, leader);
+  if (!leader) return {};
+  return std::vector<float>(l, l + static_cast<size_t>(n) * e.config().vocab_size);
+}
+
+void save_logits(const std::string& tag, const std::vector<float>& logits) {
+  if (g_world->rank() != 0) return;
+  const std::string out = env_or("TPI_OUT", TPINFER_BUILD_DIR "/test-out");
+  std::ofstream f(out + "/" + tag + "-tp" + std::to_string(g_world->size()) + ".f32",
+                  std::ios::binary);
+  REQUIRE(f.good());
+  f.write(reinterpret_cast<const char*>(logits.data()),
+          static_cast<std::streamsize>(logits.size() * sizeof(float)));
+}
+
+}  // namespace
+
+TEST_CASE("stories260K reproduces the golden greedy ids", "[stories]") {
+  const json g = read_json(TPINFER_TEST_DATA "/stories260K_golden_greedy.json");
+  auto L = load("stories260K", 512);
+  const bool leader = g_world->tp_rank() == 0;
+
+  SECTION("no prompt: 256 greedy steps from BOS, and the top logits at position 0") {
+    const std::vector<int32_t> prompt = g["no_prompt"]["prompt_ids"];
+    const std::vector<int32_t> expect = g["no_prompt"]["generated_ids"];
+    const std::vector<float> logits = prompt_logits(*L->engine, prompt);
+    save_logits("stories260K-bos", logits);
+    if (leader) {
+      for (const auto& pair : g["no_prompt"]["pos0_top5"]) {
+        const int id = pair[0];
+        const double ref = pair[1];
+        INFO("token " << id << ": got " << logits[id] << ", golden " << ref);
+        CHECK(std::abs(logits[id] - ref) <= 1e-4 + 1e-5 * std::abs(ref));
+      }
+    }
+    const std::vector<int32_t> got = greedy(*L->engine, prompt, static_cast<int>(expect.size()));
+    if (leader) REQUIRE(got == expect);
+  }
+  SECTION("prompts: the continuation after the prompt") {
+    for (const char* key : {"once_upon", "tom_dog"}) {
+      INFO(key);
+      const std::vector<int32_t> prompt = g[key]["prompt_ids"];
+      const std::vector<int32_t> after_bos = g[key]["ids_after_bos"];
+      // ids_after_bos holds the prompt (without BOS) and then the generated ids.
+      const std::vector<int32_t> expect(after_bos.begin() + (prompt.size() - 1), after_bos.end());
+      const std::vector<int32_t> got =
+          greedy(*L->engine, prompt, static_cast<int>(expect.size()));
+      if (leader) CHECK(got == expect);
+    }
+  }
+}
+
+TEST_CASE("tiny Qwen3, Mistral and Llama match transformers' logits and greedy ids", "[tiny]") {
+  const bool leader = g_world->tp_rank() == 0;
+  for (const char* name : {"tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
+    INFO(name);
+    const json g = read_json(std::string(TPINFER_TEST_DATA "/goldens/") + name + ".json");
+    auto L = load(name, 128, 64, 64);
+    int case_no = 0;
+    for (const json& c : g["prompts"]) {
+      INFO("prompt " << c["name"].get<std::string>());
+      const std::vector<int32_t> prompt = c["ids"];
+      const std::vector<float> logits = prompt_logits(*L->engine, prompt);
+      save_logits(std::string(name) + "-" + std::to_string(case_no), logits);
+      if (leader) {
+        // Leader-only checks must not leave the test early (the followers would wait in the
+        // next collective): count mismatches, then CHECK once per kind.
+        const int V = L->engine->config().vocab_size;
+        double max_err = 0;
+        int n_bad = 0;
+        std::string first_bad;
+        auto compare = [&](size_t p, int v, double r) {
+          const double got = logits[p * V + v];
+          const double err = std::abs(got - r);
+          max_err = std::max(max_err, err);
+          // Goldens carry 6 significant digits: allow that rounding on top of 1e-4.
+          if (err > 1e-4 + 2e-5 * std::abs(r) && n_bad++ == 0) {
+            first_bad = "position " + std::to_string(p) + " token " + std::to_string(v) +
+                        ": got " + std::to_string(got) + ", transformers " + std::to_string(r);
+          }
+        };
+        const std::vector<int> last_pos = c["last_positions"];
+        for (size_t i = 0; i < last_pos.size(); ++i) {
+          const std::vector<double> row = c["last_logits"][i];
+          CHECK(static_cast<int>(row.size()) == V);
+          for (int v = 0; v < V && v < static_cast<int>(row.size()); ++v) compare(last_pos[i], v, row[v]);
+        }
+        for (size_t p = 0; p < prompt.size(); ++p) {
+          for (size_t j = 0; j < 5; ++j) {
+            compare(p, c["top5"]["ids"][p][j].get<int>(), c["top5"]["logits"][p][j].get<double>());
+          }
+        }
+        INFO("first mismatch: " << first_bad << "; max |logit - transformers| = " << max_err);
+        CHECK(n_bad == 0);
+        const std::vector<int> ref_argmax = c["argmax"];
+        std::vector<int> got_argmax;
+        for (size_t p = 0; p < prompt.size(); ++p) got_argmax.push_back(argmax(&logits[p * V], V));
+        CHECK(got_argmax == ref_argmax);
+      }
+      const std::vector<int32_t> expect = c["greedy"]["ids"];
+      const std::vector<int32_t> got = greedy(*L->engine, prompt, static_cast<int>(expect.size()));
+      if (leader) CHECK(got == expect);
+      ++case_no;
+    }
+  }
+}
+
+int main(int argc, char** argv) {
+  World world(&argc, &argv);
+  g_world = &world;
+  Catch::Session session;
+  if (world.rank() != 0) session.configData().outputFilename = "/dev/null";
+  const int rc = session.applyCommandLine(argc, argv);
+  if (rc != 0) return rc;
+  // Every rank runs every test (the collectives need all of them); rank 0 checks the logits.
+  int failed = session.run();
+  int any = world.all_reduce_max_world(failed) > 0 ? 1 : 0;
+  return any;
+}

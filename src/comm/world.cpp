@@ -71,6 +71,7 @@ World::~World() {
 
 void World::set_tp(int tp) {
   if (tp <= 0) tp = size_;
+  if (tp == tp_ && tp_comm_ != nullptr) return;  // already split this way
   if (size_ % tp != 0) {
     std::string valid;
     for (int t = 1; t <= size_; ++t) {

@@ -25,14 +25,15 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {
-  ModelHandle model = open_model(world, cfg);
+  world.set_tp(cfg.tp);
   const int tp = world.tp();
-  const bool leader = world.tp_rank() == 0;
-  const bool printer = world.rank() == 0;
   TPI_CHECK(world.dp() == 1, "tp=" << tp << " on " << world.size() << " ranks makes "
                                    << world.dp() << " data-parallel replicas, but a single "
                                    << "prompt runs on one: launch " << tp << " ranks, or give "
                                    << "--input for batch inference");
+  ModelHandle model = open_model(world, cfg);
+  const bool leader = world.tp_rank() == 0;
+  const bool printer = world.rank() == 0;
 
   // The leader tokenizes; everyone agrees it worked and learns the length.
   std::vector<int32_t> prompt_ids;

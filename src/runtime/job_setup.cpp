@@ -104,11 +104,7 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
     m.config = dummy_model_config(cfg.model);
   } else {
     m.dir = std::make_unique<ModelDir>(ModelDir::open(cfg.model));
-    TPI_CHECK(m.dir->tp == tp, cfg.model << ": converted for tp=" << m.dir->tp
-                                         << " but the job runs tp=" << tp
-                                         << "; convert again with scripts/convert_hf.py --tp "
-                                         << tp << " (or launch " << m.dir->tp << " ranks per "
-                                         << "replica)");
+    check_job_tp(*m.dir, tp);
     m.config = m.dir->config;
   }
   m.config.check_tp(tp);

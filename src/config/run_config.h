@@ -1,0 +1,98 @@
+// The run configuration: one member per key of the YAML file, each overridable by a flag
+// (`--key-name`) and, for the keys the seed defined, an environment variable.
+// Precedence: flag > environment > YAML > default. configs/README.md lists every key.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+#include "core/log.h"
+
+namespace tpinfer {
+
+enum class BackendChoice { auto_, cpu, cuda };
+enum class CommChoice { auto_, mpi, nccl };
+enum class DTypeChoice { auto_, f32, bf16, f16 };  // dtype of dummy weights
+enum class OnBadLine { skip, fail };               // batch input: a line that does not parse
+
+struct RunConfig {
+  // Model
+  std::string model;      // converted model dir (manifest.json + shards); HF dir with dummy_weights
+  std::string tokenizer;  // directory or tokenizer.json; "" = same as model
+  bool dummy_weights = false;
+  DTypeChoice dtype = DTypeChoice::auto_;
+  int layers = 0;  // 0 = all
+
+  // Prompt
+  std::string prompt;           // [PROMPT]
+  std::string prompt_file;      // read by load_prompt(); set at most one of prompt / prompt_file
+  bool chat = false;            // apply the tokenizer's chat template
+  std::string system;           // system message (chat only)
+  bool enable_thinking = true;  // Qwen3 chat template switch
+
+  // Sampling
+  int max_new_tokens = 256;  // [TOKENS]
+  float temperature = 0.0f;  // [TEMP] 0 = greedy
+  int top_k = 0;             // [TOP_K] 0 = off
+  float top_p = 1.0f;        // [TOP_P] in (0, 1]
+  uint64_t seed = 0;         // fixed default, so runs are reproducible
+  bool ignore_eos = false;
+
+  // Resources and parallelism
+  int max_seq = 0;        // [MAX_SEQ] 0 = chosen by the engine
+  float mem_frac = 0.9f;  // [MEM_FRAC] in (0, 1]
+  BackendChoice backend = BackendChoice::auto_;
+  CommChoice comm = CommChoice::auto_;
+  bool allow_gpu_sharing = false;
+  int tp = 0;       // 0 = world size
+  int threads = 0;  // CPU threads per rank; 0 = auto
+
+  // Output
+  std::string metrics_json;  // "" = none; written by rank 0
+  bool stream = true;
+  LogLevel log_level = LogLevel::info;  // [TPINFER_LOG_LEVEL]
+
+  // Batch inference
+  std::string input;   // JSONL prompts
+  std::string output;  // JSONL results
+  int batch_size = 8;
+  OnBadLine on_bad_line = OnBadLine::fail;
+  double progress_interval_s = 5.0;  // 0 = no progress reports
+
+  std::string config_path;  // the YAML file read, "" if none
+};
+
+// Parses argv (argv[1] may be the YAML path) and the environment (getenv; take a getter for tests).
+// Returns std::nullopt after printing --help/--version to stdout (the caller exits 0).
+// Throws tpinfer::Error on any bad input.
+std::optional<RunConfig> parse_run_config(
+    int argc, const char* const* argv,
+    const std::function<const char*(const char*)>& getenv_fn = ::getenv);
+
+std::string describe(const RunConfig&);  // one-line summary for the log
+
+// Checks ranges, required keys and conflicts of a config built in code (parse_run_config has
+// already done so, naming where each value came from). Throws tpinfer::Error.
+void validate(const RunConfig&);
+
+// The prompt text: `prompt`, or the contents of `prompt_file`. Throws if the file cannot be read.
+std::string load_prompt(const RunConfig&);
+
+// The tokenizer location: `tokenizer`, or `model` when it is empty.
+std::string tokenizer_path(const RunConfig&);
+
+std::string help_text(const std::string& program);  // what --help prints
+std::string version_text();                         // what --version prints
+
+const char* to_string(BackendChoice);  // "auto" | "cpu" | "cuda"
+const char* to_string(CommChoice);     // "auto" | "mpi" | "nccl"
+const char* to_string(DTypeChoice);    // "auto" | "f32" | "bf16" | "f16"
+const char* to_string(OnBadLine);      // "skip" | "fail"
+// The element type for dummy weights, or nullopt for auto (the model's torch_dtype).
+std::optional<DType> to_dtype(DTypeChoice);
+
+}  // namespace tpinfer

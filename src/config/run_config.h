@@ -22,7 +22,7 @@ enum class OnBadLine { skip, fail };               // batch input: a line that d
 struct RunConfig {
   // Model
   std::string model;      // converted model dir (manifest.json + shards); HF dir with dummy_weights
-  std::string tokenizer;  // directory or tokenizer.json; "" = same as model
+  std::string tokenizer;  // directory with tokenizer.json; "" = same as model
   bool dummy_weights = false;
   DTypeChoice dtype = DTypeChoice::auto_;
   int layers = 0;  // 0 = all

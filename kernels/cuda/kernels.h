@@ -1,0 +1,131 @@
+// Launchers of the CUDA kernels: framework-free (raw device pointers, sizes, a stream), outputs
+// first, then inputs, then sizes. Nothing here validates; the CUDA backend checks shapes, dtypes
+// and alignment one layer up and then calls these. Every launcher enqueues on `stream` and
+// returns at once; launch errors surface through cudaGetLastError() in the caller.
+//
+// Graph capture: no launcher allocates, synchronizes or reads device data on the host. Token
+// positions, slots and ids are read from device arrays inside the kernels and every launch
+// shape depends only on host sizes, so a captured step can be replayed with new positions.
+//
+// Shapes: T = tokens, hd = head_dim. bf16 storage, fp32 arithmetic everywhere.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tpinfer::gpu {
+
+using bf16 = __nv_bfloat16;
+
+enum class ElemType { f32, f16, bf16 };
+
+// --- embed.cu -----------------------------------------------------------------------------
+// out[t, :] = table[ids[t] - vocab_offset, :] when ids[t] is in [vocab_offset, vocab_offset +
+// vocab_rows), zeros otherwise (vocab-parallel embedding). out [T, hidden], table [vocab_rows,
+// hidden].
+void embed(bf16* out, const bf16* table, const int32_t* ids, int n_tokens, int hidden,
+           int vocab_offset, int vocab_rows, cudaStream_t stream);
+
+// --- rmsnorm.cu ---------------------------------------------------------------------------
+// out[r] = bf16(weight * bf16(in[r] * rsqrt(mean(in[r]^2) + eps))), the rounding order of
+// Hugging Face's LlamaRMSNorm. One block per row. out may alias in.
+void rmsnorm(bf16* out, const bf16* in, const bf16* weight, int rows, int cols, float eps,
+             cudaStream_t stream);
+// residual[r] = bf16(residual[r] + delta[r]); out[r] = rmsnorm(residual[r]) * weight.
+void add_rmsnorm(bf16* out, bf16* residual, const bf16* delta, const bf16* weight, int rows,
+                 int cols, float eps, cudaStream_t stream);
+
+// --- rope.cu ------------------------------------------------------------------------------
+// In place on q [T, n_heads*hd] and k [T, n_kv_heads*hd]: when q_norm/k_norm [hd] are not null,
+// a per-head RMSNorm (Qwen3), then rotate-half RoPE at positions[t] with inv_freq_i =
+// 1 / theta^(2i/hd). One block per token, one warp per head. hd even and <= 256.
+void qk_norm_rope(bf16* q, bf16* k, const bf16* q_norm, const bf16* k_norm,
+                  const int32_t* positions, int n_tokens, int n_heads, int n_kv_heads,
+                  int head_dim, float theta, float eps, cudaStream_t stream);
+
+// --- swiglu.cu ----------------------------------------------------------------------------
+// out[i] = silu(gate[i]) * up[i] for i < n.
+void silu_mul(bf16* out, const bf16* gate, const bf16* up, int64_t n, cudaStream_t stream);
+
+// --- kv_cache.cu --------------------------------------------------------------------------
+// Cache layout [n_slots, max_seq, kv_width] with kv_width = n_kv_heads * hd. Writes k[t] and v[t]
+// at (slots[t], positions[t]); tokens whose slot or position is out of range are skipped.
+void kv_append(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
+               const int32_t* positions, int n_tokens, int n_slots, int max_seq, int kv_width,
+               cudaStream_t stream);
+
+// --- attention (attention_prefill.cu, attention_decode.cu) --------------------------------
+// out[t, h*hd:(h+1)*hd] = softmax_j(q[t,h] . K[slot_t, j, h/group] * scale) V[slot_t, j, h/group]
+// over j in [max(0, pos_t - window + 1), pos_t] (window <= 0: no window), group = n_heads /
+// n_kv_heads. Reads the KV cache only (append first). Tokens with a slot or position out of
+// range get zeros.
+struct AttentionShape {
+  int n_tokens = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int n_slots = 0;
+  int max_seq = 0;
+  int sliding_window = 0;
+  float scale = 1.0f;
+};
+
+// Prefill: flash-attention tiling on bf16 tensor cores (WMMA, sm_80+), 64 queries x 64 keys per
+// tile, one block per (query tile, head). Queries of a tile that belong to different slots are
+// handled one slot group after the other, so any batch is correct; it is fast when a tile's
+// tokens share one slot (a prefill). hd in {64, 128}.
+bool attention_prefill_supports(int head_dim);
+// Raises the dynamic shared memory limit of the prefill kernels; call once per device before
+// any launch (outside graph capture). Returns the CUDA status.
+cudaError_t attention_prefill_init();
+void attention_prefill(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                       const int32_t* slots, const int32_t* positions, const AttentionShape& s,
+                       cudaStream_t stream);
+
+// Decode: flash-decoding. Grid (n_splits, n_kv_heads * head blocks, T); a block handles one
+// token, one kv head and its query heads (up to 16 at a time), one split of the key range. The
+// number of splits actually used is derived on the device from each token's position (at least
+// 64 keys per split), so the launch shape is fixed for a graph while short contexts do not pay
+// for empty splits. With n_splits > 1 the partial results go to `workspace` and a second kernel
+// combines them. Any hd that is a multiple of 8 and <= 256; any T.
+int attention_decode_splits(int n_tokens, int n_heads, int n_kv_heads, int max_seq, int n_sms);
+size_t attention_decode_workspace_bytes(int n_tokens, int n_heads, int head_dim, int n_splits);
+void attention_decode(bf16* out, float* workspace, const bf16* q, const bf16* k_cache,
+                      const bf16* v_cache, const int32_t* slots, const int32_t* positions,
+                      const AttentionShape& s, int n_splits, cudaStream_t stream);
+
+// --- gemv.cu ------------------------------------------------------------------------------
+// The bandwidth-bound projection for small batches: out[t, n] = sum_k x[t, k] * w[n, k] for
+// t < n_tokens <= kGemvMaxTokens. One warp per output row, 128-bit streaming loads of w (4 in
+// flight per lane), x read through the read-only cache, fp32 accumulation. Needs k % 8 == 0 and
+// 16-byte aligned x and w. out is bf16 or f32 (out_f32).
+constexpr int kGemvMaxTokens = 8;
+void gemv(void* out, bool out_f32, const bf16* x, const bf16* w, int n_tokens, int n, int k,
+          cudaStream_t stream);
+
+// --- logits.cu ----------------------------------------------------------------------------
+// Greedy sampling on the device: index[r] = index_offset + argmax_c logits[r, c] (lowest index
+// on ties; NaN never wins), value[r] = that maximum. One block per row. value may be null.
+void argmax_rows(int32_t* index, float* value, const float* logits, int rows, int cols,
+                 int index_offset, cudaStream_t stream);
+
+// --- convert.cu ---------------------------------------------------------------------------
+// out[i] = in[i] converted (round to nearest even), i < n.
+void convert(void* out, ElemType out_type, const void* in, ElemType in_type, int64_t n,
+             cudaStream_t stream);
+// out[i, :] = in[rows[i], :] for i < n_out_rows, rows of row_bytes bytes; an index outside
+// [0, n_in_rows) gives a zero row.
+void gather_rows(void* out, const void* in, const int32_t* rows, int n_out_rows, int n_in_rows,
+                 size_t row_bytes, cudaStream_t stream);
+
+// --- bandwidth.cu -------------------------------------------------------------------------
+// Reads n16 16-byte words and writes one value per block to sink (so nothing is optimised away):
+// the read-only bandwidth probe that bounds a weight-streaming decode step. sink holds
+// read_probe_blocks() floats.
+int read_probe_blocks();
+void read_probe(float* sink, const void* data, size_t n16, cudaStream_t stream);
+
+}  // namespace tpinfer::gpu

@@ -62,6 +62,17 @@ void embed(float* out, const float* table, const int32_t* ids, int n_tokens, int
   }
 }
 
+void embed_bf16(float* out, const uint16_t* table, const int32_t* ids, int n_tokens, int rows,
+                int cols, int vocab_offset) {
+#pragma omp parallel for
+  for (int t = 0; t < n_tokens; ++t) {
+    const int r = ids[t] - vocab_offset;
+    float* o = out + static_cast<int64_t>(t) * cols;
+    const uint16_t* src = table + static_cast<int64_t>(r) * cols;
+    for (int c = 0; c < cols; ++c) o[c] = (r >= 0 && r < rows) ? bf16(src[c]) : 0.0f;
+  }
+}
+
 void rmsnorm(float* out, const float* in, const float* w, int rows, int cols, float eps) {
 #pragma omp parallel for if (rows > 4)
   for (int r = 0; r < rows; ++r) {

@@ -11,6 +11,10 @@ namespace tpinfer::cpu {
 void embed(float* out, const float* table, const int32_t* ids, int n_tokens, int rows, int cols,
            int vocab_offset);
 
+// The same from a bf16 table (uint16 storage).
+void embed_bf16(float* out, const uint16_t* table, const int32_t* ids, int n_tokens, int rows,
+                int cols, int vocab_offset);
+
 // out[r] = in[r] * rsqrt(mean(in[r]^2) + eps) * w, for r < rows.
 void rmsnorm(float* out, const float* in, const float* w, int rows, int cols, float eps);
 

@@ -107,6 +107,10 @@ class Backend {
 struct BackendOptions {
   int device_ordinal = 0;  // CUDA: which visible GPU this rank binds
   int n_threads = 0;       // CPU: 0 = let OpenMP decide
+  // The dtype the weights arrive in (the shards' or the dummy weights'). The CPU backend keeps
+  // bf16 weights as bf16 (half the memory, converted inside the matmul) and everything else as
+  // f32; the CUDA backend always uses bf16.
+  DType stored_weight_dtype = DType::f32;
 };
 
 // The only place that knows which backends were compiled in (src/backend/registry.cpp).

@@ -146,6 +146,12 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   bopts.n_threads = cfg.threads > 0 ? cfg.threads : std::max(1, hw / world.local_size());
   bopts.device_ordinal = world.local_rank();
+  if (model.dir) {
+    bopts.stored_weight_dtype = model.dir->dtype;
+  } else {
+    // Dummy weights: bf16 unless asked otherwise (the dtype full-size checkpoints ship in).
+    bopts.stored_weight_dtype = to_dtype(cfg.dtype).value_or(DType::bf16);
+  }
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
   // Ranks of a node share its host memory on the CPU backend.

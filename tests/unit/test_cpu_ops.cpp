@@ -213,3 +213,37 @@ TEST_CASE("cpu silu_mul and gather_rows", "[ops]") {
     REQUIRE(rows_out[3 + c] == in[1 * 3 + c]);
   }
 }
+
+TEST_CASE("cpu backend keeps bf16 weights as bf16: upload, matmul and embed", "[ops]") {
+  BackendOptions opts;
+  opts.stored_weight_dtype = DType::bf16;
+  auto be = make_backend(BackendKind::cpu, opts);
+  REQUIRE(be->weight_dtype() == DType::bf16);
+  const int T = 3, N = 17, K = 40;
+  auto in = randn(T * K, 41), w = randn(N * K, 42);
+  std::vector<uint16_t> wb(N * K);
+  Tensor wt{wb.data(), DType::bf16, N, K};
+  be->upload_weight(wt, w.data(), DType::f32);
+  std::vector<float> out(T * N);
+  be->matmul(view(out, T, N), view(in, T, K), wt);
+  std::vector<double> ref(T * N);
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += double(in[t * K + k]) * bf16_to_f32(f32_to_bf16(w[n * K + k]));
+      ref[t * N + n] = s;
+    }
+  require_close(out, ref, 1e-4, 1e-4);
+  // Round to nearest even, as torch does: 1 + 2^-8 is a tie that rounds down to 1.
+  REQUIRE(f32_to_bf16(1.0f + 1.0f / 256) == f32_to_bf16(1.0f));
+  REQUIRE(bf16_to_f32(f32_to_bf16(3.140625f)) == 3.140625f);
+
+  std::vector<int32_t> ids = {2, 20, 0};
+  std::vector<float> emb(3 * K);
+  be->embed(view(emb, 3, K), Tensor{wb.data(), DType::bf16, N, K}, ids.data(), 0);
+  for (int c = 0; c < K; ++c) {
+    REQUIRE(emb[c] == bf16_to_f32(wb[2 * K + c]));
+    REQUIRE(emb[K + c] == 0.0f);  // id 20 is outside this rank's 17 rows
+    REQUIRE(emb[2 * K + c] == bf16_to_f32(wb[c]));
+  }
+}

@@ -25,7 +25,8 @@ void require_f32(const Tensor& t, const char* op, const char* what) {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& opts) {
+  explicit CpuBackend(const BackendOptions& opts)
+      : weight_dtype_(opts.stored_weight_dtype == DType::bf16 ? DType::bf16 : DType::f32) {
     if (opts.n_threads > 0) omp_set_num_threads(opts.n_threads);
     n_threads_ = omp_get_max_threads();
   }
@@ -36,9 +37,9 @@ class CpuBackend final : public Backend {
   BackendKind kind() const override { return BackendKind::cpu; }
   std::string describe() const override {
     return "cpu (" + std::to_string(n_threads_) + " OpenMP thread" + (n_threads_ == 1 ? "" : "s") +
-           ")";
+           ", " + dtype_name(weight_dtype_) + " weights)";
   }
-  DType weight_dtype() const override { return DType::f32; }
+  DType weight_dtype() const override { return weight_dtype_; }
   DType act_dtype() const override { return DType::f32; }
   DeviceMemory memory() const override {
     struct sysinfo si {};
@@ -75,34 +76,51 @@ class CpuBackend final : public Backend {
     std::memcpy(dst, src, bytes);
   }
   void upload_weight(Tensor dst, const void* src, DType src_dtype) override {
-    require_f32(dst, "upload_weight", "destination");
     const int64_t n = dst.numel();
+    const auto* h = static_cast<const uint16_t*>(src);
+    if (dst.dtype == DType::bf16) {
+      auto* out = static_cast<uint16_t*>(dst.data);
+      switch (src_dtype) {
+        case DType::bf16: std::memcpy(out, src, sizeof(uint16_t) * n); return;
+        case DType::f32: {
+          const auto* f = static_cast<const float*>(src);
+          for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f[i]);
+          return;
+        }
+        case DType::f16:
+          for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f16_to_f32(h[i]));
+          return;
+        case DType::i32: break;
+      }
+      TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
+    }
+    require_f32(dst, "upload_weight", "destination");
     float* out = f32(dst);
     switch (src_dtype) {
-      case DType::f32:
-        std::memcpy(out, src, sizeof(float) * n);
-        return;
-      case DType::bf16: {
-        const auto* h = static_cast<const uint16_t*>(src);
+      case DType::f32: std::memcpy(out, src, sizeof(float) * n); return;
+      case DType::bf16:
         for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
         return;
-      }
-      case DType::f16: {
-        const auto* h = static_cast<const uint16_t*>(src);
+      case DType::f16:
         for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
         return;
-      }
-      case DType::i32:
-        TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
+      case DType::i32: break;
     }
+    TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
   }
   void synchronize() override {}
 
   void embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) override {
     require_f32(out, "embed", "out");
-    require_f32(table, "embed", "table");
     TPI_CHECK(out.cols == table.cols, "cpu embed: out has " << out.cols << " columns, table "
                                                             << table.cols);
+    if (table.dtype == DType::bf16) {
+      cpu::embed_bf16(f32(out), static_cast<const uint16_t*>(table.data), ids,
+                      static_cast<int>(out.rows), static_cast<int>(table.rows),
+                      static_cast<int>(table.cols), vocab_offset);
+      return;
+    }
+    require_f32(table, "embed", "table");
     cpu::embed(f32(out), f32(table), ids, static_cast<int>(out.rows), static_cast<int>(table.rows),
                static_cast<int>(table.cols), vocab_offset);
   }
@@ -201,6 +219,7 @@ class CpuBackend final : public Backend {
                      << in.rows << "," << in.cols << "] weight[" << w.numel() << "] differ");
   }
 
+  DType weight_dtype_ = DType::f32;
   int n_threads_ = 1;
   size_t allocated_ = 0;
   std::unordered_map<void*, size_t> sizes_;

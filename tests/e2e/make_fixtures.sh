@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Broken inputs for the refusal tests, made from the converted bundled model (tp 4) and its HF dir.
+# Usage: make_fixtures.sh CONVERTED_TP4_DIR HF_DIR WORK_DIR
+set -euo pipefail
+src=$1 hf=$2 work=$3
+mkdir -p "$work"
+cat >"$work/bad_key.yaml" <<YAML
+model: $src
+max_tokens: 10
+YAML
+
+# Rank 2's shard cut short (as by a failed copy): only rank 2 can notice.
+rm -rf "$work/stories-truncated-rank2"
+cp -r "$src" "$work/stories-truncated-rank2"
+truncate -s 2000 "$work/stories-truncated-rank2/rank2-of-4.h5"
+
+# Rank 1's shard holds a tensor of the wrong shape (manifest sizes kept consistent).
+rm -rf "$work/stories-swapped-rank1"
+cp -r "$src" "$work/stories-swapped-rank1"
+/usr/bin/python3 - "$work/stories-swapped-rank1" <<'PY'
+import json, os, sys
+import h5py, numpy as np
+d = sys.argv[1]
+path = os.path.join(d, "rank1-of-4.h5")
+name = "model.layers.0.mlp.down_proj.weight"
+with h5py.File(path, "r+") as f:
+    attrs = dict(f[name].attrs)
+    data = np.zeros((64, 86), dtype=np.float32)
+    del f[name]
+    ds = f.create_dataset(name, data=data)
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+m = json.load(open(os.path.join(d, "manifest.json")))
+for entry in m["files"]:
+    p = os.path.join(d, entry.get("path", entry.get("name", "")))
+    entry["bytes"] = os.path.getsize(p)
+json.dump(m, open(os.path.join(d, "manifest.json"), "w"), indent=1)
+PY
+
+# HF configs the engine must refuse (for --dummy-weights, which reads config.json).
+mkdir -p "$work/hf-gpt2" "$work/hf-rope-scaling"
+/usr/bin/python3 - "$hf/config.json" "$work" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+work = sys.argv[2]
+gpt2 = dict(cfg, architectures=["GPT2LMHeadModel"], model_type="gpt2")
+json.dump(gpt2, open(f"{work}/hf-gpt2/config.json", "w"))
+rope = dict(cfg, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+json.dump(rope, open(f"{work}/hf-rope-scaling/config.json", "w"))
+PY
+echo "fixtures ready in $work"

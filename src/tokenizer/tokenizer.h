@@ -25,6 +25,10 @@ class Tokenizer {
   // Reads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json. Throws tpinfer::Error
   // naming the file and what is unsupported.
   static std::unique_ptr<Tokenizer> from_dir(const std::string& dir);
+  // The same from explicit paths; tokenizer_config_json may be empty (no config file). Lets a
+  // tokenizer.json be combined with another tokenizer_config.json (e.g. a chat template fixture).
+  static std::unique_ptr<Tokenizer> from_files(const std::string& tokenizer_json,
+                                               const std::string& tokenizer_config_json);
 
   // add_special = true matches `tokenizer.encode(text)`, false `add_special_tokens=False`.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true) const = 0;

@@ -1,0 +1,90 @@
+// Private to src/tokenizer: the BPE model of tokenizer.json ("type": "BPE"), for byte-level
+// vocabularies (GPT-2 style, the pre-tokenizer's ByteLevel mapping folded in: the model works on
+// raw bytes) and character vocabularies with byte fallback (SentencePiece style).
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace tpinfer::tok {
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept;
+};
+using StringIdMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+class BpeModel {
+ public:
+  // byte_level: the pre-tokenizer ends with ByteLevel, so pieces arrive as raw bytes and the
+  // vocabulary's GPT-2 characters are mapped back to bytes here.
+  BpeModel(const nlohmann::json& model, bool byte_level, const std::string& where);
+
+  // Appends the ids of one pre-tokenized piece (valid UTF-8 unless byte_level).
+  void encode_piece(std::string_view piece, std::vector<int32_t>& out, bool use_cache) const;
+
+  // The cache may be used only by a thread holding this mutex (try_lock, else go without).
+  std::mutex& cache_mutex() const { return cache_mu_; }
+
+  int32_t id_limit() const { return static_cast<int32_t>(id_to_token_.size()); }  // max id + 1
+  const std::vector<std::string>& id_to_token() const { return id_to_token_; }
+  const StringIdMap& token_to_id() const { return token_to_id_; }
+
+ private:
+  struct MergeEntry {
+    uint64_t key;
+    int32_t rank;
+    int32_t id;
+  };
+  bool find_merge(int32_t a, int32_t b, int32_t& rank, int32_t& id) const {
+    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
+                         static_cast<uint32_t>(b);
+    size_t h = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+    for (;;) {
+      const MergeEntry& e = merges_[h];
+      if (e.key == key) {
+        rank = e.rank;
+        id = e.id;
+        return true;
+      }
+      if (e.key == kEmpty) return false;
+      h = (h + 1) & mask_;
+    }
+  }
+  void insert_merge(int32_t a, int32_t b, int32_t rank, int32_t id);
+  void initial_symbols(std::string_view piece, std::vector<int32_t>& syms) const;
+  void add_char_symbols(std::string_view ch, bool first, bool last, std::vector<int32_t>& syms,
+                        int32_t& pending_unk) const;
+  void merge_all(std::vector<int32_t>& syms) const;
+  void merge_heap(std::vector<int32_t>& syms) const;
+
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+
+  bool byte_level_;
+  std::vector<std::string> id_to_token_;
+  StringIdMap token_to_id_;  // the vocabulary as written in the file
+  StringIdMap raw_to_id_;    // byte_level: the vocabulary as raw bytes
+  std::vector<MergeEntry> merges_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+  int32_t byte_id_[256];           // byte_level: id of each byte's character (-1 if none)
+  int32_t byte_fallback_id_[256];  // id of "<0xNN>" (-1 if none)
+  std::unordered_map<uint32_t, int32_t> char_id_;  // single-character tokens
+  std::optional<int32_t> unk_id_;
+  bool fuse_unk_ = false;
+  bool byte_fallback_ = false;
+  bool ignore_merges_ = false;
+  std::string prefix_, suffix_;  // continuing_subword_prefix, end_of_word_suffix
+
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+};
+
+}  // namespace tpinfer::tok

@@ -22,6 +22,10 @@ using bf16 = __nv_bfloat16;
 
 enum class ElemType { f32, f16, bf16 };
 
+// --- build_info.cu ------------------------------------------------------------------------
+// CMAKE_CUDA_ARCHITECTURES of this build, e.g. "90" or "80,90" (for "rebuild for sm_XY" errors).
+const char* built_cuda_architectures();
+
 // --- embed.cu -----------------------------------------------------------------------------
 // out[t, :] = table[ids[t] - vocab_offset, :] when ids[t] is in [vocab_offset, vocab_offset +
 // vocab_rows), zeros otherwise (vocab-parallel embedding). out [T, hidden], table [vocab_rows,

@@ -1,0 +1,276 @@
+// The op set of the CUDA backend: validate shapes, dtypes and alignment (tier-1 errors that say
+// what was expected and what was found), then enqueue the launchers of kernels/cuda on the
+// backend's stream. Nothing here reads device data on the host, allocates or synchronizes
+// (except attention's one-time workspace reservation, refused under capture), so every op can
+// be captured into the decode-step graph.
+#include <algorithm>
+#include <climits>
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+#include "cuda/kernels.h"
+
+namespace tpinfer {
+namespace {
+
+// Batches up to this many tokens (or up to the cache's slot count, whichever is larger) use the
+// flash-decoding kernel: a decode step never has more tokens than slots, so a captured step
+// always takes that path, and short prompts are cheap on it too.
+constexpr int kDecodeKernelMinTokens = 16;
+
+gpu::bf16* bf(const Tensor& t) { return static_cast<gpu::bf16*>(t.data); }
+
+void require(const Tensor& t, DType d, const char* op, const char* what) {
+  TPI_CHECK(t.dtype == d, "cuda " << op << ": " << what << " must be " << dtype_name(d)
+                                  << ", found " << dtype_name(t.dtype));
+  TPI_CHECK(t.data != nullptr || t.numel() == 0, "cuda " << op << ": " << what << " is null");
+}
+
+int to_int(int64_t v, const char* op, const char* what) {
+  TPI_CHECK(v >= 0 && v <= INT_MAX, "cuda " << op << ": " << what << " = " << v
+                                            << " does not fit the kernels' int sizes");
+  return static_cast<int>(v);
+}
+
+std::string shape(const Tensor& t) {
+  std::string s("[");
+  s += std::to_string(t.rows);
+  s += ", ";
+  s += std::to_string(t.cols);
+  s += "]";
+  return s;
+}
+
+}  // namespace
+
+void CudaBackend::embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) {
+  require(out, DType::bf16, "embed", "out");
+  require(table, DType::bf16, "embed", "table");
+  TPI_CHECK(out.cols == table.cols, "cuda embed: out " << shape(out) << " and table "
+                                                       << shape(table) << " differ in width");
+  TPI_CHECK(ids != nullptr || out.rows == 0, "cuda embed: ids is null");
+  CUDA_LAUNCH(gpu::embed(bf(out), bf(table), ids, to_int(out.rows, "embed", "tokens"),
+                         to_int(out.cols, "embed", "hidden"), vocab_offset,
+                         to_int(table.rows, "embed", "vocab rows"), stream_));
+}
+
+void CudaBackend::rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) {
+  require(out, DType::bf16, "rmsnorm", "out");
+  require(in, DType::bf16, "rmsnorm", "in");
+  require(weight, DType::bf16, "rmsnorm", "weight");
+  TPI_CHECK(out.rows == in.rows && out.cols == in.cols && weight.numel() == in.cols,
+            "cuda rmsnorm: out " << shape(out) << ", in " << shape(in) << ", weight "
+                                 << shape(weight) << " do not agree");
+  CUDA_LAUNCH(gpu::rmsnorm(bf(out), bf(in), bf(weight), to_int(in.rows, "rmsnorm", "rows"),
+                           to_int(in.cols, "rmsnorm", "cols"), eps, stream_));
+}
+
+void CudaBackend::add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight,
+                              float eps) {
+  require(out, DType::bf16, "add_rmsnorm", "out");
+  require(residual, DType::bf16, "add_rmsnorm", "residual");
+  require(delta, DType::bf16, "add_rmsnorm", "delta");
+  require(weight, DType::bf16, "add_rmsnorm", "weight");
+  TPI_CHECK(out.rows == residual.rows && out.cols == residual.cols &&
+                delta.rows == residual.rows && delta.cols == residual.cols &&
+                weight.numel() == residual.cols,
+            "cuda add_rmsnorm: out " << shape(out) << ", residual " << shape(residual)
+                                     << ", delta " << shape(delta) << ", weight " << shape(weight)
+                                     << " do not agree");
+  CUDA_LAUNCH(gpu::add_rmsnorm(bf(out), bf(residual), bf(delta), bf(weight),
+                               to_int(residual.rows, "add_rmsnorm", "rows"),
+                               to_int(residual.cols, "add_rmsnorm", "cols"), eps, stream_));
+}
+
+void CudaBackend::qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm,
+                               const BatchView& b, int head_dim, float theta, float eps) {
+  require(q, DType::bf16, "qk_norm_rope", "q");
+  require(k, DType::bf16, "qk_norm_rope", "k");
+  TPI_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256,
+            "cuda qk_norm_rope: head_dim " << head_dim << " must be even and <= 256");
+  TPI_CHECK(q.cols % head_dim == 0 && k.cols % head_dim == 0 && q.rows == b.n_tokens &&
+                k.rows == b.n_tokens,
+            "cuda qk_norm_rope: q " << shape(q) << " and k " << shape(k)
+                                    << " must be [n_tokens=" << b.n_tokens
+                                    << ", heads * head_dim=" << head_dim << "]");
+  TPI_CHECK(q_norm.empty() == k_norm.empty(),
+            "cuda qk_norm_rope: q_norm and k_norm must both be given or both be empty");
+  if (!q_norm.empty()) {
+    require(q_norm, DType::bf16, "qk_norm_rope", "q_norm");
+    require(k_norm, DType::bf16, "qk_norm_rope", "k_norm");
+    TPI_CHECK(q_norm.numel() == head_dim && k_norm.numel() == head_dim,
+              "cuda qk_norm_rope: q_norm " << shape(q_norm) << " / k_norm " << shape(k_norm)
+                                           << " must hold head_dim=" << head_dim << " values");
+  }
+  TPI_CHECK(b.positions != nullptr || b.n_tokens == 0, "cuda qk_norm_rope: positions is null");
+  CUDA_LAUNCH(gpu::qk_norm_rope(bf(q), bf(k), q_norm.empty() ? nullptr : bf(q_norm),
+                                k_norm.empty() ? nullptr : bf(k_norm), b.positions, b.n_tokens,
+                                to_int(q.cols / head_dim, "qk_norm_rope", "n_heads"),
+                                to_int(k.cols / head_dim, "qk_norm_rope", "n_kv_heads"), head_dim,
+                                theta, eps, stream_));
+}
+
+void CudaBackend::kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) {
+  TPI_CHECK(c.dtype == DType::bf16 && c.k != nullptr && c.v != nullptr,
+            "cuda kv_append: the KV cache must be bf16 device memory (found "
+                << dtype_name(c.dtype) << ")");
+  require(k, DType::bf16, "kv_append", "k");
+  require(v, DType::bf16, "kv_append", "v");
+  const int64_t width = int64_t{c.n_kv_heads} * c.head_dim;
+  TPI_CHECK(k.cols == width && v.cols == width && k.rows == b.n_tokens && v.rows == b.n_tokens,
+            "cuda kv_append: k " << shape(k) << " / v " << shape(v) << " must be [n_tokens="
+                                 << b.n_tokens << ", n_kv_heads * head_dim=" << width << "]");
+  TPI_CHECK((b.slots != nullptr && b.positions != nullptr) || b.n_tokens == 0,
+            "cuda kv_append: slots or positions is null");
+  CUDA_LAUNCH(gpu::kv_append(static_cast<gpu::bf16*>(c.k), static_cast<gpu::bf16*>(c.v), bf(k),
+                             bf(v), b.slots, b.positions, b.n_tokens, c.n_slots, c.max_seq,
+                             to_int(width, "kv_append", "kv width"), stream_));
+}
+
+bool CudaBackend::use_prefill_kernel(int n_tokens, const KvLayer& cache) const {
+  return gpu::attention_prefill_supports(cache.head_dim) &&
+         n_tokens > std::max(cache.n_slots, kDecodeKernelMinTokens);
+}
+
+std::string CudaBackend::attention_kernel_for(int n_tokens, const KvLayer& cache,
+                                              int n_heads) const {
+  if (use_prefill_kernel(n_tokens, cache)) return "prefill";
+  return "decode/" + std::to_string(gpu::attention_decode_splits(
+                         n_tokens, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_));
+}
+
+// The flash-decoding partials. Reserved once for the largest need of any decode batch this
+// cache can see (a decode step has at most n_slots tokens), so a captured step never grows it.
+void CudaBackend::reserve_decode_workspace(const KvLayer& cache, int n_heads, size_t need) {
+  if (need <= attn_workspace_bytes_) return;
+  TPI_CHECK(!capturing_,
+            "cuda attention: the flash-decoding workspace (" << need
+                << " bytes) was not reserved before capture; run one attention call eagerly "
+                   "(the prefill, or one eager decode step) before capture_begin()");
+  size_t want = need;
+  const int t_max = std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
+  for (int t = 1; t <= t_max; ++t) {
+    const int splits =
+        gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
+    want = std::max(want, gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
+  }
+  if (attn_workspace_ != nullptr) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    CUDA_CHECK(cudaFree(attn_workspace_));
+    attn_workspace_ = nullptr;
+    attn_workspace_bytes_ = 0;
+  }
+  attn_workspace_ = static_cast<float*>(device_alloc(want, "flash-decoding workspace"));
+  attn_workspace_bytes_ = want;
+}
+
+void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b,
+                            int n_heads, int sliding_window, float scale) {
+  require(out, DType::bf16, "attention", "out");
+  require(q, DType::bf16, "attention", "q");
+  TPI_CHECK(c.dtype == DType::bf16 && c.k != nullptr && c.v != nullptr,
+            "cuda attention: the KV cache must be bf16 device memory (found "
+                << dtype_name(c.dtype) << ")");
+  TPI_CHECK(c.head_dim > 0 && c.head_dim % 8 == 0 && c.head_dim <= 256,
+            "cuda attention: head_dim " << c.head_dim << " must be a multiple of 8 and <= 256");
+  TPI_CHECK(c.n_kv_heads > 0 && n_heads > 0 && n_heads % c.n_kv_heads == 0,
+            "cuda attention: n_heads " << n_heads << " is not a multiple of n_kv_heads "
+                                       << c.n_kv_heads);
+  TPI_CHECK(c.n_slots > 0 && c.max_seq > 0, "cuda attention: empty KV cache");
+  const int64_t width = int64_t{n_heads} * c.head_dim;
+  TPI_CHECK(q.cols == width && out.cols == width && q.rows == b.n_tokens &&
+                out.rows == b.n_tokens,
+            "cuda attention: q " << shape(q) << " / out " << shape(out) << " must be [n_tokens="
+                                 << b.n_tokens << ", n_heads * head_dim=" << width << "]");
+  TPI_CHECK((b.slots != nullptr && b.positions != nullptr) || b.n_tokens == 0,
+            "cuda attention: slots or positions is null");
+  if (b.n_tokens == 0) return;
+  gpu::AttentionShape s;
+  s.n_tokens = b.n_tokens;
+  s.n_heads = n_heads;
+  s.n_kv_heads = c.n_kv_heads;
+  s.head_dim = c.head_dim;
+  s.n_slots = c.n_slots;
+  s.max_seq = c.max_seq;
+  s.sliding_window = sliding_window;
+  s.scale = scale;
+  const auto* kc = static_cast<const gpu::bf16*>(c.k);
+  const auto* vc = static_cast<const gpu::bf16*>(c.v);
+  if (use_prefill_kernel(b.n_tokens, c)) {
+    CUDA_LAUNCH(gpu::attention_prefill(bf(out), bf(q), kc, vc, b.slots, b.positions, s, stream_));
+    return;
+  }
+  TPI_CHECK(b.n_tokens <= 65535, "cuda attention: " << b.n_tokens
+                                                    << " tokens in one decode-kernel call (at "
+                                                       "most 65535 with head_dim "
+                                                    << c.head_dim << ")");
+  const int splits =
+      gpu::attention_decode_splits(b.n_tokens, n_heads, c.n_kv_heads, c.max_seq, sm_count_);
+  reserve_decode_workspace(
+      c, n_heads, gpu::attention_decode_workspace_bytes(b.n_tokens, n_heads, c.head_dim, splits));
+  CUDA_LAUNCH(gpu::attention_decode(bf(out), attn_workspace_, bf(q), kc, vc, b.slots, b.positions,
+                                    s, splits, stream_));
+}
+
+void CudaBackend::silu_mul(Tensor out, Tensor gate, Tensor up) {
+  require(out, DType::bf16, "silu_mul", "out");
+  require(gate, DType::bf16, "silu_mul", "gate");
+  require(up, DType::bf16, "silu_mul", "up");
+  TPI_CHECK(gate.numel() == up.numel() && out.numel() == gate.numel(),
+            "cuda silu_mul: out " << shape(out) << ", gate " << shape(gate) << ", up "
+                                  << shape(up) << " differ in size");
+  CUDA_LAUNCH(gpu::silu_mul(bf(out), bf(gate), bf(up), out.numel(), stream_));
+}
+
+void CudaBackend::gather_rows(Tensor out, Tensor in, const int32_t* rows) {
+  TPI_CHECK(out.dtype == in.dtype && out.cols == in.cols,
+            "cuda gather_rows: out " << shape(out) << " " << dtype_name(out.dtype) << " and in "
+                                     << shape(in) << " " << dtype_name(in.dtype) << " differ");
+  TPI_CHECK(rows != nullptr || out.rows == 0, "cuda gather_rows: rows is null");
+  CUDA_LAUNCH(gpu::gather_rows(out.data, in.data, rows, to_int(out.rows, "gather_rows", "rows"),
+                               to_int(in.rows, "gather_rows", "input rows"),
+                               static_cast<size_t>(in.cols) * dtype_size(in.dtype), stream_));
+}
+
+void CudaBackend::convert(Tensor out, Tensor in) {
+  TPI_CHECK(out.numel() == in.numel(), "cuda convert: out " << shape(out) << " and in "
+                                                            << shape(in) << " differ in size");
+  if (out.numel() == 0) return;
+  if (out.dtype == in.dtype) {
+    if (out.data != in.data) {
+      CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, in.bytes(), cudaMemcpyDeviceToDevice, stream_));
+    }
+    return;
+  }
+  TPI_CHECK(out.dtype != DType::i32 && in.dtype != DType::i32,
+            "cuda convert: " << dtype_name(in.dtype) << " -> " << dtype_name(out.dtype)
+                             << " (i32 converts only to i32)");
+  const auto et = [](DType d) {
+    return d == DType::f32 ? gpu::ElemType::f32
+                           : (d == DType::f16 ? gpu::ElemType::f16 : gpu::ElemType::bf16);
+  };
+  CUDA_LAUNCH(gpu::convert(out.data, et(out.dtype), in.data, et(in.dtype), in.numel(), stream_));
+}
+
+void CudaBackend::argmax(Tensor index, Tensor value, Tensor logits, int vocab_offset) {
+  require(logits, DType::f32, "argmax", "logits");
+  require(index, DType::i32, "argmax", "index");
+  TPI_CHECK(index.numel() >= logits.rows, "cuda argmax: index holds " << index.numel()
+                                                                      << " values for "
+                                                                      << logits.rows << " rows");
+  if (!value.empty()) {
+    require(value, DType::f32, "argmax", "value");
+    TPI_CHECK(value.numel() >= logits.rows, "cuda argmax: value holds " << value.numel()
+                                                                        << " values for "
+                                                                        << logits.rows << " rows");
+  }
+  CUDA_LAUNCH(gpu::argmax_rows(static_cast<int32_t*>(index.data),
+                               value.empty() ? nullptr : static_cast<float*>(value.data),
+                               static_cast<const float*>(logits.data),
+                               to_int(logits.rows, "argmax", "rows"),
+                               to_int(logits.cols, "argmax", "cols"), vocab_offset, stream_));
+}
+
+}  // namespace tpinfer

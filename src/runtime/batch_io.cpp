@@ -1,0 +1,294 @@
+#include "runtime/batch_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+using json = nlohmann::json;
+
+const char* const kKnownKeys[] = {"id",    "prompt", "messages", "max_new_tokens", "temperature",
+                                  "top_k", "top_p",  "seed",     "stop"};
+
+std::string type_name(const json& v) { return v.type_name(); }
+
+int get_int(const json& v, const char* key, int64_t lo, int64_t hi) {
+  TPI_CHECK(v.is_number_integer(), "\"" << key << "\" must be an integer, found "
+                                        << type_name(v) << " " << v.dump());
+  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)
+                        ? hi + 1
+                        : v.get<int64_t>();
+  TPI_CHECK(x >= lo && x <= hi,
+            "\"" << key << "\" must be in [" << lo << ", " << hi << "], found " << v.dump());
+  return static_cast<int>(x);
+}
+
+float get_number(const json& v, const char* key) {
+  TPI_CHECK(v.is_number(), "\"" << key << "\" must be a number, found " << type_name(v) << " "
+                                << v.dump());
+  return v.get<float>();
+}
+
+std::vector<std::string> get_stop(const json& v) {
+  std::vector<std::string> out;
+  if (v.is_string()) {
+    out.push_back(v.get<std::string>());
+  } else {
+    TPI_CHECK(v.is_array(), "\"stop\" must be a string or an array of strings, found "
+                                << type_name(v));
+    for (const json& s : v) {
+      TPI_CHECK(s.is_string(), "\"stop\" must hold strings, found " << type_name(s) << " "
+                                                                    << s.dump());
+      out.push_back(s.get<std::string>());
+    }
+  }
+  for (const std::string& s : out) TPI_CHECK(!s.empty(), "\"stop\" strings must not be empty");
+  return out;
+}
+
+std::vector<ChatMessage> get_messages(const json& v) {
+  TPI_CHECK(v.is_array() && !v.empty(),
+            "\"messages\" must be a non-empty array of {\"role\", \"content\"} objects");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const json& m = v[i];
+    TPI_CHECK(m.is_object() && m.contains("role") && m.contains("content") &&
+                  m["role"].is_string() && m["content"].is_string(),
+              "messages[" << i << "] must be {\"role\": string, \"content\": string}");
+    const std::string role = m["role"].get<std::string>();
+    TPI_CHECK(role == "system" || role == "user" || role == "assistant",
+              "messages[" << i << "].role must be system, user or assistant, found \"" << role
+                          << "\"");
+    out.push_back({role, m["content"].get<std::string>()});
+  }
+  return out;
+}
+
+bool is_blank(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
+}
+
+}  // namespace
+
+ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defaults) {
+  json j;
+  try {
+    j = json::parse(line.begin(), line.end());
+  } catch (const json::parse_error& e) {
+    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at ..."
+    std::string what = e.what();
+    const size_t cut = what.find("] ");
+    TPI_FAIL("not valid JSON: " << (cut == std::string::npos ? what : what.substr(cut + 2)));
+  }
+  TPI_CHECK(j.is_object(), "a request must be a JSON object, found " << type_name(j));
+  ParsedLine out;
+  BatchRequest& r = out.request;
+  TPI_CHECK(j.contains("id"), "missing \"id\"");
+  r.id = j["id"];
+  TPI_CHECK((r.id.is_string() && !r.id.get<std::string>().empty()) || r.id.is_number_integer(),
+            "\"id\" must be a non-empty string or an integer, found " << type_name(r.id) << " "
+                                                                      << r.id.dump());
+  r.key = r.id.dump();
+  const bool has_prompt = j.contains("prompt"), has_messages = j.contains("messages");
+  TPI_CHECK(has_prompt != has_messages,
+            (has_prompt ? "give either \"prompt\" or \"messages\", not both"
+                        : "missing \"prompt\" (a string) or \"messages\" (a chat)"));
+  if (has_prompt) {
+    TPI_CHECK(j["prompt"].is_string(), "\"prompt\" must be a string, found "
+                                           << type_name(j["prompt"]));
+    r.prompt = j["prompt"].get<std::string>();
+  } else {
+    r.messages = get_messages(j["messages"]);
+  }
+  r.max_new_tokens = defaults.max_new_tokens;
+  r.sampling = defaults.sampling;
+  if (j.contains("max_new_tokens")) {
+    r.max_new_tokens = get_int(j["max_new_tokens"], "max_new_tokens", 0, 1 << 24);
+  }
+  if (j.contains("temperature")) {
+    r.sampling.temperature = get_number(j["temperature"], "temperature");
+    TPI_CHECK(r.sampling.temperature >= 0.0f,
+              "\"temperature\" must be >= 0, found " << j["temperature"].dump());
+  }
+  if (j.contains("top_k")) {
+    r.sampling.top_k = get_int(j["top_k"], "top_k", 0, std::numeric_limits<int>::max());
+  }
+  if (j.contains("top_p")) {
+    r.sampling.top_p = get_number(j["top_p"], "top_p");
+    TPI_CHECK(r.sampling.top_p > 0.0f && r.sampling.top_p <= 1.0f,
+              "\"top_p\" must be in (0, 1], found " << j["top_p"].dump());
+  }
+  if (j.contains("seed")) {
+    const json& s = j["seed"];
+    TPI_CHECK(s.is_number_unsigned() || (s.is_number_integer() && s.get<int64_t>() >= 0),
+              "\"seed\" must be an integer >= 0, found " << s.dump());
+    r.sampling.seed = s.get<uint64_t>();
+  }
+  if (j.contains("stop")) r.stop = get_stop(j["stop"]);
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    if (std::find(std::begin(kKnownKeys), std::end(kKnownKeys), key) == std::end(kKnownKeys)) {
+      out.unknown_keys.push_back(key);
+    }
+  }
+  return out;
+}
+
+InputFile read_input_file(const std::string& path, const RequestDefaults& defaults) {
+  std::ifstream in(path, std::ios::binary);
+  TPI_CHECK(in, path << ": cannot open the input file: " << std::strerror(errno));
+  InputFile f;
+  std::unordered_map<std::string, int> first_line;  // key -> line
+  std::unordered_set<std::string> warned_keys;
+  std::string line;
+  while (std::getline(in, line)) {
+    ++f.n_lines;
+    if (is_blank(line)) continue;
+    try {
+      ParsedLine p = parse_request_line(line, defaults);
+      p.request.line = f.n_lines;
+      const auto [it, inserted] = first_line.emplace(p.request.key, f.n_lines);
+      TPI_CHECK(inserted, "duplicate id " << p.request.key << " (first on line " << it->second
+                                          << ")");
+      for (const std::string& k : p.unknown_keys) {
+        if (warned_keys.insert(k).second) {
+          f.warnings.push_back(path + ":" + std::to_string(f.n_lines) + ": unknown key \"" + k +
+                               "\" ignored (and on any later line)");
+        }
+      }
+      f.requests.push_back(std::move(p.request));
+    } catch (const Error& e) {
+      f.bad_lines.push_back(path + ":" + std::to_string(f.n_lines) + ": " + e.what());
+    }
+  }
+  TPI_CHECK(!in.bad(), path << ": read error");
+  return f;
+}
+
+OutputFile scan_output_file(const std::string& path) {
+  OutputFile f;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return f;  // no output yet
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t pos = 0;
+  int line_no = 0;
+  while (pos < content.size()) {
+    const size_t nl = content.find('\n', pos);
+    if (nl == std::string::npos) {
+      f.torn_bytes = content.size() - pos;  // the job was killed while writing this line
+      break;
+    }
+    ++line_no;
+    const std::string_view line(content.data() + pos, nl - pos);
+    pos = nl + 1;
+    f.complete_bytes = pos;
+    if (is_blank(line)) continue;
+    json j;
+    try {
+      j = json::parse(line.begin(), line.end());
+    } catch (const json::parse_error&) {
+      TPI_FAIL(path << ":" << line_no << ": not a result line (not valid JSON); the output file "
+                    << "must hold only tpinfer results: remove that line or choose another output");
+    }
+    TPI_CHECK(j.is_object() && j.contains("id") && (j["id"].is_string() ||
+                                                    j["id"].is_number_integer()),
+              path << ":" << line_no << ": not a result line (no \"id\"); the output file must "
+                   << "hold only tpinfer results: remove that line or choose another output");
+    ++f.n_results;
+    if (!f.done_keys.insert(j["id"].dump()).second) ++f.n_duplicates;
+  }
+  return f;
+}
+
+void truncate_file(const std::string& path, size_t bytes) {
+  TPI_CHECK(::truncate(path.c_str(), static_cast<off_t>(bytes)) == 0,
+            path << ": cannot cut the torn last line: " << std::strerror(errno));
+}
+
+ResultWriter::ResultWriter(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  TPI_CHECK(fd_ >= 0, path << ": cannot open the output file for appending: "
+                           << std::strerror(errno));
+}
+
+ResultWriter::~ResultWriter() {
+  if (fd_ >= 0) {
+    ::fdatasync(fd_);
+    ::close(fd_);
+  }
+}
+
+void ResultWriter::write_line(const std::string& line) {
+  std::string buf;
+  buf.reserve(line.size() + 1);
+  buf.append(line).push_back('\n');
+  size_t done = 0;
+  while (done < buf.size()) {
+    const ssize_t n = ::write(fd_, buf.data() + done, buf.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    TPI_CHECK(n > 0, path_ << ": write failed: " << std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+}
+
+void ResultWriter::sync() { ::fdatasync(fd_); }
+
+std::string format_result_line(const BatchResult& r) {
+  nlohmann::ordered_json j;
+  j["id"] = r.id;
+  j["text"] = r.text;
+  j["finish_reason"] = r.finish_reason;
+  j["prompt_tokens"] = r.prompt_tokens;
+  j["completion_tokens"] = r.token_ids.size();
+  j["token_ids"] = r.token_ids;
+  const double decode_ms = r.total_ms - r.ttft_ms;
+  const size_t n_decoded = r.token_ids.size() > 1 ? r.token_ids.size() - 1 : 0;
+  j["ttft_ms"] = std::round(r.ttft_ms * 1000.0) / 1000.0;
+  j["total_ms"] = std::round(r.total_ms * 1000.0) / 1000.0;
+  j["decode_tokens_per_s"] =
+      decode_ms > 0 && n_decoded > 0 ? std::round(n_decoded / (decode_ms / 1000.0) * 10.0) / 10.0
+                                     : 0.0;
+  j["replica"] = r.replica;
+  // Generated text may hold invalid UTF-8 (a model can emit any byte); never fail on it.
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+json request_to_wire(const BatchRequest& r) {
+  return json{{"id", r.id},
+              {"line", r.line},
+              {"ids", r.prompt_ids},
+              {"max_new_tokens", r.max_new_tokens},
+              {"temperature", r.sampling.temperature},
+              {"top_k", r.sampling.top_k},
+              {"top_p", r.sampling.top_p},
+              {"seed", r.sampling.seed},
+              {"stop", r.stop}};
+}
+
+BatchRequest request_from_wire(const json& j) {
+  BatchRequest r;
+  r.id = j.at("id");
+  r.key = r.id.dump();
+  r.line = j.at("line").get<int>();
+  r.prompt_ids = j.at("ids").get<std::vector<int32_t>>();
+  r.max_new_tokens = j.at("max_new_tokens").get<int>();
+  r.sampling.temperature = j.at("temperature").get<float>();
+  r.sampling.top_k = j.at("top_k").get<int>();
+  r.sampling.top_p = j.at("top_p").get<float>();
+  r.sampling.seed = j.at("seed").get<uint64_t>();
+  r.stop = j.at("stop").get<std::vector<std::string>>();
+  return r;
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,110 @@
+// The files of batch inference, without MPI: one request per input line (JSON Lines), one result
+// per output line, and what a rerun needs to resume (the ids already in the output, a torn last
+// line from a killed job cut away). Results are appended whole, one write() per line, so a kill
+// at any moment leaves complete lines followed by at most one partial line.
+//
+// Input line:  {"id": "a1", "prompt": "Once upon a time", "max_new_tokens": 64, "temperature": 0.7,
+//               "top_k": 40, "top_p": 0.9, "seed": 7, "stop": ["\n\n", "The end"]}
+//              or "messages": [{"role": "user", "content": "..."}] instead of "prompt".
+// Output line: {"id": "a1", "text": "...", "finish_reason": "stop"|"length", "prompt_tokens": 5,
+//               "completion_tokens": 64, "token_ids": [...], "ttft_ms": .., "total_ms": ..,
+//               "decode_tokens_per_s": .., "replica": 0}
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tpinfer {
+
+struct BatchRequest {
+  nlohmann::json id;  // a string or an integer, echoed in the result as given
+  std::string key;    // id.dump(): what duplicates and resume compare
+  int line = 0;       // 1-based line of the input file
+  std::string prompt;                 // either a prompt ...
+  std::vector<ChatMessage> messages;  // ... or a chat (non-empty)
+  int max_new_tokens = 0;
+  SamplingParams sampling;
+  std::vector<std::string> stop;      // stop strings (the text ends before the match)
+  std::vector<int32_t> prompt_ids;    // filled by tokenization
+};
+
+// Values of the run configuration that a request may override.
+struct RequestDefaults {
+  int max_new_tokens = 256;
+  SamplingParams sampling;
+};
+
+struct ParsedLine {
+  BatchRequest request;
+  std::vector<std::string> unknown_keys;  // ignored, worth a warning
+};
+
+// Parses one input line. Throws tpinfer::Error saying what is wrong (without the line number).
+ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defaults);
+
+// Whole input file: valid requests in file order, and one message per bad line
+// ("PATH:LINE: reason"). Blank lines are ignored; a repeated id is a bad line.
+struct InputFile {
+  std::vector<BatchRequest> requests;
+  std::vector<std::string> bad_lines;
+  std::vector<std::string> warnings;
+  int n_lines = 0;
+};
+InputFile read_input_file(const std::string& path, const RequestDefaults& defaults);
+
+// What an existing output file already holds. A last line without its newline (a job killed
+// mid-write) is not counted; complete_bytes is where the complete lines end. A complete line
+// that is not a result object with an id throws (the file is not ours, or was edited).
+struct OutputFile {
+  std::unordered_set<std::string> done_keys;
+  size_t complete_bytes = 0;
+  size_t torn_bytes = 0;  // bytes after the last newline
+  int n_results = 0;
+  int n_duplicates = 0;
+};
+OutputFile scan_output_file(const std::string& path);  // a missing file is empty
+
+// Cuts the file to its first `bytes` bytes (drops a torn last line before appending).
+void truncate_file(const std::string& path, size_t bytes);
+
+// Appends whole lines with one write() each, so concurrent kills never leave half a line behind
+// a complete one. Not buffered in user space: a line is in the kernel when write_line returns.
+class ResultWriter {
+ public:
+  explicit ResultWriter(const std::string& path);
+  ~ResultWriter();
+  ResultWriter(const ResultWriter&) = delete;
+  ResultWriter& operator=(const ResultWriter&) = delete;
+  void write_line(const std::string& line);  // `line` without its newline
+  void sync();                               // fdatasync
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// A finished request as the output line shows it.
+struct BatchResult {
+  nlohmann::json id;
+  std::string text;
+  std::string finish_reason;  // "stop" | "length"
+  int prompt_tokens = 0;
+  std::vector<int32_t> token_ids;  // generated ids (a stop id is not included)
+  double ttft_ms = 0.0;            // admission to the replica until the first token
+  double total_ms = 0.0;           // admission until finished
+  int replica = 0;
+};
+std::string format_result_line(const BatchResult& r);
+
+// Requests travel from world rank 0 to replica leaders as JSON (ids, not text).
+nlohmann::json request_to_wire(const BatchRequest& r);
+BatchRequest request_from_wire(const nlohmann::json& j);
+
+}  // namespace tpinfer

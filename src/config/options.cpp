@@ -259,6 +259,8 @@ std::vector<OptionSpec> build_specs() {
   v.push_back(string_opt("metrics_json", nullptr, "Output", "PATH", &C::metrics_json,
                          "write run metrics as JSON here (rank 0); empty = none"));
   v.push_back(bool_opt("stream", "Output", &C::stream, "print text to stdout as it is generated"));
+  v.push_back(bool_opt("echo", "Output", &C::echo,
+                       "print the prompt before the generated text (plain prompts, not chat)"));
   v.push_back(choice_opt("log_level", "TPINFER_LOG_LEVEL", "Output", &C::log_level,
                          {{"error", LogLevel::error},
                           {"warn", LogLevel::warn},

@@ -54,6 +54,7 @@ struct RunConfig {
   // Output
   std::string metrics_json;  // "" = none; written by rank 0
   bool stream = true;
+  bool echo = true;  // print the prompt before the completion (not in chat mode)
   LogLevel log_level = LogLevel::info;  // [TPINFER_LOG_LEVEL]
 
   // Batch inference

@@ -92,6 +92,11 @@ void run_single_prompt(World& world, const RunConfig& cfg,
       std::fflush(stdout);
     }
   };
+  if (do_stream && cfg.echo && !cfg.chat) {
+    const std::string prompt = load_prompt(cfg);
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    std::fflush(stdout);
+  }
   const double launch_to_ready_ms = ms_since(launch);
   // From here on ranks are inside collectives together: a failure on one rank cannot be agreed
   // on, so it ends the whole job instead of leaving the others waiting.

@@ -384,6 +384,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"dtype", "fp8", "expected one of auto, f32, bf16 or f16"},
       {"ignore_eos", "nope", "expected true or false"},
       {"stream", "2", "expected true or false"},
+      {"echo", "loud", "expected true or false"},
       {"log_level", "verbose", "expected one of error, warn, info or debug"},
       {"batch_size", "0", "expected an integer >= 1"},
       {"on_bad_line", "ignore", "expected one of skip or fail"},

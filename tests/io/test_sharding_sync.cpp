@@ -1,0 +1,126 @@
+// The converter and the engine must follow the same sharding table: scripts/convert_hf.py
+// --print-sharding dumps its parsed config and table, compared here to ModelConfig::from_hf and
+// sharding_table() tensor by tensor. Also the table's own rules.
+#include <catch2/catch.hpp>
+
+#include "io_test_util.h"
+#include "model/sharding.h"
+
+using namespace tpinfer;
+using nlohmann::json;
+
+namespace {
+
+ModelConfig load_hf(const std::string& dir) {
+  return ModelConfig::from_hf(io_test::read_json(dir + "/config.json"),
+                              io_test::read_json(dir + "/generation_config.json"),
+                              dir + "/config.json");
+}
+
+void check_in_step(const std::string& dir, int tp) {
+  CAPTURE(dir, tp);
+  const io_test::RunResult r = io_test::run(io_test::python() + " '" + io_test::convert_script() +
+                                            "' --print-sharding --model '" + dir + "' --tp " +
+                                            std::to_string(tp));
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const json py = json::parse(r.out);
+  const ModelConfig cfg = load_hf(dir);
+
+  // Same config: the Python dict is a valid manifest config equal to the C++ one.
+  const ModelConfig from_py = ModelConfig::from_manifest(py.at("config"), "converter");
+  CHECK(from_py.to_manifest() == cfg.to_manifest());
+  const json cpp_config = cfg.to_manifest();
+  for (const auto& [key, value] : cpp_config.items()) {
+    CAPTURE(key);
+    REQUIRE(py.at("config").contains(key));
+    if (value.is_number_float()) {
+      CHECK(static_cast<float>(py.at("config").at(key).get<double>()) == value.get<float>());
+    } else {
+      CHECK(py.at("config").at(key) == value);
+    }
+  }
+  CHECK(py.at("config").size() == cpp_config.size());
+
+  const std::vector<TensorSpec> table = sharding_table(cfg);
+  const json& tensors = py.at("tensors");
+  REQUIRE(tensors.size() == table.size());
+  for (size_t i = 0; i < table.size(); ++i) {
+    const TensorSpec& s = table[i];
+    const json& t = tensors[i];
+    CAPTURE(i, s.name);
+    CHECK(t.at("name").get<std::string>() == s.name);
+    CHECK(t.at("global_shape").get<std::vector<int64_t>>() == s.global_shape);
+    CHECK(t.at("split_dim").get<int>() == static_cast<int>(s.split));
+    CHECK(t.at("vocab_padded").get<bool>() == s.vocab_padded);
+    CHECK(t.at("local_shape").get<std::vector<int64_t>>() == s.local_shape(tp));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("converter and C++ sharding tables agree", "[sharding][converter]") {
+  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
+    for (int tp : {1, 2, 4}) check_in_step(io_test::model_dir(model), tp);
+  }
+  // A 7B-shaped config (no weights needed): Mistral-7B's 32/8 heads, 14336 MLP, tp=8.
+  const std::string dir = io_test::scratch_dir("sync_mistral7b");
+  json c = io_test::read_json(io_test::model_dir("tiny-mistral") + "/config.json");
+  c["hidden_size"] = 4096;
+  c["intermediate_size"] = 14336;
+  c["num_hidden_layers"] = 32;
+  c["num_attention_heads"] = 32;
+  c["num_key_value_heads"] = 8;
+  c["head_dim"] = 128;
+  c["vocab_size"] = 32768;
+  c["sliding_window"] = 4096;
+  io_test::write_json(dir + "/config.json", c);
+  io_test::write_json(dir + "/generation_config.json", json::object());
+  for (int tp : {1, 8}) check_in_step(dir, tp);
+}
+
+TEST_CASE("sharding table rules", "[sharding]") {
+  const ModelConfig qwen = load_hf(io_test::model_dir("tiny-qwen3"));
+  const std::vector<TensorSpec> t = sharding_table(qwen);
+  // embed + 2 layers x 11 + norm; tied: no lm_head.
+  REQUIRE(t.size() == 1 + 2 * 11 + 1);
+  CHECK(t.front().name == "model.embed_tokens.weight");
+  CHECK(t.back().name == "model.norm.weight");
+  for (const TensorSpec& s : t) {
+    CAPTURE(s.name);
+    const bool column = s.name.find("q_proj") != std::string::npos ||
+                        s.name.find("k_proj") != std::string::npos ||
+                        s.name.find("v_proj") != std::string::npos ||
+                        s.name.find("gate_proj") != std::string::npos ||
+                        s.name.find("up_proj") != std::string::npos;
+    const bool row = s.name.find("o_proj") != std::string::npos ||
+                     s.name.find("down_proj") != std::string::npos;
+    const bool vocab = s.name == "model.embed_tokens.weight" || s.name == "lm_head.weight";
+    if (column) CHECK(s.split == SplitDim::out);
+    if (row) CHECK(s.split == SplitDim::in);
+    if (vocab) CHECK((s.split == SplitDim::out && s.vocab_padded));
+    if (!column && !row && !vocab) CHECK((s.split == SplitDim::none && s.global_shape.size() == 1));
+    if (s.name.find("q_norm") != std::string::npos) CHECK(s.global_shape == std::vector<int64_t>{16});
+  }
+  const TensorSpec& q = t[2];
+  REQUIRE(q.name == "model.layers.0.self_attn.q_proj.weight");
+  CHECK(q.global_shape == std::vector<int64_t>{128, 64});  // 8 heads x head_dim 16
+  CHECK(q.local_shape(4) == std::vector<int64_t>{32, 64});
+  const TensorSpec& o = t[5];
+  REQUIRE(o.name == "model.layers.0.self_attn.o_proj.weight");
+  CHECK(o.local_shape(4) == std::vector<int64_t>{64, 32});
+  CHECK(o.local_offset(4, 3) == 96);
+  // Vocab 302 over tp=4: 76 rows per rank, the last rank holds 74 real rows + 2 zero rows.
+  CHECK(t[0].local_shape(4) == std::vector<int64_t>{76, 64});
+  CHECK(t[0].local_shape(2) == std::vector<int64_t>{151, 64});
+  CHECK(t[0].describe(4) == "split dim 0 of global [302, 64] over tp=4, vocab rows padded to 76 per rank");
+  CHECK(t[1].describe(4) == "replicated, global [64]");
+  CHECK(o.describe(4) == "split dim 1 of global [64, 128] over tp=4");
+
+  const ModelConfig mistral = load_hf(io_test::model_dir("tiny-mistral"));
+  const std::vector<TensorSpec> m = sharding_table(mistral);
+  REQUIRE(m.back().name == "lm_head.weight");
+  CHECK(m.back().vocab_padded);
+  CHECK(m.back().local_shape(4) == std::vector<int64_t>{65, 64});  // ceil(259 / 4)
+  CHECK_THROWS_WITH(m[2].local_shape(3), Catch::Matchers::Contains("tp=3 does not divide dim 0"));
+}

@@ -8,6 +8,7 @@
 #include <queue>
 
 #include "core/error.h"
+#include "tokenizer/json_scan.h"
 #include "tokenizer/unicode_util.h"
 
 namespace tpinfer::tok {
@@ -32,20 +33,6 @@ constexpr size_t kCacheMaxEntries = 200000;
 constexpr size_t kCacheMaxWordBytes = 256;
 constexpr size_t kNaiveMaxSymbols = 64;
 
-// The vocabulary string as raw bytes under the GPT-2 byte <-> unicode table, or nullopt if a
-// character is outside the table.
-std::optional<std::string> to_raw_bytes(const std::string& tok) {
-  std::string out;
-  out.reserve(tok.size());
-  for (size_t i = 0; i < tok.size();) {
-    const uint32_t cp = next_cp(tok, i);
-    const int b = unicode_to_byte(cp);
-    if (b < 0) return std::nullopt;
-    out.push_back(static_cast<char>(b));
-  }
-  return out;
-}
-
 std::string byte_level_char(uint8_t b) {
   std::string s;
   append_utf8(s, byte_to_unicode(b));
@@ -54,12 +41,80 @@ std::string byte_level_char(uint8_t b) {
 
 }  // namespace
 
-BpeModel::BpeModel(const nlohmann::json& model, bool byte_level, const std::string& where)
+void StrIdMap::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;
+  if (cap <= slots_.size()) return;
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(cap, Slot{0, 0, 0, -1});
+  mask_ = cap - 1;
+  for (const Slot& s : old) {
+    if (s.id < 0) continue;
+    size_t h = s.hash & mask_;
+    while (slots_[h].id >= 0) h = (h + 1) & mask_;
+    slots_[h] = s;
+  }
+}
+
+void StrIdMap::grow() { reserve(slots_.empty() ? 8 : slots_.size()); }
+
+void StrIdMap::insert(std::string_view key, int32_t id) {
+  if ((count_ + 1) * 2 > slots_.size()) grow();
+  const uint64_t hash = StringHash()(key);
+  size_t h = hash & mask_;
+  for (;;) {
+    Slot& s = slots_[h];
+    if (s.id < 0) {
+      s = Slot{hash, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(key.size()), id};
+      arena_.append(key);
+      ++count_;
+      return;
+    }
+    if (s.hash == hash && std::string_view(arena_.data() + s.off, s.len) == key) {
+      s.id = id;
+      return;
+    }
+    h = (h + 1) & mask_;
+  }
+}
+
+int32_t StrIdMap::find(std::string_view key) const {
+  if (slots_.empty()) return -1;
+  const uint64_t hash = StringHash()(key);
+  size_t h = hash & mask_;
+  for (;;) {
+    const Slot& s = slots_[h];
+    if (s.id < 0) return -1;
+    if (s.hash == hash && std::string_view(arena_.data() + s.off, s.len) == key) return s.id;
+    h = (h + 1) & mask_;
+  }
+}
+
+BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::string& where)
     : byte_level_(byte_level) {
+  // The big members are streamed by JsonScanner, the small ones parsed by nlohmann.
+  JsonScanner top(model_json, where + " (model)");
+  std::string_view vocab_text, merges_text;
+  nlohmann::json model = nlohmann::json::object();
+  for (const auto& [key, text] : top.members()) {
+    if (key == "vocab") {
+      vocab_text = text;
+    } else if (key == "merges") {
+      merges_text = text;
+    } else {
+      try {
+        model[key] = nlohmann::json::parse(text);
+      } catch (const nlohmann::json::exception& e) {
+        TPI_FAIL(where << ": model." << key << " is not valid JSON (" << e.what() << ")");
+      }
+    }
+  }
   const std::string type = model.value("type", "BPE");
   TPI_CHECK(type == "BPE", where << ": model type '" << type
                                  << "' is not supported (only BPE: byte-level or with byte "
                                     "fallback)");
+  TPI_CHECK(!vocab_text.empty(), where << ": model has no vocab");
   if (model.contains("dropout") && !model.at("dropout").is_null()) {
     TPI_CHECK(model.at("dropout").get<double>() == 0.0,
               where << ": BPE dropout is not supported for inference (found "
@@ -76,93 +131,112 @@ BpeModel::BpeModel(const nlohmann::json& model, bool byte_level, const std::stri
   ignore_merges_ = model.value("ignore_merges", false);
 
   // Vocabulary.
-  const auto& vocab = model.at("vocab");
-  TPI_CHECK(vocab.is_object(), where << ": model.vocab must be an object of token -> id");
-  int32_t max_id = -1;
-  token_to_id_.reserve(vocab.size() * 2);
-  for (const auto& [tok, idj] : vocab.items()) {
-    TPI_CHECK(idj.is_number_integer() && idj.get<int64_t>() >= 0 && idj.get<int64_t>() < INT32_MAX,
-              where << ": model.vocab['" << tok << "'] must be a non-negative integer id");
-    const auto id = idj.get<int32_t>();
-    token_to_id_.emplace(tok, id);
-    max_id = std::max(max_id, id);
+  {
+    JsonScanner sc(vocab_text, where + " (model.vocab)");
+    if (sc.peek() != '{') sc.fail("model.vocab must be an object of token -> id");
+    token_to_id_.reserve(model_json.size() / 40);
+    int32_t max_id = -1;
+    sc.object([&](const std::string& tok) {
+      const int64_t id = sc.integer();
+      if (id < 0 || id >= INT32_MAX) sc.fail("id of '" + tok + "' out of range");
+      token_to_id_.insert(tok, static_cast<int32_t>(id));
+      max_id = std::max(max_id, static_cast<int32_t>(id));
+    });
+    id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
+    token_to_id_.for_each([&](std::string_view tok, int32_t id) {
+      id_to_token_[static_cast<size_t>(id)].assign(tok.data(), tok.size());
+    });
   }
-  id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
-  for (const auto& [tok, id] : token_to_id_) id_to_token_[static_cast<size_t>(id)] = tok;
 
   std::fill(std::begin(byte_id_), std::end(byte_id_), -1);
   std::fill(std::begin(byte_fallback_id_), std::end(byte_fallback_id_), -1);
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
-    if (auto it = token_to_id_.find(std::string_view(name)); it != token_to_id_.end()) {
-      byte_fallback_id_[b] = it->second;
-    }
-    if (byte_level_) {
-      if (auto it = token_to_id_.find(byte_level_char(static_cast<uint8_t>(b)));
-          it != token_to_id_.end()) {
-        byte_id_[b] = it->second;
-      }
-    }
+    byte_fallback_id_[b] = token_to_id_.find(name);
+    if (byte_level_) byte_id_[b] = token_to_id_.find(byte_level_char(static_cast<uint8_t>(b)));
   }
   if (byte_level_) {
-    raw_to_id_.reserve(token_to_id_.size() * 2);
-    for (const auto& [tok, id] : token_to_id_) {
-      if (auto raw = to_raw_bytes(tok)) raw_to_id_.emplace(std::move(*raw), id);
-    }
+    raw_to_id_.reserve(token_to_id_.size());
+    std::string raw;
+    token_to_id_.for_each([&](std::string_view tok, int32_t id) {
+      raw.clear();
+      for (size_t i = 0; i < tok.size();) {
+        const int b = unicode_to_byte(next_cp(tok, i));
+        if (b < 0) return;
+        raw.push_back(static_cast<char>(b));
+      }
+      raw_to_id_.insert(raw, id);
+    });
   } else {
-    for (const auto& [tok, id] : token_to_id_) {
+    token_to_id_.for_each([&](std::string_view tok, int32_t id) {
       size_t i = 0;
       const uint32_t cp = next_cp(tok, i);
       if (i == tok.size()) char_id_.emplace(cp, id);
-    }
+    });
   }
   if (model.contains("unk_token") && model.at("unk_token").is_string()) {
     const std::string unk = model.at("unk_token").get<std::string>();
-    auto it = token_to_id_.find(unk);
-    TPI_CHECK(it != token_to_id_.end(),
-              where << ": model.unk_token '" << unk << "' is not in the vocabulary");
-    unk_id_ = it->second;
+    const int32_t id = token_to_id_.find(unk);
+    TPI_CHECK(id >= 0, where << ": model.unk_token '" << unk << "' is not in the vocabulary");
+    unk_id_ = id;
   }
 
   // Merges: "a b" strings or [a, b] pairs; rank = position; a later duplicate wins.
-  const auto& merges = model.at("merges");
-  TPI_CHECK(merges.is_array(), where << ": model.merges must be an array");
+  if (merges_text.empty()) merges_text = "[]";
+  JsonScanner sc(merges_text, where + " (model.merges)");
+  if (sc.peek() != '[') sc.fail("model.merges must be an array");
   size_t cap = 16;
-  while (cap < merges.size() * 2 + 16) cap <<= 1;
+  while (cap < merges_text.size() / 5 + 16) cap <<= 1;  // >= 2x the number of merges
   merges_.assign(cap, MergeEntry{kEmpty, 0, 0});
   mask_ = cap - 1;
   shift_ = 64 - __builtin_ctzll(cap);
-  std::string merged;
-  for (size_t r = 0; r < merges.size(); ++r) {
-    const auto& m = merges[r];
-    std::string a, b;
-    if (m.is_string()) {
-      const std::string s = m.get<std::string>();
-      const size_t sp = s.find(' ');
-      TPI_CHECK(sp != std::string::npos && s.find(' ', sp + 1) == std::string::npos,
-                where << ": merge #" << r << " '" << s << "' is not two tokens separated by a space");
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
+  std::string a, b, merged;
+  int32_t rank = 0;
+  sc.array([&](){
+    if (sc.peek() == '"') {
+      sc.string(a);
+      const size_t sp = a.find(' ');
+      TPI_CHECK(sp != std::string::npos && a.find(' ', sp + 1) == std::string::npos,
+                where << ": merge #" << rank << " '" << a
+                      << "' is not two tokens separated by a space");
+      b.assign(a, sp + 1, std::string::npos);
+      a.resize(sp);
     } else {
-      TPI_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
-                where << ": merge #" << r << " must be \"a b\" or [\"a\", \"b\"]");
-      a = m[0].get<std::string>();
-      b = m[1].get<std::string>();
+      int n = 0;
+      sc.array([&] {
+        if (n == 0) sc.string(a);
+        else if (n == 1) sc.string(b);
+        else sc.fail("a merge pair has more than two tokens");
+        ++n;
+      });
+      TPI_CHECK(n == 2, where << ": merge #" << rank << " must be \"a b\" or [\"a\", \"b\"]");
     }
-    auto ia = token_to_id_.find(a);
-    auto ib = token_to_id_.find(b);
-    TPI_CHECK(ia != token_to_id_.end() && ib != token_to_id_.end(),
-              where << ": merge #" << r << " (" << a << ", " << b
-                    << ") uses a token that is not in the vocabulary");
+    const int32_t ia = token_to_id_.find(a), ib = token_to_id_.find(b);
+    TPI_CHECK(ia >= 0 && ib >= 0, where << ": merge #" << rank << " (" << a << ", " << b
+                                        << ") uses a token that is not in the vocabulary");
     merged = a;
     merged.append(b, std::min(prefix_.size(), b.size()), std::string::npos);
-    auto im = token_to_id_.find(merged);
-    TPI_CHECK(im != token_to_id_.end(), where << ": merge #" << r << " (" << a << ", " << b
-                                              << ") makes '" << merged
-                                              << "', which is not in the vocabulary");
-    insert_merge(ia->second, ib->second, static_cast<int32_t>(r), im->second);
-  }
+    const int32_t im = token_to_id_.find(merged);
+    TPI_CHECK(im >= 0, where << ": merge #" << rank << " (" << a << ", " << b << ") makes '"
+                             << merged << "', which is not in the vocabulary");
+    if (static_cast<size_t>(rank + 1) * 2 > cap) {  // more merges than estimated: rehash
+      std::vector<MergeEntry> old;
+      old.swap(merges_);
+      cap *= 2;
+      merges_.assign(cap, MergeEntry{kEmpty, 0, 0});
+      mask_ = cap - 1;
+      shift_ = 64 - __builtin_ctzll(cap);
+      for (const MergeEntry& e : old) {
+        if (e.key != kEmpty) {
+          insert_merge(static_cast<int32_t>(e.key >> 32), static_cast<int32_t>(e.key & 0xFFFFFFFFu),
+                       e.rank, e.id);
+        }
+      }
+    }
+    insert_merge(ia, ib, rank, im);
+    ++rank;
+  });
 }
 
 void BpeModel::insert_merge(int32_t a, int32_t b, int32_t rank, int32_t id) {
@@ -189,10 +263,10 @@ void BpeModel::add_char_symbols(std::string_view ch, bool first, bool last,
   if ((!first && !prefix_.empty()) || (last && !suffix_.empty())) {
     decorated = std::string(first ? "" : prefix_) + std::string(ch) + (last ? suffix_ : "");
     s = decorated;
-    if (auto it = token_to_id_.find(s); it != token_to_id_.end()) id = it->second;
+    id = token_to_id_.find(s);
   } else if (byte_level_) {
     // (only reached for bytes whose character is missing from the vocabulary)
-    if (auto it = token_to_id_.find(s); it != token_to_id_.end()) id = it->second;
+    id = token_to_id_.find(s);
   } else {
     size_t i = 0;
     const uint32_t cp = next_cp(ch, i);
@@ -334,9 +408,9 @@ void BpeModel::encode_piece(std::string_view piece, std::vector<int32_t>& out,
                             bool use_cache) const {
   if (piece.empty()) return;
   if (ignore_merges_) {
-    const StringIdMap& m = byte_level_ ? raw_to_id_ : token_to_id_;
-    if (auto it = m.find(piece); it != m.end()) {
-      out.push_back(it->second);
+    const int32_t id = (byte_level_ ? raw_to_id_ : token_to_id_).find(piece);
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }

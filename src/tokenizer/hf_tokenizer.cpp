@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "tokenizer/json_scan.h"
 #include "tokenizer/unicode_util.h"
 
 namespace tpinfer {
@@ -162,15 +163,32 @@ void AddedTokenMatcher::split(std::string_view s, const std::vector<AddedToken>&
 
 HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config_path)
     : where_(json_path) {
-  const nlohmann::json j = parse_json_file(json_path);
-  TPI_CHECK(j.is_object() && j.contains("model"),
-            json_path << ": expected a tokenizer.json object with a \"model\"");
+  // The model (most of the file) is streamed by BpeModel; the other members are small and parsed
+  // with nlohmann.
+  const std::string text = read_file(json_path);
+  JsonScanner top(text, json_path);
+  nlohmann::json j = nlohmann::json::object();
+  std::string_view model_text;
+  if (top.peek() != '{') top.fail("expected a tokenizer.json object");
+  for (const auto& [key, value] : top.members()) {
+    if (key == "model") {
+      model_text = value;
+      continue;
+    }
+    try {
+      j[key] = nlohmann::json::parse(value);
+    } catch (const nlohmann::json::exception& e) {
+      TPI_FAIL(json_path << ": " << key << " is not valid JSON (" << e.what() << ")");
+    }
+  }
+  TPI_CHECK(top.at_end(), json_path << ": not valid JSON (text after the top-level object)");
+  TPI_CHECK(!model_text.empty(), json_path << ": expected a tokenizer.json object with a \"model\"");
   try {
     normalizer_ = make_normalizer(j.value("normalizer", nlohmann::json()), where_);
     bool byte_level = false;
     pre_tokenizer_ = make_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), where_,
                                         &byte_level);
-    model_ = std::make_unique<BpeModel>(j.at("model"), byte_level, where_);
+    model_ = std::make_unique<BpeModel>(model_text, byte_level, where_);
     post_processor_ = make_post_processor(j.value("post_processor", nlohmann::json()), where_);
     decoder_ = make_decoder(j.value("decoder", nlohmann::json()), where_, decoder_traits_);
   } catch (const nlohmann::json::exception& e) {
@@ -191,9 +209,7 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
       t.normalized = a.value("normalized", !a.value("special", false));
       t.special = a.value("special", false);
       if (t.content.empty()) continue;
-      if (auto it = model_->token_to_id().find(t.content); it != model_->token_to_id().end()) {
-        t.id = it->second;
-      }
+      if (const int32_t mid = model_->token_to_id().find(t.content); mid >= 0) t.id = mid;
       TPI_CHECK(t.id >= 0, json_path << ": added token '" << t.content << "' has a negative id");
       max_id = std::max(max_id, t.id);
       added_.push_back(std::move(t));
@@ -369,8 +385,8 @@ std::optional<int32_t> HfTokenizer::token_to_id(std::string_view token) const {
   for (const auto& a : added_) {
     if (a.content == token) return a.id;
   }
-  const auto& m = model_->token_to_id();
-  if (auto it = m.find(token); it != m.end()) return it->second;
+  const int32_t id = model_->token_to_id().find(token);
+  if (id >= 0) return id;
   return std::nullopt;
 }
 

@@ -27,18 +27,6 @@ inline float bf16(uint16_t h) {
   return f;
 }
 
-inline float dot_bf16(const float* a, const uint16_t* b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-#pragma omp simd
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * bf16(b[i + j]);
-  }
-  float s = 0.f;
-  for (; i < n; ++i) s += a[i] * bf16(b[i]);
-  return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 inline void rmsnorm_row(float* out, const float* in, const float* w, int cols, float eps) {
   float ss = 0.f;
   for (int i = 0; i < cols; ++i) ss += in[i] * in[i];
@@ -92,26 +80,60 @@ void add_rmsnorm(float* out, float* residual, const float* delta, const float* w
   }
 }
 
-// Parallel over output features: each thread streams its rows of w once and reuses them for
-// every token (the weights are the big operand; at T = 1 this is a bandwidth-bound GEMV).
-void matmul_f32(float* out, const float* in, const float* w, int T, int N, int K) {
+// Parallel over output features: each thread streams its rows of w once. A row is converted to
+// f32 in blocks of 8 and reused for up to 4 tokens (prefill, batched decode); at T = 1 this is a
+// bandwidth-bound GEMV. Every token's sum is formed in exactly the order dot() uses (8 lanes, then
+// the tail, then the same pairwise reduction), so results do not depend on the batch size: a
+// sequence decoded in a batch gets bitwise the logits it gets alone.
+template <typename W, typename Conv>
+static void matmul_rows(float* out, const float* in, const W* w, int T, int N, int K, Conv conv) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const float* wr = w + static_cast<int64_t>(n) * K;
-    for (int t = 0; t < T; ++t) {
-      out[static_cast<int64_t>(t) * N + n] = dot(in + static_cast<int64_t>(t) * K, wr, K);
+    const W* wr = w + static_cast<int64_t>(n) * K;
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+      const float* x[4];
+      for (int b = 0; b < 4; ++b) x[b] = in + static_cast<int64_t>(t + b) * K;
+      float acc[4][8] = {};
+      int i = 0;
+      for (; i + 8 <= K; i += 8) {
+        float wv[8];
+        for (int j = 0; j < 8; ++j) wv[j] = conv(wr[i + j]);
+        for (int b = 0; b < 4; ++b) {
+#pragma omp simd
+          for (int j = 0; j < 8; ++j) acc[b][j] += x[b][i + j] * wv[j];
+        }
+      }
+      for (int b = 0; b < 4; ++b) {
+        float s = 0.f;
+        for (int r = i; r < K; ++r) s += x[b][r] * conv(wr[r]);
+        const float* a = acc[b];
+        out[static_cast<int64_t>(t + b) * N + n] =
+            s + ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      }
+    }
+    for (; t < T; ++t) {
+      const float* x = in + static_cast<int64_t>(t) * K;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int i = 0;
+      for (; i + 8 <= K; i += 8) {
+#pragma omp simd
+        for (int j = 0; j < 8; ++j) acc[j] += x[i + j] * conv(wr[i + j]);
+      }
+      float s = 0.f;
+      for (int r = i; r < K; ++r) s += x[r] * conv(wr[r]);
+      out[static_cast<int64_t>(t) * N + n] =
+          s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     }
   }
 }
 
+void matmul_f32(float* out, const float* in, const float* w, int T, int N, int K) {
+  matmul_rows(out, in, w, T, N, K, [](float v) { return v; });
+}
+
 void matmul_bf16(float* out, const float* in, const uint16_t* w, int T, int N, int K) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    const uint16_t* wr = w + static_cast<int64_t>(n) * K;
-    for (int t = 0; t < T; ++t) {
-      out[static_cast<int64_t>(t) * N + n] = dot_bf16(in + static_cast<int64_t>(t) * K, wr, K);
-    }
-  }
+  matmul_rows(out, in, w, T, N, K, [](uint16_t v) { return bf16(v); });
 }
 
 void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,

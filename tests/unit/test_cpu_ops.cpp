@@ -247,3 +247,23 @@ TEST_CASE("cpu backend keeps bf16 weights as bf16: upload, matmul and embed", "[
     REQUIRE(emb[2 * K + c] == bf16_to_f32(wb[c]));
   }
 }
+
+TEST_CASE("cpu matmul is batch-invariant: each row equals the same row computed alone", "[ops]") {
+  for (DType wd : {DType::f32, DType::bf16}) {
+    BackendOptions opts;
+    opts.stored_weight_dtype = wd;
+    auto be = make_backend(BackendKind::cpu, opts);
+    const int T = 11, N = 19, K = 77;  // K not a multiple of 8: the tail path too
+    auto in = randn(T * K, 51), w = randn(N * K, 52);
+    std::vector<uint16_t> wb(N * K);
+    Tensor wt = wd == DType::bf16 ? Tensor{wb.data(), DType::bf16, N, K} : view(w, N, K);
+    if (wd == DType::bf16) be->upload_weight(wt, w.data(), DType::f32);
+    std::vector<float> all(T * N), one(N);
+    be->matmul(view(all, T, N), view(in, T, K), wt);
+    for (int t = 0; t < T; ++t) {
+      Tensor row{in.data() + t * K, DType::f32, 1, K};
+      be->matmul(view(one, 1, N), row, wt);
+      for (int n = 0; n < N; ++n) REQUIRE(all[t * N + n] == one[n]);
+    }
+  }
+}

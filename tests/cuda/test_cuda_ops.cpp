@@ -1,0 +1,251 @@
+// Every CUDA op against the CPU backend on random inputs of several shapes. Inputs are rounded
+// to bf16 first, so both backends see the same values; the CUDA side keeps bf16 activations
+// and the tolerances below are what bf16 storage of the result allows (a bf16 ulp is 2^-8
+// relative; Hugging Face's RMSNorm order rounds twice).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cuda_test_util.h"
+
+namespace tpinfer::test {
+namespace {
+
+// One bf16 rounding of a value of magnitude ~1 plus fp32 reordering.
+constexpr double kAtol = 1e-2;
+constexpr double kRtol = 1.6e-2;
+
+TEST_CASE("cuda embed gathers rows of the local vocab slice and zeros the rest", "[cuda]") {
+  for (int hidden : {64, 36, 2560}) {
+    CAPTURE(hidden);
+    const int vocab_rows = 97, offset = 20, T = 9;
+    const std::vector<float> table = random_bf16(static_cast<size_t>(vocab_rows) * hidden, 1);
+    const std::vector<int32_t> ids = {20, 0, 116, 117, 50, 19, 200, 21, 116};
+    Arena c(cpu_backend()), g(cuda_backend());
+    Tensor tc = c.weight(vocab_rows, hidden, table), tg = g.weight(vocab_rows, hidden, table);
+    Tensor oc = c.empty(c.backend().act_dtype(), T, hidden);
+    Tensor og = g.empty(DType::bf16, T, hidden);
+    c.backend().embed(oc, tc, c.ints(ids), offset);
+    g.backend().embed(og, tg, g.ints(ids), offset);
+    REQUIRE_CLOSE("embed", g.read(og), c.read(oc), 0.0, 0.0);
+  }
+}
+
+TEST_CASE("cuda rmsnorm and add_rmsnorm match the CPU backend", "[cuda]") {
+  for (int rows : {1, 5}) {
+    for (int cols : {64, 100, 2560, 4096}) {
+      CAPTURE(rows, cols);
+      const float eps = 1e-6f;
+      const auto x = random_bf16(static_cast<size_t>(rows) * cols, 11, -2.0f, 2.0f);
+      const auto d = random_bf16(static_cast<size_t>(rows) * cols, 12);
+      const auto w = random_bf16(cols, 13, 0.5f, 1.5f);
+      Arena c(cpu_backend()), g(cuda_backend());
+      Tensor wc = c.weight(1, cols, w), wg = g.weight(1, cols, w);
+      Tensor xc = c.act(rows, cols, x), xg = g.act(rows, cols, x);
+      Tensor oc = c.empty(c.backend().act_dtype(), rows, cols);
+      Tensor og = g.empty(DType::bf16, rows, cols);
+      c.backend().rmsnorm(oc, xc, wc, eps);
+      g.backend().rmsnorm(og, xg, wg, eps);
+      REQUIRE_CLOSE("rmsnorm", g.read(og), c.read(oc), kAtol, kRtol);
+
+      Tensor dc = c.act(rows, cols, d), dg = g.act(rows, cols, d);
+      c.backend().add_rmsnorm(oc, xc, dc, wc, eps);
+      g.backend().add_rmsnorm(og, xg, dg, wg, eps);
+      REQUIRE_CLOSE("add_rmsnorm residual", g.read(xg), c.read(xc), 1e-6, 8e-3);
+      REQUIRE_CLOSE("add_rmsnorm out", g.read(og), c.read(oc), kAtol, kRtol);
+
+      // In place (out aliases in) must give the same result.
+      g.backend().rmsnorm(xg, xg, wg, eps);
+      c.backend().rmsnorm(xc, xc, wc, eps);
+      REQUIRE_CLOSE("rmsnorm in place", g.read(xg), c.read(xc), kAtol, kRtol);
+    }
+  }
+}
+
+TEST_CASE("cuda matmul matches the CPU backend on every path", "[cuda]") {
+  struct Shape {
+    int n, k;
+  };
+  CudaBackend& cb = cuda_backend();
+  const CudaMatmulPath saved = cb.matmul_path();
+  for (CudaMatmulPath path : {CudaMatmulPath::automatic, CudaMatmulPath::gemv,
+                              CudaMatmulPath::cublaslt, CudaMatmulPath::cublas}) {
+    for (int t : {1, 3, 8, 33}) {
+      for (Shape s : {Shape{256, 512}, Shape{96, 136}, Shape{1000, 64}, Shape{40, 2560}}) {
+        for (DType out_dtype : {DType::bf16, DType::f32}) {
+          CAPTURE(cuda_matmul_path_name(path), t, s.n, s.k, dtype_name(out_dtype));
+          cb.set_matmul_path(path);
+          const float scale = 1.0f / std::sqrt(static_cast<float>(s.k));
+          const auto x = random_bf16(static_cast<size_t>(t) * s.k, 21);
+          const auto w = random_bf16(static_cast<size_t>(s.n) * s.k, 22, -scale, scale);
+          Arena c(cpu_backend()), g(cb);
+          Tensor wc = c.weight(s.n, s.k, w), wg = g.weight(s.n, s.k, w);
+          Tensor xc = c.act(t, s.k, x), xg = g.act(t, s.k, x);
+          Tensor oc = c.empty(DType::f32, t, s.n);
+          Tensor og = g.empty(out_dtype, t, s.n);
+          c.backend().matmul(oc, xc, wc);
+          g.backend().matmul(og, xg, wg);
+          REQUIRE_CLOSE("matmul", g.read(og), c.read(oc),
+                        out_dtype == DType::f32 ? 2e-3 : kAtol,
+                        out_dtype == DType::f32 ? 1e-3 : kRtol);
+        }
+      }
+    }
+  }
+  cb.set_matmul_path(saved);
+}
+
+TEST_CASE("cuda qk_norm_rope matches the CPU backend", "[cuda]") {
+  for (int hd : {64, 128}) {
+    for (bool norm : {false, true}) {
+      for (float theta : {1e4f, 1e6f}) {
+        CAPTURE(hd, norm, theta);
+        const int T = 7, nh = 8, nkv = 2;
+        const std::vector<int32_t> pos = {0, 1, 17, 511, 4095, 30000, 40959};
+        const auto q = random_bf16(static_cast<size_t>(T) * nh * hd, 31, -3.0f, 3.0f);
+        const auto k = random_bf16(static_cast<size_t>(T) * nkv * hd, 32, -3.0f, 3.0f);
+        const auto qn = random_bf16(hd, 33, 0.5f, 1.5f);
+        const auto kn = random_bf16(hd, 34, 0.5f, 1.5f);
+        Arena c(cpu_backend()), g(cuda_backend());
+        Tensor qc = c.act(T, nh * hd, q), qg = g.act(T, nh * hd, q);
+        Tensor kc = c.act(T, nkv * hd, k), kg = g.act(T, nkv * hd, k);
+        Tensor qnc, knc, qng, kng;
+        if (norm) {
+          qnc = c.weight(1, hd, qn);
+          knc = c.weight(1, hd, kn);
+          qng = g.weight(1, hd, qn);
+          kng = g.weight(1, hd, kn);
+        }
+        BatchView bc{T, c.ints(pos), c.ints(std::vector<int32_t>(T, 0)), 40959};
+        BatchView bg{T, g.ints(pos), g.ints(std::vector<int32_t>(T, 0)), 40959};
+        c.backend().qk_norm_rope(qc, kc, qnc, knc, bc, hd, theta, 1e-6f);
+        g.backend().qk_norm_rope(qg, kg, qng, kng, bg, hd, theta, 1e-6f);
+        // At position 40959 an fp32 angle carries ~4e-3 rad of rounding in either backend.
+        REQUIRE_CLOSE("rope q", g.read(qg), c.read(qc), 3e-2, 2e-2);
+        REQUIRE_CLOSE("rope k", g.read(kg), c.read(kc), 3e-2, 2e-2);
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda silu_mul matches the CPU backend", "[cuda]") {
+  for (int n : {1000, 9728, 7}) {
+    CAPTURE(n);
+    const auto a = random_bf16(n, 41, -6.0f, 6.0f);
+    const auto b = random_bf16(n, 42, -2.0f, 2.0f);
+    Arena c(cpu_backend()), g(cuda_backend());
+    Tensor ac = c.act(1, n, a), ag = g.act(1, n, a), bc = c.act(1, n, b), bg = g.act(1, n, b);
+    Tensor oc = c.empty(c.backend().act_dtype(), 1, n), og = g.empty(DType::bf16, 1, n);
+    c.backend().silu_mul(oc, ac, bc);
+    g.backend().silu_mul(og, ag, bg);
+    REQUIRE_CLOSE("silu_mul", g.read(og), c.read(oc), kAtol, kRtol);
+  }
+}
+
+TEST_CASE("cuda gather_rows and convert", "[cuda]") {
+  Arena g(cuda_backend());
+  const int rows = 6;
+  for (int cols : {8, 5, 2560}) {
+    CAPTURE(cols);
+    const auto x = random_bf16(static_cast<size_t>(rows) * cols, 51);
+    const std::vector<int32_t> pick = {5, 0, 3, 3};
+    for (DType d : {DType::bf16, DType::f32}) {
+      Tensor in = g.from_floats(d, rows, cols, x);
+      Tensor out = g.empty(d, static_cast<int64_t>(pick.size()), cols);
+      g.backend().gather_rows(out, in, g.ints(pick));
+      std::vector<float> want;
+      for (int r : pick) want.insert(want.end(), x.begin() + r * cols, x.begin() + (r + 1) * cols);
+      REQUIRE_CLOSE("gather_rows", g.read(out), want, 0.0, 0.0);
+    }
+    // bf16 -> f32 is exact; f32 -> bf16 / f16 round to nearest even like core/dtype.h.
+    std::vector<float> wide = random_bf16(static_cast<size_t>(rows) * cols, 52);
+    for (float& v : wide) v *= 1.0f + 1.0f / 512;  // not representable in bf16
+    Tensor f = g.from_floats(DType::f32, rows, cols, wide);
+    Tensor b = g.empty(DType::bf16, rows, cols), h = g.empty(DType::f16, rows, cols);
+    Tensor back = g.empty(DType::f32, rows, cols);
+    g.backend().convert(b, f);
+    g.backend().convert(h, f);
+    std::vector<float> want_b(wide.size()), want_h(wide.size());
+    for (size_t i = 0; i < wide.size(); ++i) {
+      want_b[i] = bf16_to_f32(f32_to_bf16(wide[i]));
+      want_h[i] = f16_to_f32(f32_to_f16(wide[i]));
+    }
+    REQUIRE_CLOSE("convert f32->bf16", g.read(b), want_b, 0.0, 0.0);
+    REQUIRE_CLOSE("convert f32->f16", g.read(h), want_h, 0.0, 0.0);
+    g.backend().convert(back, b);
+    REQUIRE_CLOSE("convert bf16->f32", g.read(back), want_b, 0.0, 0.0);
+  }
+}
+
+TEST_CASE("cuda upload_weight converts f32, f16 and bf16 host data to bf16", "[cuda]") {
+  Arena g(cuda_backend());
+  const int n = 3000;
+  std::vector<float> v = random_bf16(n, 61, -4.0f, 4.0f);
+  for (float& x : v) x *= 1.0f + 1.0f / 300;
+  std::vector<float> want(n);
+  for (int i = 0; i < n; ++i) want[i] = bf16_to_f32(f32_to_bf16(v[i]));
+  Tensor t = g.empty(DType::bf16, 30, 100);
+  g.backend().upload_weight(t, v.data(), DType::f32);
+  REQUIRE_CLOSE("upload f32", g.read(t), want, 0.0, 0.0);
+  std::vector<uint16_t> h(n), b(n);
+  std::vector<float> want_h(n);
+  for (int i = 0; i < n; ++i) {
+    h[i] = f32_to_f16(v[i]);
+    b[i] = f32_to_bf16(v[i]);
+    want_h[i] = bf16_to_f32(f32_to_bf16(f16_to_f32(h[i])));
+  }
+  g.backend().upload_weight(t, h.data(), DType::f16);
+  REQUIRE_CLOSE("upload f16", g.read(t), want_h, 0.0, 0.0);
+  g.backend().upload_weight(t, b.data(), DType::bf16);
+  REQUIRE_CLOSE("upload bf16", g.read(t), want, 0.0, 0.0);
+}
+
+TEST_CASE("cuda argmax picks the largest logit, lowest index on ties", "[cuda]") {
+  Arena g(cuda_backend());
+  const int rows = 3, cols = 151936, offset = 1000;
+  std::vector<float> logits = random_bf16(static_cast<size_t>(rows) * cols, 71, -10.0f, 10.0f);
+  logits[0 * cols + 77] = 50.0f;
+  logits[0 * cols + 150000] = 50.0f;  // tie: 77 wins
+  logits[1 * cols + cols - 1] = 60.0f;
+  logits[2 * cols + 5] = std::numeric_limits<float>::quiet_NaN();  // never wins
+  std::vector<int32_t> want(rows);
+  std::vector<float> want_v(rows);
+  for (int r = 0; r < rows; ++r) {
+    const float* row = logits.data() + static_cast<size_t>(r) * cols;
+    int best = -1;
+    for (int c = 0; c < cols; ++c) {
+      if (std::isnan(row[c])) continue;
+      if (best < 0 || row[c] > row[best]) best = c;  // strict: the lowest index keeps a tie
+    }
+    want[r] = best + offset;
+    want_v[r] = row[best];
+  }
+  Tensor l = g.from_floats(DType::f32, rows, cols, logits);
+  Tensor idx = g.empty(DType::i32, rows, 1), val = g.empty(DType::f32, rows, 1);
+  cuda_backend().argmax(idx, val, l, offset);
+  const auto got = g.read(idx);
+  for (int r = 0; r < rows; ++r) CHECK(static_cast<int32_t>(got[r]) == want[r]);
+  REQUIRE_CLOSE("argmax value", g.read(val), want_v, 0.0, 0.0);
+}
+
+TEST_CASE("cuda memory accounting and refusals", "[cuda]") {
+  CudaBackend& cb = cuda_backend();
+  const size_t before = cb.allocated_bytes();
+  void* p = cb.alloc(12345);
+  CHECK(cb.allocated_bytes() == before + 12345);
+  const DeviceMemory m = cb.memory();
+  CHECK(m.total_bytes > 0);
+  CHECK(m.free_bytes <= m.total_bytes);
+  cb.free(p);
+  CHECK(cb.allocated_bytes() == before);
+  // A wrong dtype is a tier-1 error that names the op.
+  Arena g(cb);
+  Tensor f = g.empty(DType::f32, 2, 8);
+  Tensor w = g.empty(DType::bf16, 1, 8);
+  REQUIRE_THROWS_WITH(cb.rmsnorm(f, f, w, 1e-5f), Catch::Contains("rmsnorm"));
+  // Out-of-memory names the size.
+  REQUIRE_THROWS_WITH(cb.alloc(size_t{1} << 50), Catch::Contains("out of memory"));
+}
+
+}  // namespace
+}  // namespace tpinfer::test

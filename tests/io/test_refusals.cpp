@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "core/error.h"
 #include "io/model_dir.h"
@@ -89,17 +90,19 @@ std::string open_error(const std::string& dir) {
   return "(no error)";
 }
 
-// stories260K converted at tp=4 (f32) once; each test gets its own copy.
+// stories260K converted at tp=4 (f32) once per test case (ctest runs test cases in parallel
+// processes, so they must not share a folder); each section gets its own copy.
 std::string converted_copy(const std::string& name) {
-  static const std::string pristine = [] {
-    const std::string p = io_test::scratch_dir("refuse-pristine-stories-tp4");
+  static std::map<std::string, std::string> pristine;
+  if (pristine.count(name) == 0) {
+    const std::string p = io_test::scratch_dir("refuse-pristine-" + name);
     const io_test::RunResult r = io_test::convert("--model '" + io_test::model_dir("stories260K") +
                                                   "' --tp 4 --dtype f32 --out '" + p + "'");
     if (r.rc != 0) throw std::runtime_error("conversion failed: " + r.err);
-    return p;
-  }();
+    pristine[name] = p;
+  }
   const std::string dir = io_test::scratch_dir("refuse-load-" + name);
-  io_test::copy_dir(pristine, dir);
+  io_test::copy_dir(pristine[name], dir);
   return dir;
 }
 

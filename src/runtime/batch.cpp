@@ -373,6 +373,70 @@ void run_replica_leader(World& world, Mailbox& mail, ReplicaScheduler& sched) {
   }
 }
 
+// --- The end: one summary line and, if asked, the metrics file (rank 0) -------------------
+
+struct RunSummary {
+  const Prepared* prep;
+  int n_todo, n_slots, max_seq;
+  bool interrupted;
+  double launch_to_start_s, load_ms, wall_s;
+};
+
+void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
+                    const RunSummary& s, const Progress& progress,
+                    const std::vector<std::string>& layout) {
+  const double gen_tps = s.wall_s > 0 ? progress.completion_tokens() / s.wall_s : 0.0;
+  const double all_tps =
+      s.wall_s > 0 ? (progress.prompt_tokens() + progress.completion_tokens()) / s.wall_s : 0.0;
+  std::string per_replica;
+  for (size_t d = 0; d < progress.per_replica().size(); ++d) {
+    if (d > 0) per_replica += ' ';
+    per_replica += std::to_string(progress.per_replica()[d]);
+  }
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "batch: %d/%d result(s) written to %s in %.2f s | %lld prompt + %lld generated "
+                "tokens | %.1f generated tok/s, %.1f total tok/s | dp %d x tp %d, %d slot(s) per "
+                "replica | per replica: %s",
+                progress.done(), s.n_todo, cfg.output.c_str(), s.wall_s,
+                static_cast<long long>(progress.prompt_tokens()),
+                static_cast<long long>(progress.completion_tokens()), gen_tps, all_tps,
+                world.dp(), world.tp(), s.n_slots, per_replica.c_str());
+  log_info(line);
+  if (cfg.metrics_json.empty()) return;
+  json ranks = json::array();
+  for (const std::string& r : layout) ranks.push_back(json::parse(r));
+  const json m = {{"mode", "batch"},
+                  {"requests_in_input", s.prep->n_valid},
+                  {"already_done", s.prep->n_already_done},
+                  {"bad_lines", s.prep->n_bad},
+                  {"to_run", s.n_todo},
+                  {"completed", progress.done()},
+                  {"interrupted", s.interrupted},
+                  {"wall_s", s.wall_s},
+                  {"launch_to_start_s", s.launch_to_start_s},
+                  {"load_ms", s.load_ms},
+                  {"prompt_tokens", progress.prompt_tokens()},
+                  {"completion_tokens", progress.completion_tokens()},
+                  {"generated_tokens_per_s", gen_tps},
+                  {"total_tokens_per_s", all_tps},
+                  {"per_replica", progress.per_replica()},
+                  {"dp", world.dp()},
+                  {"tp", world.tp()},
+                  {"world_size", world.size()},
+                  {"n_nodes", world.n_nodes()},
+                  {"ranks", ranks},
+                  {"batch_size", s.n_slots},
+                  {"max_seq", s.max_seq},
+                  {"backend", backend_kind_name(eng.backend_kind)},
+                  {"comm", comm_kind_name(eng.comm_kind)},
+                  {"model", cfg.model},
+                  {"dummy_weights", cfg.dummy_weights}};
+  std::ofstream out(cfg.metrics_json);
+  TPI_CHECK(out, cfg.metrics_json << ": cannot write the metrics file");
+  out << m.dump(2) << "\n";
+}
+
 }  // namespace
 
 void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time_point launch) {
@@ -456,58 +520,28 @@ void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock
     world.abort(1);
   }
   const bool interrupted = world.all_reduce_max_world(outcome.stopped ? 1 : 0) != 0;
+  // Where every rank ran, as MPI sees it (nodes from shared-memory domains, not host names).
+  const std::vector<std::string> layout = world.gather_strings(
+      json{{"rank", world.rank()}, {"host", world.hostname()}, {"node", world.node_index()},
+           {"local_rank", world.local_rank()}, {"dp_rank", world.dp_rank()},
+           {"tp_rank", world.tp_rank()}}
+          .dump());
 
+  std::string summary_err;
   if (coordinator) {
-    writer->sync();
-    const double wall = seconds_since(t_start);
-    const double gen_tps = wall > 0 ? progress->completion_tokens() / wall : 0.0;
-    const double all_tps =
-        wall > 0 ? (progress->prompt_tokens() + progress->completion_tokens()) / wall : 0.0;
-    std::string per_replica;
-    for (size_t d = 0; d < progress->per_replica().size(); ++d) {
-      per_replica += (d ? " " : "") + std::to_string(progress->per_replica()[d]);
-    }
-    char line[512];
-    std::snprintf(line, sizeof line,
-                  "batch: %d/%d result(s) written to %s in %.2f s | %lld prompt + %lld generated "
-                  "tokens | %.1f generated tok/s, %.1f total tok/s | dp %d x tp %d, %d slot(s) "
-                  "per replica | per replica: %s",
-                  progress->done(), n_todo, cfg.output.c_str(), wall,
-                  static_cast<long long>(progress->prompt_tokens()),
-                  static_cast<long long>(progress->completion_tokens()), gen_tps, all_tps, dp,
-                  world.tp(), shape.n_slots, per_replica.c_str());
-    log_info(line);
-    if (!cfg.metrics_json.empty()) {
-      const json m = {{"mode", "batch"},
-                      {"requests_in_input", prep.n_valid},
-                      {"already_done", prep.n_already_done},
-                      {"bad_lines", prep.n_bad},
-                      {"to_run", n_todo},
-                      {"completed", progress->done()},
-                      {"interrupted", interrupted},
-                      {"wall_s", wall},
-                      {"launch_to_start_s", std::chrono::duration<double>(t_start - launch).count()},
-                      {"load_ms", eng.load_ms},
-                      {"prompt_tokens", progress->prompt_tokens()},
-                      {"completion_tokens", progress->completion_tokens()},
-                      {"generated_tokens_per_s", gen_tps},
-                      {"total_tokens_per_s", all_tps},
-                      {"per_replica", progress->per_replica()},
-                      {"dp", dp},
-                      {"tp", world.tp()},
-                      {"world_size", world.size()},
-                      {"n_nodes", world.n_nodes()},
-                      {"batch_size", shape.n_slots},
-                      {"max_seq", shape.max_seq},
-                      {"backend", backend_kind_name(eng.backend_kind)},
-                      {"comm", comm_kind_name(eng.comm_kind)},
-                      {"model", cfg.model},
-                      {"dummy_weights", cfg.dummy_weights}};
-      std::ofstream out(cfg.metrics_json);
-      TPI_CHECK(out, cfg.metrics_json << ": cannot write the metrics file");
-      out << m.dump(2) << "\n";
+    try {
+      writer->sync();
+      RunSummary sum{&prep, n_todo, shape.n_slots, shape.max_seq, interrupted,
+                     std::chrono::duration<double>(t_start - launch).count(), eng.load_ms,
+                     seconds_since(t_start)};
+      report_summary(cfg, world, eng, sum, *progress, layout);
+    } catch (const std::exception& e) {
+      summary_err = e.what();
     }
   }
+  // Nobody exits before rank 0 has written its summary (a launcher may kill the whole job as
+  // soon as one rank ends with an error).
+  world.agree(summary_err.empty(), summary_err);
   if (interrupted) {
     TPI_FAIL("interrupted by a stop signal"
              << (coordinator ? ": " + std::to_string(progress->done()) + " of " +

@@ -83,6 +83,9 @@ std::optional<BatchResult> ReplicaScheduler::admit(BatchRequest request) {
   s.text.clear();
   s.sampler = std::make_unique<Sampler>(engine_.config().vocab_size, request.sampling);
   s.decoder = std::make_unique<StreamDecoder>(tokenizer_, true);
+  // The prompt gives the decoder its context, so the text is the exact continuation (a leading
+  // space of the first new word is kept: prompt + text reads as the whole).
+  for (int32_t id : request.prompt_ids) s.decoder->push(id);
   s.admitted = Clock::now();
   s.first_token = s.admitted;
   s.req = std::move(request);

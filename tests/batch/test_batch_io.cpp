@@ -1,0 +1,236 @@
+// The batch files without MPI: request parsing and its messages, the resume scan (done ids, a
+// torn last line), the append-only writer and the result line format.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "core/error.h"
+#include "runtime/batch_io.h"
+
+using tpinfer::BatchRequest;
+using tpinfer::Error;
+using tpinfer::RequestDefaults;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return std::string("/tmp/tpinfer_test_batch_io_") + std::to_string(::getpid()) + "_" + name;
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+RequestDefaults defaults() {
+  RequestDefaults d;
+  d.max_new_tokens = 50;
+  d.sampling.temperature = 0.5f;
+  d.sampling.top_k = 0;
+  d.sampling.top_p = 0.9f;
+  d.sampling.seed = 11;
+  return d;
+}
+
+std::string parse_error(const std::string& line) {
+  try {
+    tpinfer::parse_request_line(line, defaults());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(parsed)";
+}
+
+}  // namespace
+
+TEST_CASE("a request line takes the defaults and its own overrides", "[batch]") {
+  const auto p = tpinfer::parse_request_line(R"({"id": "a1", "prompt": "Hello"})", defaults());
+  CHECK(p.request.id == "a1");
+  CHECK(p.request.key == "\"a1\"");
+  CHECK(p.request.prompt == "Hello");
+  CHECK(p.request.max_new_tokens == 50);
+  CHECK(p.request.sampling.temperature == 0.5f);
+  CHECK(p.request.sampling.seed == 11);
+  CHECK(p.request.stop.empty());
+  CHECK(p.unknown_keys.empty());
+
+  const auto q = tpinfer::parse_request_line(
+      R"({"id": 7, "prompt": "x", "max_new_tokens": 3, "temperature": 0, "top_k": 4,
+          "top_p": 0.5, "seed": 18446744073709551615, "stop": "\n", "meta": 1})",
+      defaults());
+  CHECK(q.request.key == "7");
+  CHECK(q.request.max_new_tokens == 3);
+  CHECK(q.request.sampling.temperature == 0.0f);
+  CHECK(q.request.sampling.top_k == 4);
+  CHECK(q.request.sampling.top_p == 0.5f);
+  CHECK(q.request.sampling.seed == 18446744073709551615ull);
+  REQUIRE(q.request.stop.size() == 1);
+  CHECK(q.request.stop[0] == "\n");
+  CHECK(q.unknown_keys == std::vector<std::string>{"meta"});
+}
+
+TEST_CASE("chat messages are read in order", "[batch]") {
+  const auto p = tpinfer::parse_request_line(
+      R"({"id": "c", "messages": [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": "Hi"}], "stop": ["a", "b"]})",
+      defaults());
+  REQUIRE(p.request.messages.size() == 2);
+  CHECK(p.request.messages[0].role == "system");
+  CHECK(p.request.messages[1].content == "Hi");
+  CHECK(p.request.stop == std::vector<std::string>{"a", "b"});
+}
+
+TEST_CASE("bad request lines say what is wrong", "[batch]") {
+  CHECK_THAT(parse_error("not json"), Contains("not valid JSON"));
+  CHECK_THAT(parse_error("[1, 2]"), Contains("must be a JSON object"));
+  CHECK_THAT(parse_error(R"({"prompt": "x"})"), Contains("missing \"id\""));
+  CHECK_THAT(parse_error(R"({"id": 1.5, "prompt": "x"})"), Contains("\"id\" must be"));
+  CHECK_THAT(parse_error(R"({"id": "", "prompt": "x"})"), Contains("\"id\" must be"));
+  CHECK_THAT(parse_error(R"({"id": "a"})"), Contains("missing \"prompt\""));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "messages": []})"), Contains("not both"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": 3})"), Contains("\"prompt\" must be a string"));
+  CHECK_THAT(parse_error(R"({"id": "a", "messages": [{"role": "bot", "content": "x"}]})"),
+             Contains("role must be system, user or assistant"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "max_new_tokens": -1})"),
+             Contains("\"max_new_tokens\" must be in [0,"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "max_new_tokens": "5"})"),
+             Contains("\"max_new_tokens\" must be an integer"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "temperature": -0.1})"),
+             Contains("\"temperature\" must be >= 0"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "top_p": 0})"),
+             Contains("\"top_p\" must be in (0, 1]"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "seed": -3})"),
+             Contains("\"seed\" must be an integer >= 0"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "stop": [""]})"),
+             Contains("must not be empty"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "stop": 5})"),
+             Contains("\"stop\" must be a string or an array"));
+}
+
+TEST_CASE("the input file reports bad lines by number and skips blank ones", "[batch]") {
+  const std::string path = temp_path("in.jsonl");
+  write_file(path,
+             "{\"id\": \"a\", \"prompt\": \"x\"}\n"
+             "\n"
+             "{\"id\": \"b\", \"prompt\": \"y\", \"colour\": 1}\n"
+             "{broken\n"
+             "{\"id\": \"a\", \"prompt\": \"again\"}\n"
+             "{\"id\": 1, \"prompt\": \"z\"}");  // no final newline: still a line
+  const tpinfer::InputFile f = tpinfer::read_input_file(path, defaults());
+  CHECK(f.n_lines == 6);
+  REQUIRE(f.requests.size() == 3);
+  CHECK(f.requests[0].line == 1);
+  CHECK(f.requests[1].line == 3);
+  CHECK(f.requests[2].key == "1");
+  REQUIRE(f.bad_lines.size() == 2);
+  CHECK_THAT(f.bad_lines[0], Contains(path + ":4: not valid JSON"));
+  CHECK_THAT(f.bad_lines[1], Contains(path + ":5: duplicate id \"a\" (first on line 1)"));
+  REQUIRE(f.warnings.size() == 1);
+  CHECK_THAT(f.warnings[0], Contains(":3: unknown key \"colour\""));
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(tpinfer::read_input_file(path, defaults()), Contains("cannot open"));
+}
+
+TEST_CASE("resume: the output's ids are done and a torn last line is cut", "[batch]") {
+  const std::string path = temp_path("out.jsonl");
+  std::remove(path.c_str());
+  const tpinfer::OutputFile none = tpinfer::scan_output_file(path);
+  CHECK(none.done_keys.empty());
+  CHECK(none.complete_bytes == 0);
+
+  const std::string complete = "{\"id\": \"a\", \"text\": \"x\"}\n{\"id\": 2, \"text\": \"y\"}\n";
+  write_file(path, complete + "{\"id\": \"c\", \"te");
+  const tpinfer::OutputFile f = tpinfer::scan_output_file(path);
+  CHECK(f.n_results == 2);
+  CHECK(f.done_keys.count("\"a\"") == 1);
+  CHECK(f.done_keys.count("2") == 1);
+  CHECK(f.done_keys.count("\"c\"") == 0);
+  CHECK(f.complete_bytes == complete.size());
+  CHECK(f.torn_bytes == 15);
+  tpinfer::truncate_file(path, f.complete_bytes);
+  CHECK(read_file(path) == complete);
+
+  // A torn line that happens to be valid JSON is still torn: it lacks its newline.
+  write_file(path, complete + "{\"id\": \"c\"}");
+  CHECK(tpinfer::scan_output_file(path).done_keys.count("\"c\"") == 0);
+
+  write_file(path, complete + complete);
+  CHECK(tpinfer::scan_output_file(path).n_duplicates == 2);
+
+  write_file(path, "{\"id\": \"a\"}\ngarbage\n{\"id\": \"b\"}\n");
+  CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(path + ":2: not a result line"));
+  write_file(path, "{\"text\": \"no id\"}\n");
+  CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(":1: not a result line (no \"id\")"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the writer appends whole lines to what is there", "[batch]") {
+  const std::string path = temp_path("w.jsonl");
+  write_file(path, "{\"id\": \"old\"}\n");
+  {
+    tpinfer::ResultWriter w(path);
+    w.write_line("{\"id\": \"new\"}");
+    // Visible to a reader at once (no user-space buffer): a kill now loses nothing.
+    CHECK(read_file(path) == "{\"id\": \"old\"}\n{\"id\": \"new\"}\n");
+    w.write_line(std::string(100000, 'x'));
+  }
+  CHECK(read_file(path).size() == 28 + 100001);
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(tpinfer::ResultWriter("/nonexistent-dir/x.jsonl"),
+                    Contains("cannot open the output file"));
+}
+
+TEST_CASE("a result line has the id first and survives invalid UTF-8", "[batch]") {
+  tpinfer::BatchResult r;
+  r.id = "q1";
+  r.text = std::string("ok \xff end");
+  r.finish_reason = "length";
+  r.prompt_tokens = 4;
+  r.token_ids = {5, 6, 7};
+  r.ttft_ms = 2.0;
+  r.total_ms = 12.0;
+  r.replica = 1;
+  const std::string line = tpinfer::format_result_line(r);
+  CHECK(line.rfind("{\"id\":\"q1\",\"text\":", 0) == 0);
+  CHECK(line.find('\n') == std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(line);
+  CHECK(j["completion_tokens"] == 3);
+  CHECK(j["prompt_tokens"] == 4);
+  CHECK(j["finish_reason"] == "length");
+  CHECK(j["decode_tokens_per_s"].get<double>() == Approx(200.0));
+  CHECK(j["text"].get<std::string>() == "ok \xef\xbf\xbd end");
+}
+
+TEST_CASE("requests cross the wire unchanged", "[batch]") {
+  BatchRequest r = tpinfer::parse_request_line(
+                       R"({"id": 42, "prompt": "x", "temperature": 0.7, "top_k": 3,
+                           "top_p": 0.25, "seed": 9, "stop": ["END"], "max_new_tokens": 8})",
+                       defaults())
+                       .request;
+  r.line = 12;
+  r.prompt_ids = {1, 2, 3};
+  const BatchRequest back = tpinfer::request_from_wire(
+      nlohmann::json::parse(tpinfer::request_to_wire(r).dump()));
+  CHECK(back.id == 42);
+  CHECK(back.key == "42");
+  CHECK(back.line == 12);
+  CHECK(back.prompt_ids == r.prompt_ids);
+  CHECK(back.max_new_tokens == 8);
+  CHECK(back.sampling.temperature == r.sampling.temperature);
+  CHECK(back.sampling.top_k == 3);
+  CHECK(back.sampling.top_p == r.sampling.top_p);
+  CHECK(back.sampling.seed == 9);
+  CHECK(back.stop == r.stop);
+}

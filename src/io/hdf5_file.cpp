@@ -40,12 +40,15 @@ std::string describe_type(hid_t type) {
   const H5T_class_t cls = H5Tget_class(type);
   const size_t size = H5Tget_size(type);
   switch (cls) {
-    case H5T_FLOAT: return "float" + std::to_string(size * 8);
+    case H5T_FLOAT:
+      return "float" + std::to_string(size * 8);
     case H5T_INTEGER:
       return std::string(H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") +
              std::to_string(size * 8);
-    case H5T_STRING: return "string";
-    default: return "HDF5 type class " + std::to_string(static_cast<int>(cls));
+    case H5T_STRING:
+      return "string";
+    default:
+      return "HDF5 type class " + std::to_string(static_cast<int>(cls));
   }
 }
 
@@ -84,8 +87,8 @@ std::vector<int64_t> read_int_attr(hid_t obj, const std::string& attr, const std
 
 int64_t read_scalar_int_attr(hid_t obj, const std::string& attr, const std::string& where) {
   const std::vector<int64_t> v = read_int_attr(obj, attr, where);
-  TPI_CHECK(v.size() == 1, where << ": attribute '" << attr << "' must hold one integer, found "
-                                 << v.size());
+  TPI_CHECK(v.size() == 1,
+            where << ": attribute '" << attr << "' must hold one integer, found " << v.size());
   return v[0];
 }
 
@@ -134,8 +137,12 @@ H5Handle& H5Handle::operator=(H5Handle&& o) noexcept {
 void H5Handle::reset() {
   if (id_ >= 0) {
     switch (kind_) {
-      case Kind::file: H5Fclose(id_); break;
-      case Kind::object: H5Oclose(id_); break;
+      case Kind::file:
+        H5Fclose(id_);
+        break;
+      case Kind::object:
+        H5Oclose(id_);
+        break;
     }
   }
   id_ = -1;
@@ -158,8 +165,8 @@ std::vector<std::string> Hdf5File::dataset_names() const {
   TPI_CHECK(H5Gget_info(h_.get(), &info) >= 0, path_ << ": cannot list the root group");
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t len = H5Lget_name_by_idx(h_.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr,
-                                           0, H5P_DEFAULT);
+    const ssize_t len =
+        H5Lget_name_by_idx(h_.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     TPI_CHECK(len >= 0, path_ << ": cannot read the name of root link " << i);
     std::string name(static_cast<size_t>(len) + 1, '\0');
     H5Lget_name_by_idx(h_.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
@@ -242,17 +249,28 @@ void Hdf5Dataset::read(void* out, size_t bytes, H5Elem as) const {
   size_t elem_size = 0;
   hid_t mem = -1;
   switch (as) {
-    case H5Elem::f32: elem_size = 4; mem = H5T_NATIVE_FLOAT; break;
-    case H5Elem::u16: elem_size = 2; mem = H5T_NATIVE_UINT16; break;
-    case H5Elem::i64: elem_size = 8; mem = H5T_NATIVE_INT64; break;
-    case H5Elem::other: TPI_FAIL(file_ << ": tensor " << name_ << ": unsupported element type");
+    case H5Elem::f32:
+      elem_size = 4;
+      mem = H5T_NATIVE_FLOAT;
+      break;
+    case H5Elem::u16:
+      elem_size = 2;
+      mem = H5T_NATIVE_UINT16;
+      break;
+    case H5Elem::i64:
+      elem_size = 8;
+      mem = H5T_NATIVE_INT64;
+      break;
+    case H5Elem::other:
+      TPI_FAIL(file_ << ": tensor " << name_ << ": unsupported element type");
   }
   size_t n = 1;
   for (int64_t s : shape()) n *= static_cast<size_t>(s);
   TPI_CHECK(n * elem_size == bytes, file_ << ": tensor " << name_ << ": buffer of " << bytes
                                           << " bytes for " << n * elem_size << " bytes of data");
-  TPI_CHECK(H5Dread(h_.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0,
-            file_ << ": tensor " << name_ << ": reading the data failed (file truncated or corrupt?)");
+  TPI_CHECK(
+      H5Dread(h_.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0,
+      file_ << ": tensor " << name_ << ": reading the data failed (file truncated or corrupt?)");
 }
 
 }  // namespace tpinfer

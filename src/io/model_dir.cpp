@@ -115,16 +115,16 @@ ModelDir ModelDir::open(const std::string& path_in) {
   for (const json& f : files) {
     const std::string where = manifest + ": files[]";
     const int64_t rank = require_int(f, "rank", where);
-    TPI_CHECK(rank >= 0 && rank < md.tp && !seen[static_cast<size_t>(rank)],
-              where << ": rank " << rank << " is out of range or listed twice (tp=" << md.tp
-                    << ")");
+    TPI_CHECK(
+        rank >= 0 && rank < md.tp && !seen[static_cast<size_t>(rank)],
+        where << ": rank " << rank << " is out of range or listed twice (tp=" << md.tp << ")");
     seen[static_cast<size_t>(rank)] = true;
     ShardFile& sf = md.files[static_cast<size_t>(rank)];
     sf.rank = static_cast<int>(rank);
     sf.name = require_string(f, "path", where);
-    TPI_CHECK(sf.name == shard_name(sf.rank, md.tp),
-              where << ": rank " << rank << " path is '" << sf.name << "', expected '"
-                    << shard_name(sf.rank, md.tp) << "'");
+    TPI_CHECK(sf.name == shard_name(sf.rank, md.tp), where << ": rank " << rank << " path is '"
+                                                           << sf.name << "', expected '"
+                                                           << shard_name(sf.rank, md.tp) << "'");
     sf.bytes = require_int(f, "bytes", where);
     sf.sha256 = require_string(f, "sha256", where);
   }
@@ -137,8 +137,8 @@ void check_job_tp(const ModelDir& md, int job_tp) {
   const std::vector<int> valid = md.config.valid_tp_sizes();
   bool job_tp_valid = false;
   for (int v : valid) job_tp_valid |= v == job_tp;
-  if (!job_tp_valid) hint << " (tp=" << job_tp << " does not fit this model; valid tp: "
-                          << join_ints(valid) << ")";
+  if (!job_tp_valid)
+    hint << " (tp=" << job_tp << " does not fit this model; valid tp: " << join_ints(valid) << ")";
   TPI_FAIL(md.path << ": model converted for tp=" << md.tp << " but the job runs tp=" << job_tp
                    << ": re-run scripts/convert_hf.py --tp " << job_tp << hint.str());
 }

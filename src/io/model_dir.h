@@ -31,9 +31,9 @@ struct ModelDir {
   int tp = 1;
   DType dtype = DType::f32;
   int format_version = 0;
-  std::string tokenizer_dir;       // == path (tokenizer files sit beside the shards)
-  std::string architecture;        // HF class name, e.g. "LlamaForCausalLM"
-  std::vector<ShardFile> files;    // files[r] is rank r's shard
+  std::string tokenizer_dir;               // == path (tokenizer files sit beside the shards)
+  std::string architecture;                // HF class name, e.g. "LlamaForCausalLM"
+  std::vector<ShardFile> files;            // files[r] is rank r's shard
   std::string shard_path(int rank) const;  // path/rank{r}-of-{tp}.h5
   // Reads and validates manifest.json; errors name the file and the key.
   static ModelDir open(const std::string& path);

@@ -13,20 +13,28 @@ namespace {
 
 H5Elem stored_elem(DType t) {
   switch (t) {
-    case DType::f32: return H5Elem::f32;
-    case DType::f16: return H5Elem::u16;
-    case DType::bf16: return H5Elem::u16;
-    case DType::i32: return H5Elem::other;
+    case DType::f32:
+      return H5Elem::f32;
+    case DType::f16:
+      return H5Elem::u16;
+    case DType::bf16:
+      return H5Elem::u16;
+    case DType::i32:
+      return H5Elem::other;
   }
   return H5Elem::other;
 }
 
 const char* elem_name(H5Elem e) {
   switch (e) {
-    case H5Elem::f32: return "float32";
-    case H5Elem::u16: return "uint16";
-    case H5Elem::i64: return "int64";
-    case H5Elem::other: return "other";
+    case H5Elem::f32:
+      return "float32";
+    case H5Elem::u16:
+      return "uint16";
+    case H5Elem::i64:
+      return "int64";
+    case H5Elem::other:
+      return "other";
   }
   return "?";
 }
@@ -34,15 +42,14 @@ const char* elem_name(H5Elem e) {
 void check_file_attrs(const Hdf5File& f, const ModelDir& md, int rank) {
   const std::string& p = f.path();
   const int64_t version = f.attr_int("format_version");
-  TPI_CHECK(version == md.format_version,
-            p << ": attribute format_version is " << version << ", manifest.json says "
-              << md.format_version);
+  TPI_CHECK(version == md.format_version, p << ": attribute format_version is " << version
+                                            << ", manifest.json says " << md.format_version);
   const int64_t file_rank = f.attr_int("rank");
   TPI_CHECK(file_rank == rank, p << ": attribute rank is " << file_rank << ", expected " << rank
                                  << " (shard files renamed or swapped?)");
   const int64_t file_tp = f.attr_int("tp");
-  TPI_CHECK(file_tp == md.tp, p << ": attribute tp is " << file_tp << ", manifest.json says tp="
-                                << md.tp);
+  TPI_CHECK(file_tp == md.tp,
+            p << ": attribute tp is " << file_tp << ", manifest.json says tp=" << md.tp);
   const std::string dtype = f.attr_string("dtype");
   TPI_CHECK(dtype == dtype_name(md.dtype), p << ": attribute dtype is '" << dtype
                                              << "', manifest.json says '" << dtype_name(md.dtype)
@@ -51,9 +58,9 @@ void check_file_attrs(const Hdf5File& f, const ModelDir& md, int rank) {
 
 void check_tensor(const Hdf5File& f, const TensorSpec& spec, const ModelDir& md) {
   const std::string where = f.path() + ": tensor " + spec.name;
-  TPI_CHECK(f.has_dataset(spec.name),
-            where << ": missing (expected local shape " << shape_str(spec.local_shape(md.tp))
-                  << ", " << spec.describe(md.tp) << ")");
+  TPI_CHECK(f.has_dataset(spec.name), where << ": missing (expected local shape "
+                                            << shape_str(spec.local_shape(md.tp)) << ", "
+                                            << spec.describe(md.tp) << ")");
   const Hdf5Dataset ds = f.dataset(spec.name);
   const H5Elem want = stored_elem(md.dtype);
   TPI_CHECK(ds.elem() == want, where << ": expected " << elem_name(want) << " data for dtype "

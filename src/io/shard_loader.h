@@ -14,8 +14,9 @@ namespace tpinfer {
 
 // data holds prod(local_shape) elements of dtype (md.dtype: f32, or bf16/f16 bit patterns), rows
 // contiguous. It is valid only during the call.
-using TensorSink = std::function<void(const TensorSpec& spec, const std::vector<int64_t>& local_shape,
-                                      const void* data, DType dtype)>;
+using TensorSink =
+    std::function<void(const TensorSpec& spec, const std::vector<int64_t>& local_shape,
+                       const void* data, DType dtype)>;
 
 // Opens ONLY this rank's file; checks its attributes (format_version, rank, tp, dtype), its byte
 // size against the manifest, and every tensor of sharding_table(md.config) (presence, element

@@ -15,9 +15,12 @@ using nlohmann::json;
 
 const char* arch_name(Arch a) {
   switch (a) {
-    case Arch::llama: return "llama";
-    case Arch::mistral: return "mistral";
-    case Arch::qwen3: return "qwen3";
+    case Arch::llama:
+      return "llama";
+    case Arch::mistral:
+      return "mistral";
+    case Arch::qwen3:
+      return "qwen3";
   }
   return "?";
 }
@@ -53,15 +56,16 @@ int get_positive(const json& j, const char* key, const std::string& source) {
 double get_number(const json& j, const char* key, const std::string& source) {
   TPI_CHECK(present(j, key), source << ": missing key '" << key << "'");
   const json& v = j.at(key);
-  TPI_CHECK(v.is_number(), source << ": key '" << key << "' must be a number, found " << type_of(v));
+  TPI_CHECK(v.is_number(),
+            source << ": key '" << key << "' must be a number, found " << type_of(v));
   return v.get<double>();
 }
 
 bool get_bool(const json& j, const char* key, const std::string& source) {
   TPI_CHECK(j.is_object() && j.contains(key), source << ": missing key '" << key << "'");
   const json& v = j.at(key);
-  TPI_CHECK(v.is_boolean(), source << ": key '" << key << "' must be true or false, found "
-                                   << type_of(v));
+  TPI_CHECK(v.is_boolean(),
+            source << ": key '" << key << "' must be true or false, found " << type_of(v));
   return v.get<bool>();
 }
 
@@ -90,8 +94,8 @@ void check_rope(const json& config, const std::string& source) {
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     if (!present(config, key)) continue;
     const json& r = config.at(key);
-    TPI_CHECK(r.is_object(), source << ": key '" << key << "' must be an object or null, found "
-                                    << type_of(r));
+    TPI_CHECK(r.is_object(),
+              source << ": key '" << key << "' must be an object or null, found " << type_of(r));
     std::string kind = "default";
     if (present(r, "rope_type")) {
       kind = r.at("rope_type").is_string() ? r.at("rope_type").get<std::string>()
@@ -208,8 +212,7 @@ ModelConfig ModelConfig::from_hf(const json& config, const json& generation_conf
     c.sliding_window = get_positive(config, "sliding_window", source);
   }
   if (c.arch == Arch::qwen3 && present(config, "use_sliding_window") &&
-      config.at("use_sliding_window").is_boolean() &&
-      config.at("use_sliding_window").get<bool>()) {
+      config.at("use_sliding_window").is_boolean() && config.at("use_sliding_window").get<bool>()) {
     TPI_FAIL(source << ": use_sliding_window=true is not supported for Qwen3 "
                        "(sliding-window layers are not implemented)");
   }
@@ -282,8 +285,8 @@ ModelConfig ModelConfig::from_manifest(const json& j, const std::string& source)
   TPI_CHECK(j.contains("eos_token_ids") && j.at("eos_token_ids").is_array(),
             src << ": missing key 'eos_token_ids' (a list of integers)");
   add_token_ids(j, "eos_token_ids", src, c.eos_token_ids);
-  TPI_CHECK(c.n_heads % c.n_kv_heads == 0, src << ": n_kv_heads=" << c.n_kv_heads
-                                              << " does not divide n_heads=" << c.n_heads);
+  TPI_CHECK(c.n_heads % c.n_kv_heads == 0,
+            src << ": n_kv_heads=" << c.n_kv_heads << " does not divide n_heads=" << c.n_heads);
   return c;
 }
 

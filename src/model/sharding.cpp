@@ -20,8 +20,8 @@ std::vector<int64_t> TensorSpec::local_shape(int tp) const {
   std::vector<int64_t> s = global_shape;
   if (split == SplitDim::none) return s;
   const size_t d = static_cast<size_t>(split);
-  TPI_CHECK(d < s.size(), "tensor " << name << ": split dim " << d << " of a "
-                                    << s.size() << "-D tensor");
+  TPI_CHECK(d < s.size(),
+            "tensor " << name << ": split dim " << d << " of a " << s.size() << "-D tensor");
   if (vocab_padded) {
     s[d] = (s[d] + tp - 1) / tp;
   } else {

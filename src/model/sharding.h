@@ -22,7 +22,7 @@ struct TensorSpec {
   std::string name;                   // HF name, e.g. "model.layers.3.self_attn.q_proj.weight"
   std::vector<int64_t> global_shape;  // 1-D or 2-D, unpadded
   SplitDim split = SplitDim::none;
-  bool vocab_padded = false;          // embed/lm_head: rows padded to ceil(V/tp)
+  bool vocab_padded = false;  // embed/lm_head: rows padded to ceil(V/tp)
   // This rank's shape; throws when tp does not divide the split dimension (unpadded tensors).
   std::vector<int64_t> local_shape(int tp) const;
   // First global index along the split dimension held by `rank` (0 when replicated).

@@ -17,9 +17,15 @@ using nlohmann::json;
 
 namespace io_test {
 
-std::string repo_root() { return TPINFER_REPO_ROOT; }
-std::string python() { return TPINFER_SYSTEM_PYTHON; }
-std::string convert_script() { return repo_root() + "/scripts/convert_hf.py"; }
+std::string repo_root() {
+  return TPINFER_REPO_ROOT;
+}
+std::string python() {
+  return TPINFER_SYSTEM_PYTHON;
+}
+std::string convert_script() {
+  return repo_root() + "/scripts/convert_hf.py";
+}
 
 std::string model_dir(const std::string& model) {
   if (model == "stories260K") return repo_root() + "/configs/models/stories260K";
@@ -140,8 +146,8 @@ void write_safetensors(const std::string& path, const StFile& tensors) {
   json header = json::object();
   size_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    header[name] = {{"dtype", t.dtype}, {"shape", t.shape},
-                    {"data_offsets", {offset, offset + t.data.size()}}};
+    header[name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
     offset += t.data.size();
   }
   header["__metadata__"] = {{"format", "pt"}};

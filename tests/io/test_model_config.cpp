@@ -7,9 +7,9 @@
 #include "model/model_config.h"
 
 using namespace tpinfer;
-using nlohmann::json;
 using Catch::Matchers::Contains;
 using Catch::Matchers::Equals;
+using nlohmann::json;
 
 namespace {
 

@@ -19,9 +19,9 @@ ModelConfig load_hf(const std::string& dir) {
 
 void check_in_step(const std::string& dir, int tp) {
   CAPTURE(dir, tp);
-  const io_test::RunResult r = io_test::run(io_test::python() + " '" + io_test::convert_script() +
-                                            "' --print-sharding --model '" + dir + "' --tp " +
-                                            std::to_string(tp));
+  const io_test::RunResult r =
+      io_test::run(io_test::python() + " '" + io_test::convert_script() +
+                   "' --print-sharding --model '" + dir + "' --tp " + std::to_string(tp));
   INFO(r.err);
   REQUIRE(r.rc == 0);
   const json py = json::parse(r.out);
@@ -93,14 +93,15 @@ TEST_CASE("sharding table rules", "[sharding]") {
                         s.name.find("v_proj") != std::string::npos ||
                         s.name.find("gate_proj") != std::string::npos ||
                         s.name.find("up_proj") != std::string::npos;
-    const bool row = s.name.find("o_proj") != std::string::npos ||
-                     s.name.find("down_proj") != std::string::npos;
+    const bool row =
+        s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos;
     const bool vocab = s.name == "model.embed_tokens.weight" || s.name == "lm_head.weight";
     if (column) CHECK(s.split == SplitDim::out);
     if (row) CHECK(s.split == SplitDim::in);
     if (vocab) CHECK((s.split == SplitDim::out && s.vocab_padded));
     if (!column && !row && !vocab) CHECK((s.split == SplitDim::none && s.global_shape.size() == 1));
-    if (s.name.find("q_norm") != std::string::npos) CHECK(s.global_shape == std::vector<int64_t>{16});
+    if (s.name.find("q_norm") != std::string::npos)
+      CHECK(s.global_shape == std::vector<int64_t>{16});
   }
   const TensorSpec& q = t[2];
   REQUIRE(q.name == "model.layers.0.self_attn.q_proj.weight");
@@ -113,7 +114,8 @@ TEST_CASE("sharding table rules", "[sharding]") {
   // Vocab 302 over tp=4: 76 rows per rank, the last rank holds 74 real rows + 2 zero rows.
   CHECK(t[0].local_shape(4) == std::vector<int64_t>{76, 64});
   CHECK(t[0].local_shape(2) == std::vector<int64_t>{151, 64});
-  CHECK(t[0].describe(4) == "split dim 0 of global [302, 64] over tp=4, vocab rows padded to 76 per rank");
+  CHECK(t[0].describe(4) ==
+        "split dim 0 of global [302, 64] over tp=4, vocab rows padded to 76 per rank");
   CHECK(t[1].describe(4) == "replicated, global [64]");
   CHECK(o.describe(4) == "split dim 1 of global [64, 128] over tp=4");
 

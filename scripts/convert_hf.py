@@ -24,6 +24,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -451,10 +452,19 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet):
         dtype = {"F32": "f32", "F16": "f16", "BF16": "bf16"}[source_dtypes[0]] \
             if len(source_dtypes) == 1 else "bf16"
 
+    if os.path.realpath(out_dir) == os.path.realpath(model_dir):
+        raise ConvertError("--out must be a different directory from --model (%s)" % model_dir)
     os.makedirs(out_dir, exist_ok=True)
     manifest_path = os.path.join(out_dir, "manifest.json")
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # a crash below must not leave an old manifest over new shards
+    for fname in sorted(os.listdir(out_dir)):
+        # Shards of an earlier conversion at another tp would sit beside the new ones unlisted.
+        m = re.fullmatch(r"rank(\d+)-of-(\d+)\.h5", fname)
+        if m and int(m.group(2)) != tp:
+            os.remove(os.path.join(out_dir, fname))
+            if not quiet:
+                print("removed stale %s" % fname, file=sys.stderr)
     paths = [os.path.join(out_dir, shard_name(r, tp)) for r in range(tp)]
     files = [h5py.File(p, "w") for p in paths]
     total_in = sum(st.entries[t[0]][4] for t in table)

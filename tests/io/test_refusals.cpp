@@ -3,9 +3,8 @@
 // expected and what was found). Fixtures are copies of the bundled/tiny models with one thing
 // changed; shards are damaged with tamper_shard.py (h5py), which keeps the manifest's size in
 // step so that the check under test is the one that fires.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -17,10 +16,10 @@
 #include "io_test_util.h"
 
 using namespace tpinfer;
-using nlohmann::json;
 using Catch::Matchers::Contains;
 using Catch::Matchers::Equals;
 using Catch::Matchers::StartsWith;
+using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
@@ -48,8 +47,8 @@ void edit_tensors(const std::string& dir, const std::function<void(io_test::StFi
 // exit status and that no manifest was written.
 std::string converter_refusal(const std::string& dir, int tp = 2) {
   const std::string out = fs::path(dir).parent_path().string() + "/out";
-  const io_test::RunResult r = io_test::convert("--model '" + dir + "' --tp " +
-                                                std::to_string(tp) + " --out '" + out + "'");
+  const io_test::RunResult r =
+      io_test::convert("--model '" + dir + "' --tp " + std::to_string(tp) + " --out '" + out + "'");
   INFO(r.err);
   CHECK(r.rc == 1);
   CHECK_FALSE(fs::exists(out + "/manifest.json"));
@@ -65,8 +64,7 @@ std::string converter_refusal(const std::string& dir, int tp = 2) {
 std::string cpp_refusal(const std::string& dir) {
   try {
     ModelConfig::from_hf(io_test::read_json(dir + "/config.json"),
-                         io_test::read_json(dir + "/generation_config.json"),
-                         dir + "/config.json");
+                         io_test::read_json(dir + "/generation_config.json"), dir + "/config.json");
   } catch (const Error& e) {
     return e.what();
   }
@@ -141,8 +139,7 @@ TEST_CASE("converter refuses unsupported configs with the C++ twin's message",
        },
        "rope_scaling type 'llama3' is not implemented; only plain RoPE (rope_scaling null or "
        "absent) is supported now"},
-      {"rope-parameters", "tiny-qwen3",
-       [](json& c) { c["rope_parameters"]["rope_type"] = "yarn"; },
+      {"rope-parameters", "tiny-qwen3", [](json& c) { c["rope_parameters"]["rope_type"] = "yarn"; },
        "rope_scaling type 'yarn' is not implemented; only plain RoPE (rope_scaling null or "
        "absent) is supported now"},
       {"attention-bias", "tiny-llama", [](json& c) { c["attention_bias"] = true; },
@@ -171,14 +168,12 @@ TEST_CASE("converter refuses tp sizes that do not divide the model", "[refusal][
         "tp=3 does not divide num_attention_heads=8; valid tp: 1, 2, 4");
   CHECK(converter_refusal(fixture("tp8", "stories260K"), 8) ==
         "tp=8 does not divide num_key_value_heads=4; valid tp: 1, 2, 4");
-  const std::string dir = fixture("tp-mlp", "tiny-llama", [](json& c) {
-    c["intermediate_size"] = 130;
-  });
-  CHECK(converter_refusal(dir, 4) ==
-        "tp=4 does not divide intermediate_size=130; valid tp: 1, 2");
+  const std::string dir =
+      fixture("tp-mlp", "tiny-llama", [](json& c) { c["intermediate_size"] = 130; });
+  CHECK(converter_refusal(dir, 4) == "tp=4 does not divide intermediate_size=130; valid tp: 1, 2");
   // The same message from the C++ side.
-  const ModelConfig cfg = ModelConfig::from_hf(io_test::read_json(dir + "/config.json"), nullptr,
-                                               "x");
+  const ModelConfig cfg =
+      ModelConfig::from_hf(io_test::read_json(dir + "/config.json"), nullptr, "x");
   CHECK_THROWS_WITH(cfg.check_tp(4), Equals("tp=4 does not divide intermediate_size=130; "
                                             "valid tp: 1, 2"));
 }
@@ -187,8 +182,9 @@ TEST_CASE("converter refuses bad checkpoints", "[refusal][converter]") {
   SECTION("missing tensor") {
     const std::string dir = fixture("missing-tensor", "tiny-llama");
     edit_tensors(dir, [](io_test::StFile& t) { t.erase("model.layers.1.mlp.up_proj.weight"); });
-    CHECK(converter_refusal(dir) == dir + ": missing tensor model.layers.1.mlp.up_proj.weight "
-                                          "(expected shape [128, 64]; checked model.safetensors)");
+    CHECK(converter_refusal(dir) == dir +
+                                        ": missing tensor model.layers.1.mlp.up_proj.weight "
+                                        "(expected shape [128, 64]; checked model.safetensors)");
   }
   SECTION("missing lm_head is fine, missing embedding is not") {
     const std::string dir = fixture("missing-embed", "tiny-mistral");
@@ -204,8 +200,9 @@ TEST_CASE("converter refuses bad checkpoints", "[refusal][converter]") {
       b.data.assign(128 * 4, 0);
       t["model.layers.0.self_attn.q_proj.bias"] = b;
     });
-    CHECK(converter_refusal(dir) == dir + ": tensor model.layers.0.self_attn.q_proj.bias: "
-                                          "attention/mlp biases are not supported");
+    CHECK(converter_refusal(dir) == dir +
+                                        ": tensor model.layers.0.self_attn.q_proj.bias: "
+                                        "attention/mlp biases are not supported");
   }
   SECTION("unexpected tensor") {
     const std::string dir = fixture("extra-tensor", "tiny-llama");
@@ -217,11 +214,11 @@ TEST_CASE("converter refuses bad checkpoints", "[refusal][converter]") {
                         "the llama sharding table"));
   }
   SECTION("tensor shape disagrees with config.json") {
-    const std::string dir = fixture("shape", "tiny-llama", [](json& c) {
-      c["intermediate_size"] = 136;
-    });
-    CHECK(converter_refusal(dir) == dir + ": tensor model.layers.0.mlp.gate_proj.weight has "
-                                          "shape [128, 64] but config.json implies [136, 64]");
+    const std::string dir =
+        fixture("shape", "tiny-llama", [](json& c) { c["intermediate_size"] = 136; });
+    CHECK(converter_refusal(dir) == dir +
+                                        ": tensor model.layers.0.mlp.gate_proj.weight has "
+                                        "shape [128, 64] but config.json implies [136, 64]");
   }
   SECTION("unsupported tensor dtype") {
     const std::string dir = fixture("f64", "tiny-llama");
@@ -237,6 +234,15 @@ TEST_CASE("converter refuses bad checkpoints", "[refusal][converter]") {
     const std::string dir = fixture("truncated-st", "tiny-llama");
     fs::resize_file(dir + "/model.safetensors", fs::file_size(dir + "/model.safetensors") - 100);
     CHECK_THAT(converter_refusal(dir), Contains("(truncated?)"));
+  }
+  SECTION("output directory is the model directory") {
+    const std::string dir = fixture("same-dir", "tiny-llama");
+    const io_test::RunResult r =
+        io_test::convert("--model '" + dir + "' --tp 1 --out '" + dir + "/'");
+    CHECK(r.rc == 1);
+    CHECK(r.err == "convert_hf.py: error: --out must be a different directory from --model (" +
+                       dir + ")\n");
+    CHECK_FALSE(fs::exists(dir + "/manifest.json"));
   }
   SECTION("no weights, no config") {
     const std::string dir = fixture("no-weights", "tiny-llama");
@@ -254,15 +260,17 @@ TEST_CASE("manifest refusals", "[refusal][loader]") {
     CHECK_THAT(open_error(empty), StartsWith(empty + "/manifest.json: not found (convert"));
     const std::string hf = io_test::model_dir("tiny-llama");
     CHECK_THAT(open_error(hf), Contains("looks like a Hugging Face model: convert it with "
-                                        "scripts/convert_hf.py --model " + hf));
+                                        "scripts/convert_hf.py --model " +
+                                        hf));
     CHECK_THAT(open_error(empty + "/nope"), Equals(empty + "/nope: model directory not found"));
   }
   const std::string dir = converted_copy("manifest");
   REQUIRE(open_error(dir) == "(no error)");
   SECTION("unknown format version") {
     edit_manifest(dir, [](json& m) { m["format_version"] = 2; });
-    CHECK(open_error(dir) == dir + "/manifest.json: format_version 2 is not supported (this "
-                                   "build reads 1); re-run scripts/convert_hf.py");
+    CHECK(open_error(dir) == dir +
+                                 "/manifest.json: format_version 2 is not supported (this "
+                                 "build reads 1); re-run scripts/convert_hf.py");
   }
   SECTION("wrong format") {
     edit_manifest(dir, [](json& m) { m["format"] = "gguf"; });
@@ -290,8 +298,9 @@ TEST_CASE("manifest refusals", "[refusal][loader]") {
   }
   SECTION("tp that the config does not allow") {
     edit_manifest(dir, [](json& m) { m["tp"] = 3; });
-    CHECK(open_error(dir) == dir + "/manifest.json: tp=3 does not divide num_attention_heads=8; "
-                                   "valid tp: 1, 2, 4");
+    CHECK(open_error(dir) == dir +
+                                 "/manifest.json: tp=3 does not divide num_attention_heads=8; "
+                                 "valid tp: 1, 2, 4");
   }
   SECTION("job tp differs from the converted tp") {
     const ModelDir md = ModelDir::open(dir);
@@ -355,9 +364,9 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
   }
   SECTION("missing attribute") {
     tamper(dir, 1, "root-attr rank 1");  // rewrite is harmless; now drop a dataset attribute
-    const io_test::RunResult r = io_test::run(
-        io_test::python() + " -c \"import h5py; f=h5py.File('" + r1 +
-        "','r+'); del f['model.norm.weight'].attrs['split_dim']\"");
+    const io_test::RunResult r =
+        io_test::run(io_test::python() + " -c \"import h5py; f=h5py.File('" + r1 +
+                     "','r+'); del f['model.norm.weight'].attrs['split_dim']\"");
     REQUIRE(r.rc == 0);
     edit_manifest(dir, [&](json& m) { m["files"][1]["bytes"] = fs::file_size(r1); });
     CHECK(load_error(dir, 1) == r1 + ": tensor model.norm.weight: missing attribute 'split_dim'");
@@ -394,8 +403,8 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
   }
   SECTION("missing shard file") {
     fs::remove(r2);
-    CHECK(load_error(dir, 2) == r2 + ": shard file not found (listed in " + dir +
-                                    "/manifest.json)");
+    CHECK(load_error(dir, 2) ==
+          r2 + ": shard file not found (listed in " + dir + "/manifest.json)");
   }
   SECTION("rank out of range") {
     CHECK(load_error(dir, 4) == dir + ": rank 4 is out of range for tp=4");

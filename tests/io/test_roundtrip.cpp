@@ -3,7 +3,6 @@
 // with the original HF tensors (f32 exactly; bf16/f16 equal to the C++ round-to-nearest-even of
 // the f32 source). Also sharded and bf16/f16 safetensors inputs, and lm_head-less checkpoints.
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -54,20 +53,22 @@ size_t check_model_dir(const std::string& out, const io_test::StFile& hf, DType 
   std::vector<std::map<std::string, Loaded>> ranks(static_cast<size_t>(tp));
   for (int r = 0; r < tp; ++r) {
     size_t i = 0;
-    load_shard(md, r, [&](const TensorSpec& spec, const std::vector<int64_t>& local,
-                          const void* data, DType dtype) {
-      REQUIRE(i < table.size());
-      CHECK(spec.name == table[i].name);  // table order
-      CHECK(dtype == dt);
-      CHECK(local == spec.local_shape(tp));
-      int64_t n = 1;
-      for (int64_t s : local) n *= s;
-      Loaded& l = ranks[static_cast<size_t>(r)][spec.name];
-      l.shape = local;
-      l.data.assign(static_cast<const unsigned char*>(data),
-                    static_cast<const unsigned char*>(data) + static_cast<size_t>(n) * es);
-      ++i;
-    });
+    load_shard(md, r,
+               [&](const TensorSpec& spec, const std::vector<int64_t>& local, const void* data,
+                   DType dtype) {
+                 REQUIRE(i < table.size());
+                 CHECK(spec.name == table[i].name);  // table order
+                 CHECK(dtype == dt);
+                 CHECK(local == spec.local_shape(tp));
+                 int64_t n = 1;
+                 for (int64_t s : local) n *= s;
+                 Loaded& l = ranks[static_cast<size_t>(r)][spec.name];
+                 l.shape = local;
+                 l.data.assign(
+                     static_cast<const unsigned char*>(data),
+                     static_cast<const unsigned char*>(data) + static_cast<size_t>(n) * es);
+                 ++i;
+               });
     CHECK(i == table.size());
   }
 
@@ -106,7 +107,8 @@ size_t check_model_dir(const std::string& out, const io_test::StFile& hf, DType 
           const int64_t n = l.shape[1];
           for (int64_t i = 0; i < rows; ++i) {
             std::memcpy(got.data() + static_cast<size_t>(i * cols + r * n) * es,
-                        l.data.data() + static_cast<size_t>(i * n) * es, static_cast<size_t>(n) * es);
+                        l.data.data() + static_cast<size_t>(i * n) * es,
+                        static_cast<size_t>(n) * es);
           }
           break;
         }
@@ -119,9 +121,9 @@ size_t check_model_dir(const std::string& out, const io_test::StFile& hf, DType 
 
 std::string convert_to(const std::string& model_dir, const std::string& out, int tp,
                        const std::string& dtype) {
-  const io_test::RunResult r = io_test::convert("--model '" + model_dir + "' --tp " +
-                                                std::to_string(tp) + " --out '" + out + "'" +
-                                                (dtype.empty() ? "" : " --dtype " + dtype));
+  const io_test::RunResult r =
+      io_test::convert("--model '" + model_dir + "' --tp " + std::to_string(tp) + " --out '" + out +
+                       "'" + (dtype.empty() ? "" : " --dtype " + dtype));
   INFO(r.err);
   REQUIRE(r.rc == 0);
   return out;
@@ -130,8 +132,8 @@ std::string convert_to(const std::string& model_dir, const std::string& out, int
 }  // namespace
 
 TEST_CASE("round trip: every model, tp 1/2/4, f32 and bf16", "[roundtrip][converter]") {
-  const std::string model = GENERATE(as<std::string>{}, "stories260K", "tiny-qwen3",
-                                     "tiny-mistral", "tiny-llama");
+  const std::string model =
+      GENERATE(as<std::string>{}, "stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama");
   const int tp = GENERATE(1, 2, 4);
   const std::string dtype = GENERATE(as<std::string>{}, "f32", "bf16");
   CAPTURE(model, tp, dtype);
@@ -192,10 +194,19 @@ TEST_CASE("converter inputs: sharded, bf16 and f16 safetensors", "[roundtrip][co
   SECTION("f16 checkpoint -> bf16") {
     const std::string hf = work + "/hf";
     io_test::copy_dir(io_test::model_dir("tiny-llama"), hf);
-    const io_test::StFile h = io_test::cast(
-        io_test::read_safetensors_dir(io_test::model_dir("tiny-llama")), "F16");
+    const io_test::StFile h =
+        io_test::cast(io_test::read_safetensors_dir(io_test::model_dir("tiny-llama")), "F16");
     io_test::write_safetensors(hf + "/model.safetensors", h);
     check_model_dir(convert_to(hf, work + "/out", 2, "bf16"), h, DType::bf16, 2);
+  }
+  SECTION("re-converting at another tp replaces the old shards") {
+    const std::string out = work + "/out";
+    convert_to(io_test::model_dir("tiny-qwen3"), out, 4, "f32");
+    REQUIRE(fs::exists(out + "/rank3-of-4.h5"));
+    convert_to(io_test::model_dir("tiny-qwen3"), out, 2, "f32");
+    CHECK_FALSE(fs::exists(out + "/rank0-of-4.h5"));
+    CHECK_FALSE(fs::exists(out + "/rank3-of-4.h5"));
+    check_model_dir(out, f32, DType::f32, 2);
   }
   SECTION("untied config without lm_head.weight is converted as tied") {
     const std::string hf = work + "/hf";
@@ -217,9 +228,9 @@ TEST_CASE("bf16 rounding is round-to-nearest-even, as torch does", "[converter]"
   io_test::copy_dir(io_test::model_dir("stories260K"), hf);
   io_test::StFile t = io_test::read_safetensors_dir(hf);
   io_test::StTensor& norm = t.at("model.norm.weight");  // [64]
-  const uint32_t patterns[] = {0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0xbf808000u,
-                               0x7f7fffffu, 0x00000001u, 0x7f800000u, 0xff800000u, 0x7fc00001u,
-                               0x3f80ffffu, 0x80000000u};
+  const uint32_t patterns[] = {0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu,
+                               0xbf808000u, 0x7f7fffffu, 0x00000001u, 0x7f800000u,
+                               0xff800000u, 0x7fc00001u, 0x3f80ffffu, 0x80000000u};
   for (size_t i = 0; i < std::size(patterns); ++i) {
     std::memcpy(norm.data.data() + 4 * i, &patterns[i], 4);
   }
@@ -230,10 +241,11 @@ TEST_CASE("bf16 rounding is round-to-nearest-even, as torch does", "[converter]"
   CHECK(f32_to_bf16(1.00390625f) == 0x3f80);  // 0x3f808000: tie, round down to even
   std::vector<uint16_t> first(16);
   const ModelDir md = ModelDir::open(out);
-  load_shard(md, 0, [&](const TensorSpec& spec, const std::vector<int64_t>&, const void* data,
-                        DType) {
-    if (spec.name == "model.norm.weight") std::memcpy(first.data(), data, 2 * first.size());
-  });
+  load_shard(md, 0,
+             [&](const TensorSpec& spec, const std::vector<int64_t>&, const void* data, DType) {
+               if (spec.name == "model.norm.weight")
+                 std::memcpy(first.data(), data, 2 * first.size());
+             });
   CHECK(first[0] == 0x3f80);  // tie -> even (down)
   CHECK(first[1] == 0x3f82);  // tie -> even (up)
   CHECK(first[2] == 0x3f81);  // just above the tie

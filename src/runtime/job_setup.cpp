@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -29,8 +30,9 @@ json read_json_file(const std::string& path) {
   }
 }
 
-// --dummy-weights takes a Hugging Face directory (or its config.json) for the shapes.
-ModelConfig dummy_model_config(const std::string& model) {
+// --dummy-weights takes a Hugging Face directory (or its config.json) for the shapes; the dtype
+// is the one asked for, else the config's torch_dtype (transformers 5: dtype), else bf16.
+ModelConfig dummy_model_config(const std::string& model, DTypeChoice choice, DType* dtype) {
   std::string dir = model, config = model + "/config.json";
   if (model.size() > 5 && model.substr(model.size() - 5) == ".json") {
     config = model;
@@ -38,6 +40,20 @@ ModelConfig dummy_model_config(const std::string& model) {
     dir = slash == std::string::npos ? "." : model.substr(0, slash);
   }
   const json cfg = read_json_file(config);
+  *dtype = DType::bf16;
+  if (std::optional<DType> asked = to_dtype(choice)) {
+    *dtype = *asked;
+  } else {
+    for (const char* key : {"torch_dtype", "dtype"}) {
+      if (cfg.contains(key) && cfg[key].is_string()) {
+        try {
+          *dtype = parse_dtype(cfg[key].get<std::string>());
+        } catch (const Error&) {
+        }
+        break;
+      }
+    }
+  }
   json gen = nullptr;
   const std::string gen_path = dir + "/generation_config.json";
   if (std::ifstream(gen_path)) gen = read_json_file(gen_path);
@@ -101,11 +117,12 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
   ModelHandle m;
   // Every rank reads the same files, so these errors are the same on every rank.
   if (cfg.dummy_weights) {
-    m.config = dummy_model_config(cfg.model);
+    m.config = dummy_model_config(cfg.model, cfg.dtype, &m.weight_dtype);
   } else {
     m.dir = std::make_unique<ModelDir>(ModelDir::open(cfg.model));
     check_job_tp(*m.dir, tp);
     m.config = m.dir->config;
+    m.weight_dtype = m.dir->dtype;
   }
   m.config.check_tp(tp);
   m.dims = ShardDims::make(m.config, tp, world.tp_rank(), cfg.layers);
@@ -146,12 +163,7 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   bopts.n_threads = cfg.threads > 0 ? cfg.threads : std::max(1, hw / world.local_size());
   bopts.device_ordinal = world.local_rank();
-  if (model.dir) {
-    bopts.stored_weight_dtype = model.dir->dtype;
-  } else {
-    // Dummy weights: bf16 unless asked otherwise (the dtype full-size checkpoints ship in).
-    bopts.stored_weight_dtype = to_dtype(cfg.dtype).value_or(DType::bf16);
-  }
+  bopts.stored_weight_dtype = model.weight_dtype;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
   // Ranks of a node share its host memory on the CPU backend.

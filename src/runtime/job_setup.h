@@ -26,6 +26,7 @@ struct ModelHandle {
   std::unique_ptr<Tokenizer> tokenizer;  // tp leaders only
   ShardDims dims;
   std::vector<int32_t> stop_ids;         // EOS ids of the configs and tokenizer, and BOS
+  DType weight_dtype = DType::f32;       // the shards' dtype, or the dummy weights'
 };
 
 struct EngineHandle {

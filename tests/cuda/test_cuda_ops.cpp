@@ -95,6 +95,31 @@ TEST_CASE("cuda matmul matches the CPU backend on every path", "[cuda]") {
   cb.set_matmul_path(saved);
 }
 
+TEST_CASE("cuda matmul on row views that are not 256-byte aligned", "[cuda]") {
+  // Activations one row into a buffer (K = 136: 272-byte rows) and logits one row in, as when
+  // the engine projects a slice of a larger scratch buffer.
+  CudaBackend& cb = cuda_backend();
+  const CudaMatmulPath saved = cb.matmul_path();
+  const int t = 5, n = 96, k = 136;
+  const auto x = random_bf16(static_cast<size_t>(t + 1) * k, 25);
+  const auto w = random_bf16(static_cast<size_t>(n) * k, 26, -0.1f, 0.1f);
+  for (CudaMatmulPath path : {CudaMatmulPath::cublaslt, CudaMatmulPath::cublas}) {
+    CAPTURE(cuda_matmul_path_name(path));
+    cb.set_matmul_path(path);
+    Arena c(cpu_backend()), g(cb);
+    Tensor wc = c.weight(n, k, w), wg = g.weight(n, k, w);
+    Tensor xc = c.act(t + 1, k, x), xg = g.act(t + 1, k, x);
+    Tensor oc = c.empty(DType::f32, t, n), og = g.empty(DType::f32, t + 1, n);
+    const Tensor xc_view{static_cast<char*>(xc.data) + xc.row(1).bytes(), xc.dtype, t, k};
+    const Tensor xg_view{static_cast<char*>(xg.data) + xg.row(1).bytes(), xg.dtype, t, k};
+    const Tensor og_view{static_cast<char*>(og.data) + og.row(1).bytes(), og.dtype, t, n};
+    c.backend().matmul(oc, xc_view, wc);
+    g.backend().matmul(og_view, xg_view, wg);
+    REQUIRE_CLOSE("matmul on views", g.read(og_view), c.read(oc), 2e-3, 1e-3);
+  }
+  cb.set_matmul_path(saved);
+}
+
 TEST_CASE("cuda qk_norm_rope matches the CPU backend", "[cuda]") {
   for (int hd : {64, 128}) {
     for (bool norm : {false, true}) {

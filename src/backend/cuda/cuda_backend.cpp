@@ -293,7 +293,9 @@ void CudaBackend::capture_end() {
 }
 
 void CudaBackend::replay() {
-  TPI_CHECK(graph_exec_ != nullptr, "cuda replay: no captured step (capture_end was not reached)");
+  TPI_CHECK(graph_exec_ != nullptr,
+            "cuda replay: no captured step (capture_end was not reached, or the graph was "
+            "dropped because the flash-decoding workspace had to grow for a new KV cache shape)");
   TPI_CHECK(!capturing_, "cuda replay inside a capture");
   CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
 }

@@ -87,12 +87,14 @@ class CudaBackend final : public Backend {
     cublasLtMatmulAlgo_t algo{};
     bool ok = false;  // false: no heuristic result; use cublasGemmEx
   };
-  using LtKey = std::tuple<int64_t, int64_t, int64_t, int>;  // T, N, K, out dtype
+  // T, N, K, out dtype, and the alignments (bytes, up to 256) of W, in and out: cuBLASLt's
+  // heuristic otherwise assumes 256-byte aligned operands, which row views need not be.
+  using LtKey = std::tuple<int64_t, int64_t, int64_t, int, uint32_t, uint32_t, uint32_t>;
 
   void release_all();
   void require_not_capturing(const char* what) const;
   void* device_alloc(size_t bytes, const char* what);
-  LtPlan& lt_plan(int64_t t, int64_t n, int64_t k, DType out_dtype);
+  LtPlan& lt_plan(const Tensor& out, const Tensor& in, const Tensor& weight);
   void matmul_cublaslt(Tensor out, Tensor in, Tensor weight);
   void matmul_cublas(Tensor out, Tensor in, Tensor weight);
   bool use_prefill_kernel(int n_tokens, const KvLayer& cache) const;
@@ -110,8 +112,12 @@ class CudaBackend final : public Backend {
   std::map<LtKey, LtPlan> lt_plans_;
   CudaMatmulPath matmul_path_ = CudaMatmulPath::automatic;
 
-  float* attn_workspace_ = nullptr;  // flash-decoding partials
+  // Flash-decoding partials, and the cache shape (n_heads, n_kv_heads, head_dim, max_seq,
+  // n_slots) they were last sized for.
+  using WorkspaceKey = std::tuple<int, int, int, int, int>;
+  float* attn_workspace_ = nullptr;
   size_t attn_workspace_bytes_ = 0;
+  WorkspaceKey workspace_key_{-1, -1, -1, -1, -1};
 
   std::unordered_map<void*, size_t> allocations_;
   size_t allocated_ = 0;

@@ -22,12 +22,24 @@ constexpr int64_t kGemvAutoMaxTokens = 1;
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// The largest power of two up to 256 that divides the address.
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align >>= 1;
+  return align;
+}
+
 cudaDataType_t cuda_type(DType d) { return d == DType::f32 ? CUDA_R_32F : CUDA_R_16BF; }
 
 }  // namespace
 
-CudaBackend::LtPlan& CudaBackend::lt_plan(int64_t t, int64_t n, int64_t k, DType out_dtype) {
-  const LtKey key{t, n, k, static_cast<int>(out_dtype)};
+CudaBackend::LtPlan& CudaBackend::lt_plan(const Tensor& out, const Tensor& in,
+                                          const Tensor& weight) {
+  const int64_t t = in.rows, n = weight.rows, k = in.cols;
+  const uint32_t align_w = alignment_of(weight.data), align_in = alignment_of(in.data),
+                 align_out = alignment_of(out.data);
+  const LtKey key{t, n, k, static_cast<int>(out.dtype), align_w, align_in, align_out};
   auto it = lt_plans_.find(key);
   if (it != lt_plans_.end()) return it->second;
   LtPlan p;
@@ -37,12 +49,20 @@ CudaBackend::LtPlan& CudaBackend::lt_plan(int64_t t, int64_t n, int64_t k, DType
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, t, k));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, cuda_type(out_dtype), n, t, n));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, cuda_type(out.dtype), n, t, n));
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &blas_workspace_bytes_,
       sizeof(blas_workspace_bytes_)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_w, sizeof(align_w)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_in, sizeof(align_in)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_out, sizeof(align_out)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_out, sizeof(align_out)));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cublaslt_, p.op, p.a, p.b, p.c, p.c,
@@ -56,7 +76,7 @@ CudaBackend::LtPlan& CudaBackend::lt_plan(int64_t t, int64_t n, int64_t k, DType
 }
 
 void CudaBackend::matmul_cublaslt(Tensor out, Tensor in, Tensor weight) {
-  LtPlan& p = lt_plan(in.rows, weight.rows, in.cols, out.dtype);
+  LtPlan& p = lt_plan(out, in, weight);
   if (!p.ok) return matmul_cublas(out, in, weight);  // no Lt algorithm for this shape
   const float alpha = 1.0f, beta = 0.0f;
   CUBLAS_CHECK(cublasLtMatmul(cublaslt_, p.op, &alpha, weight.data, p.a, in.data, p.b, &beta,

@@ -141,29 +141,37 @@ std::string CudaBackend::attention_kernel_for(int n_tokens, const KvLayer& cache
                          n_tokens, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_));
 }
 
-// The flash-decoding partials. Reserved once for the largest need of any decode batch this
-// cache can see (a decode step has at most n_slots tokens), so a captured step never grows it.
+// The flash-decoding partials. Reserved, once per cache shape, for the largest need of any
+// decode batch this cache can see (a decode step has at most n_slots tokens) on the first
+// attention call, whichever kernel that call uses: the eager prefill before a captured decode
+// step is then enough, and a captured step never has to grow it.
 void CudaBackend::reserve_decode_workspace(const KvLayer& cache, int n_heads, size_t need) {
+  const WorkspaceKey key{n_heads, cache.n_kv_heads, cache.head_dim, cache.max_seq, cache.n_slots};
+  if (key != workspace_key_ && !capturing_) {  // under capture only this call's need counts
+    const int t_max =
+        std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
+    for (int t = 1; t <= t_max; ++t) {
+      const int splits =
+          gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
+      need = std::max(need,
+                      gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
+    }
+    workspace_key_ = key;
+  }
   if (need <= attn_workspace_bytes_) return;
   TPI_CHECK(!capturing_,
             "cuda attention: the flash-decoding workspace (" << need
-                << " bytes) was not reserved before capture; run one attention call eagerly "
-                   "(the prefill, or one eager decode step) before capture_begin()");
-  size_t want = need;
-  const int t_max = std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
-  for (int t = 1; t <= t_max; ++t) {
-    const int splits =
-        gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
-    want = std::max(want, gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
-  }
+                << " bytes) was not reserved before capture; run one attention call with this KV "
+                   "cache eagerly (the prefill, or one eager decode step) before capture_begin()");
   if (attn_workspace_ != nullptr) {
+    release_graph();  // a captured step points at the old buffer: it must be captured again
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     CUDA_CHECK(cudaFree(attn_workspace_));
     attn_workspace_ = nullptr;
     attn_workspace_bytes_ = 0;
   }
-  attn_workspace_ = static_cast<float*>(device_alloc(want, "flash-decoding workspace"));
-  attn_workspace_bytes_ = want;
+  attn_workspace_ = static_cast<float*>(device_alloc(need, "flash-decoding workspace"));
+  attn_workspace_bytes_ = need;
 }
 
 void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b,
@@ -198,7 +206,14 @@ void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchV
   s.scale = scale;
   const auto* kc = static_cast<const gpu::bf16*>(c.k);
   const auto* vc = static_cast<const gpu::bf16*>(c.v);
-  if (use_prefill_kernel(b.n_tokens, c)) {
+  const bool prefill = use_prefill_kernel(b.n_tokens, c);
+  const int splits =
+      prefill ? 1
+              : gpu::attention_decode_splits(b.n_tokens, n_heads, c.n_kv_heads, c.max_seq,
+                                             sm_count_);
+  reserve_decode_workspace(
+      c, n_heads, gpu::attention_decode_workspace_bytes(b.n_tokens, n_heads, c.head_dim, splits));
+  if (prefill) {
     CUDA_LAUNCH(gpu::attention_prefill(bf(out), bf(q), kc, vc, b.slots, b.positions, s, stream_));
     return;
   }
@@ -206,10 +221,6 @@ void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchV
                                                     << " tokens in one decode-kernel call (at "
                                                        "most 65535 with head_dim "
                                                     << c.head_dim << ")");
-  const int splits =
-      gpu::attention_decode_splits(b.n_tokens, n_heads, c.n_kv_heads, c.max_seq, sm_count_);
-  reserve_decode_workspace(
-      c, n_heads, gpu::attention_decode_workspace_bytes(b.n_tokens, n_heads, c.head_dim, splits));
   CUDA_LAUNCH(gpu::attention_decode(bf(out), attn_workspace_, bf(q), kc, vc, b.slots, b.positions,
                                     s, splits, stream_));
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cstdio>
 #include <queue>
 
@@ -29,7 +30,6 @@ size_t StringHash::operator()(std::string_view s) const noexcept {
 
 namespace {
 
-constexpr size_t kCacheMaxEntries = 200000;
 constexpr size_t kCacheMaxWordBytes = 256;
 constexpr size_t kNaiveMaxSymbols = 64;
 
@@ -89,6 +89,43 @@ int32_t StrIdMap::find(std::string_view key) const {
     if (s.hash == hash && std::string_view(arena_.data() + s.off, s.len) == key) return s.id;
     h = (h + 1) & mask_;
   }
+}
+
+bool WordCache::find(std::string_view key, uint64_t hash, std::vector<int32_t>& out) const {
+  if (slots_.empty()) return false;
+  for (size_t h = hash & mask_;; h = (h + 1) & mask_) {
+    const Slot& s = slots_[h];
+    if (s.key_len == kEmpty) return false;
+    if (s.hash == hash && s.key_len == key.size() &&
+        std::memcmp(keys_.data() + s.key_off, key.data(), key.size()) == 0) {
+      out.insert(out.end(), vals_.begin() + s.val_off, vals_.begin() + s.val_off + s.val_len);
+      return true;
+    }
+  }
+}
+
+void WordCache::insert(std::string_view key, uint64_t hash, const int32_t* ids, size_t n) {
+  if (count_ >= max_entries_) return;
+  if (slots_.empty()) {
+    size_t cap = 16;
+    while (cap < max_entries_ * 2) cap <<= 1;
+    slots_.assign(cap, Slot{0, 0, kEmpty, 0, 0});
+    mask_ = cap - 1;
+  }
+  size_t h = hash & mask_;
+  while (slots_[h].key_len != kEmpty) {
+    const Slot& s = slots_[h];
+    if (s.hash == hash && s.key_len == key.size() &&
+        std::memcmp(keys_.data() + s.key_off, key.data(), key.size()) == 0) {
+      return;  // already there
+    }
+    h = (h + 1) & mask_;
+  }
+  slots_[h] = Slot{hash, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(key.size()),
+                   static_cast<uint32_t>(vals_.size()), static_cast<uint32_t>(n)};
+  keys_.append(key);
+  vals_.insert(vals_.end(), ids, ids + n);
+  ++count_;
 }
 
 BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::string& where)
@@ -415,17 +452,16 @@ void BpeModel::encode_piece(std::string_view piece, std::vector<int32_t>& out,
     }
   }
   const bool cacheable = use_cache && piece.size() <= kCacheMaxWordBytes;
+  uint64_t hash = 0;
   if (cacheable) {
-    if (auto it = cache_.find(piece); it != cache_.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
+    hash = StringHash()(piece);
+    if (cache_.find(piece, hash, out)) return;
   }
   thread_local std::vector<int32_t> syms;
   initial_symbols(piece, syms);
   merge_all(syms);
   out.insert(out.end(), syms.begin(), syms.end());
-  if (cacheable && cache_.size() < kCacheMaxEntries) cache_.emplace(std::string(piece), syms);
+  if (cacheable) cache_.insert(piece, hash, syms.data(), syms.size());
 }
 
 }  // namespace tpinfer::tok

@@ -46,6 +46,29 @@ class StrIdMap {
   size_t count_ = 0;
 };
 
+// Word -> ids cache of the BPE model: open addressing over arenas, no allocation per entry.
+// Fills up to max_entries and then stops inserting (as tokenizers' cache does).
+class WordCache {
+ public:
+  explicit WordCache(size_t max_entries) : max_entries_(max_entries) {}
+  // Appends the cached ids of key to out and returns true, or returns false.
+  bool find(std::string_view key, uint64_t hash, std::vector<int32_t>& out) const;
+  void insert(std::string_view key, uint64_t hash, const int32_t* ids, size_t n);
+
+ private:
+  struct Slot {
+    uint64_t hash;
+    uint32_t key_off, key_len, val_off, val_len;
+  };
+  static constexpr uint32_t kEmpty = ~uint32_t{0};
+  size_t max_entries_;
+  size_t count_ = 0;
+  size_t mask_ = 0;
+  std::vector<Slot> slots_;
+  std::string keys_;
+  std::vector<int32_t> vals_;
+};
+
 class BpeModel {
  public:
   // byte_level: the pre-tokenizer ends with ByteLevel, so pieces arrive as raw bytes and the
@@ -110,7 +133,7 @@ class BpeModel {
   std::string prefix_, suffix_;  // continuing_subword_prefix, end_of_word_suffix
 
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+  mutable WordCache cache_{1u << 17};
 };
 
 }  // namespace tpinfer::tok

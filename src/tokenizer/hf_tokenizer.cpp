@@ -281,17 +281,31 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
 
 // ---- encode ---------------------------------------------------------------------------------------
 
+namespace {
+// Buffers reused across encode calls on a thread.
+struct EncodeScratch {
+  Pieces pieces;
+  std::vector<std::tuple<size_t, size_t, int>> parts, norm_parts;
+  std::string normalized;
+};
+EncodeScratch& encode_scratch() {
+  thread_local EncodeScratch s;
+  return s;
+}
+}  // namespace
+
 void HfTokenizer::encode_text(std::string_view text, bool at_start, std::vector<int32_t>& ids,
                               Pieces& pieces, bool use_cache) const {
-  std::string normalized;
+  EncodeScratch& sc = encode_scratch();
   std::string_view norm = text;
   if (normalizer_) {
-    normalized.assign(text.data(), text.size());
-    normalizer_->apply(normalized);
-    norm = normalized;
+    sc.normalized.assign(text.data(), text.size());
+    normalizer_->apply(sc.normalized);
+    norm = sc.normalized;
   }
   if (norm.empty()) return;
-  std::vector<std::tuple<size_t, size_t, int>> parts;
+  auto& parts = sc.norm_parts;
+  parts.clear();
   if (norm_matcher_.empty()) {
     parts.emplace_back(0, norm.size(), -1);
   } else {
@@ -321,8 +335,9 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special
   ids.reserve(text.size() / 3 + 4);
   std::unique_lock<std::mutex> cache_lock(model_->cache_mutex(), std::try_to_lock);
   const bool use_cache = cache_lock.owns_lock();
-  Pieces pieces;
-  std::vector<std::tuple<size_t, size_t, int>> parts;
+  EncodeScratch& sc = encode_scratch();
+  auto& parts = sc.parts;
+  parts.clear();
   if (raw_matcher_.empty()) {
     if (!text.empty()) parts.emplace_back(0, text.size(), -1);
   } else {
@@ -332,7 +347,7 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special
     if (tok >= 0) {
       ids.push_back(added_[static_cast<size_t>(tok)].id);
     } else if (e > b) {
-      encode_text(text.substr(b, e - b), b == 0, ids, pieces, use_cache);
+      encode_text(text.substr(b, e - b), b == 0, ids, sc.pieces, use_cache);
     }
   }
   if (add_special && post_processor_) post_processor_->apply(ids);

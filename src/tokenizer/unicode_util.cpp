@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "core/error.h"
@@ -109,6 +110,14 @@ void append_utf8(std::string& out, uint32_t cp) {
 
 bool is_valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
+    if (i + 8 <= s.size()) {  // skip ASCII eight bytes at a time
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if ((w & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
     if (static_cast<uint8_t>(s[i]) < 0x80) {
       ++i;
       continue;
@@ -216,21 +225,9 @@ static bool inert(uint32_t cp, NormForm form) {
   return true;
 }
 
-bool normalize_unicode(std::string_view s, NormForm form, std::string& out) {
-  bool needed = false;
-  for (size_t i = 0; i < s.size();) {
-    const auto b = static_cast<uint8_t>(s[i]);
-    if (b < 0x80) {
-      ++i;
-      continue;
-    }
-    const uint32_t cp = next_cp(s, i);
-    if (!inert(cp, form)) {
-      needed = true;
-      break;
-    }
-  }
-  if (!needed) return false;
+namespace {
+
+void normalize_region(std::string_view s, NormForm form, std::string& out) {
   int options = UTF8PROC_STABLE;
   switch (form) {
     case NormForm::NFC: options |= UTF8PROC_COMPOSE; break;
@@ -245,7 +242,48 @@ bool normalize_unicode(std::string_view s, NormForm form, std::string& out) {
                                 static_cast<utf8proc_option_t>(options));
   TPI_CHECK(len >= 0, "tokenizer: unicode normalisation failed: " << utf8proc_errmsg(len));
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> guard(res, &std::free);
-  out.assign(reinterpret_cast<const char*>(res), static_cast<size_t>(len));
+  out.append(reinterpret_cast<const char*>(res), static_cast<size_t>(len));
+}
+
+}  // namespace
+
+// Only the regions around characters that can change are given to utf8proc: normalisation
+// never reaches across an inert character (combining class 0, no decomposition, never the second
+// of a composition), so the text splits into independent pieces before each one.
+bool normalize_unicode(std::string_view s, NormForm form, std::string& out) {
+  const size_t n = s.size();
+  size_t i = 0, last_boundary = 0, copied = 0;
+  bool changed = false;
+  while (i < n) {
+    if (static_cast<uint8_t>(s[i]) < 0x80) {
+      last_boundary = i++;
+      continue;
+    }
+    const size_t start = i;
+    if (inert(next_cp(s, i), form)) {
+      last_boundary = start;
+      continue;
+    }
+    // A region from the last boundary up to the next inert character.
+    size_t end = i;
+    while (end < n) {
+      size_t j = end;
+      if (static_cast<uint8_t>(s[j]) < 0x80 || inert(next_cp(s, j), form)) break;
+      end = j;
+    }
+    if (!changed) {
+      out.clear();
+      out.reserve(n + 16);
+      changed = true;
+    }
+    out.append(s.data() + copied, last_boundary - copied);
+    normalize_region(s.substr(last_boundary, end - last_boundary), form, out);
+    copied = end;
+    i = end;
+    last_boundary = end;
+  }
+  if (!changed) return false;
+  out.append(s.data() + copied, n - copied);
   return true;
 }
 

@@ -24,10 +24,10 @@ constexpr int kDimsPerThread = kMaxDim / kThreads;
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct DecodeArgs {
-  bf16* out;         // [T, n_heads * hd] (n_splits == 1)
-  float* ws_o;       // [T, n_heads, n_splits, hd] unnormalised partial outputs (n_splits > 1)
-  float2* ws_ml;     // [T, n_heads, n_splits] (running max in log2 units, sum of exp2)
-  const bf16* q;     // [T, n_heads * hd]
+  bf16* out;            // [T, n_heads * hd] (n_splits == 1)
+  float* ws_o;          // [T, n_heads, n_splits, hd] unnormalised partial outputs (n_splits > 1)
+  float2* ws_ml;        // [T, n_heads, n_splits] (running max in log2 units, sum of exp2)
+  const bf16* q;        // [T, n_heads * hd]
   const bf16* k_cache;  // [n_slots, max_seq, n_kv_heads, hd]
   const bf16* v_cache;
   const int32_t* slots;
@@ -37,8 +37,7 @@ struct DecodeArgs {
   float scale_log2;   // softmax scale * log2(e): scores live in base 2
 };
 
-__device__ __forceinline__ KeySplit token_split(const DecodeArgs& a, int slot, int pos,
-                                                int split) {
+__device__ __forceinline__ KeySplit token_split(const DecodeArgs& a, int slot, int pos, int split) {
   const bool valid = slot >= 0 && slot < a.n_slots && pos >= 0 && pos < a.max_seq;
   if (!valid) return KeySplit{1, 0, 0};
   return decode_key_split(attention_first_key(pos, a.window), pos, split, a.n_splits);
@@ -216,8 +215,8 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const DecodeArgs a) {
 
 int attention_decode_splits(int n_tokens, int n_heads, int n_kv_heads, int max_seq, int n_sms) {
   const int group = n_heads / n_kv_heads;
-  const long long blocks = static_cast<long long>(n_tokens) * n_kv_heads *
-                           ceil_div(group, kMaxHeads);
+  const long long blocks =
+      static_cast<long long>(n_tokens) * n_kv_heads * ceil_div(group, kMaxHeads);
   const long long target = 2LL * (n_sms > 0 ? n_sms : 1);  // two waves of blocks
   if (blocks <= 0 || blocks >= target) return 1;
   long long splits = ceil_div(target, blocks);
@@ -242,8 +241,8 @@ void attention_decode(bf16* out, float* workspace, const bf16* q, const bf16* k_
   const size_t rows = static_cast<size_t>(s.n_tokens) * s.n_heads * n_splits;
   a.ws_o = workspace;
   // hd % 8 == 0, so the float2 array after rows * hd floats is 8-byte aligned.
-  a.ws_ml = workspace != nullptr ? reinterpret_cast<float2*>(workspace + rows * s.head_dim)
-                                 : nullptr;
+  a.ws_ml =
+      workspace != nullptr ? reinterpret_cast<float2*>(workspace + rows * s.head_dim) : nullptr;
   a.q = q;
   a.k_cache = k_cache;
   a.v_cache = v_cache;

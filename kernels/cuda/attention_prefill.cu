@@ -48,8 +48,8 @@ struct Layout {
 };
 
 struct PrefillArgs {
-  bf16* out;         // [T, n_heads * hd]
-  const bf16* q;     // [T, n_heads * hd]
+  bf16* out;            // [T, n_heads * hd]
+  const bf16* q;        // [T, n_heads * hd]
   const bf16* k_cache;  // [n_slots, max_seq, n_kv_heads, hd]
   const bf16* v_cache;
   const int32_t* slots;
@@ -263,12 +263,14 @@ void launch(const PrefillArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-bool attention_prefill_supports(int head_dim) { return head_dim == 64 || head_dim == 128; }
+bool attention_prefill_supports(int head_dim) {
+  return head_dim == 64 || head_dim == 128;
+}
 
 cudaError_t attention_prefill_init() {
-  cudaError_t e = cudaFuncSetAttribute(prefill_kernel<64>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(Layout<64>::kBytes));
+  cudaError_t e =
+      cudaFuncSetAttribute(prefill_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Layout<64>::kBytes));
   if (e != cudaSuccess) return e;
   return cudaFuncSetAttribute(prefill_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                               static_cast<int>(Layout<128>::kBytes));

@@ -24,7 +24,9 @@ __global__ void read_probe_kernel(float* __restrict__ sink, const uint4* __restr
 
 }  // namespace
 
-int read_probe_blocks() { return kBlocks; }
+int read_probe_blocks() {
+  return kBlocks;
+}
 
 void read_probe(float* sink, const void* data, size_t n16, cudaStream_t stream) {
   read_probe_kernel<<<kBlocks, kThreads, 0, stream>>>(sink, static_cast<const uint4*>(data), n16);

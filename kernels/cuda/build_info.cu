@@ -7,6 +7,8 @@
 
 namespace tpinfer::gpu {
 
-const char* built_cuda_architectures() { return TPINFER_CUDA_ARCHS; }
+const char* built_cuda_architectures() {
+  return TPINFER_CUDA_ARCHS;
+}
 
 }  // namespace tpinfer::gpu

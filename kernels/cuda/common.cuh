@@ -14,9 +14,13 @@ using bf16 = __nv_bfloat16;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -8,18 +8,30 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f32(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_f32(__half x) {
+  return __half2float(x);
+}
+__device__ __forceinline__ float to_f32(bf16 x) {
+  return __bfloat162float(x);
+}
 
 template <typename T>
 __device__ __forceinline__ T from_f32(float x);
 template <>
-__device__ __forceinline__ float from_f32<float>(float x) { return x; }
+__device__ __forceinline__ float from_f32<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ __half from_f32<__half>(float x) {
+  return __float2half_rn(x);
+}
 template <>
-__device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16(x); }
+__device__ __forceinline__ bf16 from_f32<bf16>(float x) {
+  return __float2bfloat16(x);
+}
 
 template <typename Out, typename In>
 __global__ void convert_kernel(Out* __restrict__ out, const In* __restrict__ in, int64_t n) {
@@ -41,9 +53,12 @@ void launch_convert(void* out, const void* in, int64_t n, cudaStream_t stream) {
 template <typename Out>
 void convert_from(void* out, const void* in, ElemType in_type, int64_t n, cudaStream_t stream) {
   switch (in_type) {
-    case ElemType::f32: return launch_convert<Out, float>(out, in, n, stream);
-    case ElemType::f16: return launch_convert<Out, __half>(out, in, n, stream);
-    case ElemType::bf16: return launch_convert<Out, bf16>(out, in, n, stream);
+    case ElemType::f32:
+      return launch_convert<Out, float>(out, in, n, stream);
+    case ElemType::f16:
+      return launch_convert<Out, __half>(out, in, n, stream);
+    case ElemType::bf16:
+      return launch_convert<Out, bf16>(out, in, n, stream);
   }
 }
 
@@ -63,9 +78,9 @@ __global__ void gather_rows_kernel(Word* __restrict__ out, const Word* __restric
 template <typename Word>
 void launch_gather(void* out, const void* in, const int32_t* rows, int n_out_rows, int n_in_rows,
                    size_t row_bytes, cudaStream_t stream) {
-  gather_rows_kernel<Word><<<n_out_rows, 128, 0, stream>>>(
-      static_cast<Word*>(out), static_cast<const Word*>(in), rows, n_in_rows,
-      static_cast<int64_t>(row_bytes / sizeof(Word)));
+  gather_rows_kernel<Word>
+      <<<n_out_rows, 128, 0, stream>>>(static_cast<Word*>(out), static_cast<const Word*>(in), rows,
+                                       n_in_rows, static_cast<int64_t>(row_bytes / sizeof(Word)));
 }
 
 }  // namespace
@@ -74,9 +89,12 @@ void convert(void* out, ElemType out_type, const void* in, ElemType in_type, int
              cudaStream_t stream) {
   if (n <= 0) return;
   switch (out_type) {
-    case ElemType::f32: return convert_from<float>(out, in, in_type, n, stream);
-    case ElemType::f16: return convert_from<__half>(out, in, in_type, n, stream);
-    case ElemType::bf16: return convert_from<bf16>(out, in, in_type, n, stream);
+    case ElemType::f32:
+      return convert_from<float>(out, in, in_type, n, stream);
+    case ElemType::f16:
+      return convert_from<__half>(out, in, in_type, n, stream);
+    case ElemType::bf16:
+      return convert_from<bf16>(out, in, in_type, n, stream);
   }
 }
 
@@ -85,10 +103,14 @@ void gather_rows(void* out, const void* in, const int32_t* rows, int n_out_rows,
   if (n_out_rows <= 0 || row_bytes == 0) return;
   const uintptr_t bits =
       reinterpret_cast<uintptr_t>(out) | reinterpret_cast<uintptr_t>(in) | row_bytes;
-  if ((bits & 15u) == 0) return launch_gather<uint4>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
-  if ((bits & 7u) == 0) return launch_gather<uint2>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
-  if ((bits & 3u) == 0) return launch_gather<uint32_t>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
-  if ((bits & 1u) == 0) return launch_gather<uint16_t>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
+  if ((bits & 15u) == 0)
+    return launch_gather<uint4>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
+  if ((bits & 7u) == 0)
+    return launch_gather<uint2>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
+  if ((bits & 3u) == 0)
+    return launch_gather<uint32_t>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
+  if ((bits & 1u) == 0)
+    return launch_gather<uint16_t>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
   launch_gather<uint8_t>(out, in, rows, n_out_rows, n_in_rows, row_bytes, stream);
 }
 

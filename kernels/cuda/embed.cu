@@ -18,7 +18,8 @@ __global__ void embed_kernel(bf16* __restrict__ out, const bf16* __restrict__ ta
     const int n8 = hidden / 8;
     const uint4* s = reinterpret_cast<const uint4*>(src);
     uint4* d = reinterpret_cast<uint4*>(dst);
-    for (int i = threadIdx.x; i < n8; i += blockDim.x) d[i] = inside ? s[i] : make_uint4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < n8; i += blockDim.x)
+      d[i] = inside ? s[i] : make_uint4(0, 0, 0, 0);
   } else {
     const bf16 zero = __float2bfloat16(0.0f);
     for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = inside ? src[i] : zero;
@@ -33,11 +34,11 @@ void embed(bf16* out, const bf16* table, const int32_t* ids, int n_tokens, int h
   const bool vec8 = hidden % 8 == 0 && aligned16(out) && aligned16(table);
   const int threads = 256;
   if (vec8) {
-    embed_kernel<true><<<n_tokens, threads, 0, stream>>>(out, table, ids, hidden, vocab_offset,
-                                                         vocab_rows);
+    embed_kernel<true>
+        <<<n_tokens, threads, 0, stream>>>(out, table, ids, hidden, vocab_offset, vocab_rows);
   } else {
-    embed_kernel<false><<<n_tokens, threads, 0, stream>>>(out, table, ids, hidden, vocab_offset,
-                                                          vocab_rows);
+    embed_kernel<false>
+        <<<n_tokens, threads, 0, stream>>>(out, table, ids, hidden, vocab_offset, vocab_rows);
   }
 }
 

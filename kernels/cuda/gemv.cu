@@ -79,15 +79,24 @@ void gemv(void* out, bool out_f32, const bf16* x, const bf16* w, int n_tokens, i
           cudaStream_t stream) {
   if (n <= 0 || n_tokens <= 0) return;
   switch (n_tokens) {
-    case 1: return launch<1>(out, out_f32, x, w, n, k, stream);
-    case 2: return launch<2>(out, out_f32, x, w, n, k, stream);
-    case 3: return launch<3>(out, out_f32, x, w, n, k, stream);
-    case 4: return launch<4>(out, out_f32, x, w, n, k, stream);
-    case 5: return launch<5>(out, out_f32, x, w, n, k, stream);
-    case 6: return launch<6>(out, out_f32, x, w, n, k, stream);
-    case 7: return launch<7>(out, out_f32, x, w, n, k, stream);
-    case 8: return launch<8>(out, out_f32, x, w, n, k, stream);
-    default: return;  // the backend routes larger batches to cuBLAS
+    case 1:
+      return launch<1>(out, out_f32, x, w, n, k, stream);
+    case 2:
+      return launch<2>(out, out_f32, x, w, n, k, stream);
+    case 3:
+      return launch<3>(out, out_f32, x, w, n, k, stream);
+    case 4:
+      return launch<4>(out, out_f32, x, w, n, k, stream);
+    case 5:
+      return launch<5>(out, out_f32, x, w, n, k, stream);
+    case 6:
+      return launch<6>(out, out_f32, x, w, n, k, stream);
+    case 7:
+      return launch<7>(out, out_f32, x, w, n, k, stream);
+    case 8:
+      return launch<8>(out, out_f32, x, w, n, k, stream);
+    default:
+      return;  // the backend routes larger batches to cuBLAS
   }
 }
 

@@ -38,8 +38,8 @@ void kv_append(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const
                const int32_t* positions, int n_tokens, int n_slots, int max_seq, int kv_width,
                cudaStream_t stream) {
   if (n_tokens <= 0 || kv_width <= 0) return;
-  const bool vec8 = kv_width % 8 == 0 && aligned16(k_cache) && aligned16(v_cache) &&
-                    aligned16(k) && aligned16(v);
+  const bool vec8 =
+      kv_width % 8 == 0 && aligned16(k_cache) && aligned16(v_cache) && aligned16(k) && aligned16(v);
   const int threads = 128;
   if (vec8) {
     kv_append_kernel<true><<<n_tokens, threads, 0, stream>>>(k_cache, v_cache, k, v, slots,

@@ -10,9 +10,8 @@ namespace {
 // kAdd: residual += delta first and normalise the (bf16-rounded) sum; otherwise normalise `in`
 // (passed as residual, not written). kVec8: 128-bit accesses (cols % 8 == 0, aligned rows).
 template <bool kAdd, bool kVec8>
-__global__ void rmsnorm_kernel(bf16* out, bf16* residual,
-                               const bf16* __restrict__ delta, const bf16* __restrict__ weight,
-                               int cols, float eps) {
+__global__ void rmsnorm_kernel(bf16* out, bf16* residual, const bf16* __restrict__ delta,
+                               const bf16* __restrict__ weight, int cols, float eps) {
   const size_t base = static_cast<size_t>(blockIdx.x) * cols;
   bf16* x = residual + base;
   bf16* y = out + base;
@@ -71,11 +70,11 @@ void launch(bf16* out, bf16* residual, const bf16* delta, const bf16* weight, in
   const int per_row = vec8 ? cols / 8 : cols;
   const int threads = per_row >= 1024 ? 1024 : (per_row + 31) / 32 * 32;
   if (vec8) {
-    rmsnorm_kernel<kAdd, true><<<rows, threads, 0, stream>>>(out, residual, delta, weight, cols,
-                                                             eps);
+    rmsnorm_kernel<kAdd, true>
+        <<<rows, threads, 0, stream>>>(out, residual, delta, weight, cols, eps);
   } else {
-    rmsnorm_kernel<kAdd, false><<<rows, threads, 0, stream>>>(out, residual, delta, weight, cols,
-                                                              eps);
+    rmsnorm_kernel<kAdd, false>
+        <<<rows, threads, 0, stream>>>(out, residual, delta, weight, cols, eps);
   }
 }
 

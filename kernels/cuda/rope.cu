@@ -75,8 +75,8 @@ __global__ void qk_norm_rope_kernel(bf16* q, bf16* k, const bf16* __restrict__ q
 }  // namespace
 
 void qk_norm_rope(bf16* q, bf16* k, const bf16* q_norm, const bf16* k_norm,
-                  const int32_t* positions, int n_tokens, int n_heads, int n_kv_heads,
-                  int head_dim, float theta, float eps, cudaStream_t stream) {
+                  const int32_t* positions, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
+                  float theta, float eps, cudaStream_t stream) {
   if (n_tokens <= 0) return;
   const dim3 grid(n_tokens, static_cast<unsigned>(ceil_div(n_heads + n_kv_heads, kWarpsPerBlock)));
   qk_norm_rope_kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(

@@ -7,7 +7,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
+__device__ __forceinline__ float silu(float g) {
+  return g / (1.0f + __expf(-g));
+}
 
 __global__ void silu_mul_vec8_kernel(bf16* out, const bf16* __restrict__ gate,
                                      const bf16* __restrict__ up, int64_t n8) {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -58,7 +57,9 @@ class Arena {
     std::vector<unsigned char> raw(t.bytes());
     for (size_t i = 0; i < v.size(); ++i) {
       switch (dtype) {
-        case DType::f32: std::memcpy(raw.data() + 4 * i, &v[i], 4); break;
+        case DType::f32:
+          std::memcpy(raw.data() + 4 * i, &v[i], 4);
+          break;
         case DType::bf16: {
           const uint16_t h = f32_to_bf16(v[i]);
           std::memcpy(raw.data() + 2 * i, &h, 2);
@@ -96,7 +97,9 @@ class Arena {
       uint16_t h = 0;
       int32_t x = 0;
       switch (t.dtype) {
-        case DType::f32: std::memcpy(&out[i], raw.data() + 4 * i, 4); break;
+        case DType::f32:
+          std::memcpy(&out[i], raw.data() + 4 * i, 4);
+          break;
         case DType::bf16:
           std::memcpy(&h, raw.data() + 2 * i, 2);
           out[i] = bf16_to_f32(h);
@@ -153,17 +156,17 @@ inline Mismatch compare(const std::vector<float>& got, const std::vector<float>&
 }
 
 // REQUIREs that every element is within tolerance; on failure says which and by how much.
-#define REQUIRE_CLOSE(what, got, ref, atol, rtol)                                             \
-  do {                                                                                        \
-    const auto& g_ = (got);                                                                   \
-    const auto& r_ = (ref);                                                                   \
-    REQUIRE(g_.size() == r_.size());                                                          \
-    const ::tpinfer::test::Mismatch m_ = ::tpinfer::test::compare(g_, r_, (atol), (rtol));    \
-    INFO(what << ": " << m_.n_bad << " of " << r_.size() << " outside |a-b| <= " << (atol)    \
-              << " + " << (rtol) << "*|ref|; max |a-b| " << m_.max_abs << "; worst at "       \
-              << m_.worst << ": got " << (r_.empty() ? 0.0f : g_[m_.worst]) << ", ref "       \
-              << (r_.empty() ? 0.0f : r_[m_.worst]));                                         \
-    REQUIRE(m_.n_bad == 0);                                                                   \
+#define REQUIRE_CLOSE(what, got, ref, atol, rtol)                                          \
+  do {                                                                                     \
+    const auto& g_ = (got);                                                                \
+    const auto& r_ = (ref);                                                                \
+    REQUIRE(g_.size() == r_.size());                                                       \
+    const ::tpinfer::test::Mismatch m_ = ::tpinfer::test::compare(g_, r_, (atol), (rtol)); \
+    INFO(what << ": " << m_.n_bad << " of " << r_.size() << " outside |a-b| <= " << (atol) \
+              << " + " << (rtol) << "*|ref|; max |a-b| " << m_.max_abs << "; worst at "    \
+              << m_.worst << ": got " << (r_.empty() ? 0.0f : g_[m_.worst]) << ", ref "    \
+              << (r_.empty() ? 0.0f : r_[m_.worst]));                                      \
+    REQUIRE(m_.n_bad == 0);                                                                \
   } while (0)
 
 }  // namespace tpinfer::test

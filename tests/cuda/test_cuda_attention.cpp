@@ -35,7 +35,8 @@ void append(Arena& a, const KvLayer& c, const std::vector<int32_t>& slots,
   const int T = static_cast<int>(slots.size());
   const int64_t width = int64_t{c.n_kv_heads} * c.head_dim;
   Tensor kt = a.act(T, width, k), vt = a.act(T, width, v);
-  BatchView b{T, a.ints(positions), a.ints(slots), *std::max_element(positions.begin(), positions.end())};
+  BatchView b{T, a.ints(positions), a.ints(slots),
+              *std::max_element(positions.begin(), positions.end())};
   a.backend().kv_append(c, kt, vt, b);
 }
 
@@ -81,14 +82,14 @@ void run_case(const Config& cfg, int n_slots, int max_seq, const std::map<int, i
 }
 
 const Config kConfigs[] = {
-    {8, 2, 64, 0},     // GQA 4, hd 64
-    {32, 8, 128, 0},   // Qwen3-4B / Mistral-7B heads
-    {4, 4, 128, 0},    // MHA
-    {8, 4, 8, 0},      // stories260K: hd 8, one lane per key
-    {6, 2, 96, 0},     // hd 96: lanes per key rounded up to 16
-    {8, 1, 64, 0},     // MQA-like GQA 8
-    {8, 2, 64, 48},    // sliding window shorter than the prompt
-    {16, 2, 128, 100}, // sliding window, GQA 8
+    {8, 2, 64, 0},      // GQA 4, hd 64
+    {32, 8, 128, 0},    // Qwen3-4B / Mistral-7B heads
+    {4, 4, 128, 0},     // MHA
+    {8, 4, 8, 0},       // stories260K: hd 8, one lane per key
+    {6, 2, 96, 0},      // hd 96: lanes per key rounded up to 16
+    {8, 1, 64, 0},      // MQA-like GQA 8
+    {8, 2, 64, 48},     // sliding window shorter than the prompt
+    {16, 2, 128, 100},  // sliding window, GQA 8
 };
 
 TEST_CASE("cuda attention: single-slot prefill, short and long, with and without history",
@@ -110,8 +111,8 @@ TEST_CASE("cuda attention: multi-slot decode batches with long contexts", "[cuda
     CAPTURE(cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.window);
     // Slot 2 is left empty; the tokens sit at very different depths (1..2 splits .. 32 splits).
     run_case(cfg, 4, 2100, {{0, 5}, {1, 2047}, {3, 63}}, {0, 1, 3}, {5, 2047, 63}, 7);
-    run_case(cfg, 4, 2100, {{1, 1000}}, {1}, {1000}, 8);       // batch 1, many splits
-    run_case(cfg, 4, 2100, {{3, 0}}, {3}, {0}, 9);             // first token of a sequence
+    run_case(cfg, 4, 2100, {{1, 1000}}, {1}, {1000}, 8);  // batch 1, many splits
+    run_case(cfg, 4, 2100, {{3, 0}}, {3}, {0}, 9);        // first token of a sequence
   }
 }
 

@@ -1,7 +1,6 @@
 // Host-side logic of the CUDA backend that needs no GPU, so it runs on every CUDA build: the
 // local-rank -> device rule of pick_cuda_device and the flash-decoding key splits.
 #include <catch2/catch.hpp>
-
 #include <vector>
 
 #include "backend/cuda/cuda_device.h"
@@ -78,8 +77,7 @@ TEST_CASE("flash-decoding splits cover [lo, pos] exactly once", "[cuda][host]") 
   CHECK(gpu::attention_first_key(10, 4096) == 0);
 }
 
-TEST_CASE("flash-decoding uses more splits for small batches, never more than 32",
-          "[cuda][host]") {
+TEST_CASE("flash-decoding uses more splits for small batches, never more than 32", "[cuda][host]") {
   const int sms = 132;
   CHECK(gpu::attention_decode_splits(1, 32, 8, 40960, sms) == 32);
   CHECK(gpu::attention_decode_splits(64, 32, 8, 40960, sms) == 1);

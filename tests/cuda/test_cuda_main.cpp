@@ -2,7 +2,6 @@
 // reports as "Skipped" (SKIP_RETURN_CODE 77), so a CPU-only machine never shows these as passed.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 

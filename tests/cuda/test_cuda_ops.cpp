@@ -85,8 +85,7 @@ TEST_CASE("cuda matmul matches the CPU backend on every path", "[cuda]") {
           Tensor og = g.empty(out_dtype, t, s.n);
           c.backend().matmul(oc, xc, wc);
           g.backend().matmul(og, xg, wg);
-          REQUIRE_CLOSE("matmul", g.read(og), c.read(oc),
-                        out_dtype == DType::f32 ? 2e-3 : kAtol,
+          REQUIRE_CLOSE("matmul", g.read(og), c.read(oc), out_dtype == DType::f32 ? 2e-3 : kAtol,
                         out_dtype == DType::f32 ? 1e-3 : kRtol);
         }
       }

@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
     cb.copy_to_device(df, hf.data(), count * 4);
     comm->all_reduce_sum(df, count, DType::f32);
     cb.copy_to_host(hf.data(), df, count * 4);
-    for (size_t i = 0; i < count; ++i) expect(hf[i] == (i % 7) * tri, "all_reduce f32", r, i, hf[i], (i % 7) * tri);
+    for (size_t i = 0; i < count; ++i)
+      expect(hf[i] == (i % 7) * tri, "all_reduce f32", r, i, hf[i], (i % 7) * tri);
 
     for (DType d : {DType::bf16, DType::f16}) {
       std::vector<uint16_t> hh(count);
@@ -111,7 +112,8 @@ int main(int argc, char** argv) {
         cb.copy_to_device(df, hf.data(), count * 4);
         cb.replay();
         cb.copy_to_host(hf.data(), df, count * 4);
-        for (size_t i = 0; i < count; ++i) expect(hf[i] == round * tri, "replayed all_reduce", r, i, hf[i], round * tri);
+        for (size_t i = 0; i < count; ++i)
+          expect(hf[i] == round * tri, "replayed all_reduce", r, i, hf[i], round * tri);
       }
     }
     cb.free(df);
@@ -124,7 +126,8 @@ int main(int argc, char** argv) {
     world.abort(1);
   }
   const int64_t failures = world.all_reduce_sum_world(g_failures);
-  if (world.rank() == 0) std::printf("%s: %lld failures\n", failures == 0 ? "PASS" : "FAIL",
-                                     static_cast<long long>(failures));
+  if (world.rank() == 0)
+    std::printf("%s: %lld failures\n", failures == 0 ? "PASS" : "FAIL",
+                static_cast<long long>(failures));
   return failures == 0 ? 0 : 1;
 }

@@ -15,14 +15,14 @@
 
 namespace {
 
-#define BW_CHECK(stmt)                                                                   \
-  do {                                                                                   \
-    const cudaError_t e_ = (stmt);                                                       \
-    if (e_ != cudaSuccess) {                                                             \
+#define BW_CHECK(stmt)                                                                     \
+  do {                                                                                     \
+    const cudaError_t e_ = (stmt);                                                         \
+    if (e_ != cudaSuccess) {                                                               \
       std::fprintf(stderr, "tpinfer-cuda-bandwidth: %s failed: %s (%s) at %s:%d\n", #stmt, \
-                   cudaGetErrorString(e_), cudaGetErrorName(e_), __FILE__, __LINE__);    \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+                   cudaGetErrorString(e_), cudaGetErrorName(e_), __FILE__, __LINE__);      \
+      std::exit(1);                                                                        \
+    }                                                                                      \
   } while (0)
 
 // Median over `iters` timed runs of `fn` (after one warm-up), in milliseconds.
@@ -101,9 +101,10 @@ int main(int argc, char** argv) {
               iters);
   std::printf("  D2D copy : %8.3f ms  %8.1f GB/s (read + write)\n", copy_ms, copy_gbps);
   std::printf("  read-only: %8.3f ms  %8.1f GB/s\n", read_ms, read_gbps);
-  std::printf("{\"device\": \"%s\", \"buffer_bytes\": %zu, \"d2d_copy_GBps\": %.1f, "
-              "\"read_GBps\": %.1f}\n",
-              prop.name, bytes, copy_gbps, read_gbps);
+  std::printf(
+      "{\"device\": \"%s\", \"buffer_bytes\": %zu, \"d2d_copy_GBps\": %.1f, "
+      "\"read_GBps\": %.1f}\n",
+      prop.name, bytes, copy_gbps, read_gbps);
   BW_CHECK(cudaStreamDestroy(stream));
   BW_CHECK(cudaFree(src));
   BW_CHECK(cudaFree(dst));

@@ -29,14 +29,14 @@ namespace {
       std::exit(1);                                                                             \
     }                                                                                           \
   } while (0)
-#define GB_CUBLAS(stmt)                                                                   \
-  do {                                                                                    \
-    const cublasStatus_t s_ = (stmt);                                                     \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
-      std::fprintf(stderr, "%s failed: %s at %s:%d\n", #stmt, cublasGetStatusString(s_), \
-                   __FILE__, __LINE__);                                                   \
-      std::exit(1);                                                                       \
-    }                                                                                     \
+#define GB_CUBLAS(stmt)                                                                            \
+  do {                                                                                             \
+    const cublasStatus_t s_ = (stmt);                                                              \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+      std::fprintf(stderr, "%s failed: %s at %s:%d\n", #stmt, cublasGetStatusString(s_), __FILE__, \
+                   __LINE__);                                                                      \
+      std::exit(1);                                                                                \
+    }                                                                                              \
   } while (0)
 
 struct Shape {
@@ -113,11 +113,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
-    if (a == "--device") device = next();
-    else if (a == "--iters") iters = std::max(1, next());
-    else if (a == "--n") only_n = next();
-    else if (a == "--k") only_k = next();
-    else if (a == "--tokens") only_t = next();
+    if (a == "--device")
+      device = next();
+    else if (a == "--iters")
+      iters = std::max(1, next());
+    else if (a == "--n")
+      only_n = next();
+    else if (a == "--k")
+      only_k = next();
+    else if (a == "--tokens")
+      only_t = next();
     else {
       std::fprintf(stderr, "usage: %s [--device N] [--iters N] [--n N --k K] [--tokens T]\n",
                    argv[0]);
@@ -184,22 +189,20 @@ int main(int argc, char** argv) {
     for (int t : token_counts) {
       if (t > tpinfer::gpu::kGemvMaxTokens) continue;
       const double wbytes = 2.0 * s.n * s.k;
-      const float gemv_ms = median_ms(stream, iters, [&] {
-        tpinfer::gpu::gemv(o_gemv, false, x, w, t, s.n, s.k, stream);
-      });
+      const float gemv_ms = median_ms(
+          stream, iters, [&] { tpinfer::gpu::gemv(o_gemv, false, x, w, t, s.n, s.k, stream); });
       GB_CHECK(cudaGetLastError());
       const float blas_ms = median_ms(stream, iters, [&] {
-        GB_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, s.n, t, s.k, &alpha, w,
-                               CUDA_R_16BF, s.k, x, CUDA_R_16BF, s.k, &beta, o_blas, CUDA_R_16BF,
-                               s.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        GB_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, s.n, t, s.k, &alpha, w, CUDA_R_16BF,
+                               s.k, x, CUDA_R_16BF, s.k, &beta, o_blas, CUDA_R_16BF, s.n,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
       LtPlan plan = make_lt_plan(lt, t, s.n, s.k, workspace_bytes);
       float lt_ms = NAN;
       if (plan.ok) {
         lt_ms = median_ms(stream, iters, [&] {
-          GB_CUBLAS(cublasLtMatmul(lt, plan.op, &alpha, w, plan.a, x, plan.b, &beta, o_blas,
-                                   plan.c, o_blas, plan.c, &plan.algo, workspace,
-                                   workspace_bytes, stream));
+          GB_CUBLAS(cublasLtMatmul(lt, plan.op, &alpha, w, plan.a, x, plan.b, &beta, o_blas, plan.c,
+                                   o_blas, plan.c, &plan.algo, workspace, workspace_bytes, stream));
         });
       }
       destroy(plan);

@@ -26,14 +26,20 @@ std::string mib(size_t bytes) {
   return os.str();
 }
 
-bool is_float_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
+bool is_float_dtype(DType d) {
+  return d == DType::f32 || d == DType::f16 || d == DType::bf16;
+}
 
 gpu::ElemType elem_type(DType d) {
   switch (d) {
-    case DType::f32: return gpu::ElemType::f32;
-    case DType::f16: return gpu::ElemType::f16;
-    case DType::bf16: return gpu::ElemType::bf16;
-    case DType::i32: break;
+    case DType::f32:
+      return gpu::ElemType::f32;
+    case DType::f16:
+      return gpu::ElemType::f16;
+    case DType::bf16:
+      return gpu::ElemType::bf16;
+    case DType::i32:
+      break;
   }
   TPI_FAIL("cuda: " << dtype_name(d) << " is not a floating-point dtype");
 }
@@ -59,10 +65,14 @@ struct DeviceBuffer {
 
 const char* cuda_matmul_path_name(CudaMatmulPath p) {
   switch (p) {
-    case CudaMatmulPath::automatic: return "auto";
-    case CudaMatmulPath::gemv: return "gemv";
-    case CudaMatmulPath::cublaslt: return "cublaslt";
-    case CudaMatmulPath::cublas: return "cublas";
+    case CudaMatmulPath::automatic:
+      return "auto";
+    case CudaMatmulPath::gemv:
+      return "gemv";
+    case CudaMatmulPath::cublaslt:
+      return "cublaslt";
+    case CudaMatmulPath::cublas:
+      return "cublas";
   }
   return "?";
 }
@@ -71,10 +81,9 @@ CudaBackend::CudaBackend(const BackendOptions& opts) : device_(opts.device_ordin
   const int n = cuda_visible_device_count();
   if (n == 0) {
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-    TPI_FAIL("backend cuda: no CUDA device is visible (" << cuda_unavailable_reason()
-                                                         << "; CUDA_VISIBLE_DEVICES="
-                                                         << (visible ? visible : "<unset>")
-                                                         << "); use backend: cpu");
+    TPI_FAIL("backend cuda: no CUDA device is visible ("
+             << cuda_unavailable_reason() << "; CUDA_VISIBLE_DEVICES="
+             << (visible ? visible : "<unset>") << "); use backend: cpu");
   }
   TPI_CHECK(device_ >= 0 && device_ < n, "backend cuda: device_ordinal " << device_ << " but only "
                                                                          << n << " visible device"
@@ -98,8 +107,8 @@ CudaBackend::CudaBackend(const BackendOptions& opts) : device_(opts.device_ordin
     if (init == cudaErrorNoKernelImageForDevice || init == cudaErrorInvalidDeviceFunction) {
       cudaGetLastError();
       TPI_FAIL("backend cuda: this tpinfer has kernels for CUDA architectures "
-               << gpu::built_cuda_architectures() << " but cuda:" << device_ << " ("
-               << device_name_ << ") is sm_" << cc_major_ << cc_minor_
+               << gpu::built_cuda_architectures() << " but cuda:" << device_ << " (" << device_name_
+               << ") is sm_" << cc_major_ << cc_minor_
                << "; rebuild with -DCMAKE_CUDA_ARCHITECTURES=" << cc_major_ << cc_minor_);
     }
     if (init != cudaSuccess) cuda_fail(init, "gpu::attention_prefill_init()", __FILE__, __LINE__);
@@ -117,7 +126,9 @@ CudaBackend::CudaBackend(const BackendOptions& opts) : device_(opts.device_ordin
   }
 }
 
-CudaBackend::~CudaBackend() { release_all(); }
+CudaBackend::~CudaBackend() {
+  release_all();
+}
 
 void CudaBackend::release_all() {
   if (stream_ != nullptr) CUDA_WARN(cudaStreamSynchronize(stream_));
@@ -307,7 +318,9 @@ void CudaBackend::release_graph() {
   graph_exec_ = nullptr;
 }
 
-CudaBackend* as_cuda_backend(Backend& b) { return dynamic_cast<CudaBackend*>(&b); }
+CudaBackend* as_cuda_backend(Backend& b) {
+  return dynamic_cast<CudaBackend*>(&b);
+}
 
 // --- factory (cuda_factory.h) -------------------------------------------------------------------
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts) {

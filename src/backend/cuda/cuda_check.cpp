@@ -31,7 +31,9 @@ const char* short_path(const char* file) {
 
 }  // namespace
 
-void set_cuda_error_rank(int rank) { g_rank.store(rank); }
+void set_cuda_error_rank(int rank) {
+  g_rank.store(rank);
+}
 
 std::string cuda_error_context() {
   std::ostringstream os;

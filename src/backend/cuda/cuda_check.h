@@ -22,28 +22,28 @@ void cuda_warn(cudaError_t e, const char* stmt, const char* file, int line);
 
 }  // namespace tpinfer
 
-#define CUDA_CHECK(stmt)                                                      \
-  do {                                                                        \
-    const cudaError_t tpi_cuda_err_ = (stmt);                                 \
-    if (tpi_cuda_err_ != cudaSuccess)                                         \
-      ::tpinfer::cuda_fail(tpi_cuda_err_, #stmt, __FILE__, __LINE__);          \
+#define CUDA_CHECK(stmt)                                              \
+  do {                                                                \
+    const cudaError_t tpi_cuda_err_ = (stmt);                         \
+    if (tpi_cuda_err_ != cudaSuccess)                                 \
+      ::tpinfer::cuda_fail(tpi_cuda_err_, #stmt, __FILE__, __LINE__); \
   } while (0)
 
 // Runs a kernel launcher and checks the launch (configuration errors surface at once; faults
 // inside the kernel surface at the next synchronizing call, which names itself).
-#define CUDA_LAUNCH(launcher_call)                                            \
-  do {                                                                        \
-    launcher_call;                                                            \
-    const cudaError_t tpi_cuda_err_ = cudaGetLastError();                     \
-    if (tpi_cuda_err_ != cudaSuccess)                                         \
+#define CUDA_LAUNCH(launcher_call)                                             \
+  do {                                                                         \
+    launcher_call;                                                             \
+    const cudaError_t tpi_cuda_err_ = cudaGetLastError();                      \
+    if (tpi_cuda_err_ != cudaSuccess)                                          \
       ::tpinfer::cuda_fail(tpi_cuda_err_, #launcher_call, __FILE__, __LINE__); \
   } while (0)
 
 #define CUDA_WARN(stmt) ::tpinfer::cuda_warn((stmt), #stmt, __FILE__, __LINE__)
 
-#define CUBLAS_CHECK(stmt)                                                    \
-  do {                                                                        \
-    const cublasStatus_t tpi_cublas_st_ = (stmt);                             \
-    if (tpi_cublas_st_ != CUBLAS_STATUS_SUCCESS)                              \
-      ::tpinfer::cublas_fail(tpi_cublas_st_, #stmt, __FILE__, __LINE__);       \
+#define CUBLAS_CHECK(stmt)                                               \
+  do {                                                                   \
+    const cublasStatus_t tpi_cublas_st_ = (stmt);                        \
+    if (tpi_cublas_st_ != CUBLAS_STATUS_SUCCESS)                         \
+      ::tpinfer::cublas_fail(tpi_cublas_st_, #stmt, __FILE__, __LINE__); \
   } while (0)

@@ -20,7 +20,8 @@ int query_device_count(std::string* reason) {
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     cudaGetLastError();  // clear it so later calls do not trip over it
-    if (reason != nullptr) reason->assign(std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e));
+    if (reason != nullptr)
+      reason->assign(std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e));
     return 0;
   }
   if (n == 0 && reason != nullptr) reason->assign("cudaGetDeviceCount returned 0 devices");
@@ -34,7 +35,9 @@ bool env_set(const char* name) {
 
 }  // namespace
 
-int cuda_visible_device_count() { return query_device_count(nullptr); }
+int cuda_visible_device_count() {
+  return query_device_count(nullptr);
+}
 
 std::string cuda_unavailable_reason() {
   std::string reason;
@@ -62,8 +65,8 @@ int choose_cuda_device(int local_rank, int local_size, bool allow_sharing,
                                             << " is not a valid node-local rank");
   if (env.n_visible <= 0) {
     TPI_FAIL("no CUDA device visible to local rank "
-             << local_rank << " on node " << env.hostname << " (CUDA_VISIBLE_DEVICES="
-             << env.visible_devices << "; "
+             << local_rank << " on node " << env.hostname
+             << " (CUDA_VISIBLE_DEVICES=" << env.visible_devices << "; "
              << (env.unavailable_reason.empty() ? "no device" : env.unavailable_reason)
              << "); use backend: cpu on machines without a GPU");
   }
@@ -72,8 +75,8 @@ int choose_cuda_device(int local_rank, int local_size, bool allow_sharing,
   if (allow_sharing) return local_rank % env.n_visible;
   TPI_FAIL(local_size << " ranks on node " << env.hostname << " but only " << env.n_visible
                       << " visible GPU" << (env.n_visible == 1 ? "" : "s")
-                      << " (CUDA_VISIBLE_DEVICES=" << env.visible_devices
-                      << "); run at most " << env.n_visible
+                      << " (CUDA_VISIBLE_DEVICES=" << env.visible_devices << "); run at most "
+                      << env.n_visible
                       << " ranks per node, or set allow_gpu_sharing: true to share "
                       << (env.n_visible == 1 ? "one GPU" : "the GPUs")
                       << " for tests (then use comm: mpi, NCCL needs one GPU per rank)");

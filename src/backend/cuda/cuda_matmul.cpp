@@ -20,7 +20,9 @@ namespace {
 // where the crossover sits on a given GPU.
 constexpr int64_t kGemvAutoMaxTokens = 1;
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 // The largest power of two up to 256 that divides the address.
 uint32_t alignment_of(const void* p) {
@@ -30,7 +32,9 @@ uint32_t alignment_of(const void* p) {
   return align;
 }
 
-cudaDataType_t cuda_type(DType d) { return d == DType::f32 ? CUDA_R_32F : CUDA_R_16BF; }
+cudaDataType_t cuda_type(DType d) {
+  return d == DType::f32 ? CUDA_R_32F : CUDA_R_16BF;
+}
 
 }  // namespace
 
@@ -52,9 +56,9 @@ CudaBackend::LtPlan& CudaBackend::lt_plan(const Tensor& out, const Tensor& in,
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, cuda_type(out.dtype), n, t, n));
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &blas_workspace_bytes_,
-      sizeof(blas_workspace_bytes_)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &blas_workspace_bytes_,
+                                                    sizeof(blas_workspace_bytes_)));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_w, sizeof(align_w)));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
@@ -65,8 +69,8 @@ CudaBackend::LtPlan& CudaBackend::lt_plan(const Tensor& out, const Tensor& in,
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_out, sizeof(align_out)));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cublaslt_, p.op, p.a, p.b, p.c, p.c,
-                                                           pref, 1, &result, &found);
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(cublaslt_, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
     p.algo = result.algo;
@@ -108,18 +112,23 @@ void CudaBackend::matmul(Tensor out, Tensor in, Tensor weight) {
   if (in.rows == 0 || weight.rows == 0) return;
   TPI_CHECK(in.data != nullptr && weight.data != nullptr && out.data != nullptr,
             "cuda matmul: null pointer");
-  const bool gemv_fits = in.rows <= gpu::kGemvMaxTokens && in.cols % 8 == 0 &&
-                         aligned16(in.data) && aligned16(weight.data);
+  const bool gemv_fits = in.rows <= gpu::kGemvMaxTokens && in.cols % 8 == 0 && aligned16(in.data) &&
+                         aligned16(weight.data);
   bool use_gemv = false;
   switch (matmul_path_) {
-    case CudaMatmulPath::automatic: use_gemv = gemv_fits && in.rows <= kGemvAutoMaxTokens; break;
-    case CudaMatmulPath::gemv: use_gemv = gemv_fits; break;
+    case CudaMatmulPath::automatic:
+      use_gemv = gemv_fits && in.rows <= kGemvAutoMaxTokens;
+      break;
+    case CudaMatmulPath::gemv:
+      use_gemv = gemv_fits;
+      break;
     case CudaMatmulPath::cublaslt:
-    case CudaMatmulPath::cublas: use_gemv = false; break;
+    case CudaMatmulPath::cublas:
+      use_gemv = false;
+      break;
   }
   if (use_gemv) {
-    CUDA_LAUNCH(gpu::gemv(out.data, out.dtype == DType::f32,
-                          static_cast<const gpu::bf16*>(in.data),
+    CUDA_LAUNCH(gpu::gemv(out.data, out.dtype == DType::f32, static_cast<const gpu::bf16*>(in.data),
                           static_cast<const gpu::bf16*>(weight.data), static_cast<int>(in.rows),
                           static_cast<int>(weight.rows), static_cast<int>(in.cols), stream_));
     return;

@@ -20,7 +20,9 @@ namespace {
 // always takes that path, and short prompts are cheap on it too.
 constexpr int kDecodeKernelMinTokens = 16;
 
-gpu::bf16* bf(const Tensor& t) { return static_cast<gpu::bf16*>(t.data); }
+gpu::bf16* bf(const Tensor& t) {
+  return static_cast<gpu::bf16*>(t.data);
+}
 
 void require(const Tensor& t, DType d, const char* op, const char* what) {
   TPI_CHECK(t.dtype == d, "cuda " << op << ": " << what << " must be " << dtype_name(d)
@@ -29,8 +31,8 @@ void require(const Tensor& t, DType d, const char* op, const char* what) {
 }
 
 int to_int(int64_t v, const char* op, const char* what) {
-  TPI_CHECK(v >= 0 && v <= INT_MAX, "cuda " << op << ": " << what << " = " << v
-                                            << " does not fit the kernels' int sizes");
+  TPI_CHECK(v >= 0 && v <= INT_MAX,
+            "cuda " << op << ": " << what << " = " << v << " does not fit the kernels' int sizes");
   return static_cast<int>(v);
 }
 
@@ -67,34 +69,31 @@ void CudaBackend::rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) {
                            to_int(in.cols, "rmsnorm", "cols"), eps, stream_));
 }
 
-void CudaBackend::add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight,
-                              float eps) {
+void CudaBackend::add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight, float eps) {
   require(out, DType::bf16, "add_rmsnorm", "out");
   require(residual, DType::bf16, "add_rmsnorm", "residual");
   require(delta, DType::bf16, "add_rmsnorm", "delta");
   require(weight, DType::bf16, "add_rmsnorm", "weight");
-  TPI_CHECK(out.rows == residual.rows && out.cols == residual.cols &&
-                delta.rows == residual.rows && delta.cols == residual.cols &&
-                weight.numel() == residual.cols,
-            "cuda add_rmsnorm: out " << shape(out) << ", residual " << shape(residual)
-                                     << ", delta " << shape(delta) << ", weight " << shape(weight)
+  TPI_CHECK(out.rows == residual.rows && out.cols == residual.cols && delta.rows == residual.rows &&
+                delta.cols == residual.cols && weight.numel() == residual.cols,
+            "cuda add_rmsnorm: out " << shape(out) << ", residual " << shape(residual) << ", delta "
+                                     << shape(delta) << ", weight " << shape(weight)
                                      << " do not agree");
   CUDA_LAUNCH(gpu::add_rmsnorm(bf(out), bf(residual), bf(delta), bf(weight),
                                to_int(residual.rows, "add_rmsnorm", "rows"),
                                to_int(residual.cols, "add_rmsnorm", "cols"), eps, stream_));
 }
 
-void CudaBackend::qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm,
-                               const BatchView& b, int head_dim, float theta, float eps) {
+void CudaBackend::qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
+                               int head_dim, float theta, float eps) {
   require(q, DType::bf16, "qk_norm_rope", "q");
   require(k, DType::bf16, "qk_norm_rope", "k");
   TPI_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256,
             "cuda qk_norm_rope: head_dim " << head_dim << " must be even and <= 256");
   TPI_CHECK(q.cols % head_dim == 0 && k.cols % head_dim == 0 && q.rows == b.n_tokens &&
                 k.rows == b.n_tokens,
-            "cuda qk_norm_rope: q " << shape(q) << " and k " << shape(k)
-                                    << " must be [n_tokens=" << b.n_tokens
-                                    << ", heads * head_dim=" << head_dim << "]");
+            "cuda qk_norm_rope: q " << shape(q) << " and k " << shape(k) << " must be [n_tokens="
+                                    << b.n_tokens << ", heads * head_dim=" << head_dim << "]");
   TPI_CHECK(q_norm.empty() == k_norm.empty(),
             "cuda qk_norm_rope: q_norm and k_norm must both be given or both be empty");
   if (!q_norm.empty()) {
@@ -105,17 +104,16 @@ void CudaBackend::qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm,
                                            << " must hold head_dim=" << head_dim << " values");
   }
   TPI_CHECK(b.positions != nullptr || b.n_tokens == 0, "cuda qk_norm_rope: positions is null");
-  CUDA_LAUNCH(gpu::qk_norm_rope(bf(q), bf(k), q_norm.empty() ? nullptr : bf(q_norm),
-                                k_norm.empty() ? nullptr : bf(k_norm), b.positions, b.n_tokens,
-                                to_int(q.cols / head_dim, "qk_norm_rope", "n_heads"),
-                                to_int(k.cols / head_dim, "qk_norm_rope", "n_kv_heads"), head_dim,
-                                theta, eps, stream_));
+  CUDA_LAUNCH(gpu::qk_norm_rope(
+      bf(q), bf(k), q_norm.empty() ? nullptr : bf(q_norm), k_norm.empty() ? nullptr : bf(k_norm),
+      b.positions, b.n_tokens, to_int(q.cols / head_dim, "qk_norm_rope", "n_heads"),
+      to_int(k.cols / head_dim, "qk_norm_rope", "n_kv_heads"), head_dim, theta, eps, stream_));
 }
 
 void CudaBackend::kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) {
   TPI_CHECK(c.dtype == DType::bf16 && c.k != nullptr && c.v != nullptr,
-            "cuda kv_append: the KV cache must be bf16 device memory (found "
-                << dtype_name(c.dtype) << ")");
+            "cuda kv_append: the KV cache must be bf16 device memory (found " << dtype_name(c.dtype)
+                                                                              << ")");
   require(k, DType::bf16, "kv_append", "k");
   require(v, DType::bf16, "kv_append", "v");
   const int64_t width = int64_t{c.n_kv_heads} * c.head_dim;
@@ -148,19 +146,19 @@ std::string CudaBackend::attention_kernel_for(int n_tokens, const KvLayer& cache
 void CudaBackend::reserve_decode_workspace(const KvLayer& cache, int n_heads, size_t need) {
   const WorkspaceKey key{n_heads, cache.n_kv_heads, cache.head_dim, cache.max_seq, cache.n_slots};
   if (key != workspace_key_ && !capturing_) {  // under capture only this call's need counts
-    const int t_max =
-        std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
+    const int t_max = std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
     for (int t = 1; t <= t_max; ++t) {
       const int splits =
           gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
-      need = std::max(need,
-                      gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
+      need =
+          std::max(need, gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
     }
     workspace_key_ = key;
   }
   if (need <= attn_workspace_bytes_) return;
   TPI_CHECK(!capturing_,
-            "cuda attention: the flash-decoding workspace (" << need
+            "cuda attention: the flash-decoding workspace ("
+                << need
                 << " bytes) was not reserved before capture; run one attention call with this KV "
                    "cache eagerly (the prefill, or one eager decode step) before capture_begin()");
   if (attn_workspace_ != nullptr) {
@@ -174,22 +172,21 @@ void CudaBackend::reserve_decode_workspace(const KvLayer& cache, int n_heads, si
   attn_workspace_bytes_ = need;
 }
 
-void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b,
-                            int n_heads, int sliding_window, float scale) {
+void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b, int n_heads,
+                            int sliding_window, float scale) {
   require(out, DType::bf16, "attention", "out");
   require(q, DType::bf16, "attention", "q");
   TPI_CHECK(c.dtype == DType::bf16 && c.k != nullptr && c.v != nullptr,
-            "cuda attention: the KV cache must be bf16 device memory (found "
-                << dtype_name(c.dtype) << ")");
+            "cuda attention: the KV cache must be bf16 device memory (found " << dtype_name(c.dtype)
+                                                                              << ")");
   TPI_CHECK(c.head_dim > 0 && c.head_dim % 8 == 0 && c.head_dim <= 256,
             "cuda attention: head_dim " << c.head_dim << " must be a multiple of 8 and <= 256");
-  TPI_CHECK(c.n_kv_heads > 0 && n_heads > 0 && n_heads % c.n_kv_heads == 0,
-            "cuda attention: n_heads " << n_heads << " is not a multiple of n_kv_heads "
-                                       << c.n_kv_heads);
+  TPI_CHECK(
+      c.n_kv_heads > 0 && n_heads > 0 && n_heads % c.n_kv_heads == 0,
+      "cuda attention: n_heads " << n_heads << " is not a multiple of n_kv_heads " << c.n_kv_heads);
   TPI_CHECK(c.n_slots > 0 && c.max_seq > 0, "cuda attention: empty KV cache");
   const int64_t width = int64_t{n_heads} * c.head_dim;
-  TPI_CHECK(q.cols == width && out.cols == width && q.rows == b.n_tokens &&
-                out.rows == b.n_tokens,
+  TPI_CHECK(q.cols == width && out.cols == width && q.rows == b.n_tokens && out.rows == b.n_tokens,
             "cuda attention: q " << shape(q) << " / out " << shape(out) << " must be [n_tokens="
                                  << b.n_tokens << ", n_heads * head_dim=" << width << "]");
   TPI_CHECK((b.slots != nullptr && b.positions != nullptr) || b.n_tokens == 0,
@@ -207,10 +204,9 @@ void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchV
   const auto* kc = static_cast<const gpu::bf16*>(c.k);
   const auto* vc = static_cast<const gpu::bf16*>(c.v);
   const bool prefill = use_prefill_kernel(b.n_tokens, c);
-  const int splits =
-      prefill ? 1
-              : gpu::attention_decode_splits(b.n_tokens, n_heads, c.n_kv_heads, c.max_seq,
-                                             sm_count_);
+  const int splits = prefill ? 1
+                             : gpu::attention_decode_splits(b.n_tokens, n_heads, c.n_kv_heads,
+                                                            c.max_seq, sm_count_);
   reserve_decode_workspace(
       c, n_heads, gpu::attention_decode_workspace_bytes(b.n_tokens, n_heads, c.head_dim, splits));
   if (prefill) {
@@ -230,8 +226,8 @@ void CudaBackend::silu_mul(Tensor out, Tensor gate, Tensor up) {
   require(gate, DType::bf16, "silu_mul", "gate");
   require(up, DType::bf16, "silu_mul", "up");
   TPI_CHECK(gate.numel() == up.numel() && out.numel() == gate.numel(),
-            "cuda silu_mul: out " << shape(out) << ", gate " << shape(gate) << ", up "
-                                  << shape(up) << " differ in size");
+            "cuda silu_mul: out " << shape(out) << ", gate " << shape(gate) << ", up " << shape(up)
+                                  << " differ in size");
   CUDA_LAUNCH(gpu::silu_mul(bf(out), bf(gate), bf(up), out.numel(), stream_));
 }
 
@@ -246,8 +242,8 @@ void CudaBackend::gather_rows(Tensor out, Tensor in, const int32_t* rows) {
 }
 
 void CudaBackend::convert(Tensor out, Tensor in) {
-  TPI_CHECK(out.numel() == in.numel(), "cuda convert: out " << shape(out) << " and in "
-                                                            << shape(in) << " differ in size");
+  TPI_CHECK(out.numel() == in.numel(),
+            "cuda convert: out " << shape(out) << " and in " << shape(in) << " differ in size");
   if (out.numel() == 0) return;
   if (out.dtype == in.dtype) {
     if (out.data != in.data) {
@@ -268,20 +264,19 @@ void CudaBackend::convert(Tensor out, Tensor in) {
 void CudaBackend::argmax(Tensor index, Tensor value, Tensor logits, int vocab_offset) {
   require(logits, DType::f32, "argmax", "logits");
   require(index, DType::i32, "argmax", "index");
-  TPI_CHECK(index.numel() >= logits.rows, "cuda argmax: index holds " << index.numel()
-                                                                      << " values for "
-                                                                      << logits.rows << " rows");
+  TPI_CHECK(index.numel() >= logits.rows, "cuda argmax: index holds "
+                                              << index.numel() << " values for " << logits.rows
+                                              << " rows");
   if (!value.empty()) {
     require(value, DType::f32, "argmax", "value");
-    TPI_CHECK(value.numel() >= logits.rows, "cuda argmax: value holds " << value.numel()
-                                                                        << " values for "
-                                                                        << logits.rows << " rows");
+    TPI_CHECK(value.numel() >= logits.rows, "cuda argmax: value holds "
+                                                << value.numel() << " values for " << logits.rows
+                                                << " rows");
   }
-  CUDA_LAUNCH(gpu::argmax_rows(static_cast<int32_t*>(index.data),
-                               value.empty() ? nullptr : static_cast<float*>(value.data),
-                               static_cast<const float*>(logits.data),
-                               to_int(logits.rows, "argmax", "rows"),
-                               to_int(logits.cols, "argmax", "cols"), vocab_offset, stream_));
+  CUDA_LAUNCH(gpu::argmax_rows(
+      static_cast<int32_t*>(index.data), value.empty() ? nullptr : static_cast<float*>(value.data),
+      static_cast<const float*>(logits.data), to_int(logits.rows, "argmax", "rows"),
+      to_int(logits.cols, "argmax", "cols"), vocab_offset, stream_));
 }
 
 }  // namespace tpinfer

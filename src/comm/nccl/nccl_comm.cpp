@@ -37,19 +37,23 @@ std::string nccl_message(ncclResult_t r, const char* stmt, const char* file, int
   return os.str();
 }
 
-#define NCCL_CHECK(stmt)                                                                   \
-  do {                                                                                     \
-    const ncclResult_t tpi_nccl_r_ = (stmt);                                               \
-    if (tpi_nccl_r_ != ncclSuccess)                                                        \
+#define NCCL_CHECK(stmt)                                                                           \
+  do {                                                                                             \
+    const ncclResult_t tpi_nccl_r_ = (stmt);                                                       \
+    if (tpi_nccl_r_ != ncclSuccess)                                                                \
       throw ::tpinfer::Error(nccl_message(tpi_nccl_r_, #stmt, __FILE__, __LINE__, comm_, world_)); \
   } while (0)
 
 ncclDataType_t nccl_type(DType d) {
   switch (d) {
-    case DType::f32: return ncclFloat32;
-    case DType::f16: return ncclFloat16;
-    case DType::bf16: return ncclBfloat16;
-    case DType::i32: return ncclInt32;
+    case DType::f32:
+      return ncclFloat32;
+    case DType::f16:
+      return ncclFloat16;
+    case DType::bf16:
+      return ncclBfloat16;
+    case DType::i32:
+      return ncclInt32;
   }
   TPI_FAIL("nccl: unknown dtype");
 }
@@ -92,9 +96,9 @@ class NcclCommunicator final : public Communicator {
     }
     const ncclResult_t r = ncclCommDestroy(comm_);
     if (r != ncclSuccess) {
-      std::fprintf(stderr, "warning: %s\n",
-                   nccl_message(r, "ncclCommDestroy(comm_)", __FILE__, __LINE__, nullptr, world_)
-                       .c_str());
+      std::fprintf(
+          stderr, "warning: %s\n",
+          nccl_message(r, "ncclCommDestroy(comm_)", __FILE__, __LINE__, nullptr, world_).c_str());
     }
   }
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The sbatch scripts for real: a one-node SLURM cluster (munged, slurmctld, slurmd) is started
+# under the build tree with scripts/slurm_local.sh, slurm/tpinfer-cpu.sbatch is submitted with
+# a batch-inference config (4 tasks: dp=2 x tp=2 on the CPU backend, srun --mpi=pmix), and
+#   MODE smoke          the job must reach COMPLETED with exit 0 within a bound, its log must be
+#                       named after the job, and the results must hold every id once, equal to
+#                       the same job run directly under mpirun;
+#   MODE cancel-resume  the job is cancelled part-way with scancel (SLURM's SIGTERM to every
+#                       task, as on preemption): it must end CANCELLED with only whole lines
+#                       written; the same job submitted again completes the rest, every id once.
+# The daemons are stopped by pid on every exit path (trap). Exit 77 (skipped) without SLURM or
+# root. Usage: check_sbatch_cpu.sh MODE TPINFER CONVERTED_TP2_DIR WORK_DIR
+set -euo pipefail
+mode=$1 bin=$2 model=$3 work=$4/slurm-$1
+root=$(cd "$(dirname "$0")/../.." && pwd)
+check="/usr/bin/python3 $root/tests/batch/batch_check.py"
+for tool in sbatch slurmctld slurmd munged; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed (TPINFER_WITH_SLURM=1 scripts/install_deps.sh)"; exit 77; }
+done
+[[ $(id -u) -eq 0 ]] || { echo "SKIP: the local SLURM cluster needs root"; exit 77; }
+
+rm -rf "$work"
+mkdir -p "$work"
+state=$work/cluster
+cleanup() {
+  local rc=$?
+  if ((rc != 0)) && [[ -d $state/log ]]; then
+    echo "--- slurmctld.log (tail)"; tail -n 15 "$state/log/slurmctld.log" 2>/dev/null || true
+    echo "--- slurmd.log (tail)"; tail -n 15 "$state/log/slurmd.log" 2>/dev/null || true
+  fi
+  "$root/scripts/slurm_local.sh" stop "$state" || true
+  if "$root/scripts/slurm_local.sh" status "$state" >/dev/null 2>&1; then
+    echo "FAIL: daemons still running after stop"
+    rc=1
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+"$root/scripts/slurm_local.sh" start "$state"
+export SLURM_CONF=$state/slurm.conf
+
+if [[ $mode == smoke ]]; then
+  n=20 max_new=40
+else
+  n=240 max_new=160
+fi
+$check many $n $max_new "$work/in.jsonl"
+cat >"$work/job.yaml" <<EOF
+# Batch inference on the bundled model, 2 replicas of tp=2 (4 tasks of slurm/tpinfer-cpu.sbatch)
+model: $model
+input: $work/in.jsonl
+tp: 2
+batch_size: 4
+ignore_eos: true
+progress_interval_s: 1
+EOF
+
+# submit NAME: prints the job id; output file and binary come through the environment.
+submit() {
+  TPINFER_BIN=$bin TPINFER_OUTPUT=$work/results.jsonl \
+    sbatch --parsable --chdir="$work" --job-name="$1" "$root/slurm/tpinfer-cpu.sbatch" \
+    "$work/job.yaml"
+}
+job_state() { scontrol show job "$1" | grep -oE "JobState=[A-Z_]+" | cut -d= -f2; }
+job_exit() { scontrol show job "$1" | grep -oE " ExitCode=[0-9:]+" | cut -d= -f2; }
+wait_job() {  # wait_job ID SECONDS: until the job has left the queue
+  local id=$1 deadline=$((SECONDS + $2))
+  while [[ -n $(squeue -h -j "$id" 2>/dev/null) ]]; do
+    if ((SECONDS >= deadline)); then
+      echo "FAIL: job $id still queued/running after $2 s"; scontrol show job "$id"; exit 1
+    fi
+    sleep 0.5
+  done
+}
+lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
+
+jid=$(submit tpinfer-ctest)
+echo "submitted job $jid ($mode)"
+if [[ $mode == smoke ]]; then
+  wait_job "$jid" 240
+  state_now=$(job_state "$jid")
+  log=$work/tpinfer-ctest-$jid.out
+  sed 's/^/  job log: /' "$log" | grep -vE "memory plan|loaded in" || true
+  [[ $state_now == COMPLETED && $(job_exit "$jid") == 0:0 ]] ||
+    { echo "FAIL: job $jid ended $state_now, exit $(job_exit "$jid")"; exit 1; }
+  grep -q "batch: $n/$n result(s) written to $work/results.jsonl" "$log"
+  grep -q "world 4 rank(s) on 1 node(s): tp=2 dp=2, backend cpu" "$log"
+  grep -q "tpinfer job $jid finished with exit code 0" "$log"
+  $check exactly-once "$work/in.jsonl" "$work/results.jsonl"
+  # The same job under mpirun directly gives the same results.
+  timeout 120 "$root/scripts/mpirun.sh" -np 4 "$bin" "$work/job.yaml" \
+      --output "$work/direct.jsonl" </dev/null 2>"$work/direct.err"
+  $check same "$work/direct.jsonl" "$work/results.jsonl"
+  echo "PASS: job $jid COMPLETED, exit 0:0, log $(basename "$log"), $n results equal to mpirun's"
+  exit 0
+fi
+
+# cancel-resume: cancel once a few results are in.
+deadline=$((SECONDS + 180))
+until (($(lines "$work/results.jsonl") >= 12)); do
+  if ((SECONDS >= deadline)) || [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]]; then
+    echo "FAIL: no results from job $jid in time"; cat "$work"/tpinfer-ctest-"$jid".out; exit 1
+  fi
+  sleep 0.2
+done
+t0=$SECONDS
+scancel "$jid"
+wait_job "$jid" 60
+took=$((SECONDS - t0))
+done1=$(lines "$work/results.jsonl")
+log=$work/tpinfer-ctest-$jid.out
+sed 's/^/  job log: /' "$log" | grep -vE "memory plan|loaded in|model llama" | tail -8 || true
+[[ $(job_state "$jid") == CANCELLED ]] || { echo "FAIL: job $jid ended $(job_state "$jid")"; exit 1; }
+((done1 < n)) || { echo "FAIL: the job finished before it was cancelled"; exit 1; }
+[[ $(tail -c 1 "$work/results.jsonl" | od -An -c | tr -d ' ') == '\n' ]] ||
+  { echo "FAIL: a torn line after scancel"; exit 1; }
+grep -q "stop requested (SIGTERM)" "$log" || { echo "FAIL: tpinfer did not see the SIGTERM"; exit 1; }
+echo "job $jid: cancelled after $done1/$n results, gone from the queue in ${took}s, whole lines only"
+
+jid2=$(submit tpinfer-ctest)
+wait_job "$jid2" 300
+log2=$work/tpinfer-ctest-$jid2.out
+grep -E "already in|result\(s\) written" "$log2" | sed 's/^/  job log: /'
+[[ $(job_state "$jid2") == COMPLETED && $(job_exit "$jid2") == 0:0 ]] ||
+  { echo "FAIL: resubmitted job $jid2 ended $(job_state "$jid2")"; cat "$log2"; exit 1; }
+grep -q "$done1 already in" "$log2"
+$check exactly-once "$work/in.jsonl" "$work/results.jsonl"
+echo "PASS: cancelled at $done1/$n, resubmitted job $jid2 completed the rest, every id once"

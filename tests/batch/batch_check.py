@@ -40,8 +40,13 @@ def read_lines(path):
 
 
 def prompts(n, path):
-    """Greedy requests of several lengths plus sampled ones and stop strings."""
-    reqs = []
+    """Greedy requests of several lengths plus sampled ones and stop strings. The first three
+    have long prompts (200-300 tokens) that arrive together, so their prefill is split into
+    chunks across steps and shares steps with the decode tokens of other sequences."""
+    story = ("Once upon a time, there was a little girl named Lily. She loved to play outside "
+             "in the park. ")
+    reqs = [{"id": f"long{k}", "prompt": story * (8 + 2 * k), "max_new_tokens": 30}
+            for k in range(3)]
     for i in range(n):
         r = {"id": f"g{i}", "prompt": STARTS[i % len(STARTS)], "max_new_tokens": 20 + 7 * i}
         if i % 6 == 1:

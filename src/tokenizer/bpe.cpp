@@ -212,6 +212,16 @@ BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::stri
       if (i == tok.size()) char_id_.emplace(cp, id);
     });
   }
+  if (!byte_level_ && prefix_.empty() && suffix_.empty() &&
+      char_id_.count(0x2581) != 0) {
+    bool leading_only = true;
+    token_to_id_.for_each([&](std::string_view tok, int32_t) {
+      size_t i = 0;
+      while (tok.compare(i, 3, "\xE2\x96\x81") == 0) i += 3;
+      if (tok.find("\xE2\x96\x81", i) != std::string_view::npos) leading_only = false;
+    });
+    split_at_metaspace_ = leading_only;
+  }
   if (model.contains("unk_token") && model.at("unk_token").is_string()) {
     const std::string unk = model.at("unk_token").get<std::string>();
     const int32_t id = token_to_id_.find(unk);
@@ -443,6 +453,31 @@ void BpeModel::merge_heap(std::vector<int32_t>& syms) const {
 
 void BpeModel::encode_piece(std::string_view piece, std::vector<int32_t>& out,
                             bool use_cache) const {
+  if (piece.empty()) return;
+  if (split_at_metaspace_ && piece.size() > 16) {
+    if (ignore_merges_) {
+      const int32_t id = token_to_id_.find(piece);
+      if (id >= 0) {
+        out.push_back(id);
+        return;
+      }
+    }
+    // Split before each "\u2581" that follows another character.
+    static constexpr std::string_view kMeta = "\xE2\x96\x81";
+    size_t start = 0;
+    for (size_t p = piece.find(kMeta, 1); p != std::string_view::npos; p = piece.find(kMeta, p + 3)) {
+      if (p >= 3 && piece.compare(p - 3, 3, kMeta) == 0) continue;  // inside a run of them
+      encode_word(piece.substr(start, p - start), out, use_cache);
+      start = p;
+    }
+    encode_word(piece.substr(start), out, use_cache);
+    return;
+  }
+  encode_word(piece, out, use_cache);
+}
+
+void BpeModel::encode_word(std::string_view piece, std::vector<int32_t>& out,
+                           bool use_cache) const {
   if (piece.empty()) return;
   if (ignore_merges_) {
     const int32_t id = (byte_level_ ? raw_to_id_ : token_to_id_).find(piece);

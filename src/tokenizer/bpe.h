@@ -113,6 +113,7 @@ class BpeModel {
                         int32_t& pending_unk) const;
   void merge_all(std::vector<int32_t>& syms) const;
   void merge_heap(std::vector<int32_t>& syms) const;
+  void encode_word(std::string_view word, std::vector<int32_t>& out, bool use_cache) const;
 
   static constexpr uint64_t kEmpty = ~uint64_t{0};
 
@@ -130,6 +131,10 @@ class BpeModel {
   bool fuse_unk_ = false;
   bool byte_fallback_ = false;
   bool ignore_merges_ = false;
+  // SentencePiece-style vocabularies where "\u2581" occurs only as a leading run of a token: no
+  // merge can join "x" and a following "\u2581", so a long piece splits there into independent
+  // words (same result, and the word cache works).
+  bool split_at_metaspace_ = false;
   std::string prefix_, suffix_;  // continuing_subword_prefix, end_of_word_suffix
 
   mutable std::mutex cache_mu_;

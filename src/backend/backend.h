@@ -65,6 +65,10 @@ class Backend {
   virtual void synchronize() = 0;
   // Bytes currently held through alloc() (for the memory report: planned vs real).
   virtual size_t allocated_bytes() const = 0;
+  // Bytes the backend will hold for itself (cuBLAS workspace, flash-decoding partials) when it
+  // runs attention over a KV cache of this shape with n_heads local query heads, so the memory
+  // plan can count them before anything is allocated.
+  virtual size_t workspace_bytes(const KvLayer& cache_shape, int n_heads) const { return 0; }
 
   // Optional whole-step capture (CUDA graphs). The engine enqueues one decode step between
   // capture_begin() and capture_end(); replay() then re-runs it. Every input the step reads
@@ -118,5 +122,8 @@ std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& op
 bool backend_available(BackendKind kind);
 // Number of usable CUDA devices (0 on a CPU-only build or a machine with no GPU).
 int cuda_device_count();
+// The GPU this rank binds, from its node-local rank (respecting CUDA_VISIBLE_DEVICES and SLURM's
+// binding); throws when the node has more ranks than GPUs unless sharing is allowed.
+int pick_device_ordinal(int local_rank, int local_size, bool allow_sharing);
 
 }  // namespace tpinfer

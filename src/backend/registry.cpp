@@ -4,6 +4,7 @@
 #include "core/error.h"
 
 #if TPINFER_HAVE_CUDA
+#include "backend/cuda/cuda_device.h"
 #include "backend/cuda/cuda_factory.h"
 #endif
 
@@ -34,6 +35,17 @@ int cuda_device_count() {
 #if TPINFER_HAVE_CUDA
   return cuda_visible_device_count();
 #else
+  return 0;
+#endif
+}
+
+int pick_device_ordinal(int local_rank, int local_size, bool allow_sharing) {
+#if TPINFER_HAVE_CUDA
+  return pick_cuda_device(local_rank, local_size, allow_sharing);
+#else
+  (void)local_rank;
+  (void)local_size;
+  (void)allow_sharing;
   return 0;
 #endif
 }

@@ -62,6 +62,8 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   act_.logit_rows = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, R).data);
   act_bytes_ = be_.allocated_bytes() - before;
 
+  // The MPI communicator stages through host memory, which a captured graph cannot contain.
+  graph_.enabled = comm_.name() != "mpi";
   host_gathered_.resize(static_cast<size_t>(dims_.tp) * R * dims_.vocab);
   host_logits_.resize(static_cast<size_t>(R) * cfg_.vocab_size);
 }
@@ -145,6 +147,33 @@ void Engine::load_dummy(uint64_t seed) {
   finish_weights();
 }
 
+// The first decode step of a batch size runs eagerly (it sizes workspaces, plans cuBLAS calls and
+// opens NCCL connections); the second is captured and replayed, and every later one only replays.
+// A new batch size drops the graph and starts over.
+void Engine::forward_decode_graph(const BatchView& b, int n_logit_rows) {
+  if (graph_.n != b.n_tokens) {
+    graph_.n = b.n_tokens;
+    graph_.captured = false;
+    graph_.eager_steps = 0;
+  }
+  if (graph_.captured) {
+    be_.replay();
+    return;
+  }
+  if (graph_.eager_steps >= 1) {
+    if (be_.capture_begin()) {
+      model_.forward(kv_, act_, b, n_logit_rows);
+      be_.capture_end();
+      graph_.captured = true;
+      be_.replay();
+      return;
+    }
+    graph_.enabled = false;  // this backend has no graphs
+  }
+  ++graph_.eager_steps;
+  model_.forward(kv_, act_, b, n_logit_rows);
+}
+
 const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots,
                           int n, const int32_t* logit_rows, int n_logit_rows,
                           bool want_host_logits) {
@@ -171,7 +200,12 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
   b.positions = act_.positions;
   b.slots = act_.slots;
   b.max_position = max_pos;
-  model_.forward(kv_, act_, b, n_logit_rows);
+  const bool decode_shape = n == n_logit_rows && n <= shape_.n_slots;
+  if (graph_.enabled && decode_shape) {
+    forward_decode_graph(b, n_logit_rows);
+  } else {
+    model_.forward(kv_, act_, b, n_logit_rows);
+  }
   if (!want_host_logits || n_logit_rows == 0) {
     be_.synchronize();
     return nullptr;

@@ -53,6 +53,7 @@ class Engine {
 
  private:
   Tensor alloc_tensor(DType dtype, int64_t rows, int64_t cols);
+  void forward_decode_graph(const BatchView& b, int n_logit_rows);
   void allocate_weights();
   void finish_weights();
 
@@ -68,6 +69,15 @@ class Engine {
   std::vector<float> host_gathered_;  // (tp, max_logit_rows, vocab_local)
   std::vector<float> host_logits_;    // (max_logit_rows, vocab_size)
   size_t weight_bytes_ = 0, kv_bytes_ = 0, act_bytes_ = 0;
+
+  // Decode steps (one token per row, every row wants logits) are captured once per batch size
+  // and replayed; the step's inputs live at fixed device addresses (act_.ids/positions/slots).
+  struct DecodeGraph {
+    bool enabled = true;  // off for backends without graphs and for the MPI communicator
+    int n = 0;            // batch size of the captured (or last eager) decode step
+    bool captured = false;
+    int eager_steps = 0;  // eager steps seen at batch size n (the first warms up workspaces)
+  } graph_;
 };
 
 }  // namespace tpinfer

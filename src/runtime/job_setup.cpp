@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -162,15 +163,25 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   BackendOptions bopts;
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   bopts.n_threads = cfg.threads > 0 ? cfg.threads : std::max(1, hw / world.local_size());
-  bopts.device_ordinal = world.local_rank();
+  bopts.device_ordinal = e.backend_kind == BackendKind::cuda
+                            ? pick_device_ordinal(world.local_rank(), world.local_size(),
+                                                  cfg.allow_gpu_sharing)
+                            : 0;
   bopts.stored_weight_dtype = model.weight_dtype;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
+  KvLayer kv_shape;
+  kv_shape.n_slots = shape.n_slots;
+  kv_shape.max_seq = shape.max_seq;
+  kv_shape.n_kv_heads = model.dims.n_kv_heads;
+  kv_shape.head_dim = model.dims.head_dim;
+  kv_shape.dtype = e.backend->act_dtype();
+  const size_t backend_workspace = e.backend->workspace_bytes(kv_shape, model.dims.n_heads);
   // Ranks of a node share its host memory on the CPU backend.
   const int sharing = e.backend_kind == BackendKind::cpu ? world.local_size() : 1;
   e.plan = plan_memory(model.config, model.dims, shape, e.backend->weight_dtype(),
                        e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes,
-                       cfg.mem_frac, sharing, 0);
+                       cfg.mem_frac, sharing, backend_workspace);
   e.comm_kind = pick_comm(cfg.comm, e.backend_kind, world.tp());
   if (printer) {
     const ModelConfig& c = model.config;
@@ -180,7 +191,8 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
                  << (cfg.dummy_weights ? ", dummy weights" : "");
     TPI_LOG_INFO << "world " << world.size() << " rank(s) on " << world.n_nodes()
                  << " node(s): tp=" << world.tp() << " dp=" << world.dp() << ", backend "
-                 << e.backend->describe() << ", comm " << comm_kind_name(e.comm_kind)
+                 << e.backend->describe()
+                 << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "") << ", comm " << comm_kind_name(e.comm_kind)
                  << ", max_seq " << shape.max_seq << " x " << shape.n_slots << " slot(s)";
     TPI_LOG_INFO << e.plan.report();
   }
@@ -209,9 +221,13 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   world.agree(err.empty(), err);
   e.load_ms = ms_since(t0);
   if (printer) {
+    const double real = static_cast<double>(e.backend->allocated_bytes());
+    const double planned = static_cast<double>(e.plan.total_bytes);
+    char diff[32];
+    std::snprintf(diff, sizeof diff, "%+.1f%%", planned > 0 ? 100.0 * (real - planned) / planned : 0.0);
     TPI_LOG_INFO << "loaded in " << static_cast<int>(e.load_ms) << " ms; allocated "
-                 << format_bytes(e.backend->allocated_bytes()) << " per rank (planned "
-                 << format_bytes(e.plan.total_bytes) << ")";
+                 << format_bytes(e.backend->allocated_bytes()) << " per rank, planned "
+                 << format_bytes(e.plan.total_bytes) << " (" << diff << ")";
   }
   return e;
 }

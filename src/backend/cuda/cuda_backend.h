@@ -46,6 +46,7 @@ class CudaBackend final : public Backend {
   void upload_weight(Tensor dst, const void* src, DType src_dtype) override;
   void synchronize() override;
   size_t allocated_bytes() const override;
+  size_t workspace_bytes(const KvLayer& cache_shape, int n_heads) const override;
 
   bool capture_begin() override;
   void capture_end() override;

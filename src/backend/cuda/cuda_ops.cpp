@@ -139,6 +139,18 @@ std::string CudaBackend::attention_kernel_for(int n_tokens, const KvLayer& cache
                          n_tokens, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_));
 }
 
+size_t CudaBackend::workspace_bytes(const KvLayer& cache, int n_heads) const {
+  // The same sizing reserve_decode_workspace() applies, without allocating.
+  size_t need = 0;
+  const int t_max = std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
+  for (int t = 1; t <= t_max; ++t) {
+    const int splits =
+        gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
+    need = std::max(need, gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
+  }
+  return blas_workspace_bytes_ + need;
+}
+
 // The flash-decoding partials. Reserved, once per cache shape, for the largest need of any
 // decode batch this cache can see (a decode step has at most n_slots tokens) on the first
 // attention call, whichever kernel that call uses: the eager prefill before a captured decode

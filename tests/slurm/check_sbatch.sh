@@ -7,7 +7,10 @@
 #                       the same job run directly under mpirun;
 #   MODE cancel-resume  the job is cancelled part-way with scancel (SLURM's SIGTERM to every
 #                       task, as on preemption): it must end CANCELLED with only whole lines
-#                       written; the same job submitted again completes the rest, every id once.
+#                       written; the same job submitted again completes the rest, every id once;
+#   MODE gpu-scripts    the GPU scripts, run on the CPU backend (the cluster has 4 fake GPUs):
+#                       tpinfer-1node-4gpu.sbatch must get its 4 GPUs (CUDA_VISIBLE_DEVICES) and
+#                       complete; tpinfer-multinode.sbatch (on the one node) must take TPINFER_TP.
 # The daemons are stopped by pid on every exit path (trap). Exit 77 (skipped) without SLURM or
 # root. Usage: check_sbatch_cpu.sh MODE TPINFER CONVERTED_TP2_DIR WORK_DIR
 set -euo pipefail
@@ -39,7 +42,7 @@ trap cleanup EXIT
 "$root/scripts/slurm_local.sh" start "$state"
 export SLURM_CONF=$state/slurm.conf
 
-if [[ $mode == smoke ]]; then
+if [[ $mode != cancel-resume ]]; then
   n=20 max_new=40
 else
   n=240 max_new=160
@@ -73,6 +76,30 @@ wait_job() {  # wait_job ID SECONDS: until the job has left the queue
   done
 }
 lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
+
+if [[ $mode == gpu-scripts ]]; then
+  export OMPI_MCA_mpi_yield_when_idle=1  # 4 tasks on this machine's cores (passed through)
+  for script in 1node-4gpu multinode; do
+    rm -f "$work/results.jsonl"
+    jid=$(TPINFER_BIN=$bin TPINFER_OUTPUT=$work/results.jsonl TPINFER_TP=2 \
+          sbatch --parsable --chdir="$work" --nodes=1 --cpus-per-task=1 \
+          "$root/slurm/tpinfer-$script.sbatch" "$work/job.yaml" --backend cpu)
+    wait_job "$jid" 240
+    name=tpinfer
+    if [[ $script == multinode ]]; then name=tpinfer-multinode; fi
+    log=$work/$name-$jid.out  # the scripts' own job names
+    sed 's/^/  job log: /' "$log" | grep -vE "memory plan|loaded in|model llama" || true
+    [[ $(job_state "$jid") == COMPLETED && $(job_exit "$jid") == 0:0 ]] ||
+      { echo "FAIL: $script job $jid ended $(job_state "$jid")"; exit 1; }
+    grep -q "NCCL settings: NCCL_DEBUG=WARN" "$log"
+    grep -q "tp=2 dp=2, backend cpu" "$log"
+    if [[ $script == 1node-4gpu ]]; then grep -q "GPUs 0,1,2,3" "$log"; fi
+    $check exactly-once "$work/in.jsonl" "$work/results.jsonl"
+    echo "slurm/tpinfer-$script.sbatch: job $jid COMPLETED"
+  done
+  echo "PASS"
+  exit 0
+fi
 
 jid=$(submit tpinfer-ctest)
 echo "submitted job $jid ($mode)"

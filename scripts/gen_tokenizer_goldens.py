@@ -37,7 +37,21 @@ TOKENIZERS = {
     # made by this script: stories260K with a Metaspace pre-tokenizer/decoder instead of the
     # Prepend/Replace normalizer (the form newer Llama/Mistral conversions use)
     "metaspace": "tests/data/tokenizer/metaspace",
+    # made by this script: a small byte-level BPE trained on the corpus, with the GPT-2 regex
+    # (ByteLevel use_regex), add_prefix_space, NFKC + Lowercase, RobertaProcessing and added tokens
+    # with lstrip / rstrip / single_word / normalized flags
+    "synthetic": "tests/data/tokenizer/synthetic",
 }
+
+# Extra strings for the synthetic tokenizer's added-token flags (stored with their text).
+SYNTHETIC_EXTRA = [
+    "Hello world", "say hello", "hellothere", "hello_x hello! xhello", "HELLO, Hello.",
+    "a <mask> b", "a   <mask>b", "<mask>", "  <mask>  ", "\t<mask>\n", "x<mask>y",
+    "x [END]   y", "[END]", "[END]\n\nnext", "a [END]", " <sep>  z", "a<sep>b", "\u3000<sep>\u3000",
+    "ﬁx FIX fix", "ΣΑΣ Σ", "İstanbul", "Straße ǅ ＡＢＣ", "<s>hello</s>", "<pad><unk>",
+    "hello<mask>[END]<sep>hello", "x\u00a0<mask>", "hello\u00e9", "éhello", "hello1 1hello",
+]
+
 METASPACE_LIMIT = 260  # corpus lines used for the synthetic tokenizer
 
 
@@ -235,15 +249,15 @@ def random_ids(tok, rng, n):
     return seqs
 
 
-def make_goldens(name, path, corpus):
+def make_goldens(name, path, corpus, extra):
     tok = Tokenizer.from_file(os.path.join(ROOT, path, "tokenizer.json"))
     entries = []
-    for k, text in enumerate(corpus):
+    for k, text in list(enumerate(corpus)) + [(None, t) for t in extra]:
         with_sp = tok.encode(text).ids
         without = tok.encode(text, add_special_tokens=False).ids
         dec = tok.decode(with_sp, skip_special_tokens=False)
         dec_skip = tok.decode(with_sp, skip_special_tokens=True)
-        e = {"i": k, "ids": with_sp}
+        e = {"i": k, "ids": with_sp} if k is not None else {"text": text, "ids": with_sp}
         if without != with_sp:
             e["ids_no_special"] = without
         # decodes are stored only when they differ from the text (null = same as the text)
@@ -258,7 +272,7 @@ def make_goldens(name, path, corpus):
     out = {
         "tokenizer": path,
         "made_with": "tokenizers %s" % tokenizers.__version__,
-        "note": "ids: Tokenizer.encode(text).ids; ids_no_special (when different): "
+        "note": "i: corpus line (or text: the string); ids: Tokenizer.encode(text).ids; ids_no_special (when different): "
                 "add_special_tokens=False; decode/decode_skip: Tokenizer.decode(ids, "
                 "skip_special_tokens=False/True), null when equal to the corpus text",
         "encode": entries,
@@ -366,6 +380,29 @@ def make_chat_goldens():
     print("wrote %s: %d cases (%d errors)" % (fn, len(cases), sum("error" in c for c in cases)))
 
 
+def write_synthetic_tokenizer(corpus):
+    from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import trainers
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(sorted(corpus), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                      ("<s>", tok.token_to_id("<s>")))
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True),
+                            AddedToken("[END]", rstrip=True, special=True)])
+    tok.add_tokens([AddedToken("hello", single_word=True, normalized=True),
+                    AddedToken("<sep>", lstrip=True, rstrip=True, normalized=False),
+                    AddedToken("\ufb01x", normalized=True)])
+    d = os.path.join(ROOT, TOKENIZERS["synthetic"])
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", action="store_true", help="rewrite corpus.jsonl")
@@ -376,8 +413,10 @@ def main():
         write_corpus()
     corpus = read_corpus()
     write_metaspace_tokenizer()
+    write_synthetic_tokenizer(corpus)
     for name, path in TOKENIZERS.items():
-        make_goldens(name, path, corpus[:METASPACE_LIMIT] if name == "metaspace" else corpus)
+        make_goldens(name, path, corpus[:METASPACE_LIMIT] if name == "metaspace" else corpus,
+                     SYNTHETIC_EXTRA if name == "synthetic" else [])
     if not args.no_chat:
         make_chat_goldens()
 

@@ -220,12 +220,14 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
   special_.assign(static_cast<size_t>(vocab_size_), 0);
   std::vector<std::pair<std::string, size_t>> raw_patterns, norm_patterns;
   for (size_t k = 0; k < added_.size(); ++k) {
-    const AddedToken& t = added_[k];
+    AddedToken& t = added_[k];
+    t.as_token = t.content;
     added_index_[static_cast<size_t>(t.id)] = static_cast<int32_t>(k);
     if (t.special) special_[static_cast<size_t>(t.id)] = 1;
     if (t.normalized) {
       std::string c = t.content;
       if (normalizer_) normalizer_->apply(c);
+      added_[k].as_token = c;
       norm_patterns.emplace_back(std::move(c), k);
     } else {
       raw_patterns.emplace_back(t.content, k);
@@ -364,7 +366,7 @@ void HfTokenizer::check_id(int32_t id) const {
 const std::string& HfTokenizer::token_text(int32_t id) const {
   check_id(id);
   const int32_t a = added_index_[static_cast<size_t>(id)];
-  if (a >= 0) return added_[static_cast<size_t>(a)].content;
+  if (a >= 0) return added_[static_cast<size_t>(a)].as_token;
   TPI_CHECK(id < model_->id_limit() && !model_->id_to_token()[static_cast<size_t>(id)].empty(),
             "tokenizer: id " << id << " has no token in " << where_);
   return model_->id_to_token()[static_cast<size_t>(id)];

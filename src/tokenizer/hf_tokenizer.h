@@ -17,6 +17,9 @@ namespace tpinfer::tok {
 
 struct AddedToken {
   std::string content;
+  // What id_to_token / decode give: tokenizers keeps a normalized added token in its normalized
+  // form (e.g. "Zorp" -> "\u2581Zorp" under SentencePiece's Prepend), the content otherwise.
+  std::string as_token;
   int32_t id = -1;
   bool single_word = false, lstrip = false, rstrip = false, normalized = false, special = false;
 };

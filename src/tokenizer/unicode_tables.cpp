@@ -67,6 +67,27 @@ std::string to_pcre2(const uint32_t (&r)[N][2]) {
 
 }  // namespace
 
+bool is_alnum_table(uint32_t cp) { return in_ranges(kAlnumRanges, cp); }
+
+bool norm_opaque(uint32_t cp, bool compat) {
+  return compat ? in_ranges(kNfkdOpaqueRanges, cp) : in_ranges(kNfdOpaqueRanges, cp);
+}
+
+uint32_t lower_override(uint32_t cp) {
+  size_t lo = 0, hi = sizeof kLowerOverride / sizeof kLowerOverride[0];
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (kLowerOverride[mid][0] < cp) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < sizeof kLowerOverride / sizeof kLowerOverride[0] && kLowerOverride[lo][0] == cp
+             ? kLowerOverride[lo][1]
+             : 0;
+}
+
 uint8_t char_class(uint32_t cp) {
   if (cp < 0x10000) return bmp().t[cp];
   return slow_class(cp);

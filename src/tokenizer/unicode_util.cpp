@@ -179,9 +179,7 @@ bool is_alphanumeric(uint32_t cp) {
   if (cp < 0x80) {
     return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
   }
-  const auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
-         (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
+  return is_alnum_table(cp);
 }
 
 namespace {
@@ -209,32 +207,34 @@ int unicode_to_byte(uint32_t cp) {
   return cp < 324 ? byte_tables().u2b[cp] : -1;
 }
 
-// True when a code point cannot change under normalisation to `form` whatever its neighbours are,
-// except that it may combine with a FOLLOWING character (which is then not inert itself).
-static bool inert(uint32_t cp, NormForm form) {
-  if (cp < 0x300) {
-    // Latin-1 and Latin Extended: only compatibility forms and NFD decompositions matter.
-    if (cp < 0xA0) return true;
-    if (form == NormForm::NFC) return true;
-  }
-  if ((cp >= 0x1100 && cp <= 0x11FF) || (cp >= 0xAC00 && cp <= 0xD7A3)) return false;  // Hangul
-  const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(cp));
-  if (p->combining_class != 0) return false;
-  if (p->decomp_seqindex != UINT16_MAX) return false;
-  if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return false;  // can be 2nd
-  return true;
-}
-
 namespace {
 
-void normalize_region(std::string_view s, NormForm form, std::string& out) {
-  int options = UTF8PROC_STABLE;
-  switch (form) {
-    case NormForm::NFC: options |= UTF8PROC_COMPOSE; break;
-    case NormForm::NFD: options |= UTF8PROC_DECOMPOSE; break;
-    case NormForm::NFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case NormForm::NFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+enum class NormKind { Inert, Opaque, Dirty };
+
+// Inert: the code point cannot change under normalisation to `form` whatever its neighbours are
+// (combining class 0, no decomposition, never the second of a composition), so normalisation
+// never reaches across it, though it may compose with FOLLOWING characters (then not inert).
+// Opaque: utf8proc would decompose it but tokenizers does not (its Unicode data is older): kept
+// as it is and kept out of utf8proc's way. Dirty: anything else.
+NormKind norm_kind(uint32_t cp, NormForm form) {
+  if (cp < 0x300) {
+    // Latin-1 and Latin Extended: only compatibility forms and NFD decompositions matter.
+    if (cp < 0xA0) return NormKind::Inert;
+    if (form == NormForm::NFC) return NormKind::Inert;
   }
+  if ((cp >= 0x1100 && cp <= 0x11FF) || (cp >= 0xAC00 && cp <= 0xD7A3)) return NormKind::Dirty;
+  const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(cp));
+  if (p->decomp_seqindex != UINT16_MAX &&
+      norm_opaque(cp, form == NormForm::NFKC || form == NormForm::NFKD)) {
+    return NormKind::Opaque;
+  }
+  if (p->combining_class != 0) return NormKind::Dirty;
+  if (p->decomp_seqindex != UINT16_MAX) return NormKind::Dirty;
+  if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return NormKind::Dirty;  // 2nd
+  return NormKind::Inert;
+}
+
+void utf8proc_normalize(std::string_view s, int options, std::string& out) {
   const std::string valid = utf8_lossy(s);
   utf8proc_uint8_t* res = nullptr;
   const auto len = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(valid.data()),
@@ -245,30 +245,62 @@ void normalize_region(std::string_view s, NormForm form, std::string& out) {
   out.append(reinterpret_cast<const char*>(res), static_cast<size_t>(len));
 }
 
+void normalize_region(std::string_view s, NormForm form, std::string& out) {
+  int options = UTF8PROC_STABLE;
+  const bool compat = form == NormForm::NFKC || form == NormForm::NFKD;
+  const bool compose = form == NormForm::NFC || form == NormForm::NFKC;
+  options |= compose ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
+  if (compat) options |= UTF8PROC_COMPAT;
+  if (!compose) {
+    utf8proc_normalize(s, options, out);
+    return;
+  }
+  // tokenizers does not compose into a character it cannot decompose: undo such compositions.
+  std::string tmp;
+  utf8proc_normalize(s, options, tmp);
+  for (size_t i = 0; i < tmp.size();) {
+    const size_t start = i;
+    const uint32_t cp = next_cp(tmp, i);
+    if (cp >= 0x300 && norm_opaque(cp, compat)) {
+      utf8proc_normalize(std::string_view(tmp).substr(start, i - start),
+                         UTF8PROC_STABLE | UTF8PROC_DECOMPOSE, out);
+    } else {
+      out.append(tmp, start, i - start);
+    }
+  }
+}
+
 }  // namespace
 
-// Only the regions around characters that can change are given to utf8proc: normalisation
-// never reaches across an inert character (combining class 0, no decomposition, never the second
-// of a composition), so the text splits into independent pieces before each one.
+// Only the regions around characters that can change are given to utf8proc: the text splits into
+// independent pieces before each inert character and around each opaque one.
 bool normalize_unicode(std::string_view s, NormForm form, std::string& out) {
   const size_t n = s.size();
   size_t i = 0, last_boundary = 0, copied = 0;
   bool changed = false;
-  while (i < n) {
-    if (static_cast<uint8_t>(s[i]) < 0x80) {
-      last_boundary = i++;
-      continue;
+  auto kind_at = [&](size_t& pos) {
+    if (static_cast<uint8_t>(s[pos]) < 0x80) {
+      ++pos;
+      return NormKind::Inert;
     }
+    return norm_kind(next_cp(s, pos), form);
+  };
+  while (i < n) {
     const size_t start = i;
-    if (inert(next_cp(s, i), form)) {
+    const NormKind k = kind_at(i);
+    if (k == NormKind::Inert) {
       last_boundary = start;
       continue;
     }
-    // A region from the last boundary up to the next inert character.
+    if (k == NormKind::Opaque) {
+      last_boundary = i;  // a region may start right after it
+      continue;
+    }
+    // A region from the last boundary up to the next inert or opaque character.
     size_t end = i;
     while (end < n) {
       size_t j = end;
-      if (static_cast<uint8_t>(s[j]) < 0x80 || inert(next_cp(s, j), form)) break;
+      if (kind_at(j) != NormKind::Dirty) break;
       end = j;
     }
     if (!changed) {
@@ -302,7 +334,10 @@ std::string to_lower(std::string_view s) {
       out += "i\xCC\x87";
       continue;
     }
-    append_utf8(out, static_cast<uint32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cp))));
+    const uint32_t over = lower_override(cp);
+    append_utf8(out, over != 0 ? over
+                               : static_cast<uint32_t>(
+                                     utf8proc_tolower(static_cast<utf8proc_int32_t>(cp))));
   }
   return out;
 }

@@ -35,13 +35,19 @@ size_t incomplete_utf8_tail(std::string_view s);
 // generated unicode_tables.inc. Bit flags.
 enum : uint8_t { kClassLetter = 1, kClassNumber = 2, kClassSpace = 4 };
 uint8_t char_class(uint32_t cp);
+// Code points utf8proc decomposes but tokenizers' NFD (compat = false) or NFKD (compat = true)
+// leaves unchanged (its Unicode data is older); see unicode_tables.inc.
+bool norm_opaque(uint32_t cp, bool compat);
+// tokenizers' lowercase of cp where it differs from utf8proc_tolower, else 0.
+uint32_t lower_override(uint32_t cp);
 // The class as a PCRE2 character-class body ("\x{41}-\x{5A}..."), for 'L', 'N' or 's'.
 const std::string& class_ranges_pcre2(char which);
 
 // Rust char::is_whitespace (the Unicode White_Space property).
 bool is_whitespace(uint32_t cp);
-// Rust char::is_alphanumeric (approximated with the general categories L* and N*).
+// Rust char::is_alphanumeric (Alphabetic or Numeric, measured from tokenizers' regex engine).
 bool is_alphanumeric(uint32_t cp);
+bool is_alnum_table(uint32_t cp);
 
 // The GPT-2 byte-level table: byte -> code point, and code point -> byte (-1 when none).
 uint32_t byte_to_unicode(uint8_t b);

@@ -14,15 +14,20 @@ namespace {
 
 std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
+// An entry's string: a corpus line ("i") or its own "text".
+std::string text_of(const nlohmann::json& e) {
+  return e.contains("text") ? e.at("text").get<std::string>() : corpus().at(e.at("i").get<size_t>());
+}
+
 void check_encode(const std::string& name) {
   const auto& g = golden(name);
   const auto& tok = tok_test::tokenizer(g.at("tokenizer").get<std::string>());
   size_t ok_with = 0, ok_without = 0, n = 0;
   for (const auto& e : g.at("encode")) {
-    const std::string& text = corpus().at(e.at("i").get<size_t>());
+    const std::string text = text_of(e);
     const auto want = ids_of(e.at("ids"));
     const auto want_ns = e.contains("ids_no_special") ? ids_of(e.at("ids_no_special")) : want;
-    INFO(name << " corpus line " << e.at("i") << ": " << escape(text).substr(0, 200));
+    INFO(name << " entry " << e.value("i", -1) << ": " << escape(text).substr(0, 200));
     const auto got = tok.encode(text, true);
     const auto got_ns = tok.encode(text, false);
     CHECK(got == want);
@@ -40,12 +45,12 @@ void check_decode(const std::string& name) {
   const auto& tok = tok_test::tokenizer(g.at("tokenizer").get<std::string>());
   size_t ok = 0, n = 0;
   for (const auto& e : g.at("encode")) {
-    const std::string& text = corpus().at(e.at("i").get<size_t>());
+    const std::string text = text_of(e);
     const auto ids = ids_of(e.at("ids"));
     const std::string want = e.at("decode").is_null() ? text : e.at("decode").get<std::string>();
     const std::string want_skip =
         e.at("decode_skip").is_null() ? text : e.at("decode_skip").get<std::string>();
-    INFO(name << " corpus line " << e.at("i") << ": " << escape(text).substr(0, 200));
+    INFO(name << " entry " << e.value("i", -1) << ": " << escape(text).substr(0, 200));
     const std::string got = tok.decode(ids, false), got_skip = tok.decode(ids, true);
     CHECK(escape(got) == escape(want));
     CHECK(escape(got_skip) == escape(want_skip));
@@ -73,6 +78,8 @@ TEST_CASE("golden encode: mistral", "[tokenizer][golden]") { check_encode("mistr
 TEST_CASE("golden encode: llama3", "[tokenizer][golden]") { check_encode("llama3"); }
 TEST_CASE("golden encode: stories260K", "[tokenizer][golden]") { check_encode("stories260K"); }
 TEST_CASE("golden encode: metaspace", "[tokenizer][golden]") { check_encode("metaspace"); }
+TEST_CASE("golden encode: synthetic", "[tokenizer][golden]") { check_encode("synthetic"); }
+TEST_CASE("golden decode: synthetic", "[tokenizer][golden]") { check_decode("synthetic"); }
 TEST_CASE("golden decode: qwen3", "[tokenizer][golden]") { check_decode("qwen3"); }
 TEST_CASE("golden decode: mistral", "[tokenizer][golden]") { check_decode("mistral"); }
 TEST_CASE("golden decode: llama3", "[tokenizer][golden]") { check_decode("llama3"); }

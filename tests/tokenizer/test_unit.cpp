@@ -94,3 +94,27 @@ TEST_CASE("the Qwen3 tokenizer.json loads in well under a second", "[tokenizer][
   std::cout << "load qwen3 tokenizer.json: " << s << " s\n";
   CHECK(s < 2.0);  // generous: shared CI machines; the measured time is printed
 }
+
+TEST_CASE("normalisation follows tokenizers' Unicode data, not utf8proc's", "[tokenizer][unit]") {
+  auto nf = [](const std::string& s, tk::NormForm f) {
+    std::string out;
+    return tk::normalize_unicode(s, f, out) ? out : s;
+  };
+  // Dives Akuru vowel sign O: utf8proc (Unicode 15) composes / decomposes it, tokenizers does not.
+  const std::string o = "\xF0\x91\xA4\xB8", parts = "\xF0\x91\xA4\xB5\xF0\x91\xA4\xB0";
+  CHECK(nf(parts, tk::NormForm::NFC) == parts);
+  CHECK(nf(o, tk::NormForm::NFC) == o);
+  CHECK(nf(o, tk::NormForm::NFD) == o);
+  CHECK(nf("e\xCC\x81" + parts + "x", tk::NormForm::NFKC) == "\xC3\xA9" + parts + "x");
+  // SQUARE ERA NAME REIWA has no compatibility decomposition in tokenizers.
+  CHECK(nf("\xE3\x8B\xBF\xCC\x81", tk::NormForm::NFKC) == "\xE3\x8B\xBF\xCC\x81");
+  // Ordinary cases: composition, Hangul, singletons, compatibility.
+  CHECK(nf("Cafe\xCC\x81", tk::NormForm::NFC) == "Caf\xC3\xA9");
+  CHECK(nf("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8", tk::NormForm::NFC) == "\xEA\xB0\x81");
+  CHECK(nf("\xE2\x84\xAB", tk::NormForm::NFC) == "\xC3\x85");  // ANGSTROM SIGN
+  CHECK(nf("\xEF\xAC\x81", tk::NormForm::NFKC) == "fi");
+  // Lowercase: Unicode 16 pairs that utf8proc 2.8 does not know, and U+0130.
+  CHECK(tk::to_lower("\xE1\xB2\x89") == "\xE1\xB2\x8A");
+  CHECK(tk::to_lower("\xC4\xB0") == "i\xCC\x87");
+  CHECK(tk::to_lower("\xCE\xA3\xCE\x91\xCE\xA3") == "\xCF\x83\xCE\xB1\xCF\x83");  // no final sigma
+}

@@ -31,7 +31,11 @@ class Tokenizer {
                                                const std::string& tokenizer_config_json);
 
   // add_special = true matches `tokenizer.encode(text)`, false `add_special_tokens=False`.
+  // Text that is not valid UTF-8 is read as from_utf8_lossy would (U+FFFD). encode and decode are
+  // safe to call from several threads.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true) const = 0;
+  // Throws tpinfer::Error for an id outside [0, vocab_size()) or without a token (Hugging Face
+  // silently drops those).
   virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const = 0;
 
   virtual int vocab_size() const = 0;  // including added tokens

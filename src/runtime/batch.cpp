@@ -474,6 +474,17 @@ void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock
     return;
   }
 
+  // The output must be writable before any engine memory is taken.
+  std::unique_ptr<ResultWriter> writer;
+  if (coordinator) {
+    try {
+      writer = std::make_unique<ResultWriter>(cfg.output);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  world.agree(err.empty(), err);
+
   EngineShape shape;
   const int needed = static_cast<int>(shape_info[1]);
   shape.max_seq = cfg.max_seq > 0 ? cfg.max_seq : std::max(16, (needed + 15) / 16 * 16);
@@ -484,17 +495,7 @@ void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock
   EngineHandle eng = start_engine(world, cfg, model, shape);
 
   Mailbox mail(world);
-  std::unique_ptr<ResultWriter> writer;
   std::unique_ptr<Progress> progress;
-  err.clear();
-  if (coordinator) {
-    try {
-      writer = std::make_unique<ResultWriter>(cfg.output);
-    } catch (const std::exception& e) {
-      err = e.what();
-    }
-  }
-  world.agree(err.empty(), err);
 
   const Clock::time_point t_start = Clock::now();
   CoordinatorOutcome outcome;

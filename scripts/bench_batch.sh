@@ -10,7 +10,7 @@
 #   BACKEND=cuda NP=1 MODELS="llama-100m qwen3-0.6b qwen3-4b" scripts/bench_batch.sh   # a GPU
 #
 # Environment: BIN (build/tpinfer), NP (2), TP (1), BATCHES ("1 8 32"), MODELS ("stories260K
-# llama-100m"; names under configs/models/), NEW_TOKENS (64; 32 for dummy shapes), BACKEND (cpu).
+# llama-100m"; names under configs/models/), NEW_TOKENS (128; 32 for dummy shapes), BACKEND (cpu).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -45,12 +45,13 @@ echo
 echo "| model | batch / replica | requests | new tok each | generated tok/s | total tok/s | vs batch 1 |"
 echo "|---|---|---|---|---|---|---|"
 for model in $models; do
-  if [[ $model == stories260K ]]; then new=${NEW_TOKENS:-64}; else new=${NEW_TOKENS:-32}; fi
+  if [[ $model == stories260K ]]; then new=${NEW_TOKENS:-128}; else new=${NEW_TOKENS:-32}; fi
   base=""
   for bs in $batches; do
-    # Enough requests to keep every slot of every replica busy twice over.
+    # Enough requests to keep every slot of every replica busy twice over (and at least 8 per
+    # replica, so that batch 1 is not timed on a handful of sequences).
     n=$((2 * bs * dp))
-    ((n >= 4 * dp)) || n=$((4 * dp))
+    ((n >= 8 * dp)) || n=$((8 * dp))
     /usr/bin/python3 - "$n" "$new" "$out/in.jsonl" <<'PY'
 import json, sys
 starts = ["Once upon a time", "The little dog", "Lily and Ben went to the park", "One day",

@@ -13,7 +13,7 @@ Writes, under tests/data/tokenizer/:
 The reference environment (the versions the goldens were made with):
     python3 -m venv .venv-ref
     .venv-ref/bin/pip install tokenizers==0.23.3 transformers==5.23.0 jinja2
-    .venv-ref/bin/python scripts/gen_tokenizer_goldens.py [--corpus]
+    .venv-ref/bin/python scripts/gen_tokenizer_goldens.py [--corpus] [--retrain]
 transformers only renders the chat templates; all ids come from `tokenizers`.
 """
 import argparse
@@ -41,6 +41,10 @@ TOKENIZERS = {
     # (ByteLevel use_regex), add_prefix_space, NFKC + Lowercase, RobertaProcessing and added tokens
     # with lstrip / rstrip / single_word / normalized flags
     "synthetic": "tests/data/tokenizer/synthetic",
+    # made by this script: a character-level BPE with [UNK] (fuse_unk), continuing_subword_prefix,
+    # end_of_word_suffix, NFD + Replace(regex) + Strip, Whitespace + Digits + Split behaviours,
+    # TemplateProcessing, and a Replace/Fuse/Strip decoder
+    "synthetic2": "tests/data/tokenizer/synthetic2",
 }
 
 # Extra strings for the synthetic tokenizer's added-token flags (stored with their text).
@@ -221,11 +225,13 @@ def random_ids(tok, rng, n):
     vocab = tok.get_vocab(with_added_tokens=True)
     size = max(vocab.values()) + 1
     by_name = {v: k for k, v in vocab.items()}
-    byte_ids = [i for t, i in vocab.items() if len(t) == 6 and t.startswith("<0x") and t.endswith(">")]
-    special_ids = [i for i, t in tok.get_added_tokens_decoder().items() if t.special]
-    added_ids = list(tok.get_added_tokens_decoder().keys())
+    # (sorted: get_vocab's order changes from run to run)
+    byte_ids = sorted(i for t, i in vocab.items()
+                      if len(t) == 6 and t.startswith("<0x") and t.endswith(">"))
+    special_ids = sorted(i for i, t in tok.get_added_tokens_decoder().items() if t.special)
+    added_ids = sorted(tok.get_added_tokens_decoder().keys())
     # byte-level: tokens that are a single high byte (cut UTF-8)
-    high = [i for t, i in vocab.items() if len(t) == 1 and ord(t[0]) >= 0xA1]
+    high = sorted(i for t, i in vocab.items() if len(t) == 1 and ord(t[0]) >= 0xA1)
     seqs = []
     for _ in range(n):
         length = rng.randint(1, 24)
@@ -403,20 +409,56 @@ def write_synthetic_tokenizer(corpus):
     tok.save(os.path.join(d, "tokenizer.json"))
 
 
+def write_synthetic2_tokenizer(corpus):
+    from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import trainers
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", fuse_unk=True, continuing_subword_prefix="##",
+                               end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFD(), normalizers.Replace(Regex(r"\d{4,}"), "<num>"),
+        normalizers.Strip(left=True, right=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex(r"[aeiou]"), "merged_with_previous"),
+        pre_tokenizers.Split("-", "contiguous", invert=True),
+        pre_tokenizers.Split(Regex(r"x"), "merged_with_next")])
+    # (no Strip with stop > 0: tokenizers 0.23.3 panics on it for an empty text)
+    tok.decoder = decoders.Sequence([decoders.Replace("</w>", " "), decoders.Replace(Regex("##"), ""),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["[UNK]", "[CLS]", "[SEP]"],
+                                  limit_alphabet=60, continuing_subword_prefix="##",
+                                  end_of_word_suffix="</w>", show_progress=False)
+    tok.train_from_iterator(sorted(corpus), trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    d = os.path.join(ROOT, TOKENIZERS["synthetic2"])
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", action="store_true", help="rewrite corpus.jsonl")
     ap.add_argument("--no-chat", action="store_true", help="skip the chat template goldens")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train the synthetic tokenizers again (changes their files)")
     args = ap.parse_args()
     os.makedirs(DATA, exist_ok=True)
     if args.corpus or not os.path.exists(CORPUS):
         write_corpus()
     corpus = read_corpus()
     write_metaspace_tokenizer()
-    write_synthetic_tokenizer(corpus)
+    # Training is not reproducible run to run (ties), so the trained tokenizers are committed and
+    # only made again on request.
+    for name, make in (("synthetic", write_synthetic_tokenizer),
+                       ("synthetic2", write_synthetic2_tokenizer)):
+        if args.retrain or not os.path.exists(os.path.join(ROOT, TOKENIZERS[name], "tokenizer.json")):
+            make(corpus)
     for name, path in TOKENIZERS.items():
-        make_goldens(name, path, corpus[:METASPACE_LIMIT] if name == "metaspace" else corpus,
-                     SYNTHETIC_EXTRA if name == "synthetic" else [])
+        make_goldens(name, path,
+                     corpus[:METASPACE_LIMIT] if name in ("metaspace", "synthetic2") else corpus,
+                     SYNTHETIC_EXTRA if name.startswith("synthetic") else [])
     if not args.no_chat:
         make_chat_goldens()
 

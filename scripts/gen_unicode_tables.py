@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates src/tokenizer/unicode_tables.inc, the Unicode data where the C++ tokenizer must follow
 Hugging Face `tokenizers` rather than the system libraries:
-  * the classes \\p{L}, \\p{N} and \\s as tokenizers' regex engine (Oniguruma, Unicode 16) sees
+  * the classes \\p{L}, \\p{N}, \\s and \\w as tokenizers' regex engine (Oniguruma, Unicode 16) sees
     them; the system PCRE2 has Unicode 14 tables;
   * Lowercase: tokenizers' mapping (Rust, Unicode 16) where it differs from utf8proc's;
   * normalisation: the code points utf8proc (Unicode 15) decomposes but tokenizers' NFD / NFKD
@@ -35,6 +35,28 @@ def measure(pattern):
         for k in range(a, b):
             kept[k] = 1
     return [c for k, c in enumerate(CHARS) if not kept[k]]
+
+
+def whitespace_word_chars():
+    """Characters the Whitespace pre-tokenizer counts as \\w. It uses Rust's regex crate, not
+    Oniguruma: "!c!" splits into three pieces exactly when c is a word character."""
+    word = []
+    chunk = 20000
+    for k in range(0, len(CHARS), chunk):
+        cps = [c for c in CHARS[k:k + chunk] if c != 0x20]
+        text = " ".join("!" + chr(c) + "!" for c in cps)
+        pieces = pre_tokenizers.Whitespace().pre_tokenize_str(text)
+        # offsets in characters: group the pieces by the "!c!" they fall in (3 chars + 1 space)
+        by_item = {}
+        for piece, (a, b) in pieces:
+            by_item.setdefault(a // 4, []).append(piece)
+        for i, c in enumerate(cps):
+            ps = by_item.get(i, [])
+            if len(ps) == 3:
+                word.append(c)
+            else:
+                assert ps in (["!" + chr(c) + "!"], ["!", "!"]), (hex(c), ps)
+    return word
 
 
 def hf_per_char(normalizer):
@@ -119,6 +141,8 @@ def main():
     s_fold = measure(r"(?i:s)")
     # Rust's char::is_alphanumeric (Alphabetic or Numeric), for single_word added tokens
     alnum = measure(r"[\p{Alphabetic}\p{N}]")
+    word = measure(r"\w")
+    rust_word = whitespace_word_chars()
     up = Utf8proc()
     nfd_opaque = opaque(hf_per_char(normalizers.NFD()), up, Utf8proc.STABLE | Utf8proc.DECOMPOSE)
     nfkd_opaque = opaque(hf_per_char(normalizers.NFKD()), up,
@@ -141,6 +165,10 @@ def main():
         emit("kLetterRanges", letters),
         emit("kNumberRanges", numbers),
         emit("kSpaceRanges", spaces),
+        "// \\w",
+        emit("kWordRanges", word),
+        "// \\w of Rust's regex crate (the Whitespace pre-tokenizer)",
+        emit("kRustWordRanges", rust_word),
         "// Alphabetic or N (Rust char::is_alphanumeric)",
         emit("kAlnumRanges", alnum),
         "// (?i:s) matches: %s" % " ".join("U+%04X" % c for c in s_fold),

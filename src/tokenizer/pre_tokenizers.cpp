@@ -494,15 +494,29 @@ class WhitespaceSplitPre : public PreTokenizer {
   }
 };
 
+// Whitespace: the matches of \w+|[^\w\s]+ (Rust regex crate classes), whitespace dropped.
 class WhitespacePre : public PreTokenizer {
  public:
-  WhitespacePre() : matcher_(R"(\w+|[^\w\s]+)", true, "Whitespace") {}
   void apply(Pieces& p, bool) const override {
-    split_spans(p, matcher_, SplitBehavior::Removed, true);
+    std::vector<std::pair<uint32_t, uint32_t>> spans;
+    for (const auto& [b, e] : p.spans) {
+      const std::string_view text(p.buf.data() + b, e - b);
+      int run_kind = -1;  // 0 word, 1 other
+      size_t run_start = 0;
+      for (size_t i = 0; i < text.size();) {
+        const size_t start = i;
+        const uint32_t cp = next_cp(text, i);
+        const int kind = is_whitespace(cp) ? -1 : is_rust_word(cp) ? 0 : 1;
+        if (kind != run_kind) {
+          if (run_kind >= 0) spans.emplace_back(b + run_start, b + start);
+          run_kind = kind;
+          run_start = start;
+        }
+      }
+      if (run_kind >= 0) spans.emplace_back(b + run_start, e);
+    }
+    p.spans.swap(spans);
   }
-
- private:
-  Matcher matcher_;
 };
 
 }  // namespace

@@ -43,7 +43,7 @@ std::string pcre2_error(int code) {
 }  // namespace
 
 std::string onig_to_pcre2(const std::string& p) {
-  // Replaces \s \S \p{L} \p{N} \P{L} \P{N} \pL \pN by explicit classes built from the measured
+  // Replaces \s \S \w \W \p{L} \p{N} \P{L} \P{N} \pL \pN by explicit classes built from the measured
   // tables, outside and inside [...] (inside a class only the positive forms can be expanded).
   std::string out;
   out.reserve(p.size());
@@ -55,9 +55,9 @@ std::string onig_to_pcre2(const std::string& p) {
       char cls = 0;
       bool negated = false;
       size_t consumed = 2;
-      if (e == 's' || e == 'S') {
-        cls = 's';
-        negated = e == 'S';
+      if (e == 's' || e == 'S' || e == 'w' || e == 'W') {
+        cls = static_cast<char>(e | 0x20);
+        negated = e == 'S' || e == 'W';
       } else if ((e == 'p' || e == 'P') && i + 2 < p.size()) {
         negated = e == 'P';
         if (p.compare(i + 2, 3, "{L}") == 0 || p.compare(i + 2, 3, "{N}") == 0) {

@@ -34,7 +34,8 @@ class Regex {
 };
 
 // Translates an Oniguruma pattern (as found in tokenizer.json) into PCRE2 syntax where the two
-// differ for the constructs these files use: \s and \S also cover U+0085 in Oniguruma.
+// differ: \s \S \w \W \p{L} \p{N} (and negations) become explicit classes measured from
+// tokenizers' Oniguruma (Unicode 16; the system PCRE2 has Unicode 14 tables).
 std::string onig_to_pcre2(const std::string& pattern);
 
 }  // namespace tpinfer::tok

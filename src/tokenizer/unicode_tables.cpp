@@ -69,6 +69,14 @@ std::string to_pcre2(const uint32_t (&r)[N][2]) {
 
 bool is_alnum_table(uint32_t cp) { return in_ranges(kAlnumRanges, cp); }
 
+bool is_rust_word(uint32_t cp) {
+  if (cp < 0x80) {
+    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
+           cp == '_';
+  }
+  return in_ranges(kRustWordRanges, cp);
+}
+
 bool norm_opaque(uint32_t cp, bool compat) {
   return compat ? in_ranges(kNfkdOpaqueRanges, cp) : in_ranges(kNfdOpaqueRanges, cp);
 }
@@ -97,7 +105,8 @@ const std::string& class_ranges_pcre2(char which) {
   static const std::string letters = to_pcre2(kLetterRanges);
   static const std::string numbers = to_pcre2(kNumberRanges);
   static const std::string spaces = to_pcre2(kSpaceRanges);
-  return which == 'L' ? letters : which == 'N' ? numbers : spaces;
+  static const std::string word = to_pcre2(kWordRanges);
+  return which == 'L' ? letters : which == 'N' ? numbers : which == 'w' ? word : spaces;
 }
 
 }  // namespace tpinfer::tok

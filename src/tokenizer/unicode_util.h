@@ -48,6 +48,8 @@ bool is_whitespace(uint32_t cp);
 // Rust char::is_alphanumeric (Alphabetic or Numeric, measured from tokenizers' regex engine).
 bool is_alphanumeric(uint32_t cp);
 bool is_alnum_table(uint32_t cp);
+// \w of Rust's regex crate (used by tokenizers' Whitespace pre-tokenizer).
+bool is_rust_word(uint32_t cp);
 
 // The GPT-2 byte-level table: byte -> code point, and code point -> byte (-1 when none).
 uint32_t byte_to_unicode(uint8_t b);

@@ -80,6 +80,8 @@ TEST_CASE("golden encode: stories260K", "[tokenizer][golden]") { check_encode("s
 TEST_CASE("golden encode: metaspace", "[tokenizer][golden]") { check_encode("metaspace"); }
 TEST_CASE("golden encode: synthetic", "[tokenizer][golden]") { check_encode("synthetic"); }
 TEST_CASE("golden decode: synthetic", "[tokenizer][golden]") { check_decode("synthetic"); }
+TEST_CASE("golden encode: synthetic2", "[tokenizer][golden]") { check_encode("synthetic2"); }
+TEST_CASE("golden decode: synthetic2", "[tokenizer][golden]") { check_decode("synthetic2"); }
 TEST_CASE("golden decode: qwen3", "[tokenizer][golden]") { check_decode("qwen3"); }
 TEST_CASE("golden decode: mistral", "[tokenizer][golden]") { check_decode("mistral"); }
 TEST_CASE("golden decode: llama3", "[tokenizer][golden]") { check_decode("llama3"); }

@@ -61,6 +61,10 @@ TEST_CASE("stream decode equals full decode: synthetic", "[tokenizer][stream]") 
   check_stream("synthetic");
 }
 
+TEST_CASE("stream decode equals full decode: synthetic2", "[tokenizer][stream]") {
+  check_stream("synthetic2");
+}
+
 TEST_CASE("stream decode holds a cut character and byte-fallback groups", "[tokenizer][stream]") {
   // Qwen3 (byte-level): "中" is three bytes; a token for its first byte alone emits nothing.
   const auto& qwen = tok_test::tokenizer("configs/tokenizers/qwen3");

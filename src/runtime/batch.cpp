@@ -96,6 +96,7 @@ struct Prepared {
 
 Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const ModelConfig& mc) {
   Prepared p;
+  check_output_unlocked(cfg.output);  // not while another job is still appending to it
   const OutputFile out = scan_output_file(cfg.output);
   RequestDefaults defaults;
   defaults.max_new_tokens = cfg.max_new_tokens;

@@ -1,6 +1,7 @@
 #include "runtime/batch_io.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -216,10 +217,31 @@ void truncate_file(const std::string& path, size_t bytes) {
             path << ": cannot cut the torn last line: " << std::strerror(errno));
 }
 
+namespace {
+const char* const kLockedMessage =
+    ": another job is writing this output file (it is locked); run one job per output file";
+}  // namespace
+
+void check_output_unlocked(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // no file, no writer
+  const bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  TPI_CHECK(!locked, path << kLockedMessage);
+}
+
 ResultWriter::ResultWriter(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   TPI_CHECK(fd_ >= 0, path << ": cannot open the output file for appending: "
                            << std::strerror(errno));
+  // Held until the writer closes (or the process dies): a second job on the same file stops
+  // here instead of writing every id a second time.
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const bool locked = errno == EWOULDBLOCK;
+    ::close(fd_);
+    fd_ = -1;
+    TPI_CHECK(!locked, path << kLockedMessage);
+  }
 }
 
 ResultWriter::~ResultWriter() {

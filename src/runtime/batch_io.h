@@ -72,11 +72,15 @@ struct OutputFile {
 };
 OutputFile scan_output_file(const std::string& path);  // a missing file is empty
 
+// Throws when another process holds the output file's writer lock (a job still running on it).
+void check_output_unlocked(const std::string& path);
+
 // Cuts the file to its first `bytes` bytes (drops a torn last line before appending).
 void truncate_file(const std::string& path, size_t bytes);
 
-// Appends whole lines with one write() each, so concurrent kills never leave half a line behind
-// a complete one. Not buffered in user space: a line is in the kernel when write_line returns.
+// Appends whole lines with one write() each, so a kill never leaves half a line behind a complete
+// one. Not buffered in user space: a line is in the kernel when write_line returns. Holds an
+// exclusive flock on the file while open; throws if another writer holds it.
 class ResultWriter {
  public:
   explicit ResultWriter(const std::string& path);

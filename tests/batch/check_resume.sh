@@ -2,7 +2,8 @@
 # Kill a batch job part-way, rerun it with the same output file, and check that the file ends
 # with every id exactly once and every result equal to an uninterrupted run (greedy).
 #   MODE term       SIGTERM to mpirun (what `scancel` / preemption does to a job step): the job
-#                   must stop within a bound, exit non-zero and leave only whole lines.
+#                   must stop within a bound, exit non-zero and leave only whole lines. Before
+#                   that, a second job on the same output file must be refused (file lock).
 #   MODE term-rank3 SIGTERM to world rank 3 alone (a follower of replica 1): the stop must travel
 #                   to rank 0 and end the job the same orderly way.
 #   MODE kill       SIGKILL to every rank (OOM killer, node loss); then a torn half line is
@@ -16,6 +17,7 @@ check="/usr/bin/python3 $here/batch_check.py"
 rm -rf "$work"
 mkdir -p "$work"
 n=160
+if [[ $mode == term ]]; then n=320; fi  # room for the second-job check before the signal
 $check many $n 160 "$work/in.jsonl"
 common=(--model "$model" --tp 2 --input "$work/in.jsonl" --batch-size 8 --ignore-eos
         --progress-interval-s 1)
@@ -46,6 +48,17 @@ for _ in $(seq 1200); do  # up to 120 s for the first results
   sleep 0.1
 done
 (($(lines "$work/out.jsonl") >= 12)) || { echo "FAIL: no results after 120 s"; cat "$work/run1.err"; exit 1; }
+
+if [[ $mode == term ]]; then
+  # A second job on the same output while the first is still writing it is refused.
+  rc=0
+  timeout 120 "$root/scripts/mpirun.sh" -np 4 "$bin" "${common[@]}" --output "$work/out.jsonl" \
+      </dev/null 2>"$work/second.err" || rc=$?
+  ((rc != 0)) && grep -q "another job is writing this output file" "$work/second.err" ||
+    { echo "FAIL: a second job on the same output was not refused"; cat "$work/second.err"; exit 1; }
+  kill -0 "$job_pid" 2>/dev/null || { echo "FAIL: the first job ended too soon"; exit 1; }
+  echo "a second job on the same output file: refused (exit $rc)"
+fi
 
 t0=$(date +%s.%N)
 case $mode in

@@ -187,6 +187,14 @@ TEST_CASE("the writer appends whole lines to what is there", "[batch]") {
     w.write_line(std::string(100000, 'x'));
   }
   CHECK(read_file(path).size() == 28 + 100001);
+  {
+    // One writer per file: a second one (another job) is refused while the first is open.
+    tpinfer::ResultWriter first(path);
+    CHECK_THROWS_WITH(tpinfer::ResultWriter(path), Contains("another job is writing"));
+    CHECK_THROWS_WITH(tpinfer::check_output_unlocked(path), Contains("another job is writing"));
+  }
+  CHECK_NOTHROW(tpinfer::check_output_unlocked(path));
+  CHECK_NOTHROW(tpinfer::ResultWriter(path));
   std::remove(path.c_str());
   CHECK_THROWS_WITH(tpinfer::ResultWriter("/nonexistent-dir/x.jsonl"),
                     Contains("cannot open the output file"));

@@ -13,8 +13,8 @@ namespace {
 class SequenceDecoder : public Decoder {
  public:
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
-  void apply(std::vector<std::string>& t) const override {
-    for (const auto& p : parts_) p->apply(t);
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
+    for (const auto& p : parts_) p->apply(t, keep_trailing);
   }
 
  private:
@@ -25,7 +25,7 @@ class SequenceDecoder : public Decoder {
 // contributes its own UTF-8), all joined into one token. from_utf8_lossy is left to the caller.
 class ByteLevelDecoder : public Decoder {
  public:
-  void apply(std::vector<std::string>& t) const override {
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     std::string out;
     for (const auto& tok : t) {
       const size_t mark = out.size();
@@ -54,7 +54,7 @@ class ReplaceDecoder : public Decoder {
       : pattern_(std::move(pattern)), content_(std::move(content)) {
     if (is_regex) regex_ = std::make_unique<Regex>(pattern_, where);
   }
-  void apply(std::vector<std::string>& t) const override {
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     std::vector<std::pair<size_t, size_t>> matches;
     for (auto& tok : t) {
       matches.clear();
@@ -101,7 +101,7 @@ int byte_token(const std::string& tok) {
 // byte.
 class ByteFallbackDecoder : public Decoder {
  public:
-  void apply(std::vector<std::string>& t) const override {
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     std::vector<std::string> out;
     out.reserve(t.size());
     std::string bytes;
@@ -133,7 +133,7 @@ class ByteFallbackDecoder : public Decoder {
 
 class FuseDecoder : public Decoder {
  public:
-  void apply(std::vector<std::string>& t) const override {
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     std::string out;
     for (const auto& tok : t) out += tok;
     t.assign(1, std::move(out));
@@ -142,9 +142,9 @@ class FuseDecoder : public Decoder {
 
 class StripDecoder : public Decoder {
  public:
-  StripDecoder(uint32_t content, size_t start, size_t stop)
-      : content_(content), start_(start), stop_(stop) {}
-  void apply(std::vector<std::string>& t) const override {
+  StripDecoder(uint32_t content, size_t start, size_t stop, bool whole_text)
+      : content_(content), start_(start), stop_(stop), whole_text_(whole_text) {}
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     for (auto& tok : t) {
       std::vector<size_t> starts;  // byte offset of each char
       for (size_t i = 0; i < tok.size();) {
@@ -162,7 +162,8 @@ class StripDecoder : public Decoder {
         start_cut = k + 1;
       }
       size_t stop_cut = nchars;
-      for (size_t k = 0; k < stop_ && k < nchars; ++k) {
+      const size_t stop = keep_trailing && whole_text_ ? 0 : stop_;
+      for (size_t k = 0; k < stop && k < nchars; ++k) {
         const size_t idx = nchars - k - 1;
         if (cp_at(idx) != content_) break;
         stop_cut = idx;
@@ -180,12 +181,13 @@ class StripDecoder : public Decoder {
  private:
   uint32_t content_;
   size_t start_, stop_;
+  bool whole_text_;
 };
 
 class MetaspaceDecoder : public Decoder {
  public:
   MetaspaceDecoder(std::string rep, bool strip_first) : rep_(std::move(rep)), strip_first_(strip_first) {}
-  void apply(std::vector<std::string>& t) const override {
+  void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     for (size_t k = 0; k < t.size(); ++k) {
       std::string& tok = t[k];
       std::string out;
@@ -229,11 +231,13 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
     }
     return std::make_unique<SequenceDecoder>(std::move(parts));
   }
-  if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
+  if (type == "ByteLevel") {
+    traits.fused = true;
+    return std::make_unique<ByteLevelDecoder>();
+  }
   if (type == "Replace") {
     bool is_regex = false;
     std::string pat = pattern_of(j.at("pattern"), is_regex, where);
-    if (is_regex) traits.other = true;
     return std::make_unique<ReplaceDecoder>(std::move(pat), is_regex,
                                             j.at("content").get<std::string>(), where);
   }
@@ -241,16 +245,24 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
     traits.byte_fallback = true;
     return std::make_unique<ByteFallbackDecoder>();
   }
-  if (type == "Fuse") return std::make_unique<FuseDecoder>();
+  if (type == "Fuse") {
+    traits.fused = true;
+    return std::make_unique<FuseDecoder>();
+  }
   if (type == "Strip") {
     const std::string content = j.at("content").get<std::string>();
     size_t i = 0;
     TPI_CHECK(!content.empty(), where << ": Strip decoder needs a one-character content");
     const uint32_t cp = next_cp(content, i);
-    traits.strip_start = std::max(traits.strip_start, j.value("start", size_t{0}));
-    traits.strip_stop = std::max(traits.strip_stop, j.value("stop", size_t{0}));
-    traits.strip_content = content.substr(0, i);
-    return std::make_unique<StripDecoder>(cp, j.value("start", size_t{0}), j.value("stop", size_t{0}));
+    // Before a Fuse the strip is per token and streaming needs nothing; after it, it applies to
+    // the start and end of the whole text.
+    if (traits.fused) {
+      traits.strip_start = std::max(traits.strip_start, j.value("start", size_t{0}));
+      traits.strip_stop = std::max(traits.strip_stop, j.value("stop", size_t{0}));
+      traits.strip_content = content.substr(0, i);
+    }
+    return std::make_unique<StripDecoder>(cp, j.value("start", size_t{0}), j.value("stop", size_t{0}),
+                                          traits.fused);
   }
   if (type == "Metaspace") {
     bool strip_first = true;

@@ -372,7 +372,8 @@ const std::string& HfTokenizer::token_text(int32_t id) const {
   return model_->id_to_token()[static_cast<size_t>(id)];
 }
 
-std::string HfTokenizer::decode_raw(const int32_t* ids, size_t n, bool skip_special) const {
+std::string HfTokenizer::decode_raw(const int32_t* ids, size_t n, bool skip_special,
+                                    bool keep_trailing) const {
   std::vector<std::string> tokens;
   tokens.reserve(n);
   for (size_t k = 0; k < n; ++k) {
@@ -383,7 +384,7 @@ std::string HfTokenizer::decode_raw(const int32_t* ids, size_t n, bool skip_spec
   }
   std::string out;
   if (decoder_) {
-    decoder_->apply(tokens);
+    decoder_->apply(tokens, keep_trailing);
     for (const auto& t : tokens) out += t;
   } else {
     for (size_t k = 0; k < tokens.size(); ++k) {

@@ -65,7 +65,8 @@ class HfTokenizer final : public Tokenizer {
   // ---- for StreamDecoder ----
   // The decoder's output for ids[0, n) before from_utf8_lossy (byte-level decoders may leave a
   // character cut in half at the end).
-  std::string decode_raw(const int32_t* ids, size_t n, bool skip_special) const;
+  std::string decode_raw(const int32_t* ids, size_t n, bool skip_special,
+                         bool keep_trailing = false) const;
   // True when decode drops this id (skip_special and a special token).
   bool skipped(int32_t id, bool skip_special) const {
     return skip_special && id >= 0 && id < vocab_size_ && special_[static_cast<size_t>(id)];

@@ -69,15 +69,18 @@ class Decoder {
   virtual ~Decoder() = default;
   // decode_chain of `tokenizers`: tokens in, tokens out. Byte-level output is left as raw bytes
   // (possibly invalid UTF-8); the caller applies from_utf8_lossy to the joined result.
-  virtual void apply(std::vector<std::string>& tokens) const = 0;
+  // keep_trailing: a Strip of the whole (fused) text leaves its trailing characters (streaming
+  // holds them back itself, since later tokens decide whether they are trailing).
+  virtual void apply(std::vector<std::string>& tokens, bool keep_trailing) const = 0;
 };
 // The facts StreamDecoder needs about a decoder pipeline.
 struct DecoderTraits {
   bool byte_fallback = false;  // ByteFallback groups <0xNN> tokens until a non-byte token
   size_t strip_start = 0;      // Strip removes up to this many leading chars of the text
-  size_t strip_stop = 0;       // ... and this many trailing ones (held back when streaming)
+  size_t strip_stop = 0;       // ... and this many trailing ones of the fused text (held back
+                               // when streaming)
   std::string strip_content;
-  bool other = false;          // a stage streaming does not reason about
+  bool fused = false;          // (while building) a Fuse or ByteLevel stage came before
 };
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where,
                                       DecoderTraits& traits);

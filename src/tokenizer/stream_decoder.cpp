@@ -60,7 +60,8 @@ std::string StreamDecoder::push(int32_t id) {
   if (hf->is_byte_fallback_token(id)) return {};  // wait for the end of the byte group
 
   const tok::DecoderTraits& traits = hf->decoder_traits();
-  const std::string raw = hf->decode_raw(ids_.data(), ids_.size(), skip_special_);
+  // keep_trailing: what a Strip of the text's end would remove is held back here instead.
+  const std::string raw = hf->decode_raw(ids_.data(), ids_.size(), skip_special_, true);
   size_t cut = raw.size() - tok::incomplete_utf8_tail(raw);
   if (traits.strip_stop > 0) {
     cut = strip_holdback(raw, cut, traits.strip_content, traits.strip_stop);
@@ -78,7 +79,7 @@ std::string StreamDecoder::push(int32_t id) {
     for (size_t i = 0; i < text.size() && chars <= traits.strip_start; ++chars) tok::next_cp(text, i);
     if (!text.empty() && chars >= std::max<size_t>(traits.strip_start, 1)) {
       ids_.assign(1, id);
-      emitted_bytes_ = hf->decode_raw(ids_.data(), 1, skip_special_).size();
+      emitted_bytes_ = hf->decode_raw(ids_.data(), 1, skip_special_, true).size();
     }
   }
   return out;
@@ -91,9 +92,14 @@ std::string StreamDecoder::flush() {
     const std::string text = tok_.decode(ids_, skip_special_);
     if (text.size() > emitted_bytes_) out = text.substr(emitted_bytes_);
   } else if (!ids_.empty()) {
-    const std::string raw = hf->decode_raw(ids_.data(), ids_.size(), skip_special_);
-    if (raw.size() > emitted_bytes_) {
-      out = tok::utf8_lossy(std::string_view(raw).substr(emitted_bytes_));
+    const tok::DecoderTraits& traits = hf->decoder_traits();
+    const std::string raw = hf->decode_raw(ids_.data(), ids_.size(), skip_special_, true);
+    // The end of the text is final now: drop what the Strip removes from it.
+    const size_t end = traits.strip_stop > 0
+                           ? strip_holdback(raw, raw.size(), traits.strip_content, traits.strip_stop)
+                           : raw.size();
+    if (end > emitted_bytes_) {
+      out = tok::utf8_lossy(std::string_view(raw).substr(emitted_bytes_, end - emitted_bytes_));
     }
   }
   reset();

@@ -122,3 +122,25 @@ TEST_CASE("stream decode holds a cut character and byte-fallback groups", "[toke
     CHECK(sd.push(h) == st.decode({h}));
   }
 }
+
+TEST_CASE("stream decode holds back what a trailing Strip may remove", "[tokenizer][stream]") {
+  const std::string dir = std::string(TPINFER_BUILD_DIR) + "/tokenizer_test_strip";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/tokenizer.json") << R"({
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, " ": 2, "<0x41>": 3}, "merges": []},
+    "decoder": {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 2}]}})";
+  std::filesystem::remove(dir + "/tokenizer_config.json");
+  const auto tok = tpinfer::Tokenizer::from_dir(dir);
+  const std::vector<std::vector<int32_t>> cases = {
+      {2, 0, 2, 2, 1, 2, 2, 2}, {0, 2}, {2, 2, 2}, {3, 2, 3, 2, 2}, {0, 2, 2, 3, 3, 2, 0}};
+  for (const auto& ids : cases) {
+    tpinfer::StreamDecoder sd(*tok, false);
+    std::string out;
+    for (int32_t id : ids) out += sd.push(id);
+    out += sd.flush();
+    INFO(nlohmann::json(ids).dump());
+    CHECK(out == tok->decode(ids));
+  }
+  CHECK(tok->decode({2, 0, 2, 2, 2}) == "a ");  // one leading and two trailing spaces go
+}

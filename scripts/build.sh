@@ -5,7 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 jobs=${JOBS:-$(nproc)}
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >"$build.configure.log" 2>&1 || {
-  cat "$build.configure.log"; exit 1; }
-grep -E "tpinfer:" "$build.configure.log" || true
+mkdir -p "$build"
+log=$build/configure.log
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
+grep -E "tpinfer:" "$log" || true
 cmake --build "$build" -j "$jobs"

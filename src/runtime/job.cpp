@@ -13,6 +13,7 @@
 #include "runtime/generate.h"
 #include "runtime/job_setup.h"
 #include "runtime/sampler.h"
+#include "runtime/tp_layout.h"
 
 namespace tpinfer {
 namespace {
@@ -31,6 +32,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
                                    << world.dp() << " data-parallel replicas, but a single "
                                    << "prompt runs on one: launch " << tp << " ranks, or give "
                                    << "--input for batch inference");
+  check_tp_layout(world);
   ModelHandle model = open_model(world, cfg);
   const bool leader = world.tp_rank() == 0;
   const bool printer = world.rank() == 0;
@@ -81,7 +83,10 @@ void run_single_prompt(World& world, const RunConfig& cfg,
     sampler = std::make_unique<Sampler>(
         model.config.vocab_size,
         SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
+    // Primed with the prompt, so the continuation decodes as it reads after the prompt (a
+    // SentencePiece decoder strips the leading space of the first token it sees).
     stream = std::make_unique<StreamDecoder>(*model.tokenizer, true);
+    for (int32_t id : prompt_ids) stream->push(id);
   }
   const bool do_stream = printer && cfg.stream;
   auto on_token = [&](int32_t id) {

@@ -34,6 +34,17 @@ for key in ["prompt_tokens", "generated_tokens", "ttft_ms", "prefill_tokens_per_
 assert m["tp"] == 4 and len(m["memory_per_rank"]) == 4 and m["backend"] == "cpu"
 print("greedy: 60 ids and the streamed text equal the golden")
 PY
+# A continuation that starts with a space (" They saw"): the stream keeps it.
+run --prompt "Tom and his dog went to the park." --temperature 0 --max-new-tokens 30 --ignore-eos \
+    >"$work/tom.out" 2>"$work/tom.err"
+/usr/bin/python3 - "$golden" "$work/tom.out" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["tom_dog"]
+out = open(sys.argv[2], encoding="utf-8").read().rstrip("\n")
+assert out.startswith("Tom and his dog went to the park. They"), out
+assert g["text"].startswith(out), (out, g["text"])
+print("tom_dog: echo + streamed continuation equal the golden text")
+PY
 grep -q "memory plan per rank" "$work/greedy.err"
 grep -q "metrics: prompt 5 tok, generated 60 tok" "$work/greedy.err"
 

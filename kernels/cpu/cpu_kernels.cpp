@@ -38,7 +38,7 @@ inline void rmsnorm_row(float* out, const float* in, const float* w, int cols, f
 
 void embed(float* out, const float* table, const int32_t* ids, int n_tokens, int rows, int cols,
            int vocab_offset) {
-#pragma omp parallel for
+#pragma omp parallel for if (n_tokens > 16)
   for (int t = 0; t < n_tokens; ++t) {
     const int r = ids[t] - vocab_offset;
     float* o = out + static_cast<int64_t>(t) * cols;
@@ -52,7 +52,7 @@ void embed(float* out, const float* table, const int32_t* ids, int n_tokens, int
 
 void embed_bf16(float* out, const uint16_t* table, const int32_t* ids, int n_tokens, int rows,
                 int cols, int vocab_offset) {
-#pragma omp parallel for
+#pragma omp parallel for if (n_tokens > 16)
   for (int t = 0; t < n_tokens; ++t) {
     const int r = ids[t] - vocab_offset;
     float* o = out + static_cast<int64_t>(t) * cols;
@@ -85,9 +85,12 @@ void add_rmsnorm(float* out, float* residual, const float* delta, const float* w
 // bandwidth-bound GEMV. Every token's sum is formed in exactly the order dot() uses (8 lanes, then
 // the tail, then the same pairwise reduction), so results do not depend on the batch size: a
 // sequence decoded in a batch gets bitwise the logits it gets alone.
+// Below this many multiply-adds a fork/join costs more than it saves (tiny models, small heads).
+constexpr int64_t kParallelMinWork = 1 << 16;
+
 template <typename W, typename Conv>
 static void matmul_rows(float* out, const float* in, const W* w, int T, int N, int K, Conv conv) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t{T} * N * K >= kParallelMinWork)
   for (int n = 0; n < N; ++n) {
     const W* wr = w + static_cast<int64_t>(n) * K;
     int t = 0;

@@ -25,6 +25,7 @@
 
 #include "comm/mailbox.h"
 #include "core/error.h"
+#include "core/timer.h"
 #include "core/log.h"
 #include "runtime/batch_io.h"
 #include "runtime/batch_scheduler.h"
@@ -35,11 +36,7 @@ namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return ms_since(t0) / 1000.0; }
 
 // --- Signals -------------------------------------------------------------------------------
 
@@ -407,7 +404,7 @@ void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
   if (cfg.metrics_json.empty()) return;
   json ranks = json::array();
   for (const std::string& r : layout) ranks.push_back(json::parse(r));
-  const json m = {{"mode", "batch"},
+  json m = {{"mode", "batch"},
                   {"requests_in_input", s.prep->n_valid},
                   {"already_done", s.prep->n_already_done},
                   {"bad_lines", s.prep->n_bad},
@@ -422,20 +419,11 @@ void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
                   {"generated_tokens_per_s", gen_tps},
                   {"total_tokens_per_s", all_tps},
                   {"per_replica", progress.per_replica()},
-                  {"dp", world.dp()},
-                  {"tp", world.tp()},
-                  {"world_size", world.size()},
-                  {"n_nodes", world.n_nodes()},
                   {"ranks", ranks},
                   {"batch_size", s.n_slots},
-                  {"max_seq", s.max_seq},
-                  {"backend", backend_kind_name(eng.backend_kind)},
-                  {"comm", comm_kind_name(eng.comm_kind)},
-                  {"model", cfg.model},
-                  {"dummy_weights", cfg.dummy_weights}};
-  std::ofstream out(cfg.metrics_json);
-  TPI_CHECK(out, cfg.metrics_json << ": cannot write the metrics file");
-  out << m.dump(2) << "\n";
+                  {"max_seq", s.max_seq}};
+  m.update(describe_run(world, cfg, eng));
+  write_metrics_json(cfg.metrics_json, m);
 }
 
 }  // namespace

@@ -4,13 +4,11 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "core/timer.h"
 
 namespace tpinfer {
 namespace {
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 constexpr int32_t kStop = -1;
 

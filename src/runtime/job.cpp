@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/timer.h"
 #include "core/log.h"
 #include "runtime/batch.h"
 #include "runtime/generate.h"
@@ -20,9 +21,6 @@ namespace {
 
 using json = nlohmann::json;
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {
@@ -161,17 +159,9 @@ void run_single_prompt(World& world, const RunConfig& cfg,
             {"decode_ms_per_token_p50", decode_p50},
             {"decode_tokens_per_s", decode_mean > 0 ? 1000.0 / decode_mean : 0.0},
             {"memory_per_rank", per_rank},
-            {"peak_memory_bytes", peak},
-            {"tp", tp},
-            {"dp", world.dp()},
-            {"world_size", world.size()},
-            {"backend", backend_kind_name(eng.backend_kind)},
-            {"comm", comm_kind_name(eng.comm_kind)},
-            {"model", cfg.model},
-            {"dummy_weights", cfg.dummy_weights}};
-  std::ofstream out(cfg.metrics_json);
-  TPI_CHECK(out, cfg.metrics_json << ": cannot write the metrics file");
-  out << m.dump(2) << "\n";
+            {"peak_memory_bytes", peak}};
+  m.update(describe_run(world, cfg, eng));
+  write_metrics_json(cfg.metrics_json, m);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/timer.h"
 #include "core/log.h"
 
 namespace tpinfer {
@@ -17,9 +18,6 @@ namespace {
 
 using json = nlohmann::json;
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 json read_json_file(const std::string& path) {
   std::ifstream in(path);
@@ -241,6 +239,28 @@ std::vector<std::string> gather_memory_report(World& world, const EngineHandle& 
             {"kv_cache_bytes", e.plan.kv_bytes},
             {"scratch_bytes", e.plan.activation_bytes}};
   return world.gather_strings(j.dump());
+}
+
+}  // namespace tpinfer
+
+namespace tpinfer {
+
+nlohmann::json describe_run(World& world, const RunConfig& cfg, const EngineHandle& e) {
+  return {{"tp", world.tp()},
+          {"dp", world.dp()},
+          {"world_size", world.size()},
+          {"n_nodes", world.n_nodes()},
+          {"backend", backend_kind_name(e.backend_kind)},
+          {"comm", comm_kind_name(e.comm_kind)},
+          {"model", cfg.model},
+          {"dummy_weights", cfg.dummy_weights}};
+}
+
+void write_metrics_json(const std::string& path, const nlohmann::json& metrics) {
+  std::ofstream out(path);
+  TPI_CHECK(out, path << ": cannot write the metrics file");
+  out << metrics.dump(2) << "\n";
+  TPI_CHECK(out.good(), path << ": writing the metrics file failed");
 }
 
 }  // namespace tpinfer

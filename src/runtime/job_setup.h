@@ -5,6 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "backend/backend.h"
@@ -53,5 +56,10 @@ std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& pr
 std::vector<std::string> gather_memory_report(World& world, const EngineHandle& e);
 
 double percentile(std::vector<double> v, double p);
+
+// The part of a metrics file every mode shares: layout, backend, model.
+nlohmann::json describe_run(World& world, const RunConfig& cfg, const EngineHandle& e);
+// Writes a metrics JSON file; throws naming the path when it cannot.
+void write_metrics_json(const std::string& path, const nlohmann::json& metrics);
 
 }  // namespace tpinfer

@@ -36,6 +36,18 @@ int to_int(int64_t v, const char* op, const char* what) {
   return static_cast<int>(v);
 }
 
+// The largest batch whose flash-decoding partials must be reserved for this cache. A batch of
+// T tokens needs partials only when it gets more than one split, i.e. when T * n_kv_heads *
+// head blocks < 2 * n_sms (attention_decode_splits), so T <= 2 * n_sms + 1 bounds every case.
+// With a head_dim the prefill kernel takes, the decode kernel sees at most max(n_slots, 16)
+// tokens; with any other head_dim it runs every batch (prefills too), so the bound is the full
+// 2 * n_sms + 1.
+int decode_batch_bound(const KvLayer& cache, int n_sms) {
+  const int all = 2 * n_sms + 1;
+  if (!gpu::attention_prefill_supports(cache.head_dim)) return all;
+  return std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), all);
+}
+
 std::string shape(const Tensor& t) {
   std::string s("[");
   s += std::to_string(t.rows);
@@ -142,7 +154,7 @@ std::string CudaBackend::attention_kernel_for(int n_tokens, const KvLayer& cache
 size_t CudaBackend::workspace_bytes(const KvLayer& cache, int n_heads) const {
   // The same sizing reserve_decode_workspace() applies, without allocating.
   size_t need = 0;
-  const int t_max = std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
+  const int t_max = decode_batch_bound(cache, sm_count_);
   for (int t = 1; t <= t_max; ++t) {
     const int splits =
         gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
@@ -158,7 +170,7 @@ size_t CudaBackend::workspace_bytes(const KvLayer& cache, int n_heads) const {
 void CudaBackend::reserve_decode_workspace(const KvLayer& cache, int n_heads, size_t need) {
   const WorkspaceKey key{n_heads, cache.n_kv_heads, cache.head_dim, cache.max_seq, cache.n_slots};
   if (key != workspace_key_ && !capturing_) {  // under capture only this call's need counts
-    const int t_max = std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), 2 * sm_count_ + 1);
+    const int t_max = decode_batch_bound(cache, sm_count_);
     for (int t = 1; t <= t_max; ++t) {
       const int splits =
           gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);

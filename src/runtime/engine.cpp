@@ -125,24 +125,37 @@ void Engine::load(const ModelDir& dir, int world_rank_for_messages) {
 }
 
 void Engine::load_dummy(uint64_t seed) {
-  // Normal(0, 0.02)-ish weights (like HF's initializer_range), norms at 1. Each rank draws its own
-  // slices from a seed of its own; values only need to be finite and well scaled.
+  // Normal(0, 0.02) weights (HF's initializer_range), norms at 1. Only speed and memory matter,
+  // so one random block per rank, drawn in the dtype the device keeps, is tiled by memcpy: a
+  // 7B shape fills in seconds. The block length is prime, so rows are not copies of each other.
+  constexpr size_t kBlock = 65537;
   std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(dims_.tp_rank));
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::vector<float> host;
+  std::vector<float> block_f32(kBlock);
+  for (float& v : block_f32) v = normal(rng);
+  std::vector<uint16_t> block_bf16(kBlock);
+  for (size_t i = 0; i < kBlock; ++i) block_bf16[i] = f32_to_bf16(block_f32[i]);
+
+  std::vector<char> host;
+  std::vector<float> ones;
   for (const TensorSpec& spec : sharding_table(cfg_)) {
     Tensor* slot = model_.weights.find(spec.name);
     if (slot == nullptr) continue;
-    host.resize(static_cast<size_t>(slot->numel()));
     if (slot->rows == 1) {
-      std::fill(host.begin(), host.end(), 1.0f);
-    } else {
-      // Random draws are slow for 7B shapes: draw a block and tile it with a per-row shift.
-      const size_t block = std::min<size_t>(host.size(), 1u << 16);
-      for (size_t i = 0; i < block; ++i) host[i] = normal(rng);
-      for (size_t i = block; i < host.size(); ++i) host[i] = host[(i * 7919u + i / block) % block];
+      ones.assign(static_cast<size_t>(slot->numel()), 1.0f);
+      be_.upload_weight(*slot, ones.data(), DType::f32);
+      continue;
     }
-    be_.upload_weight(*slot, host.data(), DType::f32);
+    const bool bf16 = slot->dtype == DType::bf16;
+    const DType src_dtype = bf16 ? DType::bf16 : DType::f32;
+    const char* block = bf16 ? reinterpret_cast<const char*>(block_bf16.data())
+                             : reinterpret_cast<const char*>(block_f32.data());
+    const size_t block_bytes = kBlock * dtype_size(src_dtype);
+    host.resize(static_cast<size_t>(slot->numel()) * dtype_size(src_dtype));
+    for (size_t off = 0; off < host.size(); off += block_bytes) {
+      std::memcpy(host.data() + off, block, std::min(block_bytes, host.size() - off));
+    }
+    be_.upload_weight(*slot, host.data(), src_dtype);
   }
   finish_weights();
 }

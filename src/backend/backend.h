@@ -78,6 +78,9 @@ class Backend {
   virtual bool capture_begin() { return false; }
   virtual void capture_end() {}
   virtual void replay() {}
+  // Whether a captured step is still there to replay (a backend may drop it, e.g. when a
+  // workspace it points into had to grow); the engine captures again when it is not.
+  virtual bool graph_ready() const { return false; }
 
   // out[T, H] = table[ids[t] - vocab_offset] for ids inside [vocab_offset, vocab_offset +
   // table.rows), zeros otherwise (the vocab-parallel embedding: an all-reduce completes it).

@@ -169,10 +169,11 @@ void Engine::forward_decode_graph(const BatchView& b, int n_logit_rows) {
     graph_.captured = false;
     graph_.eager_steps = 0;
   }
-  if (graph_.captured) {
+  if (graph_.captured && be_.graph_ready()) {
     be_.replay();
     return;
   }
+  graph_.captured = false;  // never captured, or the backend dropped it: capture (again) below
   if (graph_.eager_steps >= 1) {
     if (be_.capture_begin()) {
       model_.forward(kv_, act_, b, n_logit_rows);

@@ -51,6 +51,7 @@ class CudaBackend final : public Backend {
   bool capture_begin() override;
   void capture_end() override;
   void replay() override;
+  bool graph_ready() const override { return graph_exec_ != nullptr; }
 
   void embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) override;
   void rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) override;

@@ -54,7 +54,15 @@ ModelDir ModelDir::open(const std::string& path_in) {
   if (fs::path(path).filename() == "manifest.json") path = fs::path(path).parent_path().string();
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   if (path.empty()) path = ".";
-  TPI_CHECK(fs::is_directory(path), path << ": model directory not found");
+  if (!fs::is_directory(path)) {
+    std::error_code ec;
+    const fs::path cwd = fs::current_path(ec);
+    TPI_FAIL(path << ": model directory not found"
+                  << (fs::path(path).is_relative() && !ec
+                          ? " (relative paths are resolved from the working directory, " +
+                                cwd.string() + ")"
+                          : std::string()));
+  }
 
   const std::string manifest = path + "/manifest.json";
   if (!fs::exists(manifest)) {

@@ -47,6 +47,8 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
 
   int position = n_prompt;
   res.finish_reason = "length";
+  res.generated.reserve(static_cast<size_t>(opts.max_new_tokens));
+  res.decode_ms.reserve(static_cast<size_t>(opts.max_new_tokens));
   for (int i = 0; i < opts.max_new_tokens; ++i) {
     auto ts = std::chrono::steady_clock::now();
     int32_t next = kStop;

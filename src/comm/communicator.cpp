@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "comm/mpi_check.h"
 #include "comm/world.h"
 #include "core/error.h"
 
@@ -45,43 +46,33 @@ class MpiCommunicator final : public Communicator {
 
   void all_reduce_sum(void* buf, size_t count, DType dtype) override {
     if (host_ && dtype == DType::f32) {
-      check(MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_),
-            "MPI_Allreduce");
+      MPI_CHECK(
+          MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_));
       return;
     }
     // Stage: device -> host f32 -> reduce -> device.
     stage_in(buf, count, dtype);
-    check(MPI_Allreduce(MPI_IN_PLACE, staging_f32_.data(), static_cast<int>(count), MPI_FLOAT,
-                        MPI_SUM, comm_),
-          "MPI_Allreduce");
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, staging_f32_.data(), static_cast<int>(count), MPI_FLOAT,
+                            MPI_SUM, comm_));
     stage_out(buf, count, dtype);
   }
 
   void all_gather(void* recv, const void* send, size_t count, DType dtype) override {
     const size_t bytes = count * dtype_size(dtype);
     if (host_) {
-      check(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
-                          MPI_BYTE, comm_),
-            "MPI_Allgather");
+      MPI_CHECK(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv,
+                              static_cast<int>(bytes), MPI_BYTE, comm_));
       return;
     }
     staging_bytes_.resize(bytes * (size_ + 1));
     backend_.copy_to_host(staging_bytes_.data(), send, bytes);
-    check(MPI_Allgather(staging_bytes_.data(), static_cast<int>(bytes), MPI_BYTE,
-                        staging_bytes_.data() + bytes, static_cast<int>(bytes), MPI_BYTE, comm_),
-          "MPI_Allgather");
+    MPI_CHECK(MPI_Allgather(staging_bytes_.data(), static_cast<int>(bytes), MPI_BYTE,
+                            staging_bytes_.data() + bytes, static_cast<int>(bytes), MPI_BYTE,
+                            comm_));
     backend_.copy_to_device(recv, staging_bytes_.data() + bytes, bytes * size_);
   }
 
  private:
-  static void check(int rc, const char* what) {
-    if (rc != MPI_SUCCESS) {
-      char msg[MPI_MAX_ERROR_STRING];
-      int len = 0;
-      MPI_Error_string(rc, msg, &len);
-      TPI_FAIL(what << " failed: " << msg);
-    }
-  }
   void stage_in(const void* buf, size_t count, DType dtype) {
     staging_f32_.resize(count);
     staging_bytes_.resize(count * dtype_size(dtype));
@@ -90,10 +81,17 @@ class MpiCommunicator final : public Communicator {
     const auto* u16 = reinterpret_cast<const uint16_t*>(staging_bytes_.data());
     for (size_t i = 0; i < count; ++i) {
       switch (dtype) {
-        case DType::f32: std::memcpy(&staging_f32_[i], staging_bytes_.data() + 4 * i, 4); break;
-        case DType::bf16: staging_f32_[i] = bf16_to_f32(u16[i]); break;
-        case DType::f16: staging_f32_[i] = f16_to_f32(u16[i]); break;
-        case DType::i32: TPI_FAIL("all_reduce_sum: i32 is not supported");
+        case DType::f32:
+          std::memcpy(&staging_f32_[i], staging_bytes_.data() + 4 * i, 4);
+          break;
+        case DType::bf16:
+          staging_f32_[i] = bf16_to_f32(u16[i]);
+          break;
+        case DType::f16:
+          staging_f32_[i] = f16_to_f32(u16[i]);
+          break;
+        case DType::i32:
+          TPI_FAIL("all_reduce_sum: i32 is not supported");
       }
     }
   }
@@ -101,10 +99,17 @@ class MpiCommunicator final : public Communicator {
     auto* u16 = reinterpret_cast<uint16_t*>(staging_bytes_.data());
     for (size_t i = 0; i < count; ++i) {
       switch (dtype) {
-        case DType::f32: std::memcpy(staging_bytes_.data() + 4 * i, &staging_f32_[i], 4); break;
-        case DType::bf16: u16[i] = f32_to_bf16(staging_f32_[i]); break;
-        case DType::f16: u16[i] = f32_to_f16(staging_f32_[i]); break;
-        case DType::i32: break;
+        case DType::f32:
+          std::memcpy(staging_bytes_.data() + 4 * i, &staging_f32_[i], 4);
+          break;
+        case DType::bf16:
+          u16[i] = f32_to_bf16(staging_f32_[i]);
+          break;
+        case DType::f16:
+          u16[i] = f32_to_f16(staging_f32_[i]);
+          break;
+        case DType::i32:
+          break;
       }
     }
     backend_.copy_to_device(buf, staging_bytes_.data(), count * dtype_size(dtype));
@@ -122,9 +127,12 @@ class MpiCommunicator final : public Communicator {
 
 const char* comm_kind_name(CommKind k) {
   switch (k) {
-    case CommKind::null: return "null";
-    case CommKind::mpi: return "mpi";
-    case CommKind::nccl: return "nccl";
+    case CommKind::null:
+      return "null";
+    case CommKind::mpi:
+      return "mpi";
+    case CommKind::nccl:
+      return "nccl";
   }
   return "?";
 }
@@ -134,16 +142,18 @@ std::unique_ptr<Communicator> make_communicator(CommKind kind, World& world, Bac
     case CommKind::null:
       TPI_CHECK(world.tp() == 1, "the null communicator needs tp=1, found tp=" << world.tp());
       return std::make_unique<NullCommunicator>();
-    case CommKind::mpi: return std::make_unique<MpiCommunicator>(world, backend);
+    case CommKind::mpi:
+      return std::make_unique<MpiCommunicator>(world, backend);
     case CommKind::nccl:
 #if TPINFER_HAVE_CUDA
-      TPI_CHECK(backend.kind() == BackendKind::cuda,
-                "comm 'nccl' needs the cuda backend (found " << backend_kind_name(backend.kind())
-                                                             << "); use comm: mpi");
+      TPI_CHECK(backend.kind() == BackendKind::cuda, "comm 'nccl' needs the cuda backend (found "
+                                                         << backend_kind_name(backend.kind())
+                                                         << "); use comm: mpi");
       return make_nccl_communicator(world, backend);
 #else
-      TPI_FAIL("comm 'nccl' was requested but this tpinfer was built without CUDA/NCCL; use "
-               "comm: mpi");
+      TPI_FAIL(
+          "comm 'nccl' was requested but this tpinfer was built without CUDA/NCCL; use "
+          "comm: mpi");
 #endif
   }
   TPI_FAIL("unknown communicator kind");

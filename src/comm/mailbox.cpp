@@ -6,20 +6,8 @@
 #include <climits>
 #include <thread>
 
+#include "comm/mpi_check.h"
 #include "core/error.h"
-
-#define MAILBOX_MPI_CHECK(call)                                                         \
-  do {                                                                                  \
-    const int mpi_rc_ = (call);                                                         \
-    if (mpi_rc_ != MPI_SUCCESS) {                                                       \
-      char mpi_msg_[MPI_MAX_ERROR_STRING];                                              \
-      int mpi_len_ = 0;                                                                 \
-      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                   \
-      TPI_FAIL("MPI call failed: " #call " at " __FILE__ ":" << __LINE__ << " on rank " \
-                                                             << world_.rank() << ": "   \
-                                                             << mpi_msg_);              \
-    }                                                                                   \
-  } while (0)
 
 namespace tpinfer {
 namespace {
@@ -33,8 +21,8 @@ MPI_Request* as_request(void* p) { return static_cast<MPI_Request*>(p); }
 
 Mailbox::Mailbox(World& world) : world_(world) {
   MPI_Comm parent = *static_cast<MPI_Comm*>(world.world_comm_handle());
-  MAILBOX_MPI_CHECK(MPI_Comm_dup(parent, &as_comm(comm_)));
-  MAILBOX_MPI_CHECK(MPI_Comm_set_errhandler(as_comm(comm_), MPI_ERRORS_RETURN));
+  MPI_CHECK(MPI_Comm_dup(parent, &as_comm(comm_)));
+  MPI_CHECK(MPI_Comm_set_errhandler(as_comm(comm_), MPI_ERRORS_RETURN));
 }
 
 Mailbox::~Mailbox() {
@@ -52,7 +40,7 @@ void Mailbox::send(int dest, int tag, std::string payload) {
             "mailbox: message of " << payload.size() << " bytes is too large");
   pending_.push_back(Pending{std::move(payload), new MPI_Request(MPI_REQUEST_NULL)});
   Pending& p = pending_.back();
-  MAILBOX_MPI_CHECK(MPI_Isend(p.buffer.data(), static_cast<int>(p.buffer.size()), MPI_BYTE, dest,
+  MPI_CHECK(MPI_Isend(p.buffer.data(), static_cast<int>(p.buffer.size()), MPI_BYTE, dest,
                               tag, as_comm(comm_), as_request(p.request)));
   progress();
 }
@@ -61,15 +49,15 @@ std::optional<Message> Mailbox::poll() {
   progress();
   int flag = 0;
   MPI_Status st;
-  MAILBOX_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, as_comm(comm_), &flag, &st));
+  MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, as_comm(comm_), &flag, &st));
   if (!flag) return std::nullopt;
   int count = 0;
-  MAILBOX_MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &count));
+  MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &count));
   Message m;
   m.source = st.MPI_SOURCE;
   m.tag = st.MPI_TAG;
   m.payload.resize(static_cast<size_t>(count));
-  MAILBOX_MPI_CHECK(MPI_Recv(m.payload.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
+  MPI_CHECK(MPI_Recv(m.payload.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
                              as_comm(comm_), MPI_STATUS_IGNORE));
   return m;
 }
@@ -84,7 +72,7 @@ Message Mailbox::wait(int sleep_us) {
 void Mailbox::progress() {
   for (auto it = pending_.begin(); it != pending_.end();) {
     int done = 0;
-    MAILBOX_MPI_CHECK(MPI_Test(as_request(it->request), &done, MPI_STATUS_IGNORE));
+    MPI_CHECK(MPI_Test(as_request(it->request), &done, MPI_STATUS_IGNORE));
     if (done) {
       delete as_request(it->request);
       it = pending_.erase(it);
@@ -96,7 +84,7 @@ void Mailbox::progress() {
 
 void Mailbox::flush() {
   for (Pending& p : pending_) {
-    MAILBOX_MPI_CHECK(MPI_Wait(as_request(p.request), MPI_STATUS_IGNORE));
+    MPI_CHECK(MPI_Wait(as_request(p.request), MPI_STATUS_IGNORE));
     delete as_request(p.request);
     p.request = nullptr;
   }
@@ -105,10 +93,10 @@ void Mailbox::flush() {
 
 void Mailbox::sleepy_barrier(int sleep_us) {
   MPI_Request req = MPI_REQUEST_NULL;
-  MAILBOX_MPI_CHECK(MPI_Ibarrier(as_comm(comm_), &req));
+  MPI_CHECK(MPI_Ibarrier(as_comm(comm_), &req));
   for (;;) {
     int done = 0;
-    MAILBOX_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
     if (done) return;
     progress();
     std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));

@@ -7,18 +7,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "comm/mpi_check.h"
 #include "core/error.h"
-
-#define MPI_CHECK(call)                                                                     \
-  do {                                                                                      \
-    const int mpi_rc_ = (call);                                                             \
-    if (mpi_rc_ != MPI_SUCCESS) {                                                           \
-      char mpi_msg_[MPI_MAX_ERROR_STRING];                                                  \
-      int mpi_len_ = 0;                                                                     \
-      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                       \
-      TPI_FAIL("MPI call failed: " #call " at " __FILE__ ":" << __LINE__ << ": " << mpi_msg_); \
-    }                                                                                       \
-  } while (0)
 
 namespace tpinfer {
 namespace {

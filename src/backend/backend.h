@@ -51,15 +51,26 @@ class Backend {
 
   virtual BackendKind kind() const = 0;
   virtual std::string describe() const = 0;  // e.g. "cpu, 2 threads" or "cuda:0 NVIDIA H100"
-  virtual DType weight_dtype() const = 0;     // the dtype weights are kept in on the device
-  virtual DType act_dtype() const = 0;        // the dtype of hidden states and KV cache
+  virtual DType weight_dtype() const = 0;    // the dtype weights are kept in on the device
+  virtual DType act_dtype() const = 0;       // the dtype of hidden states and KV cache
   virtual DeviceMemory memory() const = 0;
 
   // Memory. alloc throws tpinfer::Error naming the size when the device is out of memory.
   virtual void* alloc(size_t bytes) = 0;
   virtual void free(void* p) = 0;
+  // Host <-> backend copies: ordered after the work already enqueued, complete on return.
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  // Backend -> backend copy, enqueued in order with the ops (and so capturable in a graph).
+  virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
+  // Whether host code may read and write alloc()'d memory directly (the plain CPU backend). When
+  // false, every access goes through the ops and copies above: the CUDA backend, and the CPU
+  // backend's guarded test mode, which keeps its memory unreadable to the host outside them.
+  virtual bool host_accessible() const = 0;
+  // Whether the first call of an op at a new shape pays one-time setup (kernel modules loaded on
+  // first use, library plans, graph capture), which a warm-up step after loading moves out of
+  // the first request's time to first token.
+  virtual bool has_lazy_setup() const { return false; }
   // Converts host data of dtype `src_dtype` to weight_dtype() while uploading.
   virtual void upload_weight(Tensor dst, const void* src, DType src_dtype) = 0;
   virtual void synchronize() = 0;
@@ -81,6 +92,10 @@ class Backend {
   // Whether a captured step is still there to replay (a backend may drop it, e.g. when a
   // workspace it points into had to grow); the engine captures again when it is not.
   virtual bool graph_ready() const { return false; }
+  // Ends an open capture without keeping it (an op threw between capture_begin() and
+  // capture_end()), so the error that caused it is the one reported and the next step can run
+  // eagerly or capture again. A no-op when no capture is open.
+  virtual void capture_abort() {}
 
   // out[T, H] = table[ids[t] - vocab_offset] for ids inside [vocab_offset, vocab_offset +
   // table.rows), zeros otherwise (the vocab-parallel embedding: an all-reduce completes it).
@@ -88,8 +103,7 @@ class Backend {
   // out[r] = in[r] / rms(in[r]) * weight (weight [1, cols]).
   virtual void rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) = 0;
   // residual += delta; out = rmsnorm(residual) * weight. (The fused pre-norm of a block.)
-  virtual void add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight,
-                           float eps) = 0;
+  virtual void add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight, float eps) = 0;
   // out[T, N] = in[T, K] @ weight[N, K]^T (weights in Hugging Face [out, in] layout).
   // out may be f32 even when activations are not (logits).
   virtual void matmul(Tensor out, Tensor in, Tensor weight) = 0;
@@ -118,6 +132,10 @@ struct BackendOptions {
   // bf16 weights as bf16 (half the memory, converted inside the matmul) and everything else as
   // f32; the CUDA backend always uses bf16.
   DType stored_weight_dtype = DType::f32;
+  // CPU, tests only: keep alloc()'d memory unreadable to the host outside ops and copies, so host
+  // code that touches "device" memory faults here as it would on a GPU (host_accessible() is
+  // false). Also on when the environment has TPINFER_CPU_GUARD_MEMORY=1.
+  bool guard_memory = false;
 };
 
 // The only place that knows which backends were compiled in (src/backend/registry.cpp).

@@ -1,6 +1,8 @@
-// The null and MPI communicators, and make_communicator. The MPI one reduces host buffers in
-// place; with a device backend (CUDA ranks sharing a GPU in tests) it stages through host memory
-// and sums in fp32, so every dtype reduces the same way.
+// The null and MPI communicators, and make_communicator. The null one (tp = 1) gathers with a
+// backend copy on the backend's stream. The MPI one reduces host buffers in place; when the
+// backend's memory is not host-accessible (CUDA ranks sharing a GPU, the guarded CPU test mode)
+// it stages through host memory with backend copies and sums in fp32, so every dtype reduces the
+// same way.
 #include "comm/communicator.h"
 
 #include <mpi.h>
@@ -22,13 +24,18 @@ namespace {
 
 class NullCommunicator final : public Communicator {
  public:
+  explicit NullCommunicator(Backend& backend) : backend_(backend) {}
   std::string name() const override { return "null"; }
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  bool capturable() const override { return true; }
   void all_reduce_sum(void*, size_t, DType) override {}
   void all_gather(void* recv, const void* send, size_t count, DType dtype) override {
-    if (recv != send) std::memcpy(recv, send, count * dtype_size(dtype));
+    backend_.copy_device(recv, send, count * dtype_size(dtype));
   }
+
+ private:
+  Backend& backend_;
 };
 
 class MpiCommunicator final : public Communicator {
@@ -36,13 +43,14 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator(World& world, Backend& backend)
       : comm_(*static_cast<MPI_Comm*>(world.tp_comm_handle())),
         backend_(backend),
-        host_(backend.kind() == BackendKind::cpu) {
+        host_(backend.host_accessible()) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
   std::string name() const override { return "mpi"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  bool capturable() const override { return false; }  // stages through the host
 
   void all_reduce_sum(void* buf, size_t count, DType dtype) override {
     if (host_ && dtype == DType::f32) {
@@ -141,7 +149,7 @@ std::unique_ptr<Communicator> make_communicator(CommKind kind, World& world, Bac
   switch (kind) {
     case CommKind::null:
       TPI_CHECK(world.tp() == 1, "the null communicator needs tp=1, found tp=" << world.tp());
-      return std::make_unique<NullCommunicator>();
+      return std::make_unique<NullCommunicator>(backend);
     case CommKind::mpi:
       return std::make_unique<MpiCommunicator>(world, backend);
     case CommKind::nccl:

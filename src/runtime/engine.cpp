@@ -14,7 +14,11 @@ namespace tpinfer {
 
 Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,
                Backend& backend, Communicator& comm)
-    : cfg_(cfg), dims_(dims), shape_(shape), be_(backend), comm_(comm),
+    : cfg_(cfg),
+      dims_(dims),
+      shape_(shape),
+      be_(backend),
+      comm_(comm),
       model_(cfg_, dims_, backend, comm) {
   TPI_CHECK(shape_.max_seq > 0, "engine: max_seq must be positive");
   TPI_CHECK(shape_.max_tokens >= shape_.n_slots && shape_.max_logit_rows >= shape_.n_slots,
@@ -23,8 +27,8 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
 
   // KV cache: every layer, every slot, every position, allocated once.
   const DType act = be_.act_dtype();
-  const size_t kv_layer_bytes = static_cast<size_t>(shape_.n_slots) * shape_.max_seq *
-                                dims_.kv_dim() * dtype_size(act);
+  const size_t kv_layer_bytes =
+      static_cast<size_t>(shape_.n_slots) * shape_.max_seq * dims_.kv_dim() * dtype_size(act);
   kv_.resize(dims_.n_layers);
   for (KvLayer& L : kv_) {
     L.k = be_.alloc(kv_layer_bytes);
@@ -62,8 +66,8 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   act_.logit_rows = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, R).data);
   act_bytes_ = be_.allocated_bytes() - before;
 
-  // The MPI communicator stages through host memory, which a captured graph cannot contain.
-  graph_.enabled = comm_.name() != "mpi";
+  // A communicator that stages through host memory (MPI) cannot be captured into a graph.
+  graph_.enabled = comm_.capturable();
   host_gathered_.resize(static_cast<size_t>(dims_.tp) * R * dims_.vocab);
   host_logits_.resize(static_cast<size_t>(R) * cfg_.vocab_size);
 }
@@ -109,8 +113,8 @@ void Engine::finish_weights() {
 
 void Engine::load(const ModelDir& dir, int world_rank_for_messages) {
   load_shard(dir, dims_.tp_rank,
-             [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape,
-                 const void* data, DType dtype) {
+             [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape, const void* data,
+                 DType dtype) {
                Tensor* slot = model_.weights.find(spec.name);
                if (slot == nullptr) return;  // a layer the `layers` option leaves out
                int64_t n = 1;
@@ -160,6 +164,16 @@ void Engine::load_dummy(uint64_t seed) {
   finish_weights();
 }
 
+void Engine::warm_up() {
+  const int n = std::min({shape_.max_tokens, shape_.max_seq - 1, 16});
+  if (n < 1) return;
+  std::vector<int32_t> ids(n, 0), positions(n), slots(n, 0);
+  for (int i = 0; i < n; ++i) positions[i] = i;
+  const int32_t last = n - 1, first = 0;
+  step(ids.data(), positions.data(), slots.data(), n, &last, 1, true);
+  step(ids.data(), &n, slots.data(), 1, &first, 1, true);
+}
+
 // The first decode step of a batch size runs eagerly (it sizes workspaces, plans cuBLAS calls and
 // opens NCCL connections); the second is captured and replayed, and every later one only replays.
 // A new batch size drops the graph and starts over.
@@ -176,7 +190,12 @@ void Engine::forward_decode_graph(const BatchView& b, int n_logit_rows) {
   graph_.captured = false;  // never captured, or the backend dropped it: capture (again) below
   if (graph_.eager_steps >= 1) {
     if (be_.capture_begin()) {
-      model_.forward(kv_, act_, b, n_logit_rows);
+      try {
+        model_.forward(kv_, act_, b, n_logit_rows);
+      } catch (...) {
+        be_.capture_abort();  // the op's own error is the one reported, and the next step can run
+        throw;
+      }
       be_.capture_end();
       graph_.captured = true;
       be_.replay();
@@ -188,9 +207,8 @@ void Engine::forward_decode_graph(const BatchView& b, int n_logit_rows) {
   model_.forward(kv_, act_, b, n_logit_rows);
 }
 
-const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots,
-                          int n, const int32_t* logit_rows, int n_logit_rows,
-                          bool want_host_logits) {
+const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
+                          const int32_t* logit_rows, int n_logit_rows, bool want_host_logits) {
   TPI_CHECK(n > 0 && n <= shape_.max_tokens,
             "step: " << n << " tokens, the engine holds " << shape_.max_tokens);
   int max_pos = 0;
@@ -198,11 +216,11 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
     TPI_CHECK(positions[i] >= 0 && positions[i] < shape_.max_seq,
               "step: position " << positions[i] << " outside the KV cache (max_seq "
                                 << shape_.max_seq << ")");
-    TPI_CHECK(slots[i] >= 0 && slots[i] < shape_.n_slots, "step: slot " << slots[i]
-                                                                        << " out of range");
-    TPI_CHECK(ids[i] >= 0 && ids[i] < cfg_.vocab_size,
-              "step: token id " << ids[i] << " outside the vocabulary [0, " << cfg_.vocab_size
-                                << ")");
+    TPI_CHECK(slots[i] >= 0 && slots[i] < shape_.n_slots,
+              "step: slot " << slots[i] << " out of range");
+    TPI_CHECK(
+        ids[i] >= 0 && ids[i] < cfg_.vocab_size,
+        "step: token id " << ids[i] << " outside the vocabulary [0, " << cfg_.vocab_size << ")");
     max_pos = std::max(max_pos, positions[i]);
   }
   be_.copy_to_device(act_.ids, ids, sizeof(int32_t) * n);
@@ -235,7 +253,8 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
       const size_t begin = t * vl;
       if (begin >= V) break;
       const size_t count = std::min(vl, V - begin);
-      std::memcpy(dst + begin, host_gathered_.data() + (static_cast<size_t>(t) * n_logit_rows + r) * vl,
+      std::memcpy(dst + begin,
+                  host_gathered_.data() + (static_cast<size_t>(t) * n_logit_rows + r) * vl,
                   sizeof(float) * count);
     }
   }

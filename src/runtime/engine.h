@@ -37,6 +37,12 @@ class Engine {
   // Random weights from the config alone (for speed and memory measurements of full shapes).
   void load_dummy(uint64_t seed);
 
+  // One small prefill and one decode step in KV slot 0, so that the first request does not pay
+  // the backend's one-time setup (Backend::has_lazy_setup). Every rank of the tp group calls it.
+  // What it writes to the cache is never read: a request writes every position it attends to
+  // (its prefill, then each decoded token) before attending to it.
+  void warm_up();
+
   // Runs tokens ids[t] at positions[t] in KV slots slots[t]; returns logits (f32, unpadded
   // vocabulary, row-major [n_logit_rows, vocab_size]) of the rows logit_rows (indices into the
   // batch), on the host. want_host_logits = false skips the copy (ranks that do not sample).

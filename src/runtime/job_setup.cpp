@@ -4,20 +4,18 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
-#include "core/timer.h"
 #include "core/log.h"
+#include "core/timer.h"
 
 namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
-
 
 json read_json_file(const std::string& path) {
   std::ifstream in(path);
@@ -61,7 +59,8 @@ ModelConfig dummy_model_config(const std::string& model, DTypeChoice choice, DTy
 
 BackendKind pick_backend(BackendChoice choice) {
   switch (choice) {
-    case BackendChoice::cpu: return BackendKind::cpu;
+    case BackendChoice::cpu:
+      return BackendKind::cpu;
     case BackendChoice::cuda:
       TPI_CHECK(backend_available(BackendKind::cuda),
                 "backend: cuda was requested but this tpinfer was built without CUDA; use "
@@ -79,9 +78,12 @@ BackendKind pick_backend(BackendChoice choice) {
 CommKind pick_comm(CommChoice choice, BackendKind backend, int tp) {
   if (tp == 1) return CommKind::null;
   switch (choice) {
-    case CommChoice::mpi: return CommKind::mpi;
-    case CommChoice::nccl: return CommKind::nccl;
-    case CommChoice::auto_: return backend == BackendKind::cuda ? CommKind::nccl : CommKind::mpi;
+    case CommChoice::mpi:
+      return CommKind::mpi;
+    case CommChoice::nccl:
+      return CommKind::nccl;
+    case CommChoice::auto_:
+      return backend == BackendKind::cuda ? CommKind::nccl : CommKind::mpi;
   }
   return CommKind::mpi;
 }
@@ -161,10 +163,10 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   BackendOptions bopts;
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   bopts.n_threads = cfg.threads > 0 ? cfg.threads : std::max(1, hw / world.local_size());
-  bopts.device_ordinal = e.backend_kind == BackendKind::cuda
-                            ? pick_device_ordinal(world.local_rank(), world.local_size(),
-                                                  cfg.allow_gpu_sharing)
-                            : 0;
+  bopts.device_ordinal =
+      e.backend_kind == BackendKind::cuda
+          ? pick_device_ordinal(world.local_rank(), world.local_size(), cfg.allow_gpu_sharing)
+          : 0;
   bopts.stored_weight_dtype = model.weight_dtype;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
@@ -178,20 +180,20 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   // Ranks of a node share its host memory on the CPU backend.
   const int sharing = e.backend_kind == BackendKind::cpu ? world.local_size() : 1;
   e.plan = plan_memory(model.config, model.dims, shape, e.backend->weight_dtype(),
-                       e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes,
-                       cfg.mem_frac, sharing, backend_workspace);
+                       e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes, cfg.mem_frac,
+                       sharing, backend_workspace);
   e.comm_kind = pick_comm(cfg.comm, e.backend_kind, world.tp());
   if (printer) {
     const ModelConfig& c = model.config;
     TPI_LOG_INFO << "model " << arch_name(c.arch) << ": " << c.n_layers << " layers (running "
-                 << model.dims.n_layers << "), hidden " << c.hidden_size << ", heads "
-                 << c.n_heads << "/" << c.n_kv_heads << " kv, vocab " << c.vocab_size
+                 << model.dims.n_layers << "), hidden " << c.hidden_size << ", heads " << c.n_heads
+                 << "/" << c.n_kv_heads << " kv, vocab " << c.vocab_size
                  << (cfg.dummy_weights ? ", dummy weights" : "");
     TPI_LOG_INFO << "world " << world.size() << " rank(s) on " << world.n_nodes()
                  << " node(s): tp=" << world.tp() << " dp=" << world.dp() << ", backend "
-                 << e.backend->describe()
-                 << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "") << ", comm " << comm_kind_name(e.comm_kind)
-                 << ", max_seq " << shape.max_seq << " x " << shape.n_slots << " slot(s)";
+                 << e.backend->describe() << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "")
+                 << ", comm " << comm_kind_name(e.comm_kind) << ", max_seq " << shape.max_seq
+                 << " x " << shape.n_slots << " slot(s)";
     TPI_LOG_INFO << e.plan.report();
   }
   std::string err;
@@ -218,14 +220,24 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   }
   world.agree(err.empty(), err);
   e.load_ms = ms_since(t0);
+  double warm_ms = -1;
+  if (e.backend->has_lazy_setup()) {
+    const auto t1 = std::chrono::steady_clock::now();
+    e.engine->warm_up();
+    warm_ms = ms_since(t1);
+  }
   if (printer) {
     const double real = static_cast<double>(e.backend->allocated_bytes());
     const double planned = static_cast<double>(e.plan.total_bytes);
     char diff[32];
-    std::snprintf(diff, sizeof diff, "%+.1f%%", planned > 0 ? 100.0 * (real - planned) / planned : 0.0);
+    std::snprintf(diff, sizeof diff, "%+.1f%%",
+                  planned > 0 ? 100.0 * (real - planned) / planned : 0.0);
     TPI_LOG_INFO << "loaded in " << static_cast<int>(e.load_ms) << " ms; allocated "
                  << format_bytes(e.backend->allocated_bytes()) << " per rank, planned "
-                 << format_bytes(e.plan.total_bytes) << " (" << diff << ")";
+                 << format_bytes(e.plan.total_bytes) << " (" << diff << ")"
+                 << (warm_ms >= 0
+                         ? "; warm-up step " + std::to_string(static_cast<int>(warm_ms)) + " ms"
+                         : "");
   }
   return e;
 }

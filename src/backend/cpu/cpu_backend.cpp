@@ -10,17 +10,20 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/cpu/guarded_memory.h"
 #include "core/error.h"
 #include "cpu/cpu_kernels.h"
 
 namespace tpinfer {
 namespace {
 
-float* f32(const Tensor& t) { return static_cast<float*>(t.data); }
+float* f32(const Tensor& t) {
+  return static_cast<float*>(t.data);
+}
 
 void require_f32(const Tensor& t, const char* op, const char* what) {
-  TPI_CHECK(t.dtype == DType::f32, "cpu " << op << ": " << what << " must be f32, found "
-                                          << dtype_name(t.dtype));
+  TPI_CHECK(t.dtype == DType::f32,
+            "cpu " << op << ": " << what << " must be f32, found " << dtype_name(t.dtype));
 }
 
 class CpuBackend final : public Backend {
@@ -29,15 +32,21 @@ class CpuBackend final : public Backend {
       : weight_dtype_(opts.stored_weight_dtype == DType::bf16 ? DType::bf16 : DType::f32) {
     if (opts.n_threads > 0) omp_set_num_threads(opts.n_threads);
     n_threads_ = omp_get_max_threads();
+    const char* guard = std::getenv("TPINFER_CPU_GUARD_MEMORY");
+    if (opts.guard_memory || (guard != nullptr && std::strcmp(guard, "1") == 0)) {
+      guard_ = std::make_unique<cpu::GuardedMemory>();
+    }
   }
   ~CpuBackend() override {
-    for (auto& [p, bytes] : sizes_) std::free(p);
+    if (!guard_) {
+      for (auto& [p, bytes] : sizes_) std::free(p);
+    }
   }
 
   BackendKind kind() const override { return BackendKind::cpu; }
   std::string describe() const override {
     return "cpu (" + std::to_string(n_threads_) + " OpenMP thread" + (n_threads_ == 1 ? "" : "s") +
-           ", " + dtype_name(weight_dtype_) + " weights)";
+           ", " + dtype_name(weight_dtype_) + " weights" + (guard_ ? ", guarded memory" : "") + ")";
   }
   DType weight_dtype() const override { return weight_dtype_; }
   DType act_dtype() const override { return DType::f32; }
@@ -51,6 +60,12 @@ class CpuBackend final : public Backend {
   }
 
   void* alloc(size_t bytes) override {
+    if (guard_) {
+      void* p = guard_->alloc(bytes);
+      sizes_[p] = bytes;
+      allocated_ += bytes;
+      return p;
+    }
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
     TPI_CHECK(p != nullptr, "cpu backend: out of host memory allocating " << bytes << " bytes");
@@ -66,22 +81,32 @@ class CpuBackend final : public Backend {
       allocated_ -= it->second;
       sizes_.erase(it);
     }
-    std::free(p);
+    if (!guard_) std::free(p);
   }
   size_t allocated_bytes() const override { return allocated_; }
+  bool host_accessible() const override { return !guard_; }
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    Scope open(guard_.get());
     std::memcpy(dst, src, bytes);
   }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    Scope open(guard_.get());
     std::memcpy(dst, src, bytes);
   }
+  void copy_device(void* dst, const void* src, size_t bytes) override {
+    Scope open(guard_.get());
+    if (dst != src) std::memmove(dst, src, bytes);
+  }
   void upload_weight(Tensor dst, const void* src, DType src_dtype) override {
+    Scope open(guard_.get());
     const int64_t n = dst.numel();
     const auto* h = static_cast<const uint16_t*>(src);
     if (dst.dtype == DType::bf16) {
       auto* out = static_cast<uint16_t*>(dst.data);
       switch (src_dtype) {
-        case DType::bf16: std::memcpy(out, src, sizeof(uint16_t) * n); return;
+        case DType::bf16:
+          std::memcpy(out, src, sizeof(uint16_t) * n);
+          return;
         case DType::f32: {
           const auto* f = static_cast<const float*>(src);
           for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f[i]);
@@ -90,30 +115,35 @@ class CpuBackend final : public Backend {
         case DType::f16:
           for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f16_to_f32(h[i]));
           return;
-        case DType::i32: break;
+        case DType::i32:
+          break;
       }
       TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
     }
     require_f32(dst, "upload_weight", "destination");
     float* out = f32(dst);
     switch (src_dtype) {
-      case DType::f32: std::memcpy(out, src, sizeof(float) * n); return;
+      case DType::f32:
+        std::memcpy(out, src, sizeof(float) * n);
+        return;
       case DType::bf16:
         for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
         return;
       case DType::f16:
         for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
         return;
-      case DType::i32: break;
+      case DType::i32:
+        break;
     }
     TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
   }
   void synchronize() override {}
 
   void embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) override {
+    Scope open(guard_.get());
     require_f32(out, "embed", "out");
-    TPI_CHECK(out.cols == table.cols, "cpu embed: out has " << out.cols << " columns, table "
-                                                            << table.cols);
+    TPI_CHECK(out.cols == table.cols,
+              "cpu embed: out has " << out.cols << " columns, table " << table.cols);
     if (table.dtype == DType::bf16) {
       cpu::embed_bf16(f32(out), static_cast<const uint16_t*>(table.data), ids,
                       static_cast<int>(out.rows), static_cast<int>(table.rows),
@@ -125,11 +155,13 @@ class CpuBackend final : public Backend {
                static_cast<int>(table.cols), vocab_offset);
   }
   void rmsnorm(Tensor out, Tensor in, Tensor weight, float eps) override {
+    Scope open(guard_.get());
     check_norm("rmsnorm", out, in, weight);
     cpu::rmsnorm(f32(out), f32(in), f32(weight), static_cast<int>(in.rows),
                  static_cast<int>(in.cols), eps);
   }
   void add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight, float eps) override {
+    Scope open(guard_.get());
     check_norm("add_rmsnorm", out, residual, weight);
     TPI_CHECK(delta.rows == residual.rows && delta.cols == residual.cols,
               "cpu add_rmsnorm: delta shape differs from residual");
@@ -137,6 +169,7 @@ class CpuBackend final : public Backend {
                      static_cast<int>(residual.rows), static_cast<int>(residual.cols), eps);
   }
   void matmul(Tensor out, Tensor in, Tensor weight) override {
+    Scope open(guard_.get());
     require_f32(out, "matmul", "out");
     require_f32(in, "matmul", "in");
     TPI_CHECK(in.cols == weight.cols && out.rows == in.rows && out.cols == weight.rows,
@@ -159,6 +192,7 @@ class CpuBackend final : public Backend {
   }
   void qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
                     int head_dim, float theta, float eps) override {
+    Scope open(guard_.get());
     require_f32(q, "qk_norm_rope", "q");
     require_f32(k, "qk_norm_rope", "k");
     TPI_CHECK(head_dim > 0 && head_dim % 2 == 0 && q.cols % head_dim == 0 &&
@@ -170,6 +204,7 @@ class CpuBackend final : public Backend {
                       head_dim, theta, eps);
   }
   void kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) override {
+    Scope open(guard_.get());
     TPI_CHECK(c.dtype == DType::f32, "cpu kv_append: cache must be f32");
     TPI_CHECK(k.cols == int64_t{c.n_kv_heads} * c.head_dim && v.cols == k.cols,
               "cpu kv_append: k/v have " << k.cols << " columns, cache expects "
@@ -179,30 +214,34 @@ class CpuBackend final : public Backend {
   }
   void attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b, int n_heads,
                  int sliding_window, float scale) override {
+    Scope open(guard_.get());
     TPI_CHECK(n_heads % c.n_kv_heads == 0 && q.cols == int64_t{n_heads} * c.head_dim &&
                   out.cols == q.cols && c.head_dim <= 512,
               "cpu attention: bad shapes (n_heads " << n_heads << ", n_kv_heads " << c.n_kv_heads
                                                     << ", head_dim " << c.head_dim << ")");
-    cpu::attention(f32(out), f32(q), static_cast<const float*>(c.k),
-                   static_cast<const float*>(c.v), b.slots, b.positions, b.n_tokens, n_heads,
-                   c.n_kv_heads, c.head_dim, c.max_seq, sliding_window, scale);
+    cpu::attention(f32(out), f32(q), static_cast<const float*>(c.k), static_cast<const float*>(c.v),
+                   b.slots, b.positions, b.n_tokens, n_heads, c.n_kv_heads, c.head_dim, c.max_seq,
+                   sliding_window, scale);
   }
   void silu_mul(Tensor out, Tensor gate, Tensor up) override {
+    Scope open(guard_.get());
     TPI_CHECK(gate.numel() == up.numel() && out.numel() == gate.numel(),
               "cpu silu_mul: sizes differ");
     cpu::silu_mul(f32(out), f32(gate), f32(up), out.numel());
   }
   void gather_rows(Tensor out, Tensor in, const int32_t* rows) override {
+    Scope open(guard_.get());
     TPI_CHECK(out.cols == in.cols && out.dtype == in.dtype, "cpu gather_rows: shapes differ");
     const size_t row_bytes = static_cast<size_t>(in.cols) * dtype_size(in.dtype);
     for (int64_t i = 0; i < out.rows; ++i) {
-      TPI_CHECK(rows[i] >= 0 && rows[i] < in.rows, "cpu gather_rows: row " << rows[i]
-                                                                           << " out of range");
+      TPI_CHECK(rows[i] >= 0 && rows[i] < in.rows,
+                "cpu gather_rows: row " << rows[i] << " out of range");
       std::memcpy(static_cast<char*>(out.data) + i * row_bytes,
                   static_cast<const char*>(in.data) + rows[i] * row_bytes, row_bytes);
     }
   }
   void convert(Tensor out, Tensor in) override {
+    Scope open(guard_.get());
     TPI_CHECK(out.numel() == in.numel(), "cpu convert: sizes differ");
     TPI_CHECK(out.dtype == DType::f32 && in.dtype == DType::f32,
               "cpu convert: only f32 -> f32 on the CPU backend");
@@ -215,12 +254,15 @@ class CpuBackend final : public Backend {
     require_f32(in, op, "in");
     require_f32(w, op, "weight");
     TPI_CHECK(out.rows == in.rows && out.cols == in.cols && w.numel() == in.cols,
-              "cpu " << op << ": shapes out[" << out.rows << "," << out.cols << "] in["
-                     << in.rows << "," << in.cols << "] weight[" << w.numel() << "] differ");
+              "cpu " << op << ": shapes out[" << out.rows << "," << out.cols << "] in[" << in.rows
+                     << "," << in.cols << "] weight[" << w.numel() << "] differ");
   }
+
+  using Scope = cpu::GuardedMemory::Scope;  // every op and copy opens guarded memory
 
   DType weight_dtype_ = DType::f32;
   int n_threads_ = 1;
+  std::unique_ptr<cpu::GuardedMemory> guard_;  // the guarded test mode, else null
   size_t allocated_ = 0;
   std::unordered_map<void*, size_t> sizes_;
 };

@@ -240,6 +240,11 @@ void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+void CudaBackend::copy_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
 void CudaBackend::upload_weight(Tensor dst, const void* src, DType src_dtype) {
   require_not_capturing("upload_weight");
   TPI_CHECK(is_float_dtype(dst.dtype) && is_float_dtype(src_dtype),
@@ -301,6 +306,17 @@ void CudaBackend::capture_end() {
     cuda_fail(e, "cudaGraphInstantiate(&graph_exec_, graph, 0)", __FILE__, __LINE__);
   }
   CUDA_CHECK(cudaGraphUpload(graph_exec_, stream_));  // the first replay is not slower
+}
+
+// Ends the capture whatever state it is in (an op may have invalidated it) and drops what was
+// captured; the stream is usable again, eagerly or for a new capture.
+void CudaBackend::capture_abort() {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  const cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+  if (graph != nullptr) CUDA_WARN(cudaGraphDestroy(graph));
+  if (e != cudaSuccess) cudaGetLastError();  // the capture's own error, not a sticky one
 }
 
 void CudaBackend::replay() {

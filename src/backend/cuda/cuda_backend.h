@@ -43,6 +43,9 @@ class CudaBackend final : public Backend {
   void free(void* p) override;
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy_device(void* dst, const void* src, size_t bytes) override;
+  bool host_accessible() const override { return false; }
+  bool has_lazy_setup() const override { return true; }
   void upload_weight(Tensor dst, const void* src, DType src_dtype) override;
   void synchronize() override;
   size_t allocated_bytes() const override;
@@ -51,6 +54,7 @@ class CudaBackend final : public Backend {
   bool capture_begin() override;
   void capture_end() override;
   void replay() override;
+  void capture_abort() override;
   bool graph_ready() const override { return graph_exec_ != nullptr; }
 
   void embed(Tensor out, Tensor table, const int32_t* ids, int vocab_offset) override;
@@ -76,6 +80,9 @@ class CudaBackend final : public Backend {
   // [T, 1]; value f32 [T, 1]. Capturable.
   void argmax(Tensor index, Tensor value, Tensor logits, int vocab_offset);
   void set_matmul_path(CudaMatmulPath p) { matmul_path_ = p; }
+  // Off: capture_begin() returns false and the engine runs every step eagerly (as
+  // TPINFER_CUDA_GRAPHS=0 does); tests compare the two.
+  void set_graphs_enabled(bool on) { graphs_enabled_ = on; }
   CudaMatmulPath matmul_path() const { return matmul_path_; }
   // Which kernel attention() would use for this batch: "prefill" or "decode/<splits>".
   std::string attention_kernel_for(int n_tokens, const KvLayer& cache, int n_heads) const;

@@ -105,6 +105,7 @@ class NcclCommunicator final : public Communicator {
   std::string name() const override { return "nccl"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  bool capturable() const override { return true; }
 
   void all_reduce_sum(void* buf, size_t count, DType dtype) override {
     if (count == 0) return;

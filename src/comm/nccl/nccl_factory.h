@@ -8,7 +8,8 @@
 namespace tpinfer {
 
 // Rank 0 of the tp group calls ncclGetUniqueId, World broadcasts it over the group's MPI
-// communicator, and every rank calls ncclCommInitRank on the backend's stream.
+// communicator, and every rank calls ncclCommInitRank with the backend's device current (the
+// call takes no stream; the collectives are later enqueued on the backend's stream).
 std::unique_ptr<Communicator> make_nccl_communicator(World& world, Backend& backend);
 
 }  // namespace tpinfer

@@ -1,8 +1,8 @@
 // CUDA-graph capture of a decode step: a miniature layer (embed, add_rmsnorm, GEMV projections,
 // q/k norm + RoPE, KV append, attention, SwiGLU, f32 logits, argmax) is captured once and
 // replayed at new token ids and positions written in place; every replay must equal the same
-// step run eagerly. Also: what is refused inside a capture, and that a refused op leaves the
-// capture closable.
+// step run eagerly. Also: what is refused inside a capture, that a refused op leaves the
+// capture closable, and that capture_abort after a failed op leaves the stream usable.
 #include <cmath>
 
 #include "cuda_test_util.h"
@@ -156,6 +156,34 @@ TEST_CASE("cuda graph: host copies, allocation and sync are refused inside a cap
   be.synchronize();
   be.release_graph();
   CHECK_THROWS_WITH(be.replay(), Catch::Contains("no captured step"));
+}
+
+TEST_CASE("cuda graph: after an op throws inside a capture, capture_abort leaves the stream usable",
+          "[cuda][graph]") {
+  CudaBackend& be = cuda_backend();
+  Arena a(be);
+  const auto xs = random_bf16(2 * 64, 71);
+  Tensor x = a.act(2, 64, xs);
+  Tensor y = a.empty(be.act_dtype(), 2, 64);
+  Tensor bad_weight = a.weight(1, 63, random_bf16(63, 72));
+  REQUIRE(be.capture_begin());
+  CHECK_THROWS(be.rmsnorm(y, x, bad_weight, 1e-5f));  // refused before anything is enqueued
+  be.capture_abort();
+  CHECK_FALSE(be.capturing());
+  CHECK_FALSE(be.graph_ready());
+  be.capture_abort();  // a no-op now
+  // Eager work runs, and a new capture records and replays.
+  be.copy_device(y.data, x.data, x.bytes());
+  REQUIRE_CLOSE("eager copy_device", a.read(y), xs, 0.0, 0.0);
+  Tensor z = a.empty(be.act_dtype(), 2, 64);
+  REQUIRE(be.capture_begin());
+  be.copy_device(z.data, y.data, y.bytes());
+  be.capture_end();
+  const auto ys = random_bf16(2 * 64, 73);
+  be.copy_device(y.data, a.act(2, 64, ys).data, y.bytes());
+  be.replay();
+  REQUIRE_CLOSE("replayed copy_device", a.read(z), ys, 0.0, 0.0);
+  be.release_graph();
 }
 
 }  // namespace

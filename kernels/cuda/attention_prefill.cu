@@ -118,9 +118,16 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
     wmma::load_matrix_sync(q_frag[kk], sQ + warp * 16 * L::kLdQ + kk * 16, L::kLdQ);
   }
 
-  // Softmax state of one row, kept identical in the two lanes that own it.
+  // Softmax state of one row, kept identical in the two lanes that own it. The row's f32 rows in
+  // sS and sO are 4 banks apart (kLdS, kLdO = 4 mod 32 words), so lanes walking contiguous
+  // halves would meet 4 to a bank; instead lane `half` takes the columns of its parity, rotated
+  // by 2 for the warp's rows 8-15: the 32 lanes then touch 32 different banks at every step
+  // (bank = 4 * row + 2 * (row / 8) + half + 2 * step, mod 32).
   const int my_row = warp * 16 + (lane >> 1);
   const int half = lane & 1;
+  const int rotate = 2 * ((lane >> 1) >> 3);
+  // Column of step i in a row of n columns (n a power of two, at least 32).
+  auto lane_column = [&](int i, int n) { return (2 * i + half + rotate) & (n - 1); };
   float m_i = -INFINITY;
   float l_i = 0.0f;
 
@@ -187,16 +194,17 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
       }
       __syncwarp();
 
-      {  // online softmax of my row over columns [half * 32, half * 32 + 32)
-        float* s_row = sS + my_row * L::kLdS + half * 32;
-        bf16* p_row = sP + my_row * L::kLdP + half * 32;
+      {  // online softmax of my row; this lane takes the columns of parity `half`
+        float* s_row = sS + my_row * L::kLdS;
+        bf16* p_row = sP + my_row * L::kLdP;
         float mx = -INFINITY;
 #pragma unroll 8
-        for (int c = 0; c < 32; ++c) {
-          const int j = k0 + half * 32 + c;
+        for (int c = 0; c < kBN / 2; ++c) {
+          const int col = lane_column(c, kBN);
+          const int j = k0 + col;
           const bool ok = row_active && j >= row_lo && j <= row_pos;
-          const float s = ok ? s_row[c] * a.scale_log2 : -INFINITY;
-          s_row[c] = s;
+          const float s = ok ? s_row[col] * a.scale_log2 : -INFINITY;
+          s_row[col] = s;
           mx = fmaxf(mx, s);
         }
         mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
@@ -205,22 +213,23 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
         float sum = 0.0f;
         if (m_new == -INFINITY) {  // nothing visible yet: the row stays all zero
 #pragma unroll 8
-          for (int c = 0; c < 32; ++c) p_row[c] = __float2bfloat16(0.0f);
+          for (int c = 0; c < kBN / 2; ++c) p_row[lane_column(c, kBN)] = __float2bfloat16(0.0f);
         } else {
           alpha = exp2f(m_i - m_new);
 #pragma unroll 8
-          for (int c = 0; c < 32; ++c) {
-            const float p = exp2f(s_row[c] - m_new);
+          for (int c = 0; c < kBN / 2; ++c) {
+            const int col = lane_column(c, kBN);
+            const float p = exp2f(s_row[col] - m_new);
             sum += p;
-            p_row[c] = __float2bfloat16(p);
+            p_row[col] = __float2bfloat16(p);
           }
         }
         sum += __shfl_xor_sync(kFullMask, sum, 1);
         l_i = l_i * alpha + sum;
         m_i = m_new;
-        float* o_row = sO + my_row * L::kLdO + half * (D / 2);
+        float* o_row = sO + my_row * L::kLdO;
 #pragma unroll 8
-        for (int d = 0; d < D / 2; ++d) o_row[d] *= alpha;
+        for (int d = 0; d < D / 2; ++d) o_row[lane_column(d, D)] *= alpha;
       }
       __syncwarp();
 

@@ -45,7 +45,8 @@ void add_rmsnorm(bf16* out, bf16* residual, const bf16* delta, const bf16* weigh
 // --- rope.cu ------------------------------------------------------------------------------
 // In place on q [T, n_heads*hd] and k [T, n_kv_heads*hd]: when q_norm/k_norm [hd] are not null,
 // a per-head RMSNorm (Qwen3), then rotate-half RoPE at positions[t] with inv_freq_i =
-// 1 / theta^(2i/hd). One block per token, one warp per head. hd even and <= 256.
+// 1 / theta^(2i/hd). One warp per head (q heads, then kv heads); grid (tokens, heads / warps per
+// block, rounded up). hd even and <= 256.
 void qk_norm_rope(bf16* q, bf16* k, const bf16* q_norm, const bf16* k_norm,
                   const int32_t* positions, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
                   float theta, float eps, cudaStream_t stream);

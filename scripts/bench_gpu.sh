@@ -62,9 +62,9 @@ if [ $GEMV_BENCH -eq 1 ]; then
   "$(find_bin tpinfer-cuda-gemv-bench)" | tee "$OUT/gemv_bench.txt"
 fi
 
-# " hello" is one token in both vocabularies, so N words make an N-token prompt (Mistral adds
-# BOS; the metrics report the real count).
-prompt_of() { python3 -c "import sys; n=int(sys.argv[1]); print('hello' + ' hello' * (n - 1))" "$1"; }
+# "the" and " the" are one token each in both vocabularies (Mistral's splits "hello" in two), so
+# N words make an N-token prompt (Mistral adds BOS; the metrics report the real count).
+prompt_of() { python3 -c "import sys; n=int(sys.argv[1]); print('the' + ' the' * (n - 1))" "$1"; }
 
 run() {  # run NAME MODEL PROMPT_TOKENS NEW_TOKENS
   local name=$1 model=$2 n_prompt=$3 n_new=$4

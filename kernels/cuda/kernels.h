@@ -104,12 +104,14 @@ void attention_decode(bf16* out, float* workspace, const bf16* q, const bf16* k_
 
 // --- gemv.cu ------------------------------------------------------------------------------
 // The bandwidth-bound projection for small batches: out[t, n] = sum_k x[t, k] * w[n, k] for
-// t < n_tokens <= kGemvMaxTokens. One warp per output row, 128-bit streaming loads of w (4 in
-// flight per lane), x read through the read-only cache, fp32 accumulation. Needs k % 8 == 0 and
-// 16-byte aligned x and w. out is bf16 or f32 (out_f32).
+// t < n_tokens <= kGemvMaxTokens. One warp per output row, or gemv_split(n, k, sm_count) warps
+// sharing a row along k when n is too small to give every SM ~32 warps; 128-bit streaming loads
+// of w (4 in flight per lane), x read through the read-only cache, fp32 accumulation. Needs
+// k % 8 == 0 and 16-byte aligned x and w. out is bf16 or f32 (out_f32).
 constexpr int kGemvMaxTokens = 8;
+int gemv_split(int n, int k, int sm_count);  // 1, 2, 4 or 8
 void gemv(void* out, bool out_f32, const bf16* x, const bf16* w, int n_tokens, int n, int k,
-          cudaStream_t stream);
+          int sm_count, cudaStream_t stream);
 
 // --- logits.cu ----------------------------------------------------------------------------
 // Greedy sampling on the device: index[r] = index_offset + argmax_c logits[r, c] (lowest index

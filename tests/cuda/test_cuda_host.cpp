@@ -1,5 +1,7 @@
 // Host-side logic of the CUDA backend that needs no GPU, so it runs on every CUDA build: the
-// local-rank -> device rule of pick_cuda_device and the flash-decoding key splits.
+// local-rank -> device rule of pick_cuda_device, the flash-decoding key splits and the GEMV's
+// row split.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <vector>
 
@@ -87,4 +89,41 @@ TEST_CASE("flash-decoding uses more splits for small batches, never more than 32
 }
 
 }  // namespace
+}  // namespace tpinfer
+
+namespace tpinfer {
+
+TEST_CASE("gemv_split shares few rows among warps, never past one group of k per warp",
+          "[cuda][host]") {
+  const int h200 = 132;
+  CHECK(gpu::gemv_split(1024, 2560, h200) == 8);    // Qwen3-4B k/v_proj
+  CHECK(gpu::gemv_split(2560, 4096, h200) == 2);    // o_proj
+  CHECK(gpu::gemv_split(9728, 2560, h200) == 1);    // gate/up
+  CHECK(gpu::gemv_split(151936, 2560, h200) == 1);  // lm_head
+  CHECK(gpu::gemv_split(256, 512, h200) == 2);      // the shapes test_cuda_ops checks
+  CHECK(gpu::gemv_split(301, 1032, h200) == 4);
+  CHECK(gpu::gemv_split(40, 2560, h200) == 8);
+  CHECK(gpu::gemv_split(1000, 64, h200) == 1);
+  CHECK(gpu::gemv_split(96, 136, h200) == 1);
+  // The kernel's walk (warp `part` of `split` takes chunks base + u * 32 * split, base from
+  // part * 32 + lane in steps of 4 * 32 * split) covers every 16-byte chunk of a row once.
+  for (int k8 : {8, 17, 64, 129, 320, 1216}) {
+    for (int split : {1, 2, 4, 8}) {
+      std::vector<int> seen(k8, 0);
+      for (int part = 0; part < split; ++part) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int base = part * 32 + lane; base < k8; base += 32 * split * 4) {
+            for (int u = 0; u < 4; ++u) {
+              const int i = base + u * 32 * split;
+              if (i < k8) ++seen[i];
+            }
+          }
+        }
+      }
+      CAPTURE(k8, split);
+      CHECK(std::count(seen.begin(), seen.end(), 1) == k8);
+    }
+  }
+}
+
 }  // namespace tpinfer

@@ -130,7 +130,8 @@ void CudaBackend::matmul(Tensor out, Tensor in, Tensor weight) {
   if (use_gemv) {
     CUDA_LAUNCH(gpu::gemv(out.data, out.dtype == DType::f32, static_cast<const gpu::bf16*>(in.data),
                           static_cast<const gpu::bf16*>(weight.data), static_cast<int>(in.rows),
-                          static_cast<int>(weight.rows), static_cast<int>(in.cols), stream_));
+                          static_cast<int>(weight.rows), static_cast<int>(in.cols), sm_count_,
+                          stream_));
     return;
   }
   if (in.cols == 0) {  // an empty reduction: cuBLAS would reject k = 0

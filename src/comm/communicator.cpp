@@ -145,11 +145,15 @@ const char* comm_kind_name(CommKind k) {
   return "?";
 }
 
+std::unique_ptr<Communicator> make_single_rank_communicator(Backend& backend) {
+  return std::make_unique<NullCommunicator>(backend);
+}
+
 std::unique_ptr<Communicator> make_communicator(CommKind kind, World& world, Backend& backend) {
   switch (kind) {
     case CommKind::null:
       TPI_CHECK(world.tp() == 1, "the null communicator needs tp=1, found tp=" << world.tp());
-      return std::make_unique<NullCommunicator>(backend);
+      return make_single_rank_communicator(backend);
     case CommKind::mpi:
       return std::make_unique<MpiCommunicator>(world, backend);
     case CommKind::nccl:

@@ -35,6 +35,9 @@ enum class CommKind { null, mpi, nccl };
 
 const char* comm_kind_name(CommKind k);
 
+// The communicator of a group of one (tp = 1): nothing to reduce, gathers are backend copies.
+std::unique_ptr<Communicator> make_single_rank_communicator(Backend& backend);
+
 // Builds the communicator for this rank's tensor-parallel group of `world`. NCCL needs the CUDA
 // backend (its buffers are device memory); MPI needs host-addressable buffers.
 std::unique_ptr<Communicator> make_communicator(CommKind kind, World& world, Backend& backend);

@@ -100,23 +100,6 @@ class CapturingBackend final : public Backend {
   bool capturing_ = false, closed_ = false;
 };
 
-// tp = 1 and capturable, as the null communicator is.
-class SingleRank final : public Communicator {
- public:
-  explicit SingleRank(Backend& be) : be_(be) {}
-  std::string name() const override { return "single"; }
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  bool capturable() const override { return true; }
-  void all_reduce_sum(void*, size_t, DType) override {}
-  void all_gather(void* recv, const void* send, size_t count, DType dtype) override {
-    be_.copy_device(recv, send, count * dtype_size(dtype));
-  }
-
- private:
-  Backend& be_;
-};
-
 ModelConfig tiny_config() {
   ModelConfig c;
   c.vocab_size = 64;
@@ -146,13 +129,13 @@ TEST_CASE("engine: an op failing inside a capture is the error reported; the nex
   const EngineShape shape{16, 1, 8, 1};
 
   std::unique_ptr<Backend> ref_be = make_backend(BackendKind::cpu, BackendOptions{0, 1});
-  SingleRank ref_comm(*ref_be);
-  Engine ref(cfg, dims, shape, *ref_be, ref_comm);
+  std::unique_ptr<Communicator> ref_comm = make_single_rank_communicator(*ref_be);
+  Engine ref(cfg, dims, shape, *ref_be, *ref_comm);
   ref.load_dummy(7);
 
   CapturingBackend be;
-  SingleRank comm(be);
-  Engine e(cfg, dims, shape, be, comm);
+  std::unique_ptr<Communicator> comm = make_single_rank_communicator(be);
+  Engine e(cfg, dims, shape, be, *comm);
   e.load_dummy(7);
 
   CHECK(decode(e, 0) == decode(ref, 0));  // eager: the first step of a batch size
@@ -174,8 +157,9 @@ TEST_CASE("engine: warm_up changes no later result", "[engine]") {
   const EngineShape shape{16, 1, 8, 1};
   std::unique_ptr<Backend> be_a = make_backend(BackendKind::cpu, BackendOptions{0, 1});
   std::unique_ptr<Backend> be_b = make_backend(BackendKind::cpu, BackendOptions{0, 1});
-  SingleRank comm_a(*be_a), comm_b(*be_b);
-  Engine a(cfg, dims, shape, *be_a, comm_a), b(cfg, dims, shape, *be_b, comm_b);
+  std::unique_ptr<Communicator> comm_a = make_single_rank_communicator(*be_a);
+  std::unique_ptr<Communicator> comm_b = make_single_rank_communicator(*be_b);
+  Engine a(cfg, dims, shape, *be_a, *comm_a), b(cfg, dims, shape, *be_b, *comm_b);
   a.load_dummy(3);
   b.load_dummy(3);
   a.warm_up();

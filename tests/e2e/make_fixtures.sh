@@ -14,11 +14,11 @@ rm -rf "$work/stories-truncated-rank2"
 cp -r "$src" "$work/stories-truncated-rank2"
 truncate -s 2000 "$work/stories-truncated-rank2/rank2-of-4.h5"
 
-# Rank 1's shard holds a tensor of the wrong shape (manifest sizes kept consistent).
+# Rank 1's shard holds a tensor of the wrong shape (manifest sizes and sha256 kept consistent).
 rm -rf "$work/stories-swapped-rank1"
 cp -r "$src" "$work/stories-swapped-rank1"
 /usr/bin/python3 - "$work/stories-swapped-rank1" <<'PY'
-import json, os, sys
+import hashlib, json, os, sys
 import h5py, numpy as np
 d = sys.argv[1]
 path = os.path.join(d, "rank1-of-4.h5")
@@ -34,6 +34,7 @@ m = json.load(open(os.path.join(d, "manifest.json")))
 for entry in m["files"]:
     p = os.path.join(d, entry.get("path", entry.get("name", "")))
     entry["bytes"] = os.path.getsize(p)
+    entry["sha256"] = hashlib.sha256(open(p, "rb").read()).hexdigest()
 json.dump(m, open(os.path.join(d, "manifest.json"), "w"), indent=1)
 PY
 

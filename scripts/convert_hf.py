@@ -80,8 +80,11 @@ def _get_int(j, key, source):
 
 def _get_positive(j, key, source):
     v = _get_int(j, key, source)
-    if v <= 0 or v > 2**31 - 1:
-        raise ConvertError("%s: key '%s' must be a positive integer, found %d" % (source, key, v))
+    # Every size of a real model is far below 2**24; the cap keeps products of two sizes (and
+    # the C++ twin's vocab_size + tp - 1) from overflowing.
+    if v <= 0 or v > 2**24:
+        raise ConvertError("%s: key '%s' must be a positive integer up to %d, found %d"
+                           % (source, key, 2**24, v))
     return v
 
 

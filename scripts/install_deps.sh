@@ -9,6 +9,7 @@ packages=(
   libhdf5-dev                               # serial HDF5: each rank reads its own shard
   libboost-program-options-dev              # command-line flags
   libyaml-cpp-dev nlohmann-json3-dev        # config and manifest
+  libssl-dev                                # sha256 of the shards (libcrypto)
   libpcre2-dev libutf8proc-dev              # tokenizer: Unicode regex and NFC
   catch2                                    # tests (Catch2 v2)
   python3 python3-numpy python3-h5py        # scripts/convert_hf.py (run with /usr/bin/python3)

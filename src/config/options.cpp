@@ -210,6 +210,8 @@ std::vector<OptionSpec> build_specs() {
                          "dtype of dummy weights; auto = the model's torch_dtype"));
   v.push_back(int_opt("layers", "LAYERS", "Model", &C::layers, 0,
                       "run only the first N layers; 0 = all", "0 (all)"));
+  v.push_back(bool_opt("verify_checksums", "Model", &C::verify_checksums,
+                       "check each shard's sha256 against manifest.json before loading it"));
 
   // Prompt
   v.push_back(string_opt("prompt", "PROMPT", "Prompt", "TEXT", &C::prompt, "the prompt text"));
@@ -254,6 +256,13 @@ std::vector<OptionSpec> build_specs() {
                       "tensor-parallel size; 0 = MPI world size", "0 (world size)"));
   v.push_back(int_opt("threads", nullptr, "Resources", &C::threads, 0,
                       "CPU threads per rank; 0 = auto", "0 (auto)"));
+  v.push_back(bool_opt("allow_long_context", "Resources", &C::allow_long_context,
+                       "run prompt + max_new_tokens beyond the model's max_position_embeddings "
+                       "(with a warning)"));
+  v.push_back(int_opt<int64_t>("max_request_bytes", nullptr, "Resources", &C::max_request_bytes, 1,
+                               "refuse a prompt (or batch input line) larger than this, before "
+                               "tokenizing it",
+                               "4194304 (4 MiB)"));
 
   // Output
   v.push_back(string_opt("metrics_json", nullptr, "Output", "PATH", &C::metrics_json,

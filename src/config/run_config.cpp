@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/options.h"
+#include "config/path_checks.h"
 #include "config/sources.h"
 #include "core/error.h"
 
@@ -201,6 +202,8 @@ std::string describe(const RunConfig& cfg) {
 
 std::string load_prompt(const RunConfig& cfg) {
   if (cfg.prompt_file.empty()) return cfg.prompt;
+  // A directory opens as a stream that reads nothing: that was an empty prompt.
+  check_readable_file("prompt_file", cfg.prompt_file, "a readable text file with the prompt");
   std::ifstream in(cfg.prompt_file, std::ios::binary);
   TPI_CHECK(in, "key 'prompt_file': cannot open '" << cfg.prompt_file
                                                    << "'; expected a readable text file");

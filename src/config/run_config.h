@@ -25,7 +25,8 @@ struct RunConfig {
   std::string tokenizer;  // directory with tokenizer.json; "" = same as model
   bool dummy_weights = false;
   DTypeChoice dtype = DTypeChoice::auto_;
-  int layers = 0;  // 0 = all
+  int layers = 0;                // 0 = all
+  bool verify_checksums = true;  // hash each shard against manifest.json's sha256 before loading
 
   // Prompt
   std::string prompt;           // [PROMPT]
@@ -48,13 +49,15 @@ struct RunConfig {
   BackendChoice backend = BackendChoice::auto_;
   CommChoice comm = CommChoice::auto_;
   bool allow_gpu_sharing = false;
-  int tp = 0;       // 0 = world size
-  int threads = 0;  // CPU threads per rank; 0 = auto
+  int tp = 0;                           // 0 = world size
+  int threads = 0;                      // CPU threads per rank; 0 = auto
+  bool allow_long_context = false;      // accept prompt + max_new_tokens > max_position_embeddings
+  int64_t max_request_bytes = 4 << 20;  // a prompt (or JSONL line) larger than this is refused
 
   // Output
   std::string metrics_json;  // "" = none; written by rank 0
   bool stream = true;
-  bool echo = true;  // print the prompt before the completion (not in chat mode)
+  bool echo = true;                     // print the prompt before the completion (not in chat mode)
   LogLevel log_level = LogLevel::info;  // [TPINFER_LOG_LEVEL]
 
   // Batch inference

@@ -135,6 +135,10 @@ ModelDir ModelDir::open(const std::string& path_in) {
                                                            << shard_name(sf.rank, md.tp) << "'");
     sf.bytes = require_int(f, "bytes", where);
     sf.sha256 = require_string(f, "sha256", where);
+    TPI_CHECK(sf.sha256.size() == 64 &&
+                  sf.sha256.find_first_not_of("0123456789abcdef") == std::string::npos,
+              where << ": rank " << rank << " sha256 is '" << sf.sha256
+                    << "', expected 64 lower-case hex digits");
   }
   return md;
 }

@@ -22,7 +22,7 @@ struct ShardFile {
   int rank = 0;
   std::string name;    // "rank0-of-4.h5", relative to the model dir
   int64_t bytes = 0;   // the loader refuses a file of any other size (truncated, replaced)
-  std::string sha256;  // hex; informational for the loader, checked by tests and by hand
+  std::string sha256;  // lower-case hex; the loader refuses a file with another digest
 };
 
 struct ModelDir {

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "io/hdf5_file.h"
+#include "io/sha256.h"
 
 namespace tpinfer {
 
@@ -84,7 +85,7 @@ void check_tensor(const Hdf5File& f, const TensorSpec& spec, const ModelDir& md)
 
 }  // namespace
 
-void load_shard(const ModelDir& md, int rank, const TensorSink& sink) {
+void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256) {
   TPI_CHECK(rank >= 0 && rank < md.tp,
             md.path << ": rank " << rank << " is out of range for tp=" << md.tp);
   const std::string path = md.shard_path(rank);
@@ -97,6 +98,17 @@ void load_shard(const ModelDir& md, int rank, const TensorSink& sink) {
               path << ": file is " << size << " bytes, manifest.json records " << want
                    << (static_cast<int64_t>(size) < want ? " (truncated? " : " (replaced? ")
                    << "re-run scripts/convert_hf.py)");
+    // The right size with other bytes (a bad copy, a flipped bit) would load and generate
+    // different text: the whole file is hashed before any of it is used.
+    const std::string& expected = md.files[static_cast<size_t>(rank)].sha256;
+    if (verify_sha256) {
+      const std::string found = sha256_file(path);
+      TPI_CHECK(found == expected,
+                path << ": sha256 is " << found << ", manifest.json records " << expected
+                     << " (the file changed after conversion: a bad copy or a damaged disk?); "
+                     << "re-run scripts/convert_hf.py, or set verify_checksums: false to skip "
+                     << "this check");
+    }
   }
 
   const Hdf5File f = Hdf5File::open_read(path);

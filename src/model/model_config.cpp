@@ -48,8 +48,11 @@ int64_t get_int(const json& j, const char* key, const std::string& source) {
 
 int get_positive(const json& j, const char* key, const std::string& source) {
   const int64_t v = get_int(j, key, source);
-  TPI_CHECK(v > 0 && v <= (int64_t{1} << 31) - 1,
-            source << ": key '" << key << "' must be a positive integer, found " << v);
+  // Every size of a real model is far below 2^24; the cap keeps products of two sizes (and
+  // vocab_size + tp - 1) from overflowing an int.
+  constexpr int64_t kMax = int64_t{1} << 24;
+  TPI_CHECK(v > 0 && v <= kMax, source << ": key '" << key << "' must be a positive integer up to "
+                                       << kMax << ", found " << v);
   return static_cast<int>(v);
 }
 

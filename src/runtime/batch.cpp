@@ -19,32 +19,38 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "comm/mailbox.h"
 #include "core/error.h"
-#include "core/timer.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "runtime/batch_io.h"
 #include "runtime/batch_scheduler.h"
 #include "runtime/job_setup.h"
+#include "runtime/request_check.h"
 #include "runtime/tp_layout.h"
 
 namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
-double seconds_since(Clock::time_point t0) { return ms_since(t0) / 1000.0; }
+double seconds_since(Clock::time_point t0) {
+  return ms_since(t0) / 1000.0;
+}
 
 // --- Signals -------------------------------------------------------------------------------
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
 
-bool stop_signalled() { return g_stop_signal != 0; }
+bool stop_signalled() {
+  return g_stop_signal != 0;
+}
 
 // Catches SIGTERM (SLURM preemption, scancel, time limit) and SIGINT for the job's duration. The
 // first signal asks for an orderly stop; SA_RESETHAND makes a second one kill as usual.
@@ -88,73 +94,74 @@ struct Prepared {
   int n_valid = 0;         // parsable requests in the input
   int n_already_done = 0;  // of those, ids found in the output
   int n_bad = 0;
-  int max_needed = 0;      // max over todo of prompt + max_new_tokens
+  int max_needed = 0;                    // max over todo of prompt + max_new_tokens
+  std::unique_ptr<ResultWriter> writer;  // holds the output's lock from before the scan
 };
 
 Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const ModelConfig& mc) {
   Prepared p;
-  check_output_unlocked(cfg.output);  // not while another job is still appending to it
-  const OutputFile out = scan_output_file(cfg.output);
-  RequestDefaults defaults;
-  defaults.max_new_tokens = cfg.max_new_tokens;
-  defaults.sampling = SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed};
-  InputFile in = read_input_file(cfg.input, defaults);
-  for (const std::string& w : in.warnings) log_warn(w);
-  p.n_valid = static_cast<int>(in.requests.size());
-  std::vector<std::string> bad = std::move(in.bad_lines);
-  for (BatchRequest& r : in.requests) {
-    if (out.done_keys.count(r.key)) {
-      ++p.n_already_done;
-      continue;
+  // The lock first: a second job started at the same moment stops here, instead of scanning
+  // the same (still empty) output and then writing every id a second time.
+  p.writer = std::make_unique<ResultWriter>(cfg.output);
+  try {
+    const OutputFile out = scan_output_file(cfg.output);
+    const RequestLimits limits = request_limits(cfg, mc);
+    RequestDefaults defaults;
+    defaults.max_new_tokens = cfg.max_new_tokens;
+    defaults.sampling = SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed};
+    defaults.max_request_bytes = cfg.max_request_bytes;
+    InputFile in = read_input_file(cfg.input, defaults);
+    for (const std::string& w : in.warnings) log_warn(w);
+    p.n_valid = static_cast<int>(in.requests.size());
+    std::vector<std::string> bad = std::move(in.bad_lines);
+    for (BatchRequest& r : in.requests) {
+      if (out.done_keys.count(r.key)) {
+        ++p.n_already_done;
+        continue;
+      }
+      const std::string where = cfg.input + ":" + std::to_string(r.line) + ": ";
+      try {
+        r.prompt_ids = tokenize_prompt(tok, r.prompt, cfg.chat || !r.messages.empty(), r.messages,
+                                       cfg.system, cfg.enable_thinking);
+      } catch (const std::exception& e) {
+        bad.push_back(where + "cannot tokenize: " + e.what());
+        continue;
+      }
+      const int n_prompt = static_cast<int>(r.prompt_ids.size());
+      try {
+        const std::string warning = check_request_tokens(n_prompt, r.max_new_tokens, limits);
+        if (!warning.empty()) log_warn(where + warning);
+      } catch (const std::exception& e) {
+        bad.push_back(where + e.what());
+        continue;
+      }
+      p.max_needed = std::max(p.max_needed, n_prompt + r.max_new_tokens);
+      p.todo.push_back(std::move(r));
     }
-    try {
-      r.prompt_ids = tokenize_prompt(tok, r.prompt, cfg.chat || !r.messages.empty(), r.messages,
-                                     cfg.system, cfg.enable_thinking);
-    } catch (const std::exception& e) {
-      bad.push_back(cfg.input + ":" + std::to_string(r.line) + ": cannot tokenize: " + e.what());
-      continue;
+    p.n_bad = static_cast<int>(bad.size());
+    if (!bad.empty() && cfg.on_bad_line == OnBadLine::fail) {
+      std::string msg = std::to_string(bad.size()) + " bad input line(s), refused (on_bad_line: " +
+                        "fail); fix them or pass --on-bad-line skip to skip them:";
+      for (size_t i = 0; i < bad.size() && i < 5; ++i) msg += "\n  " + bad[i];
+      if (bad.size() > 5) msg += "\n  ... and " + std::to_string(bad.size() - 5) + " more";
+      TPI_FAIL(msg);
     }
-    const int n_prompt = static_cast<int>(r.prompt_ids.size());
-    const int needed = n_prompt + r.max_new_tokens;
-    if (n_prompt == 0) {
-      bad.push_back(cfg.input + ":" + std::to_string(r.line) +
-                    ": the prompt is empty after tokenization");
-      continue;
+    for (const std::string& b : bad) log_warn(b + " (skipped: on_bad_line=skip)");
+    // Only now, with the job going ahead, touch the output: cut a line torn by a kill.
+    if (out.torn_bytes > 0) {
+      log_warn(cfg.output + ": dropping a torn last line (" + std::to_string(out.torn_bytes) +
+               " bytes, from a killed run); its request runs again");
+      truncate_file(cfg.output, out.complete_bytes);
     }
-    if (cfg.max_seq > 0 && needed > cfg.max_seq) {
-      bad.push_back(cfg.input + ":" + std::to_string(r.line) + ": prompt (" +
-                    std::to_string(n_prompt) + " tokens) + max_new_tokens (" +
-                    std::to_string(r.max_new_tokens) + ") = " + std::to_string(needed) +
-                    " exceeds max_seq=" + std::to_string(cfg.max_seq));
-      continue;
+    if (out.n_duplicates > 0) {
+      log_warn(cfg.output + ": holds " + std::to_string(out.n_duplicates) +
+               " repeated id(s) (was it written by two jobs at once?)");
     }
-    if (mc.max_position_embeddings > 0 && needed > mc.max_position_embeddings) {
-      log_warn(cfg.input + ":" + std::to_string(r.line) + ": prompt + max_new_tokens = " +
-               std::to_string(needed) + " exceeds the model's max_position_embeddings=" +
-               std::to_string(mc.max_position_embeddings));
-    }
-    p.max_needed = std::max(p.max_needed, needed);
-    p.todo.push_back(std::move(r));
+  } catch (...) {
+    p.writer->discard_if_created_empty();  // a refused job leaves no output behind
+    throw;
   }
-  p.n_bad = static_cast<int>(bad.size());
-  if (!bad.empty() && cfg.on_bad_line == OnBadLine::fail) {
-    std::string msg = std::to_string(bad.size()) + " bad input line(s), refused (on_bad_line: " +
-                      "fail); fix them or pass --on-bad-line skip to skip them:";
-    for (size_t i = 0; i < bad.size() && i < 5; ++i) msg += "\n  " + bad[i];
-    if (bad.size() > 5) msg += "\n  ... and " + std::to_string(bad.size() - 5) + " more";
-    TPI_FAIL(msg);
-  }
-  for (const std::string& b : bad) log_warn(b + " (skipped: on_bad_line=skip)");
-  // Only now, with the job going ahead, touch the output: cut a line torn by a kill.
-  if (out.torn_bytes > 0) {
-    log_warn(cfg.output + ": dropping a torn last line (" + std::to_string(out.torn_bytes) +
-             " bytes, from a killed run); its request runs again");
-    truncate_file(cfg.output, out.complete_bytes);
-  }
-  if (out.n_duplicates > 0) {
-    log_warn(cfg.output + ": holds " + std::to_string(out.n_duplicates) +
-             " repeated id(s) (was it written by two jobs at once?)");
-  }
+  if (p.todo.empty()) p.writer->discard_if_created_empty();
   return p;
 }
 
@@ -164,8 +171,8 @@ class Progress {
  public:
   Progress(int total, double interval_s) : total_(total), interval_s_(interval_s) {
     t0_ = Clock::now();
-    next_ = t0_ + std::chrono::duration_cast<Clock::duration>(
-                      std::chrono::duration<double>(interval_s_));
+    next_ = t0_ +
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s_));
   }
   void add(int prompt_tokens, int completion_tokens, int replica) {
     ++done_;
@@ -176,8 +183,8 @@ class Progress {
   }
   void maybe_report() {
     if (interval_s_ <= 0 || Clock::now() < next_) return;
-    next_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(interval_s_));
+    next_ = Clock::now() +
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s_));
     const double el = elapsed_s();
     char line[256];
     const double eta = done_ > 0 ? el * (total_ - done_) / done_ : 0.0;
@@ -188,6 +195,8 @@ class Progress {
                   done_ > 0 ? format_duration(eta).c_str() : "?");
     log_info(line);
   }
+  void add_failed() { ++failed_; }
+  int failed() const { return failed_; }
   double elapsed_s() const { return seconds_since(t0_); }
   int done() const { return done_; }
   int64_t prompt_tokens() const { return prompt_tokens_; }
@@ -211,7 +220,7 @@ class Progress {
   int total_;
   double interval_s_;
   Clock::time_point t0_, next_;
-  int done_ = 0;
+  int done_ = 0, failed_ = 0;
   int64_t prompt_tokens_ = 0, completion_tokens_ = 0;
   std::vector<int> per_replica_;
 };
@@ -235,12 +244,18 @@ CoordinatorOutcome run_coordinator(World& world, Mailbox& mail, ReplicaScheduler
   bool stopping = false, stop_from_message = false;
   CoordinatorOutcome outcome;
 
-  auto write = [&](const std::string& line, int prompt_tokens, int completion_tokens, int replica) {
+  auto write = [&](const std::string& line, int prompt_tokens, int completion_tokens, int replica,
+                   const json& id, const std::string& error) {
     writer.write_line(line);
     progress.add(prompt_tokens, completion_tokens, replica);
+    if (!error.empty()) {
+      progress.add_failed();
+      log_warn("request " + id.dump() + " failed (an error line is in the output): " + error);
+    }
   };
   auto write_local = [&](const BatchResult& r) {
-    write(format_result_line(r), r.prompt_tokens, static_cast<int>(r.token_ids.size()), 0);
+    write(format_result_line(r), r.prompt_tokens, static_cast<int>(r.token_ids.size()), 0, r.id,
+          r.error);
   };
 
   for (;;) {
@@ -264,8 +279,8 @@ CoordinatorOutcome run_coordinator(World& world, Mailbox& mail, ReplicaScheduler
         }
         case kResult: {
           const json j = json::parse(m->payload);
-          write(m->payload, j.at("prompt_tokens").get<int>(),
-                j.at("completion_tokens").get<int>(), replica);
+          write(m->payload, j.at("prompt_tokens").get<int>(), j.at("completion_tokens").get<int>(),
+                replica, j.at("id"), j.value("error", std::string()));
           break;
         }
         case kStop:
@@ -329,8 +344,7 @@ void run_replica_leader(World& world, Mailbox& mail, ReplicaScheduler& sched) {
       } else if (m->tag == kStop) {
         stopping = true;
       } else {
-        TPI_FAIL("replica leader: unexpected message tag " << m->tag << " from rank "
-                                                            << m->source);
+        TPI_FAIL("replica leader: unexpected message tag " << m->tag << " from rank " << m->source);
       }
     }
     if (!told_stop && (stop_signalled() || sched.stop_requested())) {
@@ -398,37 +412,43 @@ void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
                 "replica | per replica: %s",
                 progress.done(), s.n_todo, cfg.output.c_str(), s.wall_s,
                 static_cast<long long>(progress.prompt_tokens()),
-                static_cast<long long>(progress.completion_tokens()), gen_tps, all_tps,
-                world.dp(), world.tp(), s.n_slots, per_replica.c_str());
+                static_cast<long long>(progress.completion_tokens()), gen_tps, all_tps, world.dp(),
+                world.tp(), s.n_slots, per_replica.c_str());
   log_info(line);
+  if (progress.failed() > 0) {
+    log_warn("batch: " + std::to_string(progress.failed()) + " of those request(s) failed; " +
+             "their lines in " + cfg.output + " have \"finish_reason\": \"error\"");
+  }
   if (cfg.metrics_json.empty()) return;
   json ranks = json::array();
   for (const std::string& r : layout) ranks.push_back(json::parse(r));
   json m = {{"mode", "batch"},
-                  {"requests_in_input", s.prep->n_valid},
-                  {"already_done", s.prep->n_already_done},
-                  {"bad_lines", s.prep->n_bad},
-                  {"to_run", s.n_todo},
-                  {"completed", progress.done()},
-                  {"interrupted", s.interrupted},
-                  {"wall_s", s.wall_s},
-                  {"launch_to_start_s", s.launch_to_start_s},
-                  {"load_ms", s.load_ms},
-                  {"prompt_tokens", progress.prompt_tokens()},
-                  {"completion_tokens", progress.completion_tokens()},
-                  {"generated_tokens_per_s", gen_tps},
-                  {"total_tokens_per_s", all_tps},
-                  {"per_replica", progress.per_replica()},
-                  {"ranks", ranks},
-                  {"batch_size", s.n_slots},
-                  {"max_seq", s.max_seq}};
+            {"requests_in_input", s.prep->n_valid},
+            {"already_done", s.prep->n_already_done},
+            {"bad_lines", s.prep->n_bad},
+            {"to_run", s.n_todo},
+            {"completed", progress.done()},
+            {"failed", progress.failed()},
+            {"interrupted", s.interrupted},
+            {"wall_s", s.wall_s},
+            {"launch_to_start_s", s.launch_to_start_s},
+            {"load_ms", s.load_ms},
+            {"prompt_tokens", progress.prompt_tokens()},
+            {"completion_tokens", progress.completion_tokens()},
+            {"generated_tokens_per_s", gen_tps},
+            {"total_tokens_per_s", all_tps},
+            {"per_replica", progress.per_replica()},
+            {"ranks", ranks},
+            {"batch_size", s.n_slots},
+            {"max_seq", s.max_seq}};
   m.update(describe_run(world, cfg, eng));
   write_metrics_json(cfg.metrics_json, m);
 }
 
 }  // namespace
 
-void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time_point launch) {
+void run_batch_job(World& world, const RunConfig& cfg,
+                   std::chrono::steady_clock::time_point launch) {
   TPI_CHECK(!cfg.input.empty() && !cfg.output.empty(),
             "batch inference needs both input and output (JSON Lines files)");
   StopSignals signals;
@@ -455,24 +475,15 @@ void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock
   if (coordinator) {
     TPI_LOG_INFO << "batch: " << prep.n_valid << " request(s) in " << cfg.input << ", "
                  << prep.n_already_done << " already in " << cfg.output << ", " << prep.n_bad
-                 << " bad line(s) skipped; " << n_todo << " to run on " << dp << " replica(s) of tp="
-                 << world.tp();
+                 << " bad line(s) skipped; " << n_todo << " to run on " << dp
+                 << " replica(s) of tp=" << world.tp();
   }
   if (n_todo == 0) {
     if (coordinator) log_info("batch: nothing to do");
     return;
   }
 
-  // The output must be writable before any engine memory is taken.
-  std::unique_ptr<ResultWriter> writer;
-  if (coordinator) {
-    try {
-      writer = std::make_unique<ResultWriter>(cfg.output);
-    } catch (const std::exception& e) {
-      err = e.what();
-    }
-  }
-  world.agree(err.empty(), err);
+  std::unique_ptr<ResultWriter> writer = std::move(prep.writer);  // opened and locked above
 
   EngineShape shape;
   const int needed = static_cast<int>(shape_info[1]);
@@ -494,8 +505,8 @@ void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock
     if (!leader) {
       follow_replica_leader(*eng.engine, world, stop_signalled);
     } else {
-      ReplicaScheduler sched(*eng.engine, world, *model.tokenizer, model.stop_ids,
-                             world.dp_rank(), stop_signalled);
+      ReplicaScheduler sched(*eng.engine, world, *model.tokenizer, model.stop_ids, world.dp_rank(),
+                             stop_signalled);
       if (coordinator) {
         progress = std::make_unique<Progress>(n_todo, cfg.progress_interval_s);
         outcome = run_coordinator(world, mail, sched, std::move(prep.todo), *writer, *progress);
@@ -511,19 +522,22 @@ void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock
   }
   const bool interrupted = world.all_reduce_max_world(outcome.stopped ? 1 : 0) != 0;
   // Where every rank ran, as MPI sees it (nodes from shared-memory domains, not host names).
-  const std::vector<std::string> layout = world.gather_strings(
-      json{{"rank", world.rank()}, {"host", world.hostname()}, {"node", world.node_index()},
-           {"local_rank", world.local_rank()}, {"dp_rank", world.dp_rank()},
-           {"tp_rank", world.tp_rank()}}
-          .dump());
+  const std::vector<std::string> layout = world.gather_strings(json{
+      {"rank", world.rank()},
+      {"host", world.hostname()},
+      {"node", world.node_index()},
+      {"local_rank", world.local_rank()},
+      {"dp_rank", world.dp_rank()},
+      {"tp_rank", world.tp_rank()}}.dump());
 
   std::string summary_err;
   if (coordinator) {
     try {
       writer->sync();
-      RunSummary sum{&prep, n_todo, shape.n_slots, shape.max_seq, interrupted,
-                     std::chrono::duration<double>(t_start - launch).count(), eng.load_ms,
-                     seconds_since(t_start)};
+      RunSummary sum{&prep,         n_todo,
+                     shape.n_slots, shape.max_seq,
+                     interrupted,   std::chrono::duration<double>(t_start - launch).count(),
+                     eng.load_ms,   seconds_since(t_start)};
       report_summary(cfg, world, eng, sum, *progress, layout);
     } catch (const std::exception& e) {
       summary_err = e.what();

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,20 +14,23 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "runtime/request_check.h"
 
 namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
 
-const char* const kKnownKeys[] = {"id",    "prompt", "messages", "max_new_tokens", "temperature",
-                                  "top_k", "top_p",  "seed",     "stop"};
+const char* const kKnownKeys[] = {
+    "id", "prompt", "messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"};
 
-std::string type_name(const json& v) { return v.type_name(); }
+std::string type_name(const json& v) {
+  return v.type_name();
+}
 
 int get_int(const json& v, const char* key, int64_t lo, int64_t hi) {
-  TPI_CHECK(v.is_number_integer(), "\"" << key << "\" must be an integer, found "
-                                        << type_name(v) << " " << v.dump());
+  TPI_CHECK(v.is_number_integer(),
+            "\"" << key << "\" must be an integer, found " << type_name(v) << " " << v.dump());
   const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)
                         ? hi + 1
                         : v.get<int64_t>();
@@ -36,8 +40,8 @@ int get_int(const json& v, const char* key, int64_t lo, int64_t hi) {
 }
 
 float get_number(const json& v, const char* key) {
-  TPI_CHECK(v.is_number(), "\"" << key << "\" must be a number, found " << type_name(v) << " "
-                                << v.dump());
+  TPI_CHECK(v.is_number(),
+            "\"" << key << "\" must be a number, found " << type_name(v) << " " << v.dump());
   return v.get<float>();
 }
 
@@ -46,11 +50,11 @@ std::vector<std::string> get_stop(const json& v) {
   if (v.is_string()) {
     out.push_back(v.get<std::string>());
   } else {
-    TPI_CHECK(v.is_array(), "\"stop\" must be a string or an array of strings, found "
-                                << type_name(v));
+    TPI_CHECK(v.is_array(),
+              "\"stop\" must be a string or an array of strings, found " << type_name(v));
     for (const json& s : v) {
-      TPI_CHECK(s.is_string(), "\"stop\" must hold strings, found " << type_name(s) << " "
-                                                                    << s.dump());
+      TPI_CHECK(s.is_string(),
+                "\"stop\" must hold strings, found " << type_name(s) << " " << s.dump());
       out.push_back(s.get<std::string>());
     }
   }
@@ -68,9 +72,9 @@ std::vector<ChatMessage> get_messages(const json& v) {
                   m["role"].is_string() && m["content"].is_string(),
               "messages[" << i << "] must be {\"role\": string, \"content\": string}");
     const std::string role = m["role"].get<std::string>();
-    TPI_CHECK(role == "system" || role == "user" || role == "assistant",
-              "messages[" << i << "].role must be system, user or assistant, found \"" << role
-                          << "\"");
+    TPI_CHECK(
+        role == "system" || role == "user" || role == "assistant",
+        "messages[" << i << "].role must be system, user or assistant, found \"" << role << "\"");
     out.push_back({role, m["content"].get<std::string>()});
   }
   return out;
@@ -106,8 +110,8 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
             (has_prompt ? "give either \"prompt\" or \"messages\", not both"
                         : "missing \"prompt\" (a string) or \"messages\" (a chat)"));
   if (has_prompt) {
-    TPI_CHECK(j["prompt"].is_string(), "\"prompt\" must be a string, found "
-                                           << type_name(j["prompt"]));
+    TPI_CHECK(j["prompt"].is_string(),
+              "\"prompt\" must be a string, found " << type_name(j["prompt"]));
     r.prompt = j["prompt"].get<std::string>();
   } else {
     r.messages = get_messages(j["messages"]);
@@ -115,7 +119,7 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
   r.max_new_tokens = defaults.max_new_tokens;
   r.sampling = defaults.sampling;
   if (j.contains("max_new_tokens")) {
-    r.max_new_tokens = get_int(j["max_new_tokens"], "max_new_tokens", 0, 1 << 24);
+    r.max_new_tokens = get_int(j["max_new_tokens"], "max_new_tokens", 0, kMaxNewTokensCap);
   }
   if (j.contains("temperature")) {
     r.sampling.temperature = get_number(j["temperature"], "temperature");
@@ -137,6 +141,9 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
     r.sampling.seed = s.get<uint64_t>();
   }
   if (j.contains("stop")) r.stop = get_stop(j["stop"]);
+  // What the types above do not say (a temperature of 1e39 is Inf as a float): the same checks
+  // as every other front end's.
+  check_request_params(r.max_new_tokens, r.sampling);
   for (const auto& [key, value] : j.items()) {
     (void)value;
     if (std::find(std::begin(kKnownKeys), std::end(kKnownKeys), key) == std::end(kKnownKeys)) {
@@ -157,11 +164,14 @@ InputFile read_input_file(const std::string& path, const RequestDefaults& defaul
     ++f.n_lines;
     if (is_blank(line)) continue;
     try {
+      RequestLimits limits;
+      limits.max_request_bytes = defaults.max_request_bytes;
+      check_request_bytes(line.size(), "the line", limits);
       ParsedLine p = parse_request_line(line, defaults);
       p.request.line = f.n_lines;
       const auto [it, inserted] = first_line.emplace(p.request.key, f.n_lines);
-      TPI_CHECK(inserted, "duplicate id " << p.request.key << " (first on line " << it->second
-                                          << ")");
+      TPI_CHECK(inserted,
+                "duplicate id " << p.request.key << " (first on line " << it->second << ")");
       for (const std::string& k : p.unknown_keys) {
         if (warned_keys.insert(k).second) {
           f.warnings.push_back(path + ":" + std::to_string(f.n_lines) + ": unknown key \"" + k +
@@ -179,8 +189,12 @@ InputFile read_input_file(const std::string& path, const RequestDefaults& defaul
 
 OutputFile scan_output_file(const std::string& path) {
   OutputFile f;
+  struct stat st = {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return f;  // no output yet
+  TPI_CHECK(S_ISREG(st.st_mode), path << ": the output is not a regular file (a directory?); "
+                                      << "expected a JSON Lines file to append results to");
   std::ifstream in(path, std::ios::binary);
-  if (!in) return f;  // no output yet
+  TPI_CHECK(in, path << ": cannot read the output file: " << std::strerror(errno));
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   size_t pos = 0;
   int line_no = 0;
@@ -202,10 +216,10 @@ OutputFile scan_output_file(const std::string& path) {
       TPI_FAIL(path << ":" << line_no << ": not a result line (not valid JSON); the output file "
                     << "must hold only tpinfer results: remove that line or choose another output");
     }
-    TPI_CHECK(j.is_object() && j.contains("id") && (j["id"].is_string() ||
-                                                    j["id"].is_number_integer()),
-              path << ":" << line_no << ": not a result line (no \"id\"); the output file must "
-                   << "hold only tpinfer results: remove that line or choose another output");
+    TPI_CHECK(
+        j.is_object() && j.contains("id") && (j["id"].is_string() || j["id"].is_number_integer()),
+        path << ":" << line_no << ": not a result line (no \"id\"); the output file must "
+             << "hold only tpinfer results: remove that line or choose another output");
     ++f.n_results;
     if (!f.done_keys.insert(j["id"].dump()).second) ++f.n_duplicates;
   }
@@ -231,9 +245,11 @@ void check_output_unlocked(const std::string& path) {
 }
 
 ResultWriter::ResultWriter(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  TPI_CHECK(fd_ >= 0, path << ": cannot open the output file for appending: "
-                           << std::strerror(errno));
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  created_ = fd_ >= 0;
+  if (!created_ && errno == EEXIST) fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  TPI_CHECK(fd_ >= 0,
+            path << ": cannot open the output file for appending: " << std::strerror(errno));
   // Held until the writer closes (or the process dies): a second job on the same file stops
   // here instead of writing every id a second time.
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -264,13 +280,24 @@ void ResultWriter::write_line(const std::string& line) {
   }
 }
 
-void ResultWriter::sync() { ::fdatasync(fd_); }
+void ResultWriter::sync() {
+  ::fdatasync(fd_);
+}
+
+void ResultWriter::discard_if_created_empty() {
+  struct stat st = {};
+  if (fd_ < 0 || !created_ || ::fstat(fd_, &st) != 0 || st.st_size != 0) return;
+  ::unlink(path_.c_str());  // while still locked: no other job can have written to it
+  ::close(fd_);
+  fd_ = -1;
+}
 
 std::string format_result_line(const BatchResult& r) {
   nlohmann::ordered_json j;
   j["id"] = r.id;
   j["text"] = r.text;
   j["finish_reason"] = r.finish_reason;
+  if (!r.error.empty()) j["error"] = r.error;
   j["prompt_tokens"] = r.prompt_tokens;
   j["completion_tokens"] = r.token_ids.size();
   j["token_ids"] = r.token_ids;
@@ -278,9 +305,9 @@ std::string format_result_line(const BatchResult& r) {
   const size_t n_decoded = r.token_ids.size() > 1 ? r.token_ids.size() - 1 : 0;
   j["ttft_ms"] = std::round(r.ttft_ms * 1000.0) / 1000.0;
   j["total_ms"] = std::round(r.total_ms * 1000.0) / 1000.0;
-  j["decode_tokens_per_s"] =
-      decode_ms > 0 && n_decoded > 0 ? std::round(n_decoded / (decode_ms / 1000.0) * 10.0) / 10.0
-                                     : 0.0;
+  j["decode_tokens_per_s"] = decode_ms > 0 && n_decoded > 0
+                                 ? std::round(n_decoded / (decode_ms / 1000.0) * 10.0) / 10.0
+                                 : 0.0;
   j["replica"] = r.replica;
   // Generated text may hold invalid UTF-8 (a model can emit any byte); never fail on it.
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

@@ -9,15 +9,17 @@
 // Output line: {"id": "a1", "text": "...", "finish_reason": "stop"|"length", "prompt_tokens": 5,
 //               "completion_tokens": 64, "token_ids": [...], "ttft_ms": .., "total_ms": ..,
 //               "decode_tokens_per_s": .., "replica": 0}
+//              A request that failed on its own (non-finite logits, an id with no token) has
+//              "finish_reason": "error" and "error": "..." (the text generated until then); it
+//              counts as finished, like any other line: a rerun does not repeat it.
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -25,21 +27,22 @@
 namespace tpinfer {
 
 struct BatchRequest {
-  nlohmann::json id;  // a string or an integer, echoed in the result as given
-  std::string key;    // id.dump(): what duplicates and resume compare
-  int line = 0;       // 1-based line of the input file
+  nlohmann::json id;                  // a string or an integer, echoed in the result as given
+  std::string key;                    // id.dump(): what duplicates and resume compare
+  int line = 0;                       // 1-based line of the input file
   std::string prompt;                 // either a prompt ...
   std::vector<ChatMessage> messages;  // ... or a chat (non-empty)
   int max_new_tokens = 0;
   SamplingParams sampling;
-  std::vector<std::string> stop;      // stop strings (the text ends before the match)
-  std::vector<int32_t> prompt_ids;    // filled by tokenization
+  std::vector<std::string> stop;    // stop strings (the text ends before the match)
+  std::vector<int32_t> prompt_ids;  // filled by tokenization
 };
 
 // Values of the run configuration that a request may override.
 struct RequestDefaults {
   int max_new_tokens = 256;
   SamplingParams sampling;
+  int64_t max_request_bytes = 4 << 20;  // a longer input line is a bad line, never parsed
 };
 
 struct ParsedLine {
@@ -80,7 +83,8 @@ void truncate_file(const std::string& path, size_t bytes);
 
 // Appends whole lines with one write() each, so a kill never leaves half a line behind a complete
 // one. Not buffered in user space: a line is in the kernel when write_line returns. Holds an
-// exclusive flock on the file while open; throws if another writer holds it.
+// exclusive flock on the file while open; throws if another writer holds it. A job takes it
+// BEFORE scanning the output for finished ids, so two jobs on one output never both run.
 class ResultWriter {
  public:
   explicit ResultWriter(const std::string& path);
@@ -89,16 +93,21 @@ class ResultWriter {
   ResultWriter& operator=(const ResultWriter&) = delete;
   void write_line(const std::string& line);  // `line` without its newline
   void sync();                               // fdatasync
+  // A job refused (or with nothing to do) after taking the lock leaves no empty file it made.
+  void discard_if_created_empty();
+
  private:
   std::string path_;
   int fd_ = -1;
+  bool created_ = false;  // this writer created the file
 };
 
 // A finished request as the output line shows it.
 struct BatchResult {
   nlohmann::json id;
   std::string text;
-  std::string finish_reason;  // "stop" | "length"
+  std::string finish_reason;  // "stop" | "length" | "error"
+  std::string error;          // why the request failed ("error" only): the line carries it
   int prompt_tokens = 0;
   std::vector<int32_t> token_ids;  // generated ids (a stop id is not included)
   double ttft_ms = 0.0;            // admission to the replica until the first token

@@ -26,9 +26,9 @@ constexpr int kHeader = 3;
 struct ReplicaScheduler::Slot {
   bool busy = false;
   BatchRequest req;
-  uint64_t order = 0;          // admission order: prefill goes first come, first served
-  int n_prefilled = 0;         // prompt tokens already in the KV cache
-  int32_t next_token = -1;     // the sampled token to feed at `position` (decoding slots)
+  uint64_t order = 0;       // admission order: prefill goes first come, first served
+  int n_prefilled = 0;      // prompt tokens already in the KV cache
+  int32_t next_token = -1;  // the sampled token to feed at `position` (decoding slots)
   int position = 0;
   std::vector<int32_t> generated;
   std::unique_ptr<Sampler> sampler;
@@ -43,11 +43,16 @@ struct ReplicaScheduler::Slot {
 ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer& tokenizer,
                                    std::vector<int32_t> stop_ids, int replica,
                                    std::function<bool()> stop_signal)
-    : engine_(engine), world_(world), tokenizer_(tokenizer), stop_ids_(std::move(stop_ids)),
-      replica_(replica), stop_signal_(std::move(stop_signal)) {
+    : engine_(engine),
+      world_(world),
+      tokenizer_(tokenizer),
+      stop_ids_(std::move(stop_ids)),
+      replica_(replica),
+      stop_signal_(std::move(stop_signal)) {
   const EngineShape& shape = engine.shape();
   for (int i = 0; i < shape.n_slots; ++i) slots_.push_back(std::make_unique<Slot>());
-  const size_t T = static_cast<size_t>(shape.max_tokens), R = static_cast<size_t>(shape.max_logit_rows);
+  const size_t T = static_cast<size_t>(shape.max_tokens),
+               R = static_cast<size_t>(shape.max_logit_rows);
   ids_.resize(T);
   pos_.resize(T);
   slot_of_.resize(T);
@@ -131,15 +136,33 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, std::vector<BatchResu
   s.generated.clear();
 }
 
+void ReplicaScheduler::fail(Slot& s, const std::string& error, std::vector<BatchResult>& out) {
+  s.decoder->reset();  // what it holds may be the undecodable id itself
+  s.req.stop.clear();
+  const size_t n = s.generated.size();
+  finish(s, "error", out);
+  out.back().error = "token " + std::to_string(n + 1) + ": " + error;
+}
+
 bool ReplicaScheduler::accept_token(Slot& s, const float* logits, std::vector<BatchResult>& out) {
-  const int32_t tok = s.sampler->sample(logits);
-  if (s.generated.empty()) s.first_token = Clock::now();
-  if (std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
-    finish(s, "stop", out);
+  // A failure here belongs to this request alone (non-finite logits, an id the tokenizer cannot
+  // decode): it ends with an error line and the other slots go on. The followers need not know:
+  // the slot simply takes no more tokens, as after a stop.
+  int32_t tok = -1;
+  std::string piece;
+  try {
+    tok = s.sampler->sample(logits);
+    if (s.generated.empty()) s.first_token = Clock::now();
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
+      finish(s, "stop", out);
+      return true;
+    }
+    piece = s.decoder->push(tok);
+  } catch (const std::exception& e) {
+    fail(s, e.what(), out);
     return true;
   }
   s.generated.push_back(tok);
-  const std::string piece = s.decoder->push(tok);
   if (!piece.empty()) {
     const size_t from = s.text.size();
     s.text += piece;

@@ -48,6 +48,8 @@ class ReplicaScheduler {
  private:
   struct Slot;
   void finish(Slot& s, const char* reason, std::vector<BatchResult>& out);
+  // Ends s with finish_reason "error" and the message (the request alone fails).
+  void fail(Slot& s, const std::string& error, std::vector<BatchResult>& out);
   // Samples the token for slot s from its logits row; returns true when s finished.
   bool accept_token(Slot& s, const float* logits, std::vector<BatchResult>& out);
 

@@ -111,20 +111,21 @@ void Engine::finish_weights() {
   be_.synchronize();
 }
 
-void Engine::load(const ModelDir& dir, int world_rank_for_messages) {
-  load_shard(dir, dims_.tp_rank,
-             [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape, const void* data,
-                 DType dtype) {
-               Tensor* slot = model_.weights.find(spec.name);
-               if (slot == nullptr) return;  // a layer the `layers` option leaves out
-               int64_t n = 1;
-               for (int64_t s : local_shape) n *= s;
-               TPI_CHECK(n == slot->numel(), dir.shard_path(dims_.tp_rank)
-                                                 << ": tensor " << spec.name << " has " << n
-                                                 << " elements, the engine expects "
-                                                 << slot->numel());
-               be_.upload_weight(*slot, data, dtype);
-             });
+void Engine::load(const ModelDir& dir, int world_rank_for_messages, bool verify_sha256) {
+  load_shard(
+      dir, dims_.tp_rank,
+      [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape, const void* data,
+          DType dtype) {
+        Tensor* slot = model_.weights.find(spec.name);
+        if (slot == nullptr) return;  // a layer the `layers` option leaves out
+        int64_t n = 1;
+        for (int64_t s : local_shape) n *= s;
+        TPI_CHECK(n == slot->numel(), dir.shard_path(dims_.tp_rank)
+                                          << ": tensor " << spec.name << " has " << n
+                                          << " elements, the engine expects " << slot->numel());
+        be_.upload_weight(*slot, data, dtype);
+      },
+      verify_sha256);
   finish_weights();
 }
 

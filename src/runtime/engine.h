@@ -33,7 +33,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Reads this rank's shard (only its own file) into device memory.
-  void load(const ModelDir& dir, int world_rank_for_messages);
+  void load(const ModelDir& dir, int world_rank_for_messages, bool verify_sha256 = true);
   // Random weights from the config alone (for speed and memory measurements of full shapes).
   void load_dummy(uint64_t seed);
 

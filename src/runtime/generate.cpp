@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 
 #include "core/error.h"
 #include "core/timer.h"
@@ -9,8 +10,8 @@
 namespace tpinfer {
 namespace {
 
-
 constexpr int32_t kStop = -1;
+constexpr int32_t kFail = -2;  // the leader could not choose a token; its message follows
 
 }  // namespace
 
@@ -23,16 +24,18 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   world.broadcast_tp(&n_prompt, sizeof n_prompt);
   res.prompt_ids = leader ? prompt_ids : std::vector<int32_t>(n_prompt);
   if (n_prompt > 0) world.broadcast_tp(res.prompt_ids.data(), sizeof(int32_t) * n_prompt);
-  TPI_CHECK(n_prompt > 0, "the prompt is empty after tokenization (this tokenizer adds no BOS): "
-                          "give a prompt");
+  TPI_CHECK(n_prompt > 0,
+            "the prompt is empty after tokenization (this tokenizer adds no BOS): "
+            "give a prompt");
   const int max_seq = engine.shape().max_seq;
   TPI_CHECK(n_prompt + opts.max_new_tokens <= max_seq,
             "prompt (" << n_prompt << " tokens) + max_new_tokens (" << opts.max_new_tokens
-                       << ") = " << n_prompt + opts.max_new_tokens << " exceeds max_seq="
-                       << max_seq << "; raise max_seq or lower max_new_tokens");
+                       << ") = " << n_prompt + opts.max_new_tokens << " exceeds max_seq=" << max_seq
+                       << "; raise max_seq or lower max_new_tokens");
 
   const int chunk = engine.shape().max_tokens;
-  std::vector<int32_t> pos(static_cast<size_t>(chunk)), slots(static_cast<size_t>(chunk), opts.slot);
+  std::vector<int32_t> pos(static_cast<size_t>(chunk)),
+      slots(static_cast<size_t>(chunk), opts.slot);
   auto t0 = std::chrono::steady_clock::now();
   const float* logits = nullptr;
   for (int start = 0; start < n_prompt; start += chunk) {
@@ -52,20 +55,34 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   for (int i = 0; i < opts.max_new_tokens; ++i) {
     auto ts = std::chrono::steady_clock::now();
     int32_t next = kStop;
+    std::string error;
     if (leader) {
-      const int32_t tok = sampler->sample(logits);
-      const bool stop = std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) !=
-                        opts.stop_ids.end();
-      next = stop ? kStop : tok;
+      try {
+        const int32_t tok = sampler->sample(logits);
+        const bool stop =
+            std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end();
+        next = stop ? kStop : tok;
+        if (!stop && on_token) on_token(tok);  // decoding may fail too (an id with no token)
+      } catch (const std::exception& e) {
+        next = kFail;
+        error = e.what();
+      }
     }
     world.broadcast_tp(&next, sizeof next);
     if (i == 0) res.ttft_ms = ms_since(t0);
+    if (next == kFail) {  // every rank of the group learns why and ends the request alike
+      char msg[1024] = {};
+      if (leader) error.copy(msg, sizeof msg - 1);
+      world.broadcast_tp(msg, sizeof msg);
+      res.finish_reason = "error";
+      res.error = "token " + std::to_string(i + 1) + ": " + msg;
+      break;
+    }
     if (next == kStop) {
       res.finish_reason = "stop";
       break;
     }
     res.generated.push_back(next);
-    if (leader && on_token) on_token(next);
     if (i + 1 == opts.max_new_tokens) break;  // no forward needed for a token nobody samples
     const int32_t row = 0;
     logits = engine.step(&next, &position, &opts.slot, 1, &row, 1, leader);

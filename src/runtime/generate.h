@@ -24,14 +24,18 @@ struct GenerateOptions {
 struct GenerationResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> generated;
-  std::string finish_reason;  // "stop" | "length"
-  double prefill_ms = 0.0;    // prompt forward(s) until the first logits
-  double ttft_ms = 0.0;       // prompt forward(s) + first sample
+  std::string finish_reason;      // "stop" | "length" | "error"
+  std::string error;              // why the request failed (finish_reason "error"), on every rank
+  double prefill_ms = 0.0;        // prompt forward(s) until the first logits
+  double ttft_ms = 0.0;           // prompt forward(s) + first sample
   std::vector<double> decode_ms;  // per generated token after the first
 };
 
 // Leader: prompt_ids is the prompt and sampler/on_token are used; followers pass empty/null.
 // on_token(id) is called on the leader for each generated token, in order, as soon as it is known.
+// A failure that belongs to the request (non-finite logits, an id the tokenizer cannot decode in
+// on_token) ends it on every rank of the group with finish_reason "error" and res.error set;
+// a failure of the engine or a collective still throws.
 GenerationResult generate(Engine& engine, World& world, bool leader,
                           const std::vector<int32_t>& prompt_ids, const GenerateOptions& opts,
                           Sampler* sampler, const std::function<void(int32_t)>& on_token);

@@ -2,17 +2,19 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
-#include <nlohmann/json.hpp>
-
+#include "config/path_checks.h"
 #include "core/error.h"
-#include "core/timer.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/job_setup.h"
+#include "runtime/request_check.h"
 #include "runtime/sampler.h"
 #include "runtime/tp_layout.h"
 
@@ -21,25 +23,36 @@ namespace {
 
 using json = nlohmann::json;
 
-
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {
   world.set_tp(cfg.tp);
   const int tp = world.tp();
-  TPI_CHECK(world.dp() == 1, "tp=" << tp << " on " << world.size() << " ranks makes "
-                                   << world.dp() << " data-parallel replicas, but a single "
+  TPI_CHECK(world.dp() == 1, "tp=" << tp << " on " << world.size() << " ranks makes " << world.dp()
+                                   << " data-parallel replicas, but a single "
                                    << "prompt runs on one: launch " << tp << " ranks, or give "
                                    << "--input for batch inference");
   check_tp_layout(world);
+  // The same checks as a batch line's (runtime/request_check.h); the values are the same on
+  // every rank, so is the error.
+  check_request_params(cfg.max_new_tokens,
+                       SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
   ModelHandle model = open_model(world, cfg);
+  const RequestLimits limits = request_limits(cfg, model.config);
   const bool leader = world.tp_rank() == 0;
   const bool printer = world.rank() == 0;
 
-  // The leader tokenizes; everyone agrees it worked and learns the length.
+  // The leader bounds the prompt's size, then tokenizes; everyone agrees it worked and learns
+  // the length.
   std::vector<int32_t> prompt_ids;
   std::string err;
   if (leader) {
     try {
+      if (cfg.prompt_file.empty()) {
+        check_request_bytes(cfg.prompt.size(), "key 'prompt': the prompt", limits);
+      } else {
+        check_request_bytes(std::filesystem::file_size(cfg.prompt_file),
+                            "key 'prompt_file': '" + cfg.prompt_file + "'", limits);
+      }
       prompt_ids = tokenize_prompt(*model.tokenizer, load_prompt(cfg), cfg.chat, {}, cfg.system,
                                    cfg.enable_thinking);
     } catch (const std::exception& e) {
@@ -49,26 +62,14 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   world.agree(err.empty(), err);
   int32_t n_prompt = static_cast<int32_t>(prompt_ids.size());
   world.broadcast_tp(&n_prompt, sizeof n_prompt);
-  TPI_CHECK(n_prompt > 0, "the prompt is empty after tokenization (this tokenizer adds no BOS): "
-                          "give a prompt");
+  const std::string warning = check_request_tokens(n_prompt, cfg.max_new_tokens, limits);
+  if (!warning.empty() && printer) log_warn(warning);
 
-  // One slot, sized for this prompt unless max_seq is given.
+  // One slot, sized for this prompt unless max_seq is given (check_request_tokens bounds both
+  // terms, so the sum fits an int).
   EngineShape shape;
   const int needed = n_prompt + cfg.max_new_tokens;
-  if (cfg.max_seq > 0) {
-    shape.max_seq = cfg.max_seq;
-    TPI_CHECK(needed <= cfg.max_seq,
-              "prompt (" << n_prompt << " tokens) + max_new_tokens (" << cfg.max_new_tokens
-                         << ") = " << needed << " exceeds max_seq=" << cfg.max_seq
-                         << "; raise max_seq or lower max_new_tokens");
-  } else {
-    shape.max_seq = std::max(16, (needed + 15) / 16 * 16);
-  }
-  if (model.config.max_position_embeddings > 0 && needed > model.config.max_position_embeddings &&
-      printer) {
-    TPI_LOG_WARN << "prompt + max_new_tokens = " << needed << " exceeds the model's "
-                 << "max_position_embeddings=" << model.config.max_position_embeddings;
-  }
+  shape.max_seq = cfg.max_seq > 0 ? cfg.max_seq : std::max(16, (needed + 15) / 16 * 16);
   shape.max_tokens = std::max(1, std::min(shape.max_seq, 512));
   EngineHandle eng = start_engine(world, cfg, model, shape);
 
@@ -79,8 +80,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   std::unique_ptr<StreamDecoder> stream;
   if (leader) {
     sampler = std::make_unique<Sampler>(
-        model.config.vocab_size,
-        SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
+        model.config.vocab_size, SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
     // Primed with the prompt, so the continuation decodes as it reads after the prompt (a
     // SentencePiece decoder strips the leading space of the first token it sees).
     stream = std::make_unique<StreamDecoder>(*model.tokenizer, true);
@@ -112,11 +112,14 @@ void run_single_prompt(World& world, const RunConfig& cfg,
     world.abort(1);
   }
   if (do_stream) {
-    const std::string rest = stream->flush();
+    const std::string rest = res.error.empty() ? stream->flush() : std::string();
     std::fwrite(rest.data(), 1, rest.size(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);
   }
+  // A failure of this request (non-finite logits, an id with no token): every rank of the group
+  // learned it in generate(), so every rank reports it and exits non-zero.
+  TPI_CHECK(res.error.empty(), "the generation failed at " << res.error);
 
   // Metrics: one summary line on stderr and, if asked, the JSON file.
   const std::vector<std::string> mem = gather_memory_report(world, eng);
@@ -168,6 +171,17 @@ void run_single_prompt(World& world, const RunConfig& cfg,
 
 void run_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time_point launch) {
   set_log_level(cfg.log_level);
+  // Rank 0 reads the prompt file and the batch input and writes the output and the metrics:
+  // it checks them before anything is loaded, and every rank reports what it found.
+  std::string err;
+  if (world.rank() == 0) {
+    try {
+      check_file_keys(cfg);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  world.agree(err.empty(), err);
   if (!cfg.input.empty() || !cfg.output.empty()) {
     run_batch_job(world, cfg, launch);
     return;

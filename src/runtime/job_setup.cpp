@@ -213,7 +213,7 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
     if (cfg.dummy_weights) {
       e.engine->load_dummy(cfg.seed);
     } else {
-      e.engine->load(*model.dir, world.rank());
+      e.engine->load(*model.dir, world.rank(), cfg.verify_checksums);
     }
   } catch (const std::exception& ex) {
     err = ex.what();

@@ -1,6 +1,7 @@
 // Token selection on the sampling rank: greedy at temperature 0, otherwise temperature, then
 // top-k, then top-p (nucleus) over the softmax, drawn from a seeded generator so that a run is
-// reproducible. Scratch is sized once for the vocabulary: no allocation per token.
+// reproducible. Scratch is sized once for the vocabulary: no allocation per token. Logits with
+// NaN or +Inf are refused (check_logits) before any comparison, so a broken model fails loudly.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,7 @@ class Rng {
 class Sampler {
  public:
   Sampler(int vocab_size, const SamplingParams& params);
-  int32_t sample(const float* logits);
+  int32_t sample(const float* logits);  // throws tpinfer::Error on non-finite logits
   const SamplingParams& params() const { return params_; }
 
  private:
@@ -40,5 +41,9 @@ class Sampler {
 };
 
 int32_t argmax(const float* logits, int n);
+
+// Throws tpinfer::Error naming the first NaN or +Inf logit (and how many there are), or when every
+// logit is -Inf: no token can be chosen from such a row. -Inf alone is a masked id and allowed.
+void check_logits(const float* logits, int n);
 
 }  // namespace tpinfer

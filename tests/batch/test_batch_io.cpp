@@ -11,10 +11,10 @@
 #include "core/error.h"
 #include "runtime/batch_io.h"
 
+using Catch::Matchers::Contains;
 using tpinfer::BatchRequest;
 using tpinfer::Error;
 using tpinfer::RequestDefaults;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -229,8 +229,8 @@ TEST_CASE("requests cross the wire unchanged", "[batch]") {
                        .request;
   r.line = 12;
   r.prompt_ids = {1, 2, 3};
-  const BatchRequest back = tpinfer::request_from_wire(
-      nlohmann::json::parse(tpinfer::request_to_wire(r).dump()));
+  const BatchRequest back =
+      tpinfer::request_from_wire(nlohmann::json::parse(tpinfer::request_to_wire(r).dump()));
   CHECK(back.id == 42);
   CHECK(back.key == "42");
   CHECK(back.line == 12);
@@ -241,4 +241,57 @@ TEST_CASE("requests cross the wire unchanged", "[batch]") {
   CHECK(back.sampling.top_p == r.sampling.top_p);
   CHECK(back.sampling.seed == 9);
   CHECK(back.stop == r.stop);
+}
+
+TEST_CASE("a failed request's line says why and counts as finished", "[batch]") {
+  tpinfer::BatchResult r;
+  r.id = 7;
+  r.finish_reason = "error";
+  r.error = "token 3: non-finite logits: NaN at token id 0";
+  r.token_ids = {5, 6};
+  const std::string line = tpinfer::format_result_line(r);
+  CHECK_THAT(line, Contains("\"finish_reason\":\"error\",\"error\":\"token 3: non-finite logits"));
+  const std::string path = temp_path("err.jsonl");
+  write_file(path, line + "\n");
+  CHECK(tpinfer::scan_output_file(path).done_keys.count("7") == 1);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("request limits: line size and numeric fields, one message per field", "[batch]") {
+  RequestDefaults d = defaults();
+  d.max_request_bytes = 100;
+  const std::string path = temp_path("limits.jsonl");
+  write_file(path, "{\"id\": 1, \"prompt\": \"" + std::string(200, 'x') + "\"}\n" +
+                       "{\"id\": 2, \"prompt\": \"x\", \"temperature\": 1e39}\n" +
+                       "{\"id\": 3, \"prompt\": \"x\", \"max_new_tokens\": 2147483647}\n" +
+                       "{\"id\": 4, \"prompt\": \"x\"}\n");
+  const tpinfer::InputFile f = tpinfer::read_input_file(path, d);
+  REQUIRE(f.requests.size() == 1);
+  REQUIRE(f.bad_lines.size() == 3);
+  CHECK_THAT(f.bad_lines[0], Contains(":1: the line is 223 bytes, larger than "
+                                      "max_request_bytes=100 (refused before tokenizing)"));
+  CHECK_THAT(f.bad_lines[1], Contains(":2: temperature must be a finite number >= 0, found inf"));
+  CHECK_THAT(f.bad_lines[2],
+             Contains(":3: \"max_new_tokens\" must be in [0, 16777216], found 2147483647"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the writer locks before the scan and leaves no empty file when refused", "[batch]") {
+  const std::string path = temp_path("lock.jsonl");
+  std::remove(path.c_str());
+  {
+    tpinfer::ResultWriter w(path);  // creates and locks
+    CHECK_THROWS_WITH(tpinfer::ResultWriter(path), Contains("another job is writing"));
+    w.discard_if_created_empty();
+  }
+  CHECK(!std::ifstream(path).good());  // gone: the refused job made it and wrote nothing
+  write_file(path, "{\"id\": 1}\n");
+  {
+    tpinfer::ResultWriter w(path);
+    w.discard_if_created_empty();  // not ours: kept
+  }
+  CHECK(read_file(path) == "{\"id\": 1}\n");
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(tpinfer::scan_output_file("/tmp"),
+                    Contains("/tmp: the output is not a regular file (a directory?)"));
 }

@@ -14,11 +14,11 @@ rm -rf "$work/stories-truncated-rank2"
 cp -r "$src" "$work/stories-truncated-rank2"
 truncate -s 2000 "$work/stories-truncated-rank2/rank2-of-4.h5"
 
-# Rank 1's shard holds a tensor of the wrong shape (manifest sizes kept consistent).
+# Rank 1's shard holds a tensor of the wrong shape (manifest sizes and sha256 kept consistent).
 rm -rf "$work/stories-swapped-rank1"
 cp -r "$src" "$work/stories-swapped-rank1"
 /usr/bin/python3 - "$work/stories-swapped-rank1" <<'PY'
-import json, os, sys
+import hashlib, json, os, sys
 import h5py, numpy as np
 d = sys.argv[1]
 path = os.path.join(d, "rank1-of-4.h5")
@@ -34,8 +34,40 @@ m = json.load(open(os.path.join(d, "manifest.json")))
 for entry in m["files"]:
     p = os.path.join(d, entry.get("path", entry.get("name", "")))
     entry["bytes"] = os.path.getsize(p)
+    entry["sha256"] = hashlib.sha256(open(p, "rb").read()).hexdigest()
 json.dump(m, open(os.path.join(d, "manifest.json"), "w"), indent=1)
 PY
+
+tamper="/usr/bin/python3 $(cd "$(dirname "$0")/../io" && pwd)/tamper_shard.py"
+
+# Rank 3's shard with one bit flipped after conversion (same size, other bytes): only its sha256
+# tells.
+rm -rf "$work/stories-bitflip-rank3"
+cp -r "$src" "$work/stories-bitflip-rank3"
+$tamper "$work/stories-bitflip-rank3" 3 flipbit model.layers.2.mlp.up_proj.weight
+
+# NaN in the final norm of every rank (manifest updated: the files are "valid"): every logit is
+# NaN, which must fail the request, never print garbage with exit 0.
+rm -rf "$work/stories-nan"
+cp -r "$src" "$work/stories-nan"
+for r in 0 1 2 3; do $tamper "$work/stories-nan" $r set model.norm.weight 5 nan; done
+
+# A manifest whose vocab_size would overflow an int in vocab_size + tp - 1.
+rm -rf "$work/stories-huge-vocab"
+cp -r "$src" "$work/stories-huge-vocab"
+/usr/bin/python3 - "$work/stories-huge-vocab/manifest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["config"]["vocab_size"] = 2147483647
+json.dump(m, open(sys.argv[1], "w"), indent=1)
+PY
+
+# File arguments: a directory where a file belongs, a prompt over max_request_bytes (4 MiB), a
+# batch input reached through a symlink and a relative path.
+mkdir -p "$work/a-directory"
+head -c 5000000 /dev/zero | tr '\0' 'a' >"$work/prompt-5MB.txt"
+echo '{"id": 1, "prompt": "Once upon a time", "max_new_tokens": 4}' >"$work/requests.jsonl"
+ln -sf requests.jsonl "$work/requests-link.jsonl"
 
 # HF configs the engine must refuse (for --dummy-weights, which reads config.json).
 mkdir -p "$work/hf-gpt2" "$work/hf-rope-scaling"

@@ -4,9 +4,12 @@
     tamper_shard.py MODEL_DIR RANK OP [ARGS...]
 
 OPs: root-attr NAME VALUE | attr TENSOR NAME JSON | delete TENSOR | reshape TENSOR JSON_SHAPE |
-     retype TENSOR NUMPY_DTYPE | add TENSOR
+     retype TENSOR NUMPY_DTYPE | add TENSOR | set TENSOR FLAT_INDEX VALUE (e.g. nan, inf, 1.5) |
+     flipbit TENSOR
 Afterwards the manifest's byte size and sha256 for that file are updated, so the loader reaches
-the check under test instead of stopping at the size check.
+the check under test instead of stopping at the size or checksum check; except for flipbit, which
+flips the lowest bit of the tensor's first element in place and leaves the manifest alone (a file
+damaged after conversion: same size, other bytes).
 """
 import hashlib
 import json
@@ -23,8 +26,22 @@ def main():
         manifest = json.load(f)
     entry = manifest["files"][rank]
     path = os.path.join(model_dir, entry["path"])
+    if op == "flipbit":
+        with h5py.File(path, "r") as f:
+            offset = f[args[0]].id.get_offset()
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            b = f.read(1)[0]
+            f.seek(offset)
+            f.write(bytes([b ^ 1]))
+        return
     with h5py.File(path, "r+") as f:
-        if op == "root-attr":
+        if op == "set":
+            tensor, index, value = args[0], int(args[1]), float(args[2])
+            data = f[tensor][()]
+            data.reshape(-1)[index] = value
+            f[tensor][...] = data
+        elif op == "root-attr":
             name, value = args
             f.attrs[name] = np.int64(value) if value.lstrip("-").isdigit() else value
         elif op == "attr":

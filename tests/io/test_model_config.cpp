@@ -218,6 +218,23 @@ TEST_CASE("manifest config round trip", "[model_config]") {
                     Contains("unknown arch 'gpt2'"));
 }
 
+TEST_CASE("huge sizes in a manifest or config.json are refused, not overflowed",
+          "[model_config][refusal]") {
+  // Before: vocab_size 2147483647 passed, and vocab_per_rank(tp) overflowed (UBSan: signed
+  // overflow at model_config.h) on the way to a nonsense memory plan.
+  json j = load_hf("stories260K").to_manifest();
+  j["vocab_size"] = 2147483647;
+  CHECK_THROWS_WITH(ModelConfig::from_manifest(j, "d/manifest.json"),
+                    Equals("d/manifest.json: config: key 'vocab_size' must be a positive integer "
+                           "up to 16777216, found 2147483647"));
+  json hf = tiny_config("tiny-llama");
+  hf["max_position_embeddings"] = int64_t{1} << 40;
+  CHECK_THAT(refusal(hf), Contains("key 'max_position_embeddings' must be a positive integer up "
+                                   "to 16777216, found 1099511627776"));
+  const ModelConfig ok = ModelConfig::from_manifest(load_hf("stories260K").to_manifest(), "m");
+  CHECK(ok.vocab_per_rank(4) == 128);
+}
+
 TEST_CASE("n_params counts the HF tensors", "[model_config]") {
   for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
     CAPTURE(model);

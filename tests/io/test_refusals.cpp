@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "io/model_dir.h"
+#include "io/sha256.h"
 #include "io/shard_loader.h"
 #include "io_test_util.h"
 
@@ -71,10 +72,12 @@ std::string cpp_refusal(const std::string& dir) {
   return "(no error)";
 }
 
-std::string load_error(const std::string& dir, int rank) {
+std::string load_error(const std::string& dir, int rank, bool verify_sha256 = true) {
   try {
     const ModelDir md = ModelDir::open(dir);
-    load_shard(md, rank, [](const TensorSpec&, const std::vector<int64_t>&, const void*, DType) {});
+    load_shard(
+        md, rank, [](const TensorSpec&, const std::vector<int64_t>&, const void*, DType) {},
+        verify_sha256);
   } catch (const Error& e) {
     return e.what();
   }
@@ -240,8 +243,8 @@ TEST_CASE("converter refuses bad checkpoints", "[refusal][converter]") {
     const io_test::RunResult r =
         io_test::convert("--model '" + dir + "' --tp 1 --out '" + dir + "/'");
     CHECK(r.rc == 1);
-    CHECK(r.err == "convert_hf.py: error: --out must be a different directory from --model (" +
-                       dir + ")\n");
+    CHECK(r.err ==
+          "convert_hf.py: error: --out must be a different directory from --model (" + dir + ")\n");
     CHECK_FALSE(fs::exists(dir + "/manifest.json"));
   }
   SECTION("no weights, no config") {
@@ -335,8 +338,10 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
     fs::rename(dir + "/rank0-of-4.h5", dir + "/tmp.h5");
     fs::rename(r1, dir + "/rank0-of-4.h5");
     fs::rename(dir + "/tmp.h5", r1);
-    CHECK(load_error(dir, 1) == r1 + ": attribute rank is 0, expected 1 (shard files renamed or "
-                                     "swapped?)");
+    // The checksum notices first; without it, the rank attribute does.
+    CHECK_THAT(load_error(dir, 1), StartsWith(r1 + ": sha256 is "));
+    CHECK(load_error(dir, 1, false) == r1 + ": attribute rank is 0, expected 1 (shard files "
+                                            "renamed or swapped?)");
   }
   SECTION("tp attribute") {
     tamper(dir, 1, "root-attr tp 2");
@@ -368,7 +373,10 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
         io_test::run(io_test::python() + " -c \"import h5py; f=h5py.File('" + r1 +
                      "','r+'); del f['model.norm.weight'].attrs['split_dim']\"");
     REQUIRE(r.rc == 0);
-    edit_manifest(dir, [&](json& m) { m["files"][1]["bytes"] = fs::file_size(r1); });
+    edit_manifest(dir, [&](json& m) {
+      m["files"][1]["bytes"] = fs::file_size(r1);
+      m["files"][1]["sha256"] = sha256_file(r1);
+    });
     CHECK(load_error(dir, 1) == r1 + ": tensor model.norm.weight: missing attribute 'split_dim'");
   }
   SECTION("element type") {
@@ -390,8 +398,9 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
                                     " (truncated? re-run scripts/convert_hf.py)");
     // Even when the manifest is edited to match, HDF5 notices and the error names the file.
     edit_manifest(dir, [&](json& m) { m["files"][1]["bytes"] = size / 2; });
-    CHECK_THAT(load_error(dir, 1), StartsWith(r1 + ": "));
-    CHECK_THAT(load_error(dir, 1), Contains("truncated or corrupt"));
+    CHECK_THAT(load_error(dir, 1), StartsWith(r1 + ": sha256 is "));
+    CHECK_THAT(load_error(dir, 1, false), StartsWith(r1 + ": "));
+    CHECK_THAT(load_error(dir, 1, false), Contains("truncated or corrupt"));
   }
   SECTION("not an HDF5 file") {
     const auto size = fs::file_size(r1);
@@ -399,7 +408,28 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
       std::ofstream out(r1, std::ios::binary | std::ios::trunc);
       out << std::string(size, 'x');
     }
-    CHECK(load_error(dir, 1) == r1 + ": not a readable HDF5 file (bad signature)");
+    CHECK_THAT(load_error(dir, 1), StartsWith(r1 + ": sha256 is "));
+    CHECK(load_error(dir, 1, false) == r1 + ": not a readable HDF5 file (bad signature)");
+  }
+  SECTION("changed bytes of the right size (one flipped bit)") {
+    const std::string expected = io_test::read_json(dir + "/manifest.json")["files"][1]["sha256"];
+    const auto size = fs::file_size(r1);
+    {
+      std::fstream f(r1, std::ios::binary | std::ios::in | std::ios::out);
+      f.seekg(static_cast<std::streamoff>(size - size / 3));
+      char c = 0;
+      f.read(&c, 1);
+      c = static_cast<char>(c ^ 0x10);
+      f.seekp(static_cast<std::streamoff>(size - size / 3));
+      f.write(&c, 1);
+    }
+    const std::string found = sha256_file(r1);
+    REQUIRE(found != expected);
+    CHECK(load_error(dir, 1) ==
+          r1 + ": sha256 is " + found + ", manifest.json records " + expected +
+              " (the file changed after conversion: a bad copy or a damaged disk?); re-run "
+              "scripts/convert_hf.py, or set verify_checksums: false to skip this check");
+    CHECK(load_error(dir, 0) == "(no error)");  // only the damaged rank's file is hashed
   }
   SECTION("missing shard file") {
     fs::remove(r2);

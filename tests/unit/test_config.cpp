@@ -389,6 +389,9 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"batch_size", "0", "expected an integer >= 1"},
       {"on_bad_line", "ignore", "expected one of skip or fail"},
       {"progress_interval_s", "-1", "expected a number >= 0"},
+      {"verify_checksums", "perhaps", "expected true or false"},
+      {"allow_long_context", "2", "expected true or false"},
+      {"max_request_bytes", "0", "expected an integer >= 1"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {
@@ -610,7 +613,8 @@ TEST_CASE("prompt and prompt_file", "[config]") {
     CHECK(tpinfer::load_prompt(c) == "line one\nline two");
     c.prompt_file = dir.path("missing.txt");
     CHECK_THROWS_WITH(tpinfer::load_prompt(c),
-                      Contains("key 'prompt_file': cannot open '" + dir.path("missing.txt")));
+                      Contains("key 'prompt_file': '" + dir.path("missing.txt") +
+                               "' does not exist; expected a readable"));
   }
 }
 

@@ -1,7 +1,6 @@
 // The sampler: greedy is argmax (lowest id on ties), sampling is reproducible for a seed, top-k and
 // top-p restrict the candidates, and the empirical distribution follows the softmax.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <map>
 #include <vector>
@@ -67,4 +66,40 @@ TEST_CASE("bad sampling parameters are refused with the value", "[sampler]") {
                       Catch::Contains("temperature must be >= 0"));
   REQUIRE_THROWS_WITH(Sampler(4, SamplingParams{1.0f, 0, 0.0f, 0}),
                       Catch::Contains("top_p must be in (0, 1]"));
+}
+
+TEST_CASE("non-finite logits are refused, greedy or sampled, naming the first bad id",
+          "[sampler]") {
+  std::vector<float> logits(512);
+  for (int i = 0; i < 512; ++i) logits[i] = std::sin(0.37f * static_cast<float>(i));
+  logits[17] = std::nanf("");
+  // Before: greedy returned an id, and temperature sampling returned the last id (511) every
+  // time, because NaN made the softmax sum NaN and no draw ever fell below it.
+  for (float t : {0.0f, 0.8f}) {
+    for (float top_p : {1.0f, 0.9f}) {
+      Sampler s(512, SamplingParams{t, 0, top_p, 3});
+      REQUIRE_THROWS_WITH(s.sample(logits.data()),
+                          Catch::Contains("non-finite logits: NaN at token id 17 (1 of 512"));
+    }
+  }
+  logits[17] = 0.0f;
+  logits[200] = INFINITY;
+  Sampler inf(512, SamplingParams{0.7f, 40, 1.0f, 3});
+  REQUIRE_THROWS_WITH(inf.sample(logits.data()), Catch::Contains("+Inf at token id 200"));
+  std::vector<float> all_masked(8, -INFINITY);
+  Sampler masked(8, SamplingParams{});
+  REQUIRE_THROWS_WITH(masked.sample(all_masked.data()), Catch::Contains("all 8 ids are -Inf"));
+}
+
+TEST_CASE("masked (-Inf) ids are never drawn; a tiny temperature is greedy", "[sampler]") {
+  std::vector<float> logits = {-INFINITY, 1.0f, -INFINITY, 1.0f, -INFINITY};
+  Sampler s(5, SamplingParams{1.0f, 0, 0.95f, 11});
+  for (int i = 0; i < 200; ++i) {
+    const int32_t id = s.sample(logits.data());
+    REQUIRE((id == 1 || id == 3));
+  }
+  // 1/T overflows to Inf: (max - max) * Inf would be NaN without the exact weight of the best id.
+  std::vector<float> peaked = {0.5f, 2.0f, 1.0f};
+  Sampler tiny(3, SamplingParams{1e-45f, 0, 1.0f, 5});
+  for (int i = 0; i < 20; ++i) REQUIRE(tiny.sample(peaked.data()) == 1);
 }

@@ -1,0 +1,57 @@
+// Request validation (see request_check.h).
+#include "runtime/request_check.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+RequestLimits request_limits(const RunConfig& cfg, const ModelConfig& model) {
+  RequestLimits l;
+  l.max_request_bytes = cfg.max_request_bytes;
+  l.max_position_embeddings = model.max_position_embeddings;
+  l.allow_long_context = cfg.allow_long_context;
+  l.max_seq = cfg.max_seq;
+  return l;
+}
+
+void check_request_bytes(size_t bytes, const std::string& what, const RequestLimits& limits) {
+  TPI_CHECK(static_cast<int64_t>(bytes) <= limits.max_request_bytes,
+            what << " is " << bytes
+                 << " bytes, larger than max_request_bytes=" << limits.max_request_bytes
+                 << " (refused before tokenizing); shorten it or raise max_request_bytes");
+}
+
+void check_request_params(int64_t max_new_tokens, const SamplingParams& s) {
+  TPI_CHECK(max_new_tokens >= 0 && max_new_tokens <= kMaxNewTokensCap,
+            "max_new_tokens must be in [0, " << kMaxNewTokensCap << "], found " << max_new_tokens);
+  TPI_CHECK(std::isfinite(s.temperature) && s.temperature >= 0.0f,
+            "temperature must be a finite number >= 0, found " << s.temperature);
+  TPI_CHECK(s.top_k >= 0, "top_k must be >= 0, found " << s.top_k);
+  TPI_CHECK(s.top_p > 0.0f && s.top_p <= 1.0f, "top_p must be in (0, 1], found " << s.top_p);
+}
+
+std::string check_request_tokens(int64_t n_prompt, int64_t max_new_tokens,
+                                 const RequestLimits& limits) {
+  TPI_CHECK(n_prompt > 0,
+            "the prompt is empty after tokenization (this tokenizer adds no BOS): "
+            "give a prompt");
+  const int64_t needed = n_prompt + max_new_tokens;  // both < 2^31: no overflow in int64
+  TPI_CHECK(limits.max_seq <= 0 || needed <= limits.max_seq,
+            "prompt (" << n_prompt << " tokens) + max_new_tokens (" << max_new_tokens
+                       << ") = " << needed << " exceeds max_seq=" << limits.max_seq
+                       << "; raise max_seq or lower max_new_tokens");
+  const int64_t positions = limits.max_position_embeddings;
+  if (positions <= 0 || needed <= positions) return "";
+  TPI_CHECK(limits.allow_long_context,
+            "prompt (" << n_prompt << " tokens) + max_new_tokens (" << max_new_tokens << ") = "
+                       << needed << " exceeds the model's max_position_embeddings=" << positions
+                       << "; shorten the prompt, lower max_new_tokens, or set "
+                          "allow_long_context: true to run beyond the trained context");
+  return "prompt + max_new_tokens = " + std::to_string(needed) +
+         " exceeds the model's max_position_embeddings=" + std::to_string(positions) +
+         " (allow_long_context: true; output past the trained context may degrade)";
+}
+
+}  // namespace tpinfer

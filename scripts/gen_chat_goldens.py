@@ -126,6 +126,20 @@ CONVERSATIONS = {
         {"role": "tool", "tool_call_id": "call0A1b2", "name": "get_weather",
          "content": "{\"temperature\": 22, \"unit\": \"celsius\"}"},
     ],
+    # templates that require alternating roles raise
+    "not_alternating": [
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": "second"},
+    ],
+    # two tool calls in one turn: the Llama 3.x templates raise (single tool-calls only)
+    "parallel_tools": [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            TOOL_CALL, {"id": "call1C3d4", "type": "function",
+                        "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]},
+        {"role": "tool", "tool_call_id": "call0A1b2", "name": "get_weather", "content": "22"},
+        {"role": "tool", "tool_call_id": "call1C3d4", "name": "get_weather", "content": "25"},
+    ],
 }
 
 
@@ -226,7 +240,7 @@ def main():
         reads_tools = "tools" in text
         reads_thinking = "enable_thinking" in text
         for conv, msgs in CONVERSATIONS.items():
-            use_tools = conv == "tools"
+            use_tools = conv in ("tools", "parallel_tools")
             if use_tools and not reads_tools:
                 continue
             for gen in (True, False):

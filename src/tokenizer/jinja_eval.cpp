@@ -207,10 +207,18 @@ class Evaluator {
 
   // Runs a macro (or a caller body) with its own scope on top of base.
   Value run_scoped(const std::vector<std::shared_ptr<Scope>>& base, const Node& n, Args& a) {
+    if (depth_ >= kMaxDepth) {
+      TPI_FAIL("macro calls nested deeper than " << kMaxDepth << " (endless recursion?)");
+    }
     auto saved = scopes_;
     scopes_ = base;
     scopes_.push_back(std::make_shared<Scope>());
     std::string out;
+    ++depth_;
+    struct Depth {
+      int& d;
+      ~Depth() { --d; }
+    } depth_guard{depth_};
     try {
       size_t pos = 0;
       for (size_t k = 0; k < n.params.size(); ++k) {
@@ -551,6 +559,8 @@ class Evaluator {
     TPI_FAIL("unknown expression");
   }
 
+  static constexpr int kMaxDepth = 200;
+  int depth_ = 0;
   const std::string& where_;
   std::optional<std::time_t> now_;
   Scope globals_;

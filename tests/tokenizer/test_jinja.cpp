@@ -130,6 +130,9 @@ TEST_CASE("jinja errors name the template, the line and the construct", "[tokeni
                     Catch::Contains("T.jinja line 1: unsupported construct: method .zfill()"));
   CHECK_THROWS_WITH(JinjaTemplate("\n{{ x.y }}", "T.jinja").render({}),
                     Catch::Contains("T.jinja line 2: 'x' is undefined"));
+  CHECK_THROWS_WITH(
+      JinjaTemplate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "T.jinja").render({}),
+      Catch::Contains("T.jinja line 1: macro calls nested deeper than 200"));
   CHECK_THROWS_WITH(JinjaTemplate("{{ raise_exception('no tools here') }}", "T.jinja").render({}),
                     Catch::Contains("T.jinja: the template raised an error: no tools here"));
 }

@@ -209,6 +209,15 @@ SNIPPETS = [
     "{{ users | map(attribute='name') | map('upper') | join(', ') }} {{ names | select('lower') | list }} "
     "{{ [1, 2, 3, 4] | batch(3) | list }} {{ items | sum }} {{ items | min }} {{ items | max }}",
     "{% generation %}gen {{ 1 }}{% endgeneration %}",
+    # scoping: a set in a loop body lasts one iteration; macros see later top-level sets
+    "{% for x in items %}{% if loop.first %}{% set y = 5 %}{% endif %}[{{ y }}]{% endfor %}{{ y }}",
+    "{% set y = 1 %}{% for x in items %}{{ y }}{% set y = y + 10 %}{{ y }};{% endfor %}{{ y }}",
+    "{% set y = 1 %}{% macro m() %}{{ y }}{% set y = 3 %}{{ y }}{% endmacro %}{{ m() }}{{ y }}"
+    "{% macro m2() %}{{ z }}{% endmacro %}{% set z = 7 %}{{ m2() }}",
+    "{{ '%s-%d|%5.2f|%r|%%' % ('a', 3, 2.5, 'q') }} {{ 'n=%s' % 4 }}",
+    # errors: an undefined attribute chain, a type error
+    "{{ d.zz.y }}",
+    "{{ 'a' + 1 }}",
 ]
 SNIPPET_MESSAGES = [{"role": "user", "content": "  hi  "}, {"role": "assistant", "content": "yo"}]
 

@@ -321,11 +321,15 @@ Value no_attr(const char* type, const std::string& name) {
 }
 }  // namespace
 
+// Why obj is undefined: "'x' is undefined" for a name, else the recorded reason.
+std::string undefined_why(const Value& obj) {
+  if (obj.s.empty()) return "a value is undefined";
+  if (obj.s.find(' ') != std::string::npos) return obj.s;
+  return "'" + obj.s + "' is undefined";
+}
+
 Value get_attr(const Value& obj, const std::string& name) {
-  if (obj.is_undefined()) {
-    TPI_FAIL((obj.s.empty() ? std::string("value") : "'" + obj.s + "'")
-             << " is undefined (reading ." << name << ")");
-  }
+  if (obj.is_undefined()) TPI_FAIL(undefined_why(obj) << " (reading ." << name << ")");
   if (obj.is_dict()) {
     if (const Value* v = obj.dict->find(name)) return *v;
     return no_attr(obj.namespace_ ? "Namespace" : "dict", name);
@@ -334,10 +338,7 @@ Value get_attr(const Value& obj, const std::string& name) {
 }
 
 Value get_item(const Value& obj, const Value& key) {
-  if (obj.is_undefined()) {
-    TPI_FAIL((obj.s.empty() ? std::string("value") : "'" + obj.s + "'")
-             << " is undefined (reading [" << py_repr(key) << "])");
-  }
+  if (obj.is_undefined()) TPI_FAIL(undefined_why(obj) << " (reading [" << py_repr(key) << "])");
   if (obj.is_dict()) {
     if (key.is_string()) {
       if (const Value* v = obj.dict->find(key.s)) return *v;

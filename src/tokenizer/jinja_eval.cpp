@@ -2,6 +2,8 @@
 // per macro call), loop variables, macros with caller(), namespaces and the globals transformers
 // adds (raise_exception, strftime_now, namespace, dict) plus range.
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <map>
 
@@ -264,14 +266,19 @@ class Evaluator {
     } catch (const tpinfer::Error& e) {
       fail(n.line, e.what());
     }
-    scopes_.push_back(std::make_shared<Scope>());
-    struct Pop {
+    // Each iteration has a fresh scope, as in jinja2: a `set` in the body is gone at the next
+    // iteration and after the loop (namespace() is the way to carry values).
+    struct Push {
       std::vector<std::shared_ptr<Scope>>& s;
-      ~Pop() { s.pop_back(); }
-    } pop{scopes_};
+      explicit Push(std::vector<std::shared_ptr<Scope>>& v) : s(v) {
+        s.push_back(std::make_shared<Scope>());
+      }
+      ~Push() { s.pop_back(); }
+    };
     if (n.filter) {
       List kept;
       for (const auto& item : items) {
+        Push scope(scopes_);
         bind_targets(n.targets, item, n.line);
         if (truthy(eval(*n.filter))) kept.push_back(item);
       }
@@ -279,6 +286,7 @@ class Evaluator {
     }
     const auto len = static_cast<int64_t>(items.size());
     for (int64_t k = 0; k < len; ++k) {
+      Push scope(scopes_);
       Value loop = Value::make_dict();
       auto& d = *loop.dict;
       d.set("index", Value(k + 1));
@@ -381,6 +389,49 @@ class Evaluator {
     return Value::make_list(std::move(out), obj.tuple);
   }
 
+  // Python's printf-style `fmt % args` for %s %r %d %i %f (with width / precision) and %%.
+  static std::string percent_format(const std::string& fmt, const Value& args) {
+    List vals = args.is_list() && args.tuple ? *args.list : List{args};
+    size_t next = 0;
+    std::string out;
+    for (size_t k = 0; k < fmt.size(); ++k) {
+      if (fmt[k] != '%') {
+        out += fmt[k];
+        continue;
+      }
+      size_t e = k + 1;
+      while (e < fmt.size() && std::strchr("-+ 0#.123456789", fmt[e])) ++e;
+      if (e >= fmt.size()) TPI_FAIL("incomplete format in '" << fmt << "'");
+      const char conv = fmt[e];
+      const std::string flags = fmt.substr(k + 1, e - k - 1);
+      k = e;
+      if (conv == '%') {
+        out += '%';
+        continue;
+      }
+      if (next >= vals.size()) TPI_FAIL("not enough arguments for format string '" << fmt << "'");
+      const Value& v = vals[next++];
+      char buf[512];
+      if (conv == 's' || conv == 'r') {
+        const std::string s = conv == 's' ? py_str(v) : py_repr(v);
+        std::snprintf(buf, sizeof buf, ("%" + flags + "s").c_str(), s.c_str());
+      } else if (conv == 'd' || conv == 'i') {
+        if (!v.is_number()) TPI_FAIL("%d format: a number is required, not " << v.type_name());
+        const auto i = v.t == Value::T::Float ? static_cast<long long>(v.f)
+                                              : static_cast<long long>(as_int(v));
+        std::snprintf(buf, sizeof buf, ("%" + flags + "lld").c_str(), i);
+      } else if (conv == 'f') {
+        if (!v.is_number()) TPI_FAIL("%f format: a number is required, not " << v.type_name());
+        std::snprintf(buf, sizeof buf, ("%" + flags + "f").c_str(), v.as_double());
+      } else {
+        TPI_FAIL("unsupported construct: format '%" << conv << "' in '" << fmt << "'");
+      }
+      out += buf;
+    }
+    if (next < vals.size()) TPI_FAIL("not all arguments converted during string formatting");
+    return out;
+  }
+
   Value arith(const std::string& op, const Value& l, const Value& r) {
     using T = Value::T;
     if (op == "~") return Value(py_str(l) + py_str(r));
@@ -405,6 +456,7 @@ class Evaluator {
         return Value::make_list(std::move(out));
       }
     }
+    if (op == "%" && l.is_string()) return Value(percent_format(l.s, r));
     if (!l.is_number() || !r.is_number()) {
       if (l.is_undefined() || r.is_undefined()) {
         const Value& u = l.is_undefined() ? l : r;

@@ -17,7 +17,9 @@ void ChatTemplate::init(std::string template_text,
   if (text_.empty()) return;
   // A template the renderer cannot read only matters in chat mode: keep the reason for then.
   try {
-    tmpl_ = std::make_shared<jinja::JinjaTemplate>(text_, where_ + " chat_template");
+    const bool own_file = where_.size() >= 6 && where_.compare(where_.size() - 6, 6, ".jinja") == 0;
+    tmpl_ = std::make_shared<jinja::JinjaTemplate>(text_,
+                                                   own_file ? where_ : where_ + " chat_template");
   } catch (const Error& e) {
     parse_error_ = e.what();
   }

@@ -446,6 +446,10 @@ class Evaluator {
     if (op == "*") {
       if ((l.is_string() || l.is_list()) && (r.t == T::Int || r.t == T::Bool)) {
         const int64_t n = as_int(r);
+        const size_t unit = l.is_string() ? l.s.size() : l.list->size();
+        if (n > 0 && unit > 0 && static_cast<uint64_t>(n) > (size_t{1} << 26) / unit) {
+          TPI_FAIL("repetition by " << n << " is too large");
+        }
         if (l.is_string()) {
           std::string out;
           for (int64_t k = 0; k < n; ++k) out += l.s;

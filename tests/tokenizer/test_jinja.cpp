@@ -3,6 +3,8 @@
 // bundled tokenizers' own, over a fixed set of conversations, byte-identical or raising where the
 // template raises; small templates for the constructs they do not use; and the errors.
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -160,4 +162,26 @@ TEST_CASE("a chat template the renderer cannot parse fails in chat mode only",
       {{"bos_token", "<s>"}}, "cfg");
   CHECK(simple.render({{"system", "s"}, {"user", "u"}}, true, false) ==
         "<system>s<user>u<assistant>False");
+}
+
+TEST_CASE("chat_template.jinja beside tokenizer_config.json is the template",
+          "[tokenizer][chat][jinja]") {
+  const std::string dir = std::string(TPINFER_BUILD_DIR) + "/tokenizer_test_tmp/jinja_file";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(tok_test::repo("configs/tokenizers/qwen3/tokenizer_config.json"),
+                             dir + "/tokenizer_config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir + "/chat_template.jinja")
+      << "{% for m in messages %}[{{ m.role }}|{{ m.content }}]{% endfor %}{{ eos_token }}\n";
+  auto tok = tpinfer::Tokenizer::from_files(
+      tok_test::repo("configs/tokenizers/qwen3/tokenizer.json"), dir + "/tokenizer_config.json");
+  CHECK(tok->apply_chat_template({{"user", "hi"}}) == "[user|hi]<|im_end|>");
+  // Its errors name that file.
+  std::ofstream(dir + "/chat_template.jinja") << "ok\n{% include 'x.jinja' %}";
+  tok = tpinfer::Tokenizer::from_files(tok_test::repo("configs/tokenizers/qwen3/tokenizer.json"),
+                                       dir + "/tokenizer_config.json");
+  CHECK_THROWS_WITH(tok->apply_chat_template({{"user", "hi"}}),
+                    Catch::Contains("jinja_file/chat_template.jinja line 2: unsupported "
+                                    "construct '{% include %}'"));
+  std::filesystem::remove_all(dir);
 }

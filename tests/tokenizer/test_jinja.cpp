@@ -37,6 +37,7 @@ TEST_CASE("chat templates render byte-identical to transformers", "[tokenizer][c
   const std::time_t now = g.at("now_utc").get<std::time_t>();
   std::map<std::string, std::pair<int, int>> counts;  // template -> (identical, total)
   std::vector<std::string> order;
+  std::map<std::string, std::map<std::string, std::pair<int, int>>> per_conv;
   std::map<std::string, tpinfer::tok::ChatTemplate> cache;
   for (const auto& c : g.at("cases")) {
     const std::string name = c.at("template").get<std::string>();
@@ -53,6 +54,15 @@ TEST_CASE("chat templates render byte-identical to transformers", "[tokenizer][c
               << " kwargs=" << c.at("kwargs").dump());
     auto& n = counts[name];
     ++n.second;
+    auto& pc = per_conv[name][c.at("conversation").get<std::string>()];
+    ++pc.second;
+    const int before = n.first;
+    struct Tally {  // the conversation's count follows the template's
+      const int& now;
+      int before;
+      std::pair<int, int>& pc;
+      ~Tally() { pc.first += now - before; }
+    } tally{n.first, before, pc};
     if (c.contains("error")) {
       try {
         it->second.render_json(c.at("messages"), c.at("tools"), nullptr, gen, c.at("kwargs"), now);
@@ -79,7 +89,13 @@ TEST_CASE("chat templates render byte-identical to transformers", "[tokenizer][c
   }
   for (const auto& name : order) {
     std::cout << "chat template " << name << ": " << counts[name].first << "/"
-              << counts[name].second << " identical\n";
+              << counts[name].second << " identical (";
+    const char* sep = "";
+    for (const auto& [conv, pc] : per_conv[name]) {
+      std::cout << sep << conv << " " << pc.first << "/" << pc.second;
+      sep = ", ";
+    }
+    std::cout << ")\n";
   }
   CHECK(order.size() >= 15);
 }

@@ -216,6 +216,8 @@ SNIPPETS = [
     "{% macro m2() %}{{ z }}{% endmacro %}{% set z = 7 %}{{ m2() }}",
     "{{ '%s-%d|%5.2f|%r|%%' % ('a', 3, 2.5, 'q') }} {{ 'n=%s' % 4 }}",
     # errors: an undefined attribute chain, a type error
+    "{{ d | tojson(separators=(',', ':')) }} {{ d | tojson(sort_keys=true) }} "
+    "{{ d | tojson(indent=1, separators=(', ', ' = ')) }}",
     "{{ d.zz.y }}",
     "{{ 'a' + 1 }}",
 ]

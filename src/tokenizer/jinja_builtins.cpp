@@ -458,12 +458,16 @@ Value apply_filter(const std::string& name, const Value& v, Args& args) {
     const Value ea = arg(args, 0, "ensure_ascii", Value(false));
     if (truthy(ea)) TPI_FAIL("tojson(ensure_ascii=True) is not supported");
     const Value ind = arg(args, 1, "indent", Value::none());
-    if (!arg(args, 2, "separators", Value::none()).is_none()) {
-      TPI_FAIL("tojson(separators=...) is not supported");
+    const Value sep = arg(args, 2, "separators", Value::none());
+    std::optional<std::pair<std::string, std::string>> seps;
+    if (!sep.is_none()) {
+      if (!sep.is_list() || sep.list->size() != 2) TPI_FAIL("tojson separators must be a pair");
+      seps.emplace(need_str((*sep.list)[0], "tojson separators"),
+                   need_str((*sep.list)[1], "tojson separators"));
     }
     std::optional<int> indent;
     if (!ind.is_none()) indent = static_cast<int>(need_int(ind, "tojson indent"));
-    return Value(to_json(v, indent, truthy(arg(args, 3, "sort_keys", Value(false)))));
+    return Value(to_json(v, indent, truthy(arg(args, 3, "sort_keys", Value(false))), seps));
   }
   if (name == "length" || name == "count") {
     if (v.is_string()) return Value(static_cast<int64_t>(cp_count(v.s)));

@@ -231,13 +231,17 @@ void json_string(std::string& out, const std::string& s) {
   out += '"';
 }
 
+struct JsonSeps {
+  std::string item, key;
+};
+
 void json_dump(std::string& out, const Value& v, std::optional<int> indent, bool sort_keys,
-               int level) {
+               int level, const JsonSeps& seps) {
   auto newline = [&](int lvl) {
     out += '\n';
     out.append(static_cast<size_t>(*indent * lvl), ' ');
   };
-  const char* item_sep = indent ? "," : ", ";
+  const std::string& item_sep = seps.item;
   switch (v.t) {
     case Value::T::Undefined:
       TPI_FAIL("tojson: Object of type Undefined is not JSON serializable");
@@ -273,7 +277,7 @@ void json_dump(std::string& out, const Value& v, std::optional<int> indent, bool
         if (!first) out += item_sep;
         first = false;
         if (indent) newline(level + 1);
-        json_dump(out, e, indent, sort_keys, level + 1);
+        json_dump(out, e, indent, sort_keys, level + 1, seps);
       }
       if (indent) newline(level);
       out += ']';
@@ -297,8 +301,8 @@ void json_dump(std::string& out, const Value& v, std::optional<int> indent, bool
         first = false;
         if (indent) newline(level + 1);
         json_string(out, kv->first);
-        out += ": ";
-        json_dump(out, kv->second, indent, sort_keys, level + 1);
+        out += seps.key;
+        json_dump(out, kv->second, indent, sort_keys, level + 1, seps);
       }
       if (indent) newline(level);
       out += '}';
@@ -412,9 +416,12 @@ bool py_less(const Value& a, const Value& b) {
                                                       << "'");
 }
 
-std::string to_json(const Value& v, std::optional<int> indent, bool sort_keys) {
+std::string to_json(const Value& v, std::optional<int> indent, bool sort_keys,
+                    const std::optional<std::pair<std::string, std::string>>& separators) {
+  JsonSeps seps{indent ? "," : ", ", ": "};
+  if (separators) seps = {separators->first, separators->second};
   std::string out;
-  json_dump(out, v, indent, sort_keys, 0);
+  json_dump(out, v, indent, sort_keys, 0, seps);
   return out;
 }
 

@@ -81,7 +81,9 @@ bool py_eq(const Value& a, const Value& b);
 bool py_less(const Value& a, const Value& b);
 
 // transformers' tojson: json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sort_keys)
-std::string to_json(const Value& v, std::optional<int> indent, bool sort_keys = false);
+// separators = (item separator, key separator); default (", ", ": "), or ("," ": ") with indent.
+std::string to_json(const Value& v, std::optional<int> indent, bool sort_keys = false,
+                    const std::optional<std::pair<std::string, std::string>>& separators = {});
 Value from_json(const nlohmann::ordered_json& j);
 
 // Elements a for loop / list() sees: list items, dict keys, string characters (code points).

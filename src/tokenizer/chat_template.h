@@ -1,49 +1,54 @@
-// Private to src/tokenizer: chat templates of the supported families. tokenizer_config.json holds
-// a Jinja template; the engine recognises the exact templates it knows (by a 64-bit FNV-1a hash of
-// the text) and renders them with C++ code equivalent to that template, so any other template is
-// a clear error rather than a silently different prompt.
+// Private to src/tokenizer: the chat template of a tokenizer (tokenizer_config.json's
+// chat_template, or a chat_template.jinja beside it), rendered with the Jinja renderer
+// (tokenizer/jinja.h) exactly as transformers' apply_chat_template(..., tokenize=False) does:
+// the same variables (messages, tools, documents, add_generation_prompt, the special tokens and
+// extra keyword arguments such as enable_thinking), no per-model code. A template the renderer
+// cannot parse is reported, with its line and construct, when chat mode is used.
 #pragma once
 
-#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/tokenizer.h"
 
 namespace tpinfer::tok {
 
-enum class ChatFamily {
-  None,       // tokenizer_config.json has no chat_template
-  Unknown,    // a template the engine does not know
-  Qwen3,      // Qwen3 ChatML with <think> handling and enable_thinking
-  Llama3,     // Meta-Llama-3 Instruct: header per turn, assistant header if add_generation_prompt
-  Llama3Always,  // the Llama-3 variant that always appends the assistant header
-  MistralV1,  // Mistral-7B-Instruct-v0.1: <s>[INST] ... [/INST]answer</s> ...
-};
-
-const char* chat_family_name(ChatFamily f);
-uint64_t chat_template_hash(std::string_view text);
-ChatFamily chat_family_of(std::string_view template_text);
+namespace jinja {
+class JinjaTemplate;
+}
 
 class ChatTemplate {
  public:
-  // template_text empty = none. where names the file for messages.
-  void init(std::string template_text, std::string bos_token, std::string eos_token,
-            std::string where);
-  bool has_template() const { return family_ != ChatFamily::None; }
-  ChatFamily family() const { return family_; }
+  // template_text empty = none. special_tokens: name -> text (bos_token, eos_token, ...), passed
+  // to the template as transformers passes special_tokens_map. where names the file for messages.
+  void init(std::string template_text,
+            std::vector<std::pair<std::string, std::string>> special_tokens, std::string where);
+  bool has_template() const { return !text_.empty(); }
+
+  // The engine's conversation: role/content messages, enable_thinking passed as a keyword.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                      bool enable_thinking) const;
 
- private:
-  std::string render_qwen3(const std::vector<ChatMessage>& m, bool gen, bool thinking) const;
-  std::string render_llama3(const std::vector<ChatMessage>& m, bool gen) const;
-  std::string render_mistral_v1(const std::vector<ChatMessage>& m) const;
+  // transformers' render_jinja_template for one conversation: messages (a list of dicts, with
+  // its reasoning-field aliasing), tools / documents (null = None), add_generation_prompt and
+  // extra keyword arguments (an object; they override special tokens of the same name). now fixes
+  // strftime_now's clock (tests).
+  std::string render_json(const nlohmann::ordered_json& messages,
+                          const nlohmann::ordered_json& tools,
+                          const nlohmann::ordered_json& documents, bool add_generation_prompt,
+                          const nlohmann::ordered_json& kwargs,
+                          std::optional<std::time_t> now = std::nullopt) const;
 
-  ChatFamily family_ = ChatFamily::None;
-  std::string template_;
-  std::string bos_, eos_;
+ private:
+  std::string text_;
+  std::shared_ptr<jinja::JinjaTemplate> tmpl_;
+  std::string parse_error_;
+  std::vector<std::pair<std::string, std::string>> special_;
   std::string where_;
 };
 

@@ -246,11 +246,18 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
 
   // tokenizer_config.json: BOS / EOS names and the chat template.
   std::string chat_text, bos, eos;
+  std::vector<std::pair<std::string, std::string>> special_tokens;
   if (!config_path.empty()) {
     const nlohmann::json cfg = parse_json_file(config_path);
     TPI_CHECK(cfg.is_object(), config_path << ": expected a JSON object");
     bos = token_field(cfg, "bos_token");
     eos = token_field(cfg, "eos_token");
+    // The special tokens transformers passes to chat templates (its special_tokens_map).
+    for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                            "cls_token", "mask_token"}) {
+      const std::string v = token_field(cfg, key);
+      if (!v.empty()) special_tokens.emplace_back(key, v);
+    }
     if (!bos.empty()) {
       bos_id_ = token_to_id(bos);
       TPI_CHECK(bos_id_.has_value(), config_path << ": bos_token '" << bos
@@ -277,8 +284,20 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
       }
     }
   }
-  chat_.init(std::move(chat_text), bos, eos,
-             config_path.empty() ? json_path + " (no tokenizer_config.json)" : config_path);
+  // Newer checkpoints ship the template as chat_template.jinja beside the config; transformers
+  // prefers that file.
+  std::string chat_where =
+      config_path.empty() ? json_path + " (no tokenizer_config.json)" : config_path;
+  const std::filesystem::path jinja_file =
+      std::filesystem::path(config_path.empty() ? json_path : config_path).parent_path() /
+      "chat_template.jinja";
+  if (std::filesystem::is_regular_file(jinja_file)) {
+    std::ifstream in(jinja_file, std::ios::binary);
+    TPI_CHECK(in, jinja_file.string() << ": cannot read");
+    chat_text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    chat_where = jinja_file.string();
+  }
+  chat_.init(std::move(chat_text), std::move(special_tokens), chat_where);
 }
 
 // ---- encode ---------------------------------------------------------------------------------------

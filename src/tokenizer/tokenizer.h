@@ -1,7 +1,7 @@
 // Hugging Face tokenizer.json in C++: byte-level BPE (Qwen3, Llama-3) and SentencePiece-style
 // BPE with byte fallback (Llama-2, Mistral, stories260K), added/special tokens, the
-// post-processor's BOS/EOS, decoding, streaming decode and the chat templates of the supported
-// families. Produces exactly the ids of the Hugging Face `tokenizers` library.
+// post-processor's BOS/EOS, decoding, streaming decode and chat templates (a Jinja renderer).
+// Produces exactly the ids of the Hugging Face `tokenizers` library.
 #pragma once
 
 #include <cstdint>
@@ -47,11 +47,12 @@ class Tokenizer {
   virtual std::vector<int32_t> eos_ids() const = 0;
   virtual std::optional<int32_t> bos_id() const = 0;
 
-  // Renders a conversation with the family's chat template from tokenizer_config.json (ChatML
-  // for Qwen3 with its enable_thinking switch, [INST] ... [/INST] for Mistral Instruct, Llama-3's
-  // header template). Throws tpinfer::Error when the file has no template or one the engine does
-  // not know. The result is text: encode it with add_special = false (the template already holds
-  // the BOS where the family has one).
+  // Renders a conversation with the chat template of tokenizer_config.json (or chat_template.jinja
+  // beside it) through the C++ Jinja renderer, as transformers' apply_chat_template(...,
+  // tokenize=False) does (special tokens and enable_thinking passed as it passes them). Throws
+  // tpinfer::Error when there is no template, when it uses a construct the renderer lacks (file,
+  // line, construct) or when the template raises (its message). The result is text: encode it
+  // with add_special = false (the template already holds the BOS where the model has one).
   virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt = true,
                                           bool enable_thinking = true) const = 0;

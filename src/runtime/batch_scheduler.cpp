@@ -5,6 +5,7 @@
 
 #include "comm/mailbox.h"
 #include "core/error.h"
+#include "runtime/job_setup.h"
 
 namespace tpinfer {
 namespace {
@@ -26,9 +27,9 @@ constexpr int kHeader = 3;
 struct ReplicaScheduler::Slot {
   bool busy = false;
   BatchRequest req;
-  uint64_t order = 0;          // admission order: prefill goes first come, first served
-  int n_prefilled = 0;         // prompt tokens already in the KV cache
-  int32_t next_token = -1;     // the sampled token to feed at `position` (decoding slots)
+  uint64_t order = 0;       // admission order: prefill goes first come, first served
+  int n_prefilled = 0;      // prompt tokens already in the KV cache
+  int32_t next_token = -1;  // the sampled token to feed at `position` (decoding slots)
   int position = 0;
   std::vector<int32_t> generated;
   std::unique_ptr<Sampler> sampler;
@@ -43,11 +44,16 @@ struct ReplicaScheduler::Slot {
 ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer& tokenizer,
                                    std::vector<int32_t> stop_ids, int replica,
                                    std::function<bool()> stop_signal)
-    : engine_(engine), world_(world), tokenizer_(tokenizer), stop_ids_(std::move(stop_ids)),
-      replica_(replica), stop_signal_(std::move(stop_signal)) {
+    : engine_(engine),
+      world_(world),
+      tokenizer_(tokenizer),
+      stop_ids_(std::move(stop_ids)),
+      replica_(replica),
+      stop_signal_(std::move(stop_signal)) {
   const EngineShape& shape = engine.shape();
   for (int i = 0; i < shape.n_slots; ++i) slots_.push_back(std::make_unique<Slot>());
-  const size_t T = static_cast<size_t>(shape.max_tokens), R = static_cast<size_t>(shape.max_logit_rows);
+  const size_t T = static_cast<size_t>(shape.max_tokens),
+               R = static_cast<size_t>(shape.max_logit_rows);
   ids_.resize(T);
   pos_.resize(T);
   slot_of_.resize(T);
@@ -81,7 +87,8 @@ std::optional<BatchResult> ReplicaScheduler::admit(BatchRequest request) {
   s.position = 0;
   s.generated.clear();
   s.text.clear();
-  s.sampler = std::make_unique<Sampler>(engine_.config().vocab_size, request.sampling);
+  s.sampler =
+      std::make_unique<Sampler>(sampleable_vocab(engine_.config(), tokenizer_), request.sampling);
   s.decoder = std::make_unique<StreamDecoder>(tokenizer_, true);
   // The prompt gives the decoder its context, so the text is the exact continuation (a leading
   // space of the first new word is kept: prompt + text reads as the whole).

@@ -9,7 +9,6 @@
 namespace tpinfer {
 namespace {
 
-
 constexpr int32_t kStop = -1;
 
 }  // namespace
@@ -23,27 +22,43 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   world.broadcast_tp(&n_prompt, sizeof n_prompt);
   res.prompt_ids = leader ? prompt_ids : std::vector<int32_t>(n_prompt);
   if (n_prompt > 0) world.broadcast_tp(res.prompt_ids.data(), sizeof(int32_t) * n_prompt);
-  TPI_CHECK(n_prompt > 0, "the prompt is empty after tokenization (this tokenizer adds no BOS): "
-                          "give a prompt");
+  TPI_CHECK(n_prompt > 0,
+            "the prompt is empty after tokenization (this tokenizer adds no BOS): "
+            "give a prompt");
   const int max_seq = engine.shape().max_seq;
   TPI_CHECK(n_prompt + opts.max_new_tokens <= max_seq,
             "prompt (" << n_prompt << " tokens) + max_new_tokens (" << opts.max_new_tokens
-                       << ") = " << n_prompt + opts.max_new_tokens << " exceeds max_seq="
-                       << max_seq << "; raise max_seq or lower max_new_tokens");
+                       << ") = " << n_prompt + opts.max_new_tokens << " exceeds max_seq=" << max_seq
+                       << "; raise max_seq or lower max_new_tokens");
 
   const int chunk = engine.shape().max_tokens;
-  std::vector<int32_t> pos(static_cast<size_t>(chunk)), slots(static_cast<size_t>(chunk), opts.slot);
+  std::vector<int32_t> pos(static_cast<size_t>(chunk)),
+      slots(static_cast<size_t>(chunk), opts.slot);
+  // Runs ids[0..n) at positions 0..n-1 in chunks; logits of the last one.
+  auto prefill = [&](const std::vector<int32_t>& ids, int n, int rope_seq_len) {
+    const float* out = nullptr;
+    for (int start = 0; start < n; start += chunk) {
+      const int m = std::min(chunk, n - start);
+      for (int i = 0; i < m; ++i) pos[i] = start + i;
+      const bool last = start + m == n;
+      const int32_t row = m - 1;
+      out = engine.step(ids.data() + start, pos.data(), slots.data(), m, &row, last ? 1 : 0,
+                        leader && last, rope_seq_len);
+    }
+    return out;
+  };
   auto t0 = std::chrono::steady_clock::now();
-  const float* logits = nullptr;
-  for (int start = 0; start < n_prompt; start += chunk) {
-    const int n = std::min(chunk, n_prompt - start);
-    for (int i = 0; i < n; ++i) pos[i] = start + i;
-    const bool last = start + n == n_prompt;
-    const int32_t row = n - 1;
-    logits = engine.step(res.prompt_ids.data() + start, pos.data(), slots.data(), n, &row,
-                         last ? 1 : 0, leader && last);
-  }
+  const float* logits = prefill(res.prompt_ids, n_prompt, 0);
   res.prefill_ms = ms_since(t0);
+  // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
+  // passes original_max_position_embeddings; there transformers' Phi3 drops its cache and
+  // recomputes the whole sequence with the long factors. So do we, once.
+  const RopeScaling& rope = engine.config().rope_scaling;
+  const int recompute_at =
+      rope.kind == RopeKind::longrope && n_prompt <= rope.original_max_position_embeddings
+          ? rope.original_max_position_embeddings
+          : -1;
+  std::vector<int32_t> sequence;
 
   int position = n_prompt;
   res.finish_reason = "length";
@@ -54,8 +69,8 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
     int32_t next = kStop;
     if (leader) {
       const int32_t tok = sampler->sample(logits);
-      const bool stop = std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) !=
-                        opts.stop_ids.end();
+      const bool stop =
+          std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end();
       next = stop ? kStop : tok;
     }
     world.broadcast_tp(&next, sizeof next);
@@ -68,7 +83,13 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
     if (leader && on_token) on_token(next);
     if (i + 1 == opts.max_new_tokens) break;  // no forward needed for a token nobody samples
     const int32_t row = 0;
-    logits = engine.step(&next, &position, &opts.slot, 1, &row, 1, leader);
+    if (position == recompute_at) {
+      sequence = res.prompt_ids;
+      sequence.insert(sequence.end(), res.generated.begin(), res.generated.end());
+      logits = prefill(sequence, position + 1, position + 1);
+    } else {
+      logits = engine.step(&next, &position, &opts.slot, 1, &row, 1, leader);
+    }
     ++position;
     res.decode_ms.push_back(ms_since(ts));
   }

@@ -3,13 +3,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
-#include "core/timer.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/job_setup.h"
@@ -21,13 +20,12 @@ namespace {
 
 using json = nlohmann::json;
 
-
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {
   world.set_tp(cfg.tp);
   const int tp = world.tp();
-  TPI_CHECK(world.dp() == 1, "tp=" << tp << " on " << world.size() << " ranks makes "
-                                   << world.dp() << " data-parallel replicas, but a single "
+  TPI_CHECK(world.dp() == 1, "tp=" << tp << " on " << world.size() << " ranks makes " << world.dp()
+                                   << " data-parallel replicas, but a single "
                                    << "prompt runs on one: launch " << tp << " ranks, or give "
                                    << "--input for batch inference");
   check_tp_layout(world);
@@ -49,18 +47,19 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   world.agree(err.empty(), err);
   int32_t n_prompt = static_cast<int32_t>(prompt_ids.size());
   world.broadcast_tp(&n_prompt, sizeof n_prompt);
-  TPI_CHECK(n_prompt > 0, "the prompt is empty after tokenization (this tokenizer adds no BOS): "
-                          "give a prompt");
+  TPI_CHECK(n_prompt > 0,
+            "the prompt is empty after tokenization (this tokenizer adds no BOS): "
+            "give a prompt");
 
   // One slot, sized for this prompt unless max_seq is given.
   EngineShape shape;
   const int needed = n_prompt + cfg.max_new_tokens;
   if (cfg.max_seq > 0) {
     shape.max_seq = cfg.max_seq;
-    TPI_CHECK(needed <= cfg.max_seq,
-              "prompt (" << n_prompt << " tokens) + max_new_tokens (" << cfg.max_new_tokens
-                         << ") = " << needed << " exceeds max_seq=" << cfg.max_seq
-                         << "; raise max_seq or lower max_new_tokens");
+    TPI_CHECK(needed <= cfg.max_seq, "prompt (" << n_prompt << " tokens) + max_new_tokens ("
+                                                << cfg.max_new_tokens << ") = " << needed
+                                                << " exceeds max_seq=" << cfg.max_seq
+                                                << "; raise max_seq or lower max_new_tokens");
   } else {
     shape.max_seq = std::max(16, (needed + 15) / 16 * 16);
   }
@@ -79,8 +78,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   std::unique_ptr<StreamDecoder> stream;
   if (leader) {
     sampler = std::make_unique<Sampler>(
-        model.config.vocab_size,
-        SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
+        model.sample_vocab, SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
     // Primed with the prompt, so the continuation decodes as it reads after the prompt (a
     // SentencePiece decoder strips the leading space of the first token it sees).
     stream = std::make_unique<StreamDecoder>(*model.tokenizer, true);

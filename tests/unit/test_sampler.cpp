@@ -1,7 +1,6 @@
 // The sampler: greedy is argmax (lowest id on ties), sampling is reproducible for a seed, top-k and
 // top-p restrict the candidates, and the empirical distribution follows the softmax.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <map>
 #include <vector>
@@ -67,4 +66,16 @@ TEST_CASE("bad sampling parameters are refused with the value", "[sampler]") {
                       Catch::Contains("temperature must be >= 0"));
   REQUIRE_THROWS_WITH(Sampler(4, SamplingParams{1.0f, 0, 0.0f, 0}),
                       Catch::Contains("top_p must be in (0, 1]"));
+}
+
+TEST_CASE("ids past the sampler's vocabulary (padding) are never picked", "[sampler]") {
+  // A row of 8 logits whose last 3 ids have no token and the largest logits.
+  std::vector<float> logits = {0.5f, 1.0f, 0.2f, 0.9f, 0.1f, 9.0f, 8.0f, 7.0f};
+  REQUIRE(Sampler(5, SamplingParams{}).sample(logits.data()) == 1);
+  for (const SamplingParams p :
+       {SamplingParams{100.0f, 0, 1.0f, 3}, SamplingParams{100.0f, 7, 1.0f, 3},
+        SamplingParams{100.0f, 0, 0.99f, 3}}) {
+    Sampler s(5, p);
+    for (int i = 0; i < 2000; ++i) REQUIRE(s.sample(logits.data()) < 5);
+  }
 }

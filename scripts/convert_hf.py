@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Convert a Hugging Face Llama / Mistral / Qwen3 checkpoint into tpinfer's per-rank shards.
+"""Convert a Hugging Face Llama / Mistral / Qwen3 / Qwen2 / Phi3 checkpoint into tpinfer's shards.
 
     /usr/bin/python3 scripts/convert_hf.py --model HF_DIR --tp N --out OUT_DIR [--dtype bf16|f16|f32]
 
@@ -17,6 +17,10 @@ src/model/model_config.cpp; `--print-sharding` dumps both as JSON so tests/io ca
 step. HDF5 layout: one root-level dataset per tensor, named by its HF name, with attributes
 global_shape (int64[]) and split_dim (-1 replicated, 0 or 1); root attributes format_version,
 rank, tp, dtype. f32 is stored as float32, bf16/f16 as uint16 bit patterns.
+
+Phi3 checkpoints fuse q/k/v into self_attn.qkv_proj and gate/up into mlp.gate_up_proj; the
+converter splits them (rows [q | k | v] and [gate | up]) into the table's q/k/v_proj and
+gate/up_proj, so each rank gets its own heads and MLP columns as for every other family.
 """
 
 import argparse
@@ -43,7 +47,10 @@ SUPPORTED_ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
     "Qwen3ForCausalLM": "qwen3",
+    "Qwen2ForCausalLM": "qwen2",
+    "Phi3ForCausalLM": "phi3",
 }
+SUPPORTED_ROPE = ["linear", "dynamic", "llama3", "yarn", "longrope"]
 SUPPORTED_LIST = ", ".join(SUPPORTED_ARCHITECTURES)
 # Files copied beside the shards when present (the tokenizer is optional: tests feed ids).
 COPIED_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -107,13 +114,36 @@ def _add_token_ids(j, key, source, out):
             out.append(e)
 
 
-def _check_rope(config, source):
-    # Plain RoPE only. transformers 5 writes rope_parameters {rope_type: "default", rope_theta};
-    # older configs write rope_theta and rope_scaling (null for plain RoPE).
+def _get_bool(j, key, source):
+    v = j[key]
+    if not isinstance(v, bool):
+        raise ConvertError("%s: key '%s' must be true or false, found %s" % (source, key, json.dumps(v)))
+    return v
+
+
+def _number_or_none(r, key, source):
+    return _get_number(r, key, source) if _present(r, key) else None
+
+
+def _factor_list(r, key, source):
+    v = r.get(key)
+    if not isinstance(v, list) or any(isinstance(e, bool) or not isinstance(e, (int, float))
+                                      for e in v):
+        raise ConvertError("%s: key '%s' must be a list of numbers" % (source, key))
+    return [float(e) for e in v]
+
+
+def parse_rope(config, max_pos, head_dim, source):
+    """rope_scaling / rope_parameters -> the manifest's normalized "rope_scaling" (None = plain).
+
+    Read as transformers' standardize_rope_params() does (twin of parse_rope in
+    src/model/model_config.cpp); values transformers derives when absent stay None."""
+    out = None
     for key in ("rope_scaling", "rope_parameters"):
         if not _present(config, key):
             continue
         r = config[key]
+        src = "%s %s" % (source, key)
         if not isinstance(r, dict):
             raise ConvertError("%s: key '%s' must be an object or null, found %s"
                                % (source, key, json.dumps(r)))
@@ -123,9 +153,58 @@ def _check_rope(config, source):
             kind = r["type"]
         else:
             kind = "unnamed" if key == "rope_scaling" else "default"
-        if kind != "default":
-            raise ConvertError("%s: rope_scaling type '%s' is not implemented; only plain RoPE "
-                               "(rope_scaling null or absent) is supported now" % (source, kind))
+        if _present(r, "partial_rotary_factor") and \
+                _get_number(r, "partial_rotary_factor", src) != 1.0:
+            raise ConvertError("%s: partial_rotary_factor %s is not supported (RoPE over the whole "
+                               "head only)" % (src, json.dumps(r["partial_rotary_factor"])))
+        if kind == "default":
+            continue
+        if kind not in SUPPORTED_ROPE:
+            raise ConvertError("%s: rope_scaling type '%s' is not implemented; supported: default, %s"
+                               % (source, kind, ", ".join(SUPPORTED_ROPE)))
+        o = {"rope_type": kind}
+        if kind in ("linear", "dynamic", "llama3"):
+            if not _present(r, "factor"):
+                raise ConvertError("%s: missing key 'factor'" % src)
+            o["factor"] = _get_number(r, "factor", src)
+        else:
+            o["factor"] = _number_or_none(r, "factor", src)
+        if o["factor"] is not None and (o["factor"] < 0 or (o["factor"] == 0 and kind in
+                                                            ("linear", "dynamic", "llama3"))):
+            raise ConvertError("%s: key 'factor' must be positive, found %s" % (src, o["factor"]))
+        if o["factor"] == 0.0:
+            o["factor"] = None
+        if kind in ("llama3", "yarn", "longrope"):
+            if _present(config, "original_max_position_embeddings"):
+                o["original_max_position_embeddings"] = _get_positive(
+                    config, "original_max_position_embeddings", source)
+            elif _present(r, "original_max_position_embeddings"):
+                o["original_max_position_embeddings"] = _get_positive(
+                    r, "original_max_position_embeddings", src)
+            else:
+                o["original_max_position_embeddings"] = max_pos
+        if kind == "llama3":
+            for k in ("low_freq_factor", "high_freq_factor"):
+                if not _present(r, k):
+                    raise ConvertError("%s: missing key '%s'" % (src, k))
+                o[k] = _get_number(r, k, src)
+            if o["low_freq_factor"] == o["high_freq_factor"]:
+                raise ConvertError("%s: high_freq_factor must differ from low_freq_factor" % src)
+        if kind in ("yarn", "longrope"):
+            o["attention_factor"] = _number_or_none(r, "attention_factor", src) or None
+        if kind == "yarn":
+            for k in ("beta_fast", "beta_slow", "mscale", "mscale_all_dim"):
+                o[k] = _number_or_none(r, k, src) or None
+            o["truncate"] = _get_bool(r, "truncate", src) if "truncate" in r else True
+        if kind == "longrope":
+            o["short_factor"] = _factor_list(r, "short_factor", src)
+            o["long_factor"] = _factor_list(r, "long_factor", src)
+            for k in ("short_factor", "long_factor"):
+                if len(o[k]) != head_dim // 2:
+                    raise ConvertError("%s: short_factor and long_factor must have head_dim/2 = %d "
+                                       "entries, found %d" % (src, head_dim // 2, len(o[k])))
+        out = o
+    return out
 
 
 def parse_hf_config(config, generation_config, source):
@@ -149,11 +228,6 @@ def parse_hf_config(config, generation_config, source):
                                % (source, name, SUPPORTED_LIST))
         arch = name
 
-    _check_rope(config, source)
-    for key in ("attention_bias", "mlp_bias"):
-        if config.get(key) is True:
-            raise ConvertError("%s: %s=true is not supported: attention/mlp biases are not "
-                               "implemented" % (source, key))
     if _present(config, "hidden_act") and config["hidden_act"] != "silu":
         raise ConvertError('%s: hidden_act %s is not supported (only "silu")'
                            % (source, json.dumps(config["hidden_act"])))
@@ -191,12 +265,23 @@ def parse_hf_config(config, generation_config, source):
                            % (source, json.dumps(tie)))
     c["tie_word_embeddings"] = tie
     c["qk_norm"] = arch == "qwen3"
+    # Biases as transformers builds the layers: Qwen2 always has q/k/v biases; Llama and Qwen3
+    # follow attention_bias (q/k/v/o) and Llama mlp_bias (gate/up/down); Mistral and Phi3 none.
+    attention_bias = arch in ("llama", "qwen3") and config.get("attention_bias") is True
+    c["qkv_bias"] = arch == "qwen2" or attention_bias
+    c["o_bias"] = attention_bias
+    c["mlp_bias"] = arch == "llama" and config.get("mlp_bias") is True
     c["sliding_window"] = 0
-    if arch == "mistral" and _present(config, "sliding_window"):
+    if arch in ("mistral", "phi3") and _present(config, "sliding_window"):
         c["sliding_window"] = _get_positive(config, "sliding_window", source)
-    if arch == "qwen3" and config.get("use_sliding_window") is True:
-        raise ConvertError("%s: use_sliding_window=true is not supported for Qwen3 "
-                           "(sliding-window layers are not implemented)" % source)
+    if arch in ("qwen3", "qwen2") and config.get("use_sliding_window") is True:
+        raise ConvertError("%s: use_sliding_window=true is not supported for %s "
+                           "(sliding-window layers are not implemented)" % (source, arch))
+    if _present(config, "partial_rotary_factor") and \
+            _get_number(config, "partial_rotary_factor", source) != 1.0:
+        raise ConvertError("%s: partial_rotary_factor %s is not supported (RoPE over the whole "
+                           "head only)" % (source, json.dumps(config["partial_rotary_factor"])))
+    c["rope_scaling"] = parse_rope(config, c["max_position_embeddings"], c["head_dim"], source)
     gen = generation_config if isinstance(generation_config, dict) else {}
     bos = -1
     if _is_int(config.get("bos_token_id")):
@@ -238,17 +323,29 @@ def sharding_table(c):
     for layer in range(c["n_layers"]):
         p = "model.layers.%d." % layer
         t.append((p + "input_layernorm.weight", [h], -1, False))
-        t.append((p + "self_attn.q_proj.weight", [q_dim, h], 0, False))
-        t.append((p + "self_attn.k_proj.weight", [kv_dim, h], 0, False))
-        t.append((p + "self_attn.v_proj.weight", [kv_dim, h], 0, False))
-        t.append((p + "self_attn.o_proj.weight", [h, q_dim], 1, False))
+        # A column-parallel bias is split with its weight's rows; a row-parallel bias is
+        # replicated and added once, after the all-reduce (never tp times).
+        def column(name, out, bias):
+            t.append((p + name + ".weight", [out, h], 0, False))
+            if bias:
+                t.append((p + name + ".bias", [out], 0, False))
+
+        def row(name, n_in, bias):
+            t.append((p + name + ".weight", [h, n_in], 1, False))
+            if bias:
+                t.append((p + name + ".bias", [h], -1, False))
+
+        column("self_attn.q_proj", q_dim, c["qkv_bias"])
+        column("self_attn.k_proj", kv_dim, c["qkv_bias"])
+        column("self_attn.v_proj", kv_dim, c["qkv_bias"])
+        row("self_attn.o_proj", q_dim, c["o_bias"])
         if c["qk_norm"]:
             t.append((p + "self_attn.q_norm.weight", [c["head_dim"]], -1, False))
             t.append((p + "self_attn.k_norm.weight", [c["head_dim"]], -1, False))
         t.append((p + "post_attention_layernorm.weight", [h], -1, False))
-        t.append((p + "mlp.gate_proj.weight", [inter, h], 0, False))
-        t.append((p + "mlp.up_proj.weight", [inter, h], 0, False))
-        t.append((p + "mlp.down_proj.weight", [h, inter], 1, False))
+        column("mlp.gate_proj", inter, c["mlp_bias"])
+        column("mlp.up_proj", inter, c["mlp_bias"])
+        row("mlp.down_proj", inter, c["mlp_bias"])
     t.append(("model.norm.weight", [h], -1, False))
     if not c["tie_word_embeddings"]:
         t.append(("lm_head.weight", [v, h], 0, True))
@@ -269,6 +366,8 @@ class SafetensorsIndex:
 
     def __init__(self, model_dir):
         self.entries = {}  # name -> (path, absolute offset, dtype, shape, nbytes)
+        self.splits = {}  # name -> (fused name, fused entry, first row, end row)
+        self._fused_cache = (None, None)
         index = os.path.join(model_dir, "model.safetensors.index.json")
         single = os.path.join(model_dir, "model.safetensors")
         if os.path.exists(index):
@@ -330,9 +429,35 @@ class SafetensorsIndex:
             out[name] = (path, data_start + begin, dtype, list(shape), end - begin)
         return out
 
+    def split_fused(self, fused, parts):
+        """Replaces a fused tensor (Phi3 qkv_proj, gate_up_proj) by row slices of it: parts is
+        [(name, rows)] in order. The slices read the fused tensor once (cached)."""
+        if fused not in self.entries:
+            return
+        path, offset, dtype, shape, nbytes = self.entries.pop(fused)
+        if shape[0] != sum(r for _, r in parts):
+            raise ConvertError("%s: tensor %s has %d rows but config.json implies %s = %d"
+                               % (path, fused, shape[0], " + ".join(str(r) for _, r in parts),
+                                  sum(r for _, r in parts)))
+        lo = 0
+        for name, rows in parts:
+            self.splits[name] = (fused, (path, offset, dtype, shape, nbytes), lo, lo + rows)
+            self.entries[name] = (path, offset, dtype, [rows] + shape[1:],
+                                  nbytes // shape[0] * rows)
+            lo += rows
+
     def read(self, name):
         """The tensor's raw data as a numpy array of its source type (F32/F16/BF16->uint16)."""
-        path, offset, dtype, shape, nbytes = self.entries[name]
+        if name in self.splits:
+            fused, entry, lo, hi = self.splits[name]
+            if self._fused_cache[0] != fused:
+                self._fused_cache = (fused, self._read_entry(fused, entry))
+            return self._fused_cache[1][lo:hi]
+        return self._read_entry(name, self.entries[name])
+
+    @staticmethod
+    def _read_entry(name, entry):
+        path, offset, dtype, shape, nbytes = entry
         arr = np.empty(nbytes // SOURCE_DTYPES[dtype][1], dtype=SOURCE_DTYPES[dtype][0])
         with open(path, "rb") as f:
             f.seek(offset)
@@ -412,8 +537,8 @@ def check_tensors(c, table, st, model_dir):
         if name == "lm_head.weight" and c["tie_word_embeddings"]:
             continue  # tied: the engine uses the embedding shard
         if name.endswith(".bias"):
-            raise ConvertError("%s: tensor %s: attention/mlp biases are not supported"
-                               % (model_dir, name))
+            raise ConvertError("%s: tensor %s: a bias that config.json does not announce (%s "
+                               "has none there)" % (model_dir, name, c["arch"]))
         raise ConvertError("%s: unexpected tensor %s: not in the %s sharding table (the engine "
                            "would ignore it)" % (model_dir, name, c["arch"]))
     for name, shape, _, _ in table:
@@ -427,6 +552,21 @@ def check_tensors(c, table, st, model_dir):
         if dtype not in SOURCE_DTYPES:
             raise ConvertError("%s: tensor %s has dtype %s; supported: F32, F16, BF16"
                                % (model_dir, name, dtype))
+
+
+def split_phi3(c, st):
+    """Phi3: qkv_proj -> q/k/v_proj and gate_up_proj -> gate/up_proj (row slices), per layer."""
+    if c["arch"] != "phi3":
+        return
+    q_dim, kv_dim = c["n_heads"] * c["head_dim"], c["n_kv_heads"] * c["head_dim"]
+    inter = c["intermediate_size"]
+    for layer in range(c["n_layers"]):
+        p = "model.layers.%d." % layer
+        st.split_fused(p + "self_attn.qkv_proj.weight",
+                       [(p + "self_attn.q_proj.weight", q_dim), (p + "self_attn.k_proj.weight", kv_dim),
+                        (p + "self_attn.v_proj.weight", kv_dim)])
+        st.split_fused(p + "mlp.gate_up_proj.weight",
+                       [(p + "mlp.gate_proj.weight", inter), (p + "mlp.up_proj.weight", inter)])
 
 
 def sha256_file(path):
@@ -445,6 +585,7 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet):
     config, _, c = read_model(model_dir)
     check_tp(c, tp)
     st = SafetensorsIndex(model_dir)
+    split_phi3(c, st)
     if "lm_head.weight" not in st.entries and not c["tie_word_embeddings"]:
         # No lm_head stored: transformers ties it to the embedding.
         c["tie_word_embeddings"] = True

@@ -14,6 +14,19 @@ tp=2/4 must pad (302, 259) or not (320), and per model:
                eos ids that differ between config.json and generation_config.json (union)
   tiny-mistral sliding_window 8 (matters inside a 24-token prompt), untied lm_head
   tiny-llama   3 layers, untied, rope_theta 500000, rms_norm_eps 1e-6
+  tiny-qwen2   Qwen2: q/k/v biases (column-parallel, split with the weights), head_dim 16,
+               yarn RoPE (factor 4, original_max_position_embeddings 16), tied embeddings
+  tiny-llama3  Llama 3.x: rope_scaling llama3 (factor 8, low/high 1/4, original 16),
+               attention_bias and mlp_bias (so o_proj/down_proj carry row-parallel biases that
+               must be added once after the all-reduce), head_dim 16
+  tiny-mistral-nemo  Mistral with an explicit head_dim 16 (Mistral Nemo), no sliding window,
+               dynamic RoPE (factor 2) with max_position_embeddings 20
+  tiny-phi3    Phi3: fused qkv_proj and gate_up_proj (the converter splits them), longrope with
+               short/long factors, original_max_position_embeddings 16 of 64 (head_dim stays
+               hidden/heads: transformers validates Phi3's factors against that)
+
+The scaled-RoPE models have a small original context so that the goldens' prompts (up to 30
+tokens + 16 generated) run past it: the scaling is exercised, not just parsed.
 
 Weights are N(0, std) with std 0.15-0.4 and norm weights 1 + N(0, 0.2), so logits are well
 spread and greedy argmaxes are not near-ties (gen_model_goldens.py records the margins).
@@ -25,7 +38,8 @@ import os
 
 import torch
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen3Config, Qwen3ForCausalLM)
+                          Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM)
 
 COMMON = dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=4, hidden_act="silu",
               max_position_embeddings=256, attention_bias=False)
@@ -46,11 +60,44 @@ MODELS = {
         tie_word_embeddings=False, rope_theta=500000.0, rms_norm_eps=1e-6,
         bos_token_id=1, eos_token_id=2),
         {"bos_token_id": 1, "eos_token_id": [2, 3]}),
+    "tiny-qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(
+        vocab_size=301, intermediate_size=128, num_hidden_layers=2, head_dim=16,
+        tie_word_embeddings=True, rms_norm_eps=1e-6, use_sliding_window=False,
+        max_position_embeddings=64,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0,
+                         "original_max_position_embeddings": 16},
+        bos_token_id=None, eos_token_id=5),
+        {"eos_token_id": 5, "bos_token_id": None}),
+    "tiny-llama3": (LlamaConfig, LlamaForCausalLM, dict(
+        vocab_size=290, intermediate_size=128, num_hidden_layers=2, head_dim=16,
+        attention_bias=True, mlp_bias=True, tie_word_embeddings=False, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 16},
+        bos_token_id=1, eos_token_id=2),
+        {"bos_token_id": 1, "eos_token_id": [2, 3]}),
+    "tiny-mistral-nemo": (MistralConfig, MistralForCausalLM, dict(
+        vocab_size=320, intermediate_size=160, num_hidden_layers=2, head_dim=16,
+        sliding_window=None, tie_word_embeddings=False, rms_norm_eps=1e-5,
+        max_position_embeddings=20,
+        rope_parameters={"rope_type": "dynamic", "rope_theta": 1e6, "factor": 2.0},
+        bos_token_id=1, eos_token_id=2),
+        {"bos_token_id": 1, "eos_token_id": 2}),
+    "tiny-phi3": (Phi3Config, Phi3ForCausalLM, dict(
+        vocab_size=306, intermediate_size=128, num_hidden_layers=2,
+        sliding_window=None, tie_word_embeddings=False, rms_norm_eps=1e-5,
+        max_position_embeddings=64, original_max_position_embeddings=16,
+        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                         "short_factor": [1.0, 1.2, 1.5, 2.5],
+                         "long_factor": [1.0, 2.5, 6.0, 16.0]},
+        pad_token_id=0, bos_token_id=1, eos_token_id=2),
+        {"bos_token_id": 1, "eos_token_id": [2, 7]}),
 }
 
 # Standard deviation per weight kind (by the last name parts).
 STD = {"embed_tokens": 0.4, "lm_head": 0.25, "q_proj": 0.3, "k_proj": 0.3, "v_proj": 0.2,
-       "o_proj": 0.15, "gate_proj": 0.2, "up_proj": 0.2, "down_proj": 0.15}
+       "o_proj": 0.15, "gate_proj": 0.2, "up_proj": 0.2, "down_proj": 0.15, "qkv_proj": 0.3,
+       "gate_up_proj": 0.2}
 
 
 def randomise(model, seed):
@@ -66,7 +113,7 @@ def randomise(model, seed):
 
 def make(name, out_root, seed):
     config_cls, model_cls, kwargs, gen_cfg = MODELS[name]
-    config = config_cls(**COMMON, **kwargs)
+    config = config_cls(**dict(COMMON, **kwargs))
     config.dtype = torch.float32
     torch.manual_seed(seed)
     model = model_cls(config).to(torch.float32).eval()
@@ -91,9 +138,11 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--out", default=os.path.join(root, "tests", "data", "models"))
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
     args = ap.parse_args()
-    for i, name in enumerate(MODELS):
-        make(name, args.out, args.seed + i)
+    for i, name in enumerate(MODELS):  # seeds by position: one model is remade as it was
+        if name in args.models:
+            make(name, args.out, args.seed + i)
 
 
 if __name__ == "__main__":

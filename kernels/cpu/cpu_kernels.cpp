@@ -64,8 +64,8 @@ void embed_bf16(float* out, const uint16_t* table, const int32_t* ids, int n_tok
 void rmsnorm(float* out, const float* in, const float* w, int rows, int cols, float eps) {
 #pragma omp parallel for if (rows > 4)
   for (int r = 0; r < rows; ++r) {
-    rmsnorm_row(out + static_cast<int64_t>(r) * cols, in + static_cast<int64_t>(r) * cols, w,
-                cols, eps);
+    rmsnorm_row(out + static_cast<int64_t>(r) * cols, in + static_cast<int64_t>(r) * cols, w, cols,
+                eps);
   }
 }
 
@@ -139,8 +139,9 @@ void matmul_bf16(float* out, const float* in, const uint16_t* w, int T, int N, i
   matmul_rows(out, in, w, T, N, K, [](uint16_t v) { return bf16(v); });
 }
 
-void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
-                  const int32_t* pos, int T, int n_q, int n_kv, int hd, float theta, float eps) {
+void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm, const int32_t* pos,
+                  int T, int n_q, int n_kv, int hd, const float* inv_freq, float attention_factor,
+                  float eps) {
   const int half = hd / 2;
   const int n_all = n_q + n_kv;
 #pragma omp parallel for if (T * n_all > 64)
@@ -154,11 +155,10 @@ void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
     if (nw != nullptr) rmsnorm_row(v, v, nw, hd, eps);
     const double p = static_cast<double>(pos[t]);
     for (int j = 0; j < half; ++j) {
-      // Frequencies as HF computes them: inv_freq = 1 / theta^(2j/hd) in float32, angle in fp32.
-      const float inv_freq =
-          1.0f / std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(hd));
-      const float angle = static_cast<float>(p) * inv_freq;
-      const float c = std::cos(angle), s = std::sin(angle);
+      // As HF: angle = float(pos) * inv_freq in fp32, cos/sin times attention_scaling.
+      const float angle = static_cast<float>(p) * inv_freq[j];
+      const float c = std::cos(angle) * attention_factor;
+      const float s = std::sin(angle) * attention_factor;
       const float x0 = v[j], x1 = v[j + half];
       v[j] = x0 * c - x1 * s;
       v[j + half] = x1 * c + x0 * s;
@@ -166,8 +166,16 @@ void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
   }
 }
 
-void kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
-               const int32_t* slots, const int32_t* pos, int T, int max_seq, int kv_dim) {
+void add_bias(float* out, const float* bias, int64_t T, int64_t N) {
+#pragma omp parallel for if (T * N > 65536)
+  for (int64_t t = 0; t < T; ++t) {
+    float* row = out + t * N;
+    for (int64_t n = 0; n < N; ++n) row[n] += bias[n];
+  }
+}
+
+void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
+               const int32_t* pos, int T, int max_seq, int kv_dim) {
   for (int t = 0; t < T; ++t) {
     const int64_t off = (static_cast<int64_t>(slots[t]) * max_seq + pos[t]) * kv_dim;
     std::memcpy(k_cache + off, k + static_cast<int64_t>(t) * kv_dim, sizeof(float) * kv_dim);
@@ -176,8 +184,8 @@ void kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
 }
 
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads,
-               int hd, int max_seq, int window, float scale) {
+               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
+               int max_seq, int window, float scale) {
   const int group = n_heads / n_kv_heads;
   const int kv_dim = n_kv_heads * hd;
   constexpr int kMaxHeadDim = 512;

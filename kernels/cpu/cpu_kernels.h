@@ -30,18 +30,22 @@ void matmul_bf16(float* out, const float* in, const uint16_t* w, int T, int N, i
 // In place on q [T, n_q * hd] and k [T, n_kv * hd]: optional per-head RMSNorm with q_norm/k_norm
 // [hd] (skipped when null), then rotate-half RoPE at pos[t]: pairs (i, i + hd/2) rotated by
 // pos * theta^(-2i/hd).
-void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
-                  const int32_t* pos, int T, int n_q, int n_kv, int hd, float theta, float eps);
+void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm, const int32_t* pos,
+                  int T, int n_q, int n_kv, int hd, const float* inv_freq, float attention_factor,
+                  float eps);
+
+// out[t, n] += bias[n] for t < T, n < N.
+void add_bias(float* out, const float* bias, int64_t T, int64_t N);
 
 // Cache layout [n_slots, max_seq, kv_dim]: writes k[t], v[t] at (slots[t], pos[t]).
-void kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
-               const int32_t* slots, const int32_t* pos, int T, int max_seq, int kv_dim);
+void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
+               const int32_t* pos, int T, int max_seq, int kv_dim);
 
 // out[t, h*hd..] = softmax_j(q[t,h] . K[slot, j, h/group] * scale) V[slot, j, h/group] over
 // j in [max(0, pos[t] - window + 1), pos[t]] (window <= 0: from 0). Online softmax, fp32.
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads,
-               int hd, int max_seq, int window, float scale);
+               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
+               int max_seq, int window, float scale);
 
 // out[i] = silu(gate[i]) * up[i].
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);

@@ -44,12 +44,17 @@ void add_rmsnorm(bf16* out, bf16* residual, const bf16* delta, const bf16* weigh
 
 // --- rope.cu ------------------------------------------------------------------------------
 // In place on q [T, n_heads*hd] and k [T, n_kv_heads*hd]: when q_norm/k_norm [hd] are not null,
-// a per-head RMSNorm (Qwen3), then rotate-half RoPE at positions[t] with inv_freq_i =
-// 1 / theta^(2i/hd). One warp per head (q heads, then kv heads); grid (tokens, heads / warps per
-// block, rounded up). hd even and <= 256.
+// a per-head RMSNorm (Qwen3), then rotate-half RoPE at positions[t] with the f32 device table
+// inv_freq [hd/2] (any RoPE scaling, precomputed), cos and sin times attention_factor. One warp per
+// head (q heads, then kv heads); grid (tokens, heads / warps per block, rounded up). hd even and <=
+// 256.
 void qk_norm_rope(bf16* q, bf16* k, const bf16* q_norm, const bf16* k_norm,
                   const int32_t* positions, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
-                  float theta, float eps, cudaStream_t stream);
+                  const float* inv_freq, float attention_factor, float eps, cudaStream_t stream);
+
+// --- bias.cu ------------------------------------------------------------------------------
+// out[t, n] += bias[n] (linear layers with biases), sum in fp32, rounded once to bf16.
+void add_bias(bf16* out, const bf16* bias, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // --- swiglu.cu ----------------------------------------------------------------------------
 // out[i] = silu(gate[i]) * up[i] for i < n.

@@ -1,6 +1,9 @@
 // Qwen3's per-head q/k RMSNorm fused with rotate-half RoPE, in place. Grid (T, head groups of
 // 4): one warp per head so a single decode token still spreads over several SMs. Each lane owns
 // up to 4 rotation pairs (i, i + hd/2) and computes their cos/sin once for all heads of its warp.
+// The frequencies come precomputed (inv_freq, f32, hd/2: the same table the CPU backend uses,
+// from src/model/rope.cpp), so every RoPE scaling kind is one kernel; cos and sin are multiplied
+// by the attention factor (yarn, longrope) as transformers does.
 #include "common.cuh"
 #include "kernels.h"
 
@@ -12,14 +15,15 @@ constexpr int kMaxPairsPerLane = 4;  // hd / 2 <= 128
 
 __global__ void qk_norm_rope_kernel(bf16* q, bf16* k, const bf16* __restrict__ q_norm,
                                     const bf16* __restrict__ k_norm,
-                                    const int32_t* __restrict__ positions, int n_heads,
-                                    int n_kv_heads, int head_dim, float theta, float eps) {
+                                    const int32_t* __restrict__ positions,
+                                    const float* __restrict__ inv_freq, float attention_factor,
+                                    int n_heads, int n_kv_heads, int head_dim, float eps) {
   const int t = blockIdx.x;
   const int lane = threadIdx.x & 31;
   const int head = blockIdx.y * kWarpsPerBlock + (threadIdx.x >> 5);
   if (head >= n_heads + n_kv_heads) return;  // whole warps; no block barrier below
   const int half = head_dim / 2;
-  // Hugging Face: inv_freq = 1 / theta^(2i/hd) in fp32, angle = float(pos) * inv_freq in fp32.
+  // Hugging Face: angle = float(pos) * inv_freq in fp32; cos, sin times attention_scaling.
   const float pos = static_cast<float>(positions[t]);
   float cs[kMaxPairsPerLane], sn[kMaxPairsPerLane];
 #pragma unroll
@@ -28,9 +32,9 @@ __global__ void qk_norm_rope_kernel(bf16* q, bf16* k, const bf16* __restrict__ q
     cs[j] = 1.0f;
     sn[j] = 0.0f;
     if (i < half) {
-      const float inv_freq =
-          1.0f / powf(theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
-      sincosf(pos * inv_freq, &sn[j], &cs[j]);
+      sincosf(pos * inv_freq[i], &sn[j], &cs[j]);
+      sn[j] *= attention_factor;
+      cs[j] *= attention_factor;
     }
   }
   const bool is_q = head < n_heads;
@@ -76,11 +80,12 @@ __global__ void qk_norm_rope_kernel(bf16* q, bf16* k, const bf16* __restrict__ q
 
 void qk_norm_rope(bf16* q, bf16* k, const bf16* q_norm, const bf16* k_norm,
                   const int32_t* positions, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
-                  float theta, float eps, cudaStream_t stream) {
+                  const float* inv_freq, float attention_factor, float eps, cudaStream_t stream) {
   if (n_tokens <= 0) return;
   const dim3 grid(n_tokens, static_cast<unsigned>(ceil_div(n_heads + n_kv_heads, kWarpsPerBlock)));
-  qk_norm_rope_kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(
-      q, k, q_norm, k_norm, positions, n_heads, n_kv_heads, head_dim, theta, eps);
+  qk_norm_rope_kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(q, k, q_norm, k_norm, positions,
+                                                                inv_freq, attention_factor, n_heads,
+                                                                n_kv_heads, head_dim, eps);
 }
 
 }  // namespace tpinfer::gpu

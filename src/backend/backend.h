@@ -43,6 +43,18 @@ struct BatchView {
   const int32_t* positions = nullptr;  // device int array [T]
   const int32_t* slots = nullptr;      // device int array [T]
   int max_position = 0;  // largest entry of positions: a host-side hint, stale under replay()
+  // RoPE kinds that depend on the length (dynamic, longrope) pick their frequencies for
+  // max(max_position + 1, rope_seq_len): a sequence recomputed in chunks keeps the frequencies
+  // of its whole length.
+  int rope_seq_len = 0;
+};
+
+// RoPE frequencies for qk_norm_rope (src/model/rope.h computes them as transformers does):
+// inv_freq[i], an f32 device array of head_dim/2, and the attention factor that multiplies cos
+// and sin (yarn, longrope; 1 otherwise).
+struct RopeTable {
+  const float* inv_freq = nullptr;
+  float attention_factor = 1.0f;
 };
 
 class Backend {
@@ -108,9 +120,12 @@ class Backend {
   // out may be f32 even when activations are not (logits).
   virtual void matmul(Tensor out, Tensor in, Tensor weight) = 0;
   // In place on q [T, n_heads*hd] and k [T, n_kv_heads*hd]: optional per-head RMSNorm (Qwen3;
-  // skipped when q_norm is empty), then rotate-half RoPE at positions[t] with base theta.
+  // skipped when q_norm is empty), then rotate-half RoPE at positions[t]: pair (i, i + hd/2)
+  // rotated by angle positions[t] * inv_freq[i], cos and sin times the attention factor.
   virtual void qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
-                            int head_dim, float theta, float eps) = 0;
+                            int head_dim, const RopeTable& rope, float eps) = 0;
+  // out[T, N] += bias[1, N] (linear layers with biases; bias in the activation dtype).
+  virtual void add_bias(Tensor out, Tensor bias) = 0;
   // Writes k and v [T, n_kv_heads*hd] into the cache at (slots[t], positions[t]).
   virtual void kv_append(const KvLayer& cache, Tensor k, Tensor v, const BatchView& b) = 0;
   // out[T, n_heads*hd] = softmax(q k^T * scale) v over the cached positions of each token's slot,

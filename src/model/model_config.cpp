@@ -21,6 +21,28 @@ const char* arch_name(Arch a) {
       return "mistral";
     case Arch::qwen3:
       return "qwen3";
+    case Arch::qwen2:
+      return "qwen2";
+    case Arch::phi3:
+      return "phi3";
+  }
+  return "?";
+}
+
+const char* rope_kind_name(RopeKind k) {
+  switch (k) {
+    case RopeKind::none:
+      return "default";
+    case RopeKind::linear:
+      return "linear";
+    case RopeKind::dynamic:
+      return "dynamic";
+    case RopeKind::llama3:
+      return "llama3";
+    case RopeKind::yarn:
+      return "yarn";
+    case RopeKind::longrope:
+      return "longrope";
   }
   return "?";
 }
@@ -28,7 +50,19 @@ const char* arch_name(Arch a) {
 namespace {
 
 constexpr const char* kSupportedArchitectures =
-    "LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM";
+    "LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM";
+constexpr const char* kSupportedRope = "default, linear, dynamic, llama3, yarn, longrope";
+
+struct ArchName {
+  const char* hf;     // architectures[0]
+  const char* model;  // model_type == the manifest's arch
+  Arch arch;
+};
+constexpr ArchName kArchs[] = {{"LlamaForCausalLM", "llama", Arch::llama},
+                               {"MistralForCausalLM", "mistral", Arch::mistral},
+                               {"Qwen3ForCausalLM", "qwen3", Arch::qwen3},
+                               {"Qwen2ForCausalLM", "qwen2", Arch::qwen2},
+                               {"Phi3ForCausalLM", "phi3", Arch::phi3}};
 
 bool present(const json& j, const char* key) {
   return j.is_object() && j.contains(key) && !j.at(key).is_null();
@@ -91,12 +125,33 @@ void add_token_ids(const json& j, const char* key, const std::string& source,
   }
 }
 
-// Plain RoPE only. transformers 5 writes rope_parameters {rope_type: "default", rope_theta};
-// older configs write rope_theta and rope_scaling (null for plain RoPE).
-void check_rope(const json& config, const std::string& source) {
+// A number, or 0 when the key is absent or null (transformers then derives the value).
+double number_or_unset(const json& r, const char* key, const std::string& source) {
+  return present(r, key) ? get_number(r, key, source) : 0.0;
+}
+
+std::vector<double> factor_list(const json& r, const char* key, const std::string& source) {
+  TPI_CHECK(present(r, key) && r.at(key).is_array(),
+            source << ": key '" << key << "' must be a list of numbers");
+  std::vector<double> v;
+  for (const json& e : r.at(key)) {
+    TPI_CHECK(e.is_number(),
+              source << ": key '" << key << "' must be a list of numbers, found " << type_of(e));
+    v.push_back(e.get<double>());
+  }
+  return v;
+}
+
+// rope_scaling / rope_parameters of a Hugging Face config (transformers 5 writes rope_parameters
+// {rope_type, rope_theta, ...}; older configs rope_scaling {type | rope_type, ...} or null), read
+// as transformers' standardize_rope_params() does. Unknown kinds are refused with the list.
+RopeScaling parse_rope(const json& config, int max_position_embeddings, int head_dim,
+                       const std::string& source) {
+  RopeScaling rs;
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     if (!present(config, key)) continue;
     const json& r = config.at(key);
+    const std::string src = source + " " + key;
     TPI_CHECK(r.is_object(),
               source << ": key '" << key << "' must be an object or null, found " << type_of(r));
     std::string kind = "default";
@@ -108,11 +163,98 @@ void check_rope(const json& config, const std::string& source) {
     } else if (std::string(key) == "rope_scaling") {
       kind = "unnamed";
     }
-    TPI_CHECK(kind == "default",
-              source << ": rope_scaling type '" << kind
-                     << "' is not implemented; only plain RoPE (rope_scaling null or absent) is "
-                        "supported now");
+    if (present(r, "partial_rotary_factor")) {
+      TPI_CHECK(get_number(r, "partial_rotary_factor", src) == 1.0,
+                src << ": partial_rotary_factor " << r.at("partial_rotary_factor").dump()
+                    << " is not supported (RoPE over the whole head only)");
+    }
+    if (kind == "default") continue;
+    RopeKind k = RopeKind::none;
+    for (RopeKind c : {RopeKind::linear, RopeKind::dynamic, RopeKind::llama3, RopeKind::yarn,
+                       RopeKind::longrope}) {
+      if (kind == rope_kind_name(c)) k = c;
+    }
+    TPI_CHECK(k != RopeKind::none, source << ": rope_scaling type '" << kind
+                                          << "' is not implemented; supported: " << kSupportedRope);
+    rs.kind = k;
+    if (k == RopeKind::linear || k == RopeKind::dynamic || k == RopeKind::llama3) {
+      rs.factor = get_number(r, "factor", src);
+    } else {
+      rs.factor = number_or_unset(r, "factor", src);
+    }
+    TPI_CHECK(
+        rs.factor > 0.0 || (rs.factor == 0.0 && (k == RopeKind::yarn || k == RopeKind::longrope)),
+        src << ": key 'factor' must be positive, found " << rs.factor);
+    if (k == RopeKind::llama3 || k == RopeKind::yarn || k == RopeKind::longrope) {
+      // transformers: a top-level original_max_position_embeddings (Phi3) wins, then the rope
+      // object's, then max_position_embeddings.
+      if (present(config, "original_max_position_embeddings")) {
+        rs.original_max_position_embeddings =
+            get_positive(config, "original_max_position_embeddings", source);
+      } else if (present(r, "original_max_position_embeddings")) {
+        rs.original_max_position_embeddings =
+            get_positive(r, "original_max_position_embeddings", src);
+      } else {
+        rs.original_max_position_embeddings = max_position_embeddings;
+      }
+    }
+    if (k == RopeKind::llama3) {
+      rs.low_freq_factor = get_number(r, "low_freq_factor", src);
+      rs.high_freq_factor = get_number(r, "high_freq_factor", src);
+      TPI_CHECK(rs.high_freq_factor != rs.low_freq_factor,
+                src << ": high_freq_factor must differ from low_freq_factor");
+    }
+    if (k == RopeKind::yarn || k == RopeKind::longrope) {
+      rs.attention_factor = number_or_unset(r, "attention_factor", src);
+    }
+    if (k == RopeKind::yarn) {
+      rs.beta_fast = number_or_unset(r, "beta_fast", src);
+      rs.beta_slow = number_or_unset(r, "beta_slow", src);
+      rs.mscale = number_or_unset(r, "mscale", src);
+      rs.mscale_all_dim = number_or_unset(r, "mscale_all_dim", src);
+      if (present(r, "truncate")) rs.truncate = get_bool(r, "truncate", src);
+    }
+    if (k == RopeKind::longrope) {
+      rs.short_factor = factor_list(r, "short_factor", src);
+      rs.long_factor = factor_list(r, "long_factor", src);
+      for (const auto* f : {&rs.short_factor, &rs.long_factor}) {
+        TPI_CHECK(static_cast<int>(f->size()) == head_dim / 2,
+                  src << ": short_factor and long_factor must have head_dim/2 = " << head_dim / 2
+                      << " entries, found " << f->size());
+      }
+    }
   }
+  return rs;
+}
+
+json rope_to_json(const RopeScaling& rs) {
+  if (rs.kind == RopeKind::none) return nullptr;
+  auto unset_null = [](double v) -> json { return v == 0.0 ? json(nullptr) : json(v); };
+  json j;
+  j["rope_type"] = rope_kind_name(rs.kind);
+  j["factor"] = unset_null(rs.factor);
+  if (rs.kind == RopeKind::llama3 || rs.kind == RopeKind::yarn || rs.kind == RopeKind::longrope) {
+    j["original_max_position_embeddings"] = rs.original_max_position_embeddings;
+  }
+  if (rs.kind == RopeKind::llama3) {
+    j["low_freq_factor"] = rs.low_freq_factor;
+    j["high_freq_factor"] = rs.high_freq_factor;
+  }
+  if (rs.kind == RopeKind::yarn || rs.kind == RopeKind::longrope) {
+    j["attention_factor"] = unset_null(rs.attention_factor);
+  }
+  if (rs.kind == RopeKind::yarn) {
+    j["beta_fast"] = unset_null(rs.beta_fast);
+    j["beta_slow"] = unset_null(rs.beta_slow);
+    j["mscale"] = unset_null(rs.mscale);
+    j["mscale_all_dim"] = unset_null(rs.mscale_all_dim);
+    j["truncate"] = rs.truncate;
+  }
+  if (rs.kind == RopeKind::longrope) {
+    j["short_factor"] = rs.short_factor;
+    j["long_factor"] = rs.long_factor;
+  }
+  return j;
 }
 
 std::string join(const std::vector<int>& v) {
@@ -129,46 +271,38 @@ ModelConfig ModelConfig::from_hf(const json& config, const json& generation_conf
   ModelConfig c;
 
   std::string name;
-  if (present(config, "architectures") && config.at("architectures").is_array() &&
-      !config.at("architectures").empty()) {
-    name = config.at("architectures")[0].is_string()
-               ? config.at("architectures")[0].get<std::string>()
-               : config.at("architectures")[0].dump();
-    if (name == "LlamaForCausalLM") {
-      c.arch = Arch::llama;
-    } else if (name == "MistralForCausalLM") {
-      c.arch = Arch::mistral;
-    } else if (name == "Qwen3ForCausalLM") {
-      c.arch = Arch::qwen3;
-    } else {
-      TPI_FAIL(source << ": unsupported architecture '" << name
-                      << "'; supported: " << kSupportedArchitectures);
-    }
+  const bool by_architectures = present(config, "architectures") &&
+                                config.at("architectures").is_array() &&
+                                !config.at("architectures").empty();
+  if (by_architectures) {
+    const json& a = config.at("architectures")[0];
+    name = a.is_string() ? a.get<std::string>() : a.dump();
   } else {
     TPI_CHECK(present(config, "model_type"),
               source << ": neither 'architectures' nor 'model_type' is set; supported: "
                      << kSupportedArchitectures);
     const json& mt = config.at("model_type");
     name = mt.is_string() ? mt.get<std::string>() : mt.dump();
-    if (name == "llama") {
-      c.arch = Arch::llama;
-    } else if (name == "mistral") {
-      c.arch = Arch::mistral;
-    } else if (name == "qwen3") {
-      c.arch = Arch::qwen3;
-    } else {
-      TPI_FAIL(source << ": unsupported model_type '" << name
-                      << "'; supported: " << kSupportedArchitectures);
+  }
+  bool known = false;
+  for (const ArchName& a : kArchs) {
+    if (name == (by_architectures ? a.hf : a.model)) {
+      c.arch = a.arch;
+      known = true;
     }
   }
+  TPI_CHECK(known, source << ": unsupported " << (by_architectures ? "architecture" : "model_type")
+                          << " '" << name << "'; supported: " << kSupportedArchitectures);
 
-  check_rope(config, source);
-  for (const char* key : {"attention_bias", "mlp_bias"}) {
-    if (present(config, key) && config.at(key).is_boolean() && config.at(key).get<bool>()) {
-      TPI_FAIL(source << ": " << key
-                      << "=true is not supported: attention/mlp biases are not implemented");
-    }
-  }
+  // Biases as transformers builds the layers: Qwen2 always has q/k/v biases; Llama and Qwen3
+  // follow attention_bias (q/k/v/o) and Llama mlp_bias (gate/up/down); Mistral and Phi3 have none.
+  auto flag = [&](const char* key) {
+    return present(config, key) && config.at(key).is_boolean() && config.at(key).get<bool>();
+  };
+  c.qkv_bias = c.arch == Arch::qwen2 ||
+               ((c.arch == Arch::llama || c.arch == Arch::qwen3) && flag("attention_bias"));
+  c.o_bias = (c.arch == Arch::llama || c.arch == Arch::qwen3) && flag("attention_bias");
+  c.mlp_bias = c.arch == Arch::llama && flag("mlp_bias");
   if (present(config, "hidden_act")) {
     const json& act = config.at("hidden_act");
     TPI_CHECK(act.is_string() && act.get<std::string>() == "silu",
@@ -211,14 +345,19 @@ ModelConfig ModelConfig::from_hf(const json& config, const json& generation_conf
   }
 
   c.qk_norm = c.arch == Arch::qwen3;
-  if (c.arch == Arch::mistral && present(config, "sliding_window")) {
+  if ((c.arch == Arch::mistral || c.arch == Arch::phi3) && present(config, "sliding_window")) {
     c.sliding_window = get_positive(config, "sliding_window", source);
   }
-  if (c.arch == Arch::qwen3 && present(config, "use_sliding_window") &&
-      config.at("use_sliding_window").is_boolean() && config.at("use_sliding_window").get<bool>()) {
-    TPI_FAIL(source << ": use_sliding_window=true is not supported for Qwen3 "
-                       "(sliding-window layers are not implemented)");
+  if ((c.arch == Arch::qwen3 || c.arch == Arch::qwen2) && flag("use_sliding_window")) {
+    TPI_FAIL(source << ": use_sliding_window=true is not supported for " << arch_name(c.arch)
+                    << " (sliding-window layers are not implemented)");
   }
+  if (present(config, "partial_rotary_factor")) {
+    TPI_CHECK(get_number(config, "partial_rotary_factor", source) == 1.0,
+              source << ": partial_rotary_factor " << config.at("partial_rotary_factor").dump()
+                     << " is not supported (RoPE over the whole head only)");
+  }
+  c.rope_scaling = parse_rope(config, c.max_position_embeddings, c.head_dim, source);
 
   const std::string gen_source = "generation_config.json";
   if (present(config, "bos_token_id") && config.at("bos_token_id").is_number_integer()) {
@@ -247,6 +386,10 @@ json ModelConfig::to_manifest() const {
   j["rms_norm_eps"] = rms_norm_eps;
   j["tie_word_embeddings"] = tie_word_embeddings;
   j["qk_norm"] = qk_norm;
+  j["qkv_bias"] = qkv_bias;
+  j["o_bias"] = o_bias;
+  j["mlp_bias"] = mlp_bias;
+  j["rope_scaling"] = rope_to_json(rope_scaling);
   j["sliding_window"] = sliding_window;
   j["bos_token_id"] = bos_token_id;
   j["eos_token_ids"] = eos_token_ids;
@@ -260,15 +403,15 @@ ModelConfig ModelConfig::from_manifest(const json& j, const std::string& source)
   TPI_CHECK(present(j, "arch") && j.at("arch").is_string(),
             src << ": missing key 'arch' (a string)");
   const std::string a = j.at("arch").get<std::string>();
-  if (a == "llama") {
-    c.arch = Arch::llama;
-  } else if (a == "mistral") {
-    c.arch = Arch::mistral;
-  } else if (a == "qwen3") {
-    c.arch = Arch::qwen3;
-  } else {
-    TPI_FAIL(src << ": unknown arch '" << a << "' (expected llama, mistral or qwen3)");
+  bool known = false;
+  for (const ArchName& n : kArchs) {
+    if (a == n.model) {
+      c.arch = n.arch;
+      known = true;
+    }
   }
+  TPI_CHECK(known,
+            src << ": unknown arch '" << a << "' (expected llama, mistral, qwen3, qwen2 or phi3)");
   c.vocab_size = get_positive(j, "vocab_size", src);
   c.hidden_size = get_positive(j, "hidden_size", src);
   c.intermediate_size = get_positive(j, "intermediate_size", src);
@@ -281,6 +424,16 @@ ModelConfig ModelConfig::from_manifest(const json& j, const std::string& source)
   c.rms_norm_eps = static_cast<float>(get_number(j, "rms_norm_eps", src));
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", src);
   c.qk_norm = get_bool(j, "qk_norm", src);
+  // Manifests written before biases and RoPE scaling existed have neither.
+  for (auto [key, field] : {std::pair<const char*, bool*>{"qkv_bias", &c.qkv_bias},
+                            {"o_bias", &c.o_bias},
+                            {"mlp_bias", &c.mlp_bias}}) {
+    if (j.contains(key)) *field = get_bool(j, key, src);
+  }
+  if (present(j, "rope_scaling")) {
+    json wrapped = {{"rope_scaling", j.at("rope_scaling")}};
+    c.rope_scaling = parse_rope(wrapped, c.max_position_embeddings, c.head_dim, src);
+  }
   const int64_t window = get_int(j, "sliding_window", src);
   TPI_CHECK(window >= 0, src << ": key 'sliding_window' must be >= 0, found " << window);
   c.sliding_window = static_cast<int>(window);
@@ -319,7 +472,9 @@ int64_t ModelConfig::n_params() const {
   const int64_t per_layer = 2 * h                                     // norms
                             + q_dim * h + 2 * kv_dim * h + h * q_dim  // q, k, v, o
                             + (qk_norm ? 2 * static_cast<int64_t>(head_dim) : 0) +
-                            3 * static_cast<int64_t>(intermediate_size) * h;
+                            3 * static_cast<int64_t>(intermediate_size) * h +
+                            (qkv_bias ? q_dim + 2 * kv_dim : 0) + (o_bias ? h : 0) +
+                            (mlp_bias ? 2 * static_cast<int64_t>(intermediate_size) + h : 0);
   const int64_t embed = static_cast<int64_t>(vocab_size) * h;
   return embed + n_layers * per_layer + h + (tie_word_embeddings ? 0 : embed);
 }

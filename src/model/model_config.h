@@ -3,16 +3,34 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 namespace tpinfer {
 
-enum class Arch { llama, mistral, qwen3 };
+enum class Arch { llama, mistral, qwen3, qwen2, phi3 };
 
 const char* arch_name(Arch a);
+
+// RoPE scaling as transformers' ROPE_INIT_FUNCTIONS reads it (modeling_rope_utils.py), after its
+// standardize_rope_params(). Values that transformers derives when absent stay unset here (NaN /
+// 0) and are derived in src/model/rope.cpp, so the manifest holds what the checkpoint said.
+enum class RopeKind { none, linear, dynamic, llama3, yarn, longrope };
+const char* rope_kind_name(RopeKind k);
+
+struct RopeScaling {
+  RopeKind kind = RopeKind::none;
+  double factor = 0.0;                       // all kinds; yarn / longrope: 0 = max_pos / original
+  int original_max_position_embeddings = 0;  // llama3, yarn, longrope
+  double low_freq_factor = 0.0, high_freq_factor = 0.0;  // llama3
+  double attention_factor = 0.0;              // yarn, longrope: 0 = the paper's default from factor
+  double beta_fast = 0.0, beta_slow = 0.0;    // yarn: 0 = 32 / 1
+  double mscale = 0.0, mscale_all_dim = 0.0;  // yarn: 0 = unset
+  bool truncate = true;                       // yarn
+  std::vector<double> short_factor, long_factor;  // longrope, head_dim / 2 each
+  bool operator==(const RopeScaling&) const = default;
+};
 
 struct ModelConfig {
   Arch arch = Arch::llama;
@@ -27,8 +45,12 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   float rms_norm_eps = 1e-5f;
   bool tie_word_embeddings = false;
-  bool qk_norm = false;     // Qwen3: RMSNorm over each q/k head before RoPE
-  int sliding_window = 0;   // Mistral: attend to the last `sliding_window` positions; 0 = off
+  bool qk_norm = false;   // Qwen3: RMSNorm over each q/k head before RoPE
+  bool qkv_bias = false;  // q/k/v_proj have biases (Qwen2; Llama/Qwen3 attention_bias)
+  bool o_bias = false;    // o_proj has a bias (Llama/Qwen3 attention_bias)
+  bool mlp_bias = false;  // gate/up/down_proj have biases (Llama mlp_bias)
+  RopeScaling rope_scaling;
+  int sliding_window = 0;  // Mistral: attend to the last `sliding_window` positions; 0 = off
   int bos_token_id = -1;
   std::vector<int> eos_token_ids;  // every id the configs name as end of sequence
 

@@ -67,18 +67,28 @@ std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
   for (int l = 0; l < cfg.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", {hidden}, SplitDim::none);
-    add(p + "self_attn.q_proj.weight", {q_dim, hidden}, SplitDim::out);
-    add(p + "self_attn.k_proj.weight", {kv_dim, hidden}, SplitDim::out);
-    add(p + "self_attn.v_proj.weight", {kv_dim, hidden}, SplitDim::out);
-    add(p + "self_attn.o_proj.weight", {hidden, q_dim}, SplitDim::in);
+    // A column-parallel bias is split with its weight's rows; a row-parallel bias is replicated
+    // and added once, after the all-reduce (never tp times).
+    auto column = [&](const std::string& name, int64_t out, bool bias) {
+      add(p + name + ".weight", {out, hidden}, SplitDim::out);
+      if (bias) add(p + name + ".bias", {out}, SplitDim::out);
+    };
+    auto row = [&](const std::string& name, int64_t in, bool bias) {
+      add(p + name + ".weight", {hidden, in}, SplitDim::in);
+      if (bias) add(p + name + ".bias", {hidden}, SplitDim::none);
+    };
+    column("self_attn.q_proj", q_dim, cfg.qkv_bias);
+    column("self_attn.k_proj", kv_dim, cfg.qkv_bias);
+    column("self_attn.v_proj", kv_dim, cfg.qkv_bias);
+    row("self_attn.o_proj", q_dim, cfg.o_bias);
     if (cfg.qk_norm) {
       add(p + "self_attn.q_norm.weight", {cfg.head_dim}, SplitDim::none);
       add(p + "self_attn.k_norm.weight", {cfg.head_dim}, SplitDim::none);
     }
     add(p + "post_attention_layernorm.weight", {hidden}, SplitDim::none);
-    add(p + "mlp.gate_proj.weight", {inter, hidden}, SplitDim::out);
-    add(p + "mlp.up_proj.weight", {inter, hidden}, SplitDim::out);
-    add(p + "mlp.down_proj.weight", {hidden, inter}, SplitDim::in);
+    column("mlp.gate_proj", inter, cfg.mlp_bias);
+    column("mlp.up_proj", inter, cfg.mlp_bias);
+    row("mlp.down_proj", inter, cfg.mlp_bias);
   }
   add("model.norm.weight", {hidden}, SplitDim::none);
   if (!cfg.tie_word_embeddings) add("lm_head.weight", {vocab, hidden}, SplitDim::out, true);

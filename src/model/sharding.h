@@ -5,7 +5,9 @@
 // HF linear weights are [out, in]. Column-parallel q/k/v/gate/up split dim 0 (out), row-parallel
 // o/down split dim 1 (in), norms (incl. Qwen3 q_norm/k_norm) are replicated, and embed_tokens /
 // lm_head split the vocabulary (dim 0) with rows padded to ceil(V / tp) per rank (zero rows; the
-// engine masks padded logits). Tied embeddings store no lm_head.
+// engine masks padded logits). Tied embeddings store no lm_head. Biases (Qwen2 q/k/v, Llama
+// attention_bias / mlp_bias): a column-parallel bias is split with its weight (dim 0); a
+// row-parallel bias (o/down) is replicated and added once, after the all-reduce.
 #pragma once
 
 #include <cstdint>
@@ -32,8 +34,8 @@ struct TensorSpec {
 };
 
 // Every tensor of the model, in file order == load order: embed_tokens, then per layer
-// input_layernorm, q, k, v, o, (q_norm, k_norm), post_attention_layernorm, gate, up, down, then
-// model.norm and (untied only) lm_head.
+// input_layernorm, q, k, v, o, (q_norm, k_norm), post_attention_layernorm, gate, up, down (each
+// weight followed by its bias when the model has one), then model.norm and (untied only) lm_head.
 std::vector<TensorSpec> sharding_table(const ModelConfig& cfg);
 
 // "[64, 172]"

@@ -1,9 +1,11 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "core/error.h"
+#include "model/rope.h"
 
 namespace tpinfer {
 
@@ -42,6 +44,13 @@ Tensor* ModelWeights::find(const std::string& name) {
   if (rest == "self_attn.k_proj.weight") return &L.k.weight;
   if (rest == "self_attn.v_proj.weight") return &L.v.weight;
   if (rest == "self_attn.o_proj.weight") return &L.o.weight;
+  if (rest == "self_attn.q_proj.bias") return &L.q.bias;
+  if (rest == "self_attn.k_proj.bias") return &L.k.bias;
+  if (rest == "self_attn.v_proj.bias") return &L.v.bias;
+  if (rest == "self_attn.o_proj.bias") return &L.o.bias;
+  if (rest == "mlp.gate_proj.bias") return &L.gate.bias;
+  if (rest == "mlp.up_proj.bias") return &L.up.bias;
+  if (rest == "mlp.down_proj.bias") return &L.down.bias;
   if (rest == "self_attn.q_norm.weight") return &L.q_norm;
   if (rest == "self_attn.k_norm.weight") return &L.k_norm;
   if (rest == "mlp.gate_proj.weight") return &L.gate.weight;
@@ -55,10 +64,10 @@ size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
   const size_t a = dtype_size(act);
   const size_t T = static_cast<size_t>(max_tokens);
   size_t bytes = 0;
-  bytes += 3 * T * d.hidden * a;                       // x, h, delta
-  bytes += 2 * T * d.q_dim() * a;                      // q, att
-  bytes += 2 * T * d.kv_dim() * a;                     // k, v
-  bytes += 2 * T * d.intermediate * a;                 // gate, up
+  bytes += 3 * T * d.hidden * a;                                            // x, h, delta
+  bytes += 2 * T * d.q_dim() * a;                                           // q, att
+  bytes += 2 * T * d.kv_dim() * a;                                          // k, v
+  bytes += 2 * T * d.intermediate * a;                                      // gate, up
   bytes += static_cast<size_t>(max_logit_rows) * d.hidden * a;              // last
   bytes += static_cast<size_t>(max_logit_rows) * d.vocab * 4 * (1 + d.tp);  // logits, logits_all
   bytes += (3 * T + max_logit_rows) * sizeof(int32_t);  // ids, positions, slots, logit_rows
@@ -69,6 +78,40 @@ Transformer::Transformer(const ModelConfig& cfg, const ShardDims& dims, Backend&
                          Communicator& comm)
     : cfg_(cfg), dims_(dims), be_(backend), comm_(comm) {
   weights.layers.resize(dims.n_layers);
+}
+
+void Transformer::init_rope() {
+  TPI_CHECK(!weights.rope_inv_freq.empty(), "transformer: the RoPE table is not allocated");
+  auto upload = [&](Tensor t, int64_t seq_len) {
+    const RopeFrequencies f = rope_frequencies(cfg_, seq_len);
+    TPI_CHECK(static_cast<int64_t>(f.inv_freq.size()) == t.numel(),
+              "transformer: RoPE table of " << f.inv_freq.size() << " for " << t.numel());
+    be_.copy_to_device(t.data, f.inv_freq.data(), f.inv_freq.size() * sizeof(float));
+    rope_attention_factor_ = f.attention_factor;
+  };
+  upload(weights.rope_inv_freq, 0);
+  rope_key_ = rope_length_key(cfg_, 0);
+  if (cfg_.rope_scaling.kind == RopeKind::longrope) {
+    upload(weights.rope_inv_freq_long, cfg_.rope_scaling.original_max_position_embeddings + 1);
+  }
+}
+
+RopeTable Transformer::rope_for(const BatchView& b) {
+  const int64_t seq_len =
+      std::max<int64_t>(static_cast<int64_t>(b.max_position) + 1, b.rope_seq_len);
+  RopeTable t{static_cast<const float*>(weights.rope_inv_freq.data), rope_attention_factor_};
+  if (cfg_.rope_scaling.kind == RopeKind::longrope && rope_length_key(cfg_, seq_len) == 1) {
+    t.inv_freq = static_cast<const float*>(weights.rope_inv_freq_long.data);
+  } else if (cfg_.rope_scaling.kind == RopeKind::dynamic) {
+    const int64_t key = rope_length_key(cfg_, seq_len);
+    if (key != rope_key_) {
+      const RopeFrequencies f = rope_frequencies(cfg_, key);
+      be_.copy_to_device(weights.rope_inv_freq.data, f.inv_freq.data(),
+                         f.inv_freq.size() * sizeof(float));
+      rope_key_ = key;
+    }
+  }
+  return t;
 }
 
 void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, const BatchView& b,
@@ -86,6 +129,7 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
   Tensor gate = act.gate.first_rows(T), up = act.up.first_rows(T);
 
   // Vocab-parallel embedding: each rank fills the rows of its vocabulary slice, the sum completes.
+  const RopeTable rope = rope_for(b);
   be_.embed(x, weights.embed, act.ids, dims_.vocab_offset);
   if (comm_.size() > 1) comm_.all_reduce_sum(x.data, static_cast<size_t>(x.numel()), x.dtype);
 
@@ -100,7 +144,7 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
     L.q.forward(be_, q, h);
     L.k.forward(be_, k, h);
     L.v.forward(be_, v, h);
-    be_.qk_norm_rope(q, k, L.q_norm, L.k_norm, b, dims_.head_dim, cfg_.rope_theta, eps);
+    be_.qk_norm_rope(q, k, L.q_norm, L.k_norm, b, dims_.head_dim, rope, eps);
     be_.kv_append(kv[l], k, v, b);
     be_.attention(att, q, kv[l], b, dims_.n_heads, cfg_.sliding_window, scale);
     L.o.forward(be_, comm_, delta, att);

@@ -1,6 +1,7 @@
 // The Llama-family transformer, written once against Backend and Communicator: Llama (GQA, RoPE,
 // RMSNorm, SwiGLU, tied or untied lm_head), Qwen3 (per-head q/k RMSNorm, free head_dim) and
-// Mistral (sliding-window attention). Every shape below is per rank.
+// Mistral (sliding-window attention), Qwen2 (q/k/v biases), Phi3 (converted to separate q/k/v and
+// gate/up), with scaled RoPE (src/model/rope.h). Every shape below is per rank.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +19,8 @@ namespace tpinfer {
 struct ShardDims {
   int tp = 1;
   int tp_rank = 0;
-  int n_heads = 0;       // local query heads
-  int n_kv_heads = 0;    // local kv heads
+  int n_heads = 0;     // local query heads
+  int n_kv_heads = 0;  // local kv heads
   int head_dim = 0;
   int hidden = 0;
   int intermediate = 0;  // local MLP width
@@ -33,13 +34,13 @@ struct ShardDims {
 };
 
 struct LayerWeights {
-  Tensor attn_norm;             // (1, hidden)
-  ColumnParallelLinear q, k, v;  // (n_heads*hd, hidden), (n_kv_heads*hd, hidden) x2
-  Tensor q_norm, k_norm;        // (1, head_dim), Qwen3 only (empty otherwise)
-  RowParallelLinear o;          // (hidden, n_heads*hd)
-  Tensor ffn_norm;              // (1, hidden)
+  Tensor attn_norm;               // (1, hidden)
+  ColumnParallelLinear q, k, v;   // (n_heads*hd, hidden), (n_kv_heads*hd, hidden) x2
+  Tensor q_norm, k_norm;          // (1, head_dim), Qwen3 only (empty otherwise)
+  RowParallelLinear o;            // (hidden, n_heads*hd)
+  Tensor ffn_norm;                // (1, hidden)
   ColumnParallelLinear gate, up;  // (intermediate, hidden)
-  RowParallelLinear down;       // (hidden, intermediate)
+  RowParallelLinear down;         // (hidden, intermediate)
 };
 
 struct ModelWeights {
@@ -47,6 +48,9 @@ struct ModelWeights {
   Tensor lm_head;     // (vocab, hidden): the same memory as embed when embeddings are tied
   Tensor final_norm;  // (1, hidden)
   std::vector<LayerWeights> layers;
+  // RoPE inv_freq, f32 (1, head_dim/2): not in the checkpoint, computed from the config.
+  Tensor rope_inv_freq;
+  Tensor rope_inv_freq_long;  // longrope: the long_factor table (the other is the short one)
 
   // Points a tensor of the sharding table (by its Hugging Face name) at its slot; nullptr for a
   // tensor this rank does not need (a layer cut off by `layers`).
@@ -58,17 +62,17 @@ struct ModelWeights {
 struct Activations {
   int max_tokens = 0;
   int max_logit_rows = 0;
-  Tensor x;        // (T, hidden) residual stream
-  Tensor h;        // (T, hidden) normed
-  Tensor delta;    // (T, hidden) attention / MLP output
-  Tensor q;        // (T, q_dim)
-  Tensor k, v;     // (T, kv_dim)
-  Tensor att;      // (T, q_dim)
-  Tensor gate, up; // (T, intermediate)
-  Tensor last;     // (max_logit_rows, hidden) the rows that need logits
-  Tensor logits;   // f32 (max_logit_rows, vocab) this rank's vocabulary slice
-  Tensor logits_all;  // f32 (tp, max_logit_rows, vocab) gathered slices
-  int32_t* ids = nullptr;        // device int arrays (max_tokens)
+  Tensor x;                // (T, hidden) residual stream
+  Tensor h;                // (T, hidden) normed
+  Tensor delta;            // (T, hidden) attention / MLP output
+  Tensor q;                // (T, q_dim)
+  Tensor k, v;             // (T, kv_dim)
+  Tensor att;              // (T, q_dim)
+  Tensor gate, up;         // (T, intermediate)
+  Tensor last;             // (max_logit_rows, hidden) the rows that need logits
+  Tensor logits;           // f32 (max_logit_rows, vocab) this rank's vocabulary slice
+  Tensor logits_all;       // f32 (tp, max_logit_rows, vocab) gathered slices
+  int32_t* ids = nullptr;  // device int arrays (max_tokens)
   int32_t* positions = nullptr;
   int32_t* slots = nullptr;
   int32_t* logit_rows = nullptr;  // (max_logit_rows)
@@ -85,11 +89,20 @@ class Transformer {
   void forward(const std::vector<KvLayer>& kv, Activations& act, const BatchView& batch,
                int n_logit_rows);
 
+  // Uploads the RoPE tables into weights.rope_inv_freq(_long) (allocated by the engine).
+  void init_rope();
+
  private:
+  // The RoPE table for a forward whose largest position is b.max_position (dynamic: recomputed
+  // and uploaded when the length key changes; longrope: short or long table).
+  RopeTable rope_for(const BatchView& b);
+
   const ModelConfig& cfg_;
   ShardDims dims_;
   Backend& be_;
   Communicator& comm_;
+  float rope_attention_factor_ = 1.0f;
+  int64_t rope_key_ = -1;  // dynamic: the length key of the uploaded table
 
  public:
   ModelWeights weights;

@@ -5,6 +5,7 @@
 
 #include "comm/mailbox.h"
 #include "core/error.h"
+#include "runtime/job_setup.h"
 
 namespace tpinfer {
 namespace {
@@ -86,7 +87,8 @@ std::optional<BatchResult> ReplicaScheduler::admit(BatchRequest request) {
   s.position = 0;
   s.generated.clear();
   s.text.clear();
-  s.sampler = std::make_unique<Sampler>(engine_.config().vocab_size, request.sampling);
+  s.sampler =
+      std::make_unique<Sampler>(sampleable_vocab(engine_.config(), tokenizer_), request.sampling);
   s.decoder = std::make_unique<StreamDecoder>(tokenizer_, true);
   // The prompt gives the decoder its context, so the text is the exact continuation (a leading
   // space of the first new word is kept: prompt + text reads as the whole).

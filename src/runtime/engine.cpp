@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/model_dir.h"
 #include "io/shard_loader.h"
+#include "model/rope.h"
 #include "model/sharding.h"
 
 namespace tpinfer {
@@ -67,7 +68,9 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   act_bytes_ = be_.allocated_bytes() - before;
 
   // A communicator that stages through host memory (MPI) cannot be captured into a graph.
-  graph_.enabled = comm_.capturable();
+  // Nor can a step whose RoPE table depends on the positions (dynamic, longrope): the table is
+  // chosen on the host per forward, as transformers does.
+  graph_.enabled = comm_.capturable() && !rope_depends_on_length(cfg_);
   host_gathered_.resize(static_cast<size_t>(dims_.tp) * R * dims_.vocab);
   host_logits_.resize(static_cast<size_t>(R) * cfg_.vocab_size);
 }
@@ -100,12 +103,18 @@ void Engine::allocate_weights() {
       *slot = alloc_tensor(be_.weight_dtype(), shape[0], shape[1]);
     }
   }
+  ModelWeights& w = model_.weights;
+  w.rope_inv_freq = alloc_tensor(DType::f32, 1, dims_.head_dim / 2);
+  if (cfg_.rope_scaling.kind == RopeKind::longrope) {
+    w.rope_inv_freq_long = alloc_tensor(DType::f32, 1, dims_.head_dim / 2);
+  }
   weight_bytes_ = be_.allocated_bytes() - before;
 }
 
 void Engine::finish_weights() {
   ModelWeights& w = model_.weights;
   if (cfg_.tie_word_embeddings) w.lm_head = w.embed;
+  model_.init_rope();
   TPI_CHECK(!w.embed.empty() && !w.lm_head.empty() && !w.final_norm.empty(),
             "model weights incomplete: embed_tokens, lm_head or norm missing");
   be_.synchronize();
@@ -209,7 +218,8 @@ void Engine::forward_decode_graph(const BatchView& b, int n_logit_rows) {
 }
 
 const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
-                          const int32_t* logit_rows, int n_logit_rows, bool want_host_logits) {
+                          const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
+                          int rope_seq_len) {
   TPI_CHECK(n > 0 && n <= shape_.max_tokens,
             "step: " << n << " tokens, the engine holds " << shape_.max_tokens);
   int max_pos = 0;
@@ -233,6 +243,7 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
   b.positions = act_.positions;
   b.slots = act_.slots;
   b.max_position = max_pos;
+  b.rope_seq_len = rope_seq_len;
   const bool decode_shape = n == n_logit_rows && n <= shape_.n_slots;
   if (graph_.enabled && decode_shape) {
     forward_decode_graph(b, n_logit_rows);

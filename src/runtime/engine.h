@@ -46,8 +46,10 @@ class Engine {
   // Runs tokens ids[t] at positions[t] in KV slots slots[t]; returns logits (f32, unpadded
   // vocabulary, row-major [n_logit_rows, vocab_size]) of the rows logit_rows (indices into the
   // batch), on the host. want_host_logits = false skips the copy (ranks that do not sample).
+  // rope_seq_len: see BatchView (a whole sequence recomputed in chunks).
   const float* step(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
-                    const int32_t* logit_rows, int n_logit_rows, bool want_host_logits);
+                    const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
+                    int rope_seq_len = 0);
 
   const ModelConfig& config() const { return cfg_; }
   const ShardDims& dims() const { return dims_; }

@@ -36,17 +36,31 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   const int chunk = engine.shape().max_tokens;
   std::vector<int32_t> pos(static_cast<size_t>(chunk)),
       slots(static_cast<size_t>(chunk), opts.slot);
+  // Runs ids[0..n) at positions 0..n-1 in chunks; logits of the last one.
+  auto prefill = [&](const std::vector<int32_t>& ids, int n, int rope_seq_len) {
+    const float* out = nullptr;
+    for (int start = 0; start < n; start += chunk) {
+      const int m = std::min(chunk, n - start);
+      for (int i = 0; i < m; ++i) pos[i] = start + i;
+      const bool last = start + m == n;
+      const int32_t row = m - 1;
+      out = engine.step(ids.data() + start, pos.data(), slots.data(), m, &row, last ? 1 : 0,
+                        leader && last, rope_seq_len);
+    }
+    return out;
+  };
   auto t0 = std::chrono::steady_clock::now();
-  const float* logits = nullptr;
-  for (int start = 0; start < n_prompt; start += chunk) {
-    const int n = std::min(chunk, n_prompt - start);
-    for (int i = 0; i < n; ++i) pos[i] = start + i;
-    const bool last = start + n == n_prompt;
-    const int32_t row = n - 1;
-    logits = engine.step(res.prompt_ids.data() + start, pos.data(), slots.data(), n, &row,
-                         last ? 1 : 0, leader && last);
-  }
+  const float* logits = prefill(res.prompt_ids, n_prompt, 0);
   res.prefill_ms = ms_since(t0);
+  // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
+  // passes original_max_position_embeddings; there transformers' Phi3 drops its cache and
+  // recomputes the whole sequence with the long factors. So do we, once.
+  const RopeScaling& rope = engine.config().rope_scaling;
+  const int recompute_at =
+      rope.kind == RopeKind::longrope && n_prompt <= rope.original_max_position_embeddings
+          ? rope.original_max_position_embeddings
+          : -1;
+  std::vector<int32_t> sequence;
 
   int position = n_prompt;
   res.finish_reason = "length";
@@ -85,7 +99,13 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
     res.generated.push_back(next);
     if (i + 1 == opts.max_new_tokens) break;  // no forward needed for a token nobody samples
     const int32_t row = 0;
-    logits = engine.step(&next, &position, &opts.slot, 1, &row, 1, leader);
+    if (position == recompute_at) {
+      sequence = res.prompt_ids;
+      sequence.insert(sequence.end(), res.generated.begin(), res.generated.end());
+      logits = prefill(sequence, position + 1, position + 1);
+    } else {
+      logits = engine.step(&next, &position, &opts.slot, 1, &row, 1, leader);
+    }
     ++position;
     res.decode_ms.push_back(ms_since(ts));
   }

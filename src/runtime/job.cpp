@@ -80,7 +80,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   std::unique_ptr<StreamDecoder> stream;
   if (leader) {
     sampler = std::make_unique<Sampler>(
-        model.config.vocab_size, SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
+        model.sample_vocab, SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed});
     // Primed with the prompt, so the continuation decodes as it reads after the prompt (a
     // SentencePiece decoder strips the leading space of the first token it sees).
     stream = std::make_unique<StreamDecoder>(*model.tokenizer, true);

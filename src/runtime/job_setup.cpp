@@ -112,6 +112,15 @@ std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& pr
   return tok.encode(tok.apply_chat_template(msgs, true, enable_thinking), false);
 }
 
+int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer) {
+  const int n = tokenizer.vocab_size();
+  TPI_CHECK(n <= config.vocab_size,
+            "tokenizer has " << n << " ids but the model's vocab_size is " << config.vocab_size
+                             << " (config.json): ids " << config.vocab_size << ".." << n - 1
+                             << " have no logits; is this the model's own tokenizer?");
+  return n;
+}
+
 ModelHandle open_model(World& world, const RunConfig& cfg) {
   world.set_tp(cfg.tp);
   const int tp = world.tp();
@@ -136,6 +145,13 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
                                   : m.dir                ? m.dir->tokenizer_dir
                                                          : cfg.model;
       m.tokenizer = Tokenizer::from_dir(tok_dir);
+      m.sample_vocab = sampleable_vocab(m.config, *m.tokenizer);
+      if (m.sample_vocab < m.config.vocab_size && world.rank() == 0) {
+        TPI_LOG_INFO << "vocabulary: the model has " << m.config.vocab_size
+                     << " logits, the tokenizer " << m.sample_vocab << " ids; ids "
+                     << m.sample_vocab << ".." << m.config.vocab_size - 1
+                     << " (padding) are never sampled";
+      }
     } catch (const std::exception& e) {
       err = e.what();
     }

@@ -5,9 +5,8 @@
 #pragma once
 
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -25,11 +24,14 @@ namespace tpinfer {
 
 struct ModelHandle {
   ModelConfig config;
-  std::unique_ptr<ModelDir> dir;        // null with dummy weights
+  std::unique_ptr<ModelDir> dir;         // null with dummy weights
   std::unique_ptr<Tokenizer> tokenizer;  // tp leaders only
   ShardDims dims;
-  std::vector<int32_t> stop_ids;         // EOS ids of the configs and tokenizer, and BOS
-  DType weight_dtype = DType::f32;       // the shards' dtype, or the dummy weights'
+  std::vector<int32_t> stop_ids;    // EOS ids of the configs and tokenizer, and BOS
+  DType weight_dtype = DType::f32;  // the shards' dtype, or the dummy weights'
+  // Ids [0, sample_vocab) can be sampled: the tokenizer's size when the model's vocabulary is
+  // padded past it (Qwen3: 151669 tokens, vocab_size 151936), else vocab_size. Leaders only.
+  int sample_vocab = 0;
 };
 
 struct EngineHandle {
@@ -46,6 +48,10 @@ struct EngineHandle {
 ModelHandle open_model(World& world, const RunConfig& cfg);
 EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
                           const EngineShape& shape);
+
+// How many ids a sampler may pick: min(vocab_size, tokenizer size). Throws naming both sizes when
+// the tokenizer has more ids than the model's vocabulary (the model has no logits for them).
+int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer);
 
 // Tokenizes a prompt (or a chat) as the job does; leaders only.
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,

@@ -24,9 +24,8 @@ std::string format_bytes(size_t bytes) {
 }
 
 MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,
-                       DType weight_dtype, DType act_dtype, size_t device_total,
-                       size_t device_free, double mem_frac, int ranks_sharing_device,
-                       size_t workspace_bytes) {
+                       DType weight_dtype, DType act_dtype, size_t device_total, size_t device_free,
+                       double mem_frac, int ranks_sharing_device, size_t workspace_bytes) {
   MemoryPlan p;
   p.n_params = cfg.n_params();
   ModelWeights probe;
@@ -38,8 +37,11 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
     for (int64_t d : s) n *= static_cast<size_t>(d);
     p.weight_bytes += n * dtype_size(s.size() == 1 ? act_dtype : weight_dtype);
   }
-  p.kv_bytes = 2ull * dims.n_layers * shape.n_slots * shape.max_seq * dims.kv_dim() *
-               dtype_size(act_dtype);
+  // The RoPE inv_freq table(s), f32 (two for longrope: short and long factors).
+  const size_t rope_tables = cfg.rope_scaling.kind == RopeKind::longrope ? 2 : 1;
+  p.weight_bytes += rope_tables * static_cast<size_t>(dims.head_dim / 2) * sizeof(float);
+  p.kv_bytes =
+      2ull * dims.n_layers * shape.n_slots * shape.max_seq * dims.kv_dim() * dtype_size(act_dtype);
   p.activation_bytes =
       Activations::bytes_needed(dims, act_dtype, shape.max_tokens, shape.max_logit_rows);
   p.workspace_bytes = workspace_bytes;
@@ -48,8 +50,8 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
   p.device_free_bytes = device_free;
   p.mem_frac = mem_frac;
   p.ranks_sharing_device = ranks_sharing_device < 1 ? 1 : ranks_sharing_device;
-  p.budget_bytes = static_cast<size_t>(mem_frac * static_cast<double>(device_total) /
-                                       p.ranks_sharing_device);
+  p.budget_bytes =
+      static_cast<size_t>(mem_frac * static_cast<double>(device_total) / p.ranks_sharing_device);
   return p;
 }
 
@@ -57,12 +59,12 @@ std::string MemoryPlan::report() const {
   std::ostringstream os;
   char params[32];
   std::snprintf(params, sizeof params, "%.3fB", static_cast<double>(n_params) / 1e9);
-  os << "memory plan per rank: params " << (n_params >= 100000000 ? params : std::to_string(n_params))
-     << " | weights " << format_bytes(weight_bytes) << " | kv cache " << format_bytes(kv_bytes)
-     << " | scratch " << format_bytes(activation_bytes) << " | workspace "
-     << format_bytes(workspace_bytes) << " | total " << format_bytes(total_bytes)
-     << " | budget " << format_bytes(budget_bytes) << " (mem_frac " << mem_frac << " of "
-     << format_bytes(device_total_bytes);
+  os << "memory plan per rank: params "
+     << (n_params >= 100000000 ? params : std::to_string(n_params)) << " | weights "
+     << format_bytes(weight_bytes) << " | kv cache " << format_bytes(kv_bytes) << " | scratch "
+     << format_bytes(activation_bytes) << " | workspace " << format_bytes(workspace_bytes)
+     << " | total " << format_bytes(total_bytes) << " | budget " << format_bytes(budget_bytes)
+     << " (mem_frac " << mem_frac << " of " << format_bytes(device_total_bytes);
   if (ranks_sharing_device > 1) os << " shared by " << ranks_sharing_device << " ranks";
   os << ", " << format_bytes(device_free_bytes) << " free)";
   return os.str();

@@ -28,6 +28,8 @@ class Rng {
 
 class Sampler {
  public:
+  // Candidates are ids [0, vocab_size); a logits row may be longer (a vocabulary padded past the
+  // tokenizer: those ids are masked, never picked, greedy or sampled).
   Sampler(int vocab_size, const SamplingParams& params);
   int32_t sample(const float* logits);  // throws tpinfer::Error on non-finite logits
   const SamplingParams& params() const { return params_; }

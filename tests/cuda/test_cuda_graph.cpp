@@ -17,7 +17,7 @@ struct MiniModel {
   KvLayer cache;
   // Step state at fixed addresses (what the engine rewrites before each replay).
   int32_t *ids, *positions, *slots;
-  Tensor x, h, q, k, v, attn, o, gate, up, act, logits, index;
+  Tensor x, h, q, k, v, attn, o, gate, up, act, logits, index, inv_freq;
 
   explicit MiniModel(Arena& a) {
     uint32_t s = 500;
@@ -59,6 +59,9 @@ struct MiniModel {
     act = a.empty(DType::bf16, kSlots, kInter);
     logits = a.empty(DType::f32, kSlots, kVocab);
     index = a.empty(DType::i32, kSlots, 1);
+    std::vector<float> freq(kHd / 2);
+    for (int i = 0; i < kHd / 2; ++i) freq[i] = 1.0f / std::pow(1e6f, 2.0f * i / kHd);
+    inv_freq = a.from_floats(DType::f32, 1, kHd / 2, freq);
   }
 
   // One decode step for n tokens (one per slot): reads ids/positions/slots from the device only.
@@ -69,7 +72,8 @@ struct MiniModel {
     be.matmul(q.first_rows(n), h.first_rows(n), wq);
     be.matmul(k.first_rows(n), h.first_rows(n), wk);
     be.matmul(v.first_rows(n), h.first_rows(n), wv);
-    be.qk_norm_rope(q.first_rows(n), k.first_rows(n), q_norm, k_norm, b, kHd, 1e6f, 1e-6f);
+    be.qk_norm_rope(q.first_rows(n), k.first_rows(n), q_norm, k_norm, b, kHd,
+                    RopeTable{static_cast<const float*>(inv_freq.data), 1.0f}, 1e-6f);
     be.kv_append(cache, k.first_rows(n), v.first_rows(n), b);
     be.attention(attn.first_rows(n), q.first_rows(n), cache, b, kHeads, 0,
                  1.0f / std::sqrt(static_cast<float>(kHd)));

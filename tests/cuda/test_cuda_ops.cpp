@@ -125,8 +125,17 @@ TEST_CASE("cuda matmul on row views that are not 256-byte aligned", "[cuda]") {
 TEST_CASE("cuda qk_norm_rope matches the CPU backend", "[cuda]") {
   for (int hd : {64, 128}) {
     for (bool norm : {false, true}) {
-      for (float theta : {1e4f, 1e6f}) {
-        CAPTURE(hd, norm, theta);
+      // Plain tables for two thetas, then a scaled one (every 3rd frequency / 8, as llama3 does
+      // to low frequencies) with an attention factor (yarn / longrope).
+      for (int variant = 0; variant < 3; ++variant) {
+        const float theta = variant == 0 ? 1e4f : 1e6f;
+        const float factor = variant == 2 ? 1.2f : 1.0f;
+        std::vector<float> inv_freq(hd / 2);
+        for (int i = 0; i < hd / 2; ++i) {
+          inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / hd);
+          if (variant == 2 && i % 3 == 0) inv_freq[i] /= 8.0f;
+        }
+        CAPTURE(hd, norm, variant);
         const int T = 7, nh = 8, nkv = 2;
         const std::vector<int32_t> pos = {0, 1, 17, 511, 4095, 30000, 40959};
         const auto q = random_bf16(static_cast<size_t>(T) * nh * hd, 31, -3.0f, 3.0f);
@@ -143,15 +152,34 @@ TEST_CASE("cuda qk_norm_rope matches the CPU backend", "[cuda]") {
           qng = g.weight(1, hd, qn);
           kng = g.weight(1, hd, kn);
         }
+        const Tensor fc = c.from_floats(DType::f32, 1, hd / 2, inv_freq);
+        const Tensor fg = g.from_floats(DType::f32, 1, hd / 2, inv_freq);
         BatchView bc{T, c.ints(pos), c.ints(std::vector<int32_t>(T, 0)), 40959};
         BatchView bg{T, g.ints(pos), g.ints(std::vector<int32_t>(T, 0)), 40959};
-        c.backend().qk_norm_rope(qc, kc, qnc, knc, bc, hd, theta, 1e-6f);
-        g.backend().qk_norm_rope(qg, kg, qng, kng, bg, hd, theta, 1e-6f);
+        c.backend().qk_norm_rope(qc, kc, qnc, knc, bc, hd,
+                                 RopeTable{static_cast<const float*>(fc.data), factor}, 1e-6f);
+        g.backend().qk_norm_rope(qg, kg, qng, kng, bg, hd,
+                                 RopeTable{static_cast<const float*>(fg.data), factor}, 1e-6f);
         // At position 40959 an fp32 angle carries ~4e-3 rad of rounding in either backend.
         REQUIRE_CLOSE("rope q", g.read(qg), c.read(qc), 3e-2, 2e-2);
         REQUIRE_CLOSE("rope k", g.read(kg), c.read(kc), 3e-2, 2e-2);
       }
     }
+  }
+}
+
+TEST_CASE("cuda add_bias matches the CPU backend", "[cuda]") {
+  for (int cols : {96, 7, 2560}) {
+    CAPTURE(cols);
+    const int rows = 5;
+    const auto x = random_bf16(static_cast<size_t>(rows) * cols, 61, -4.0f, 4.0f);
+    const auto bias = random_bf16(cols, 62, -1.0f, 1.0f);
+    Arena c(cpu_backend()), g(cuda_backend());
+    Tensor xc = c.act(rows, cols, x), xg = g.act(rows, cols, x);
+    Tensor bc = c.act(1, cols, bias), bg = g.act(1, cols, bias);
+    c.backend().add_bias(xc, bc);
+    g.backend().add_bias(xg, bg);
+    REQUIRE_CLOSE("add_bias", g.read(xg), c.read(xc), kAtol, kRtol);
   }
 }
 

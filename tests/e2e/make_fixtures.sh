@@ -77,7 +77,7 @@ cfg = json.load(open(sys.argv[1]))
 work = sys.argv[2]
 gpt2 = dict(cfg, architectures=["GPT2LMHeadModel"], model_type="gpt2")
 json.dump(gpt2, open(f"{work}/hf-gpt2/config.json", "w"))
-rope = dict(cfg, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+rope = dict(cfg, rope_scaling={"rope_type": "proportional", "factor": 4.0})
 json.dump(rope, open(f"{work}/hf-rope-scaling/config.json", "w"))
 PY
 echo "fixtures ready in $work"

@@ -115,10 +115,10 @@ TEST_CASE("from_hf defaults and fallbacks", "[model_config]") {
 TEST_CASE("from_hf refuses what the engine does not implement", "[model_config][refusal]") {
   json j = tiny_config("tiny-llama");
   SECTION("unknown architecture") {
-    j["architectures"] = json::array({"Qwen2ForCausalLM"});
-    CHECK_THAT(refusal(j), Equals("x/config.json: unsupported architecture 'Qwen2ForCausalLM'; "
+    j["architectures"] = json::array({"GemmaForCausalLM"});
+    CHECK_THAT(refusal(j), Equals("x/config.json: unsupported architecture 'GemmaForCausalLM'; "
                                   "supported: LlamaForCausalLM, MistralForCausalLM, "
-                                  "Qwen3ForCausalLM"));
+                                  "Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM"));
   }
   SECTION("unknown model_type without architectures") {
     j.erase("architectures");
@@ -126,27 +126,29 @@ TEST_CASE("from_hf refuses what the engine does not implement", "[model_config][
     CHECK_THAT(refusal(j), Contains("unsupported model_type 'gpt2'"));
   }
   SECTION("rope_scaling (old style)") {
-    j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
-    CHECK_THAT(refusal(j), Equals("x/config.json: rope_scaling type 'llama3' is not implemented; "
-                                  "only plain RoPE (rope_scaling null or absent) is supported "
-                                  "now"));
+    j["rope_scaling"] = {{"rope_type", "proportional"}, {"factor", 8.0}};
+    CHECK_THAT(refusal(j), Equals("x/config.json: rope_scaling type 'proportional' is not "
+                                  "implemented; supported: default, linear, dynamic, llama3, "
+                                  "yarn, longrope"));
   }
   SECTION("rope_parameters (transformers 5 style)") {
-    j["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e4}, {"factor", 4.0}};
-    CHECK_THAT(refusal(j), Contains("rope_scaling type 'yarn' is not implemented"));
+    j["rope_parameters"] = {{"rope_type", "mrope"}, {"rope_theta", 1e4}, {"factor", 4.0}};
+    CHECK_THAT(refusal(j), Contains("rope_scaling type 'mrope' is not implemented"));
   }
-  SECTION("linear scaling with the old 'type' key") {
-    j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-    CHECK_THAT(refusal(j), Contains("rope_scaling type 'linear' is not implemented"));
+  SECTION("old 'type' key, missing factor") {
+    j["rope_scaling"] = {{"type", "linear"}};
+    CHECK_THAT(refusal(j), Equals("x/config.json rope_scaling: missing key 'factor'"));
   }
-  SECTION("attention bias") {
-    j["attention_bias"] = true;
-    CHECK_THAT(refusal(j), Equals("x/config.json: attention_bias=true is not supported: "
-                                  "attention/mlp biases are not implemented"));
+  SECTION("longrope factors of the wrong length") {
+    j["rope_scaling"] = {{"rope_type", "longrope"},
+                         {"short_factor", {1.0, 1.0}},
+                         {"long_factor", {1.0, 1.0}},
+                         {"original_max_position_embeddings", 16}};
+    CHECK_THAT(refusal(j), Contains("must have head_dim/2 = 4 entries, found 2"));
   }
-  SECTION("mlp bias") {
-    j["mlp_bias"] = true;
-    CHECK_THAT(refusal(j), Contains("mlp_bias=true is not supported"));
+  SECTION("partial rotary factor") {
+    j["partial_rotary_factor"] = 0.5;
+    CHECK_THAT(refusal(j), Contains("partial_rotary_factor 0.5 is not supported"));
   }
   SECTION("activation") {
     j["hidden_act"] = "gelu";
@@ -156,7 +158,7 @@ TEST_CASE("from_hf refuses what the engine does not implement", "[model_config][
     j = tiny_config("tiny-qwen3");
     j["use_sliding_window"] = true;
     j["sliding_window"] = 16;
-    CHECK_THAT(refusal(j), Contains("use_sliding_window=true is not supported for Qwen3"));
+    CHECK_THAT(refusal(j), Contains("use_sliding_window=true is not supported for qwen3"));
   }
   SECTION("missing and mistyped keys") {
     j.erase("hidden_size");

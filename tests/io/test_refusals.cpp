@@ -135,22 +135,20 @@ TEST_CASE("converter refuses unsupported configs with the C++ twin's message",
   const std::vector<Case> cases = {
       {"arch", "tiny-llama", [](json& c) { c["architectures"] = json::array({"GPT2LMHeadModel"}); },
        "unsupported architecture 'GPT2LMHeadModel'; supported: LlamaForCausalLM, "
-       "MistralForCausalLM, Qwen3ForCausalLM"},
+       "MistralForCausalLM, Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM"},
       {"rope-scaling", "tiny-llama",
        [](json& c) {
-         c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+         c["rope_scaling"] = {{"rope_type", "proportional"}, {"factor", 8.0}};
        },
-       "rope_scaling type 'llama3' is not implemented; only plain RoPE (rope_scaling null or "
-       "absent) is supported now"},
-      {"rope-parameters", "tiny-qwen3", [](json& c) { c["rope_parameters"]["rope_type"] = "yarn"; },
-       "rope_scaling type 'yarn' is not implemented; only plain RoPE (rope_scaling null or "
-       "absent) is supported now"},
-      {"attention-bias", "tiny-llama", [](json& c) { c["attention_bias"] = true; },
-       "attention_bias=true is not supported: attention/mlp biases are not implemented"},
-      {"mlp-bias", "tiny-llama", [](json& c) { c["mlp_bias"] = true; },
-       "mlp_bias=true is not supported: attention/mlp biases are not implemented"},
+       "rope_scaling type 'proportional' is not implemented; supported: default, linear, dynamic, "
+       "llama3, yarn, longrope"},
+      {"rope-parameters", "tiny-qwen3", [](json& c) { c["rope_parameters"]["rope_type"] = "su"; },
+       "rope_scaling type 'su' is not implemented; supported: default, linear, dynamic, llama3, "
+       "yarn, longrope"},
+      {"partial-rotary", "tiny-llama", [](json& c) { c["partial_rotary_factor"] = 0.5; },
+       "partial_rotary_factor 0.5 is not supported (RoPE over the whole head only)"},
       {"qwen3-sliding", "tiny-qwen3", [](json& c) { c["use_sliding_window"] = true; },
-       "use_sliding_window=true is not supported for Qwen3 (sliding-window layers are not "
+       "use_sliding_window=true is not supported for qwen3 (sliding-window layers are not "
        "implemented)"},
       {"act", "tiny-mistral", [](json& c) { c["hidden_act"] = "gelu_pytorch_tanh"; },
        "hidden_act \"gelu_pytorch_tanh\" is not supported (only \"silu\")"},
@@ -204,8 +202,9 @@ TEST_CASE("converter refuses bad checkpoints", "[refusal][converter]") {
       t["model.layers.0.self_attn.q_proj.bias"] = b;
     });
     CHECK(converter_refusal(dir) == dir +
-                                        ": tensor model.layers.0.self_attn.q_proj.bias: "
-                                        "attention/mlp biases are not supported");
+                                        ": tensor model.layers.0.self_attn.q_proj.bias: a bias "
+                                        "that config.json does not announce (qwen3 has none "
+                                        "there)");
   }
   SECTION("unexpected tensor") {
     const std::string dir = fixture("extra-tensor", "tiny-llama");

@@ -60,7 +60,8 @@ void check_in_step(const std::string& dir, int tp) {
 }  // namespace
 
 TEST_CASE("converter and C++ sharding tables agree", "[sharding][converter]") {
-  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
+  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama", "tiny-qwen2",
+                            "tiny-llama3", "tiny-mistral-nemo", "tiny-phi3"}) {
     for (int tp : {1, 2, 4}) check_in_step(io_test::model_dir(model), tp);
   }
   // A 7B-shaped config (no weights needed): Mistral-7B's 32/8 heads, 14336 MLP, tp=8.

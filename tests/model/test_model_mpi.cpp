@@ -7,15 +7,13 @@
 // Environment: TPI_MODELS (folder of converted models, <name>-tp<N>), TPI_OUT (logits files).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
@@ -54,9 +52,8 @@ std::unique_ptr<Loaded> load(const std::string& name, int max_seq, int max_token
                              int max_logit_rows = 64) {
   World& w = *g_world;
   auto L = std::make_unique<Loaded>();
-  const std::string path =
-      env_or("TPI_MODELS", TPINFER_BUILD_DIR "/test-models") + "/" + name + "-tp" +
-      std::to_string(w.size());
+  const std::string path = env_or("TPI_MODELS", TPINFER_BUILD_DIR "/test-models") + "/" + name +
+                           "-tp" + std::to_string(w.size());
   L->dir = ModelDir::open(path);
   const ShardDims dims = ShardDims::make(L->dir.config, w.tp(), w.tp_rank(), 0);
   L->backend = make_backend(BackendKind::cpu, BackendOptions{0, 1});
@@ -127,16 +124,19 @@ TEST_CASE("stories260K reproduces the golden greedy ids", "[stories]") {
       const std::vector<int32_t> after_bos = g[key]["ids_after_bos"];
       // ids_after_bos holds the prompt (without BOS) and then the generated ids.
       const std::vector<int32_t> expect(after_bos.begin() + (prompt.size() - 1), after_bos.end());
-      const std::vector<int32_t> got =
-          greedy(*L->engine, prompt, static_cast<int>(expect.size()));
+      const std::vector<int32_t> got = greedy(*L->engine, prompt, static_cast<int>(expect.size()));
       if (leader) CHECK(got == expect);
     }
   }
 }
 
-TEST_CASE("tiny Qwen3, Mistral and Llama match transformers' logits and greedy ids", "[tiny]") {
+TEST_CASE("tiny models of every family match transformers' logits and greedy ids", "[tiny]") {
   const bool leader = g_world->tp_rank() == 0;
-  for (const char* name : {"tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
+  // Qwen3, Mistral (sliding window), Llama; Qwen2 (q/k/v biases, yarn), Llama 3 (llama3 RoPE,
+  // attention and MLP biases: row-parallel biases too), Mistral Nemo (explicit head_dim, dynamic
+  // RoPE), Phi3 (fused projections split by the converter, longrope).
+  for (const char* name : {"tiny-qwen3", "tiny-mistral", "tiny-llama", "tiny-qwen2", "tiny-llama3",
+                           "tiny-mistral-nemo", "tiny-phi3"}) {
     INFO(name);
     const json g = read_json(std::string(TPINFER_TEST_DATA "/goldens/") + name + ".json");
     auto L = load(name, 128, 64, 64);
@@ -159,15 +159,16 @@ TEST_CASE("tiny Qwen3, Mistral and Llama match transformers' logits and greedy i
           max_err = std::max(max_err, err);
           // Goldens carry 6 significant digits: allow that rounding on top of 1e-4.
           if (err > 1e-4 + 2e-5 * std::abs(r) && n_bad++ == 0) {
-            first_bad = "position " + std::to_string(p) + " token " + std::to_string(v) +
-                        ": got " + std::to_string(got) + ", transformers " + std::to_string(r);
+            first_bad = "position " + std::to_string(p) + " token " + std::to_string(v) + ": got " +
+                        std::to_string(got) + ", transformers " + std::to_string(r);
           }
         };
         const std::vector<int> last_pos = c["last_positions"];
         for (size_t i = 0; i < last_pos.size(); ++i) {
           const std::vector<double> row = c["last_logits"][i];
           CHECK(static_cast<int>(row.size()) == V);
-          for (int v = 0; v < V && v < static_cast<int>(row.size()); ++v) compare(last_pos[i], v, row[v]);
+          for (int v = 0; v < V && v < static_cast<int>(row.size()); ++v)
+            compare(last_pos[i], v, row[v]);
         }
         for (size_t p = 0; p < prompt.size(); ++p) {
           for (size_t j = 0; j < 5; ++j) {
@@ -176,6 +177,8 @@ TEST_CASE("tiny Qwen3, Mistral and Llama match transformers' logits and greedy i
         }
         INFO("first mismatch: " << first_bad << "; max |logit - transformers| = " << max_err);
         CHECK(n_bad == 0);
+        WARN(name << " tp=" << g_world->tp() << " prompt " << c["name"].get<std::string>()
+                  << ": max |logit - transformers| = " << max_err);
         const std::vector<int> ref_argmax = c["argmax"];
         std::vector<int> got_argmax;
         for (size_t p = 0; p < prompt.size(); ++p) got_argmax.push_back(argmax(&logits[p * V], V));
@@ -183,7 +186,11 @@ TEST_CASE("tiny Qwen3, Mistral and Llama match transformers' logits and greedy i
       }
       const std::vector<int32_t> expect = c["greedy"]["ids"];
       const std::vector<int32_t> got = greedy(*L->engine, prompt, static_cast<int>(expect.size()));
-      if (leader) CHECK(got == expect);
+      if (leader) {
+        CHECK(got == expect);
+        WARN(name << " tp=" << g_world->tp() << " prompt " << c["name"].get<std::string>()
+                  << ": greedy " << (got == expect ? "equal" : "DIFFERENT"));
+      }
       ++case_no;
     }
   }

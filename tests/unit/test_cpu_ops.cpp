@@ -2,7 +2,6 @@
 // (HF's RMSNorm, rotate-half RoPE, causal GQA attention with a sliding window, SwiGLU), on random
 // inputs of several shapes. Tolerance: |a - b| <= atol + rtol * |ref|.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <random>
 #include <vector>
@@ -35,8 +34,8 @@ void require_close(const std::vector<float>& got, const std::vector<double>& ref
   }
 }
 
-std::vector<double> ref_rmsnorm(const std::vector<float>& x, const std::vector<float>& w,
-                                int rows, int cols, double eps) {
+std::vector<double> ref_rmsnorm(const std::vector<float>& x, const std::vector<float>& w, int rows,
+                                int cols, double eps) {
   std::vector<double> out(x.size());
   for (int r = 0; r < rows; ++r) {
     double ss = 0;
@@ -48,14 +47,15 @@ std::vector<double> ref_rmsnorm(const std::vector<float>& x, const std::vector<f
 }
 
 // Rotate-half RoPE of one head vector in place (double).
-void ref_rope(double* v, int hd, int pos, double theta) {
+// Rotate-half RoPE with inv_freq[j] (double math on the float table), cos/sin times factor.
+void ref_rope(double* v, int hd, int pos, const std::vector<float>& inv_freq, double factor) {
   const int half = hd / 2;
   for (int j = 0; j < half; ++j) {
-    const double inv_freq = 1.0 / std::pow(theta, double(2 * j) / hd);
-    const double a = pos * inv_freq;
+    const double a = pos * static_cast<double>(inv_freq[j]);
+    const double c = std::cos(a) * factor, s = std::sin(a) * factor;
     const double x0 = v[j], x1 = v[j + half];
-    v[j] = x0 * std::cos(a) - x1 * std::sin(a);
-    v[j + half] = x1 * std::cos(a) + x0 * std::sin(a);
+    v[j] = x0 * c - x1 * s;
+    v[j + half] = x1 * c + x0 * s;
   }
 }
 
@@ -96,8 +96,9 @@ TEST_CASE("cpu matmul matches the reference (out = in @ W^T)", "[ops]") {
   }
   SECTION("shape mismatch is an error") {
     std::vector<float> a(6), b(6), c(4);
-    REQUIRE_THROWS_WITH(be->matmul(view(c, 2, 2), view(a, 2, 3), Tensor{b.data(), DType::f32, 3, 2}),
-                        Catch::Contains("do not agree"));
+    REQUIRE_THROWS_WITH(
+        be->matmul(view(c, 2, 2), view(a, 2, 3), Tensor{b.data(), DType::f32, 3, 2}),
+        Catch::Contains("do not agree"));
   }
 }
 
@@ -120,18 +121,28 @@ TEST_CASE("cpu embed is vocab-parallel: rows outside the slice are zero", "[ops]
 TEST_CASE("cpu qk_norm_rope matches HF rotate-half RoPE, with and without q/k norm", "[ops]") {
   auto be = make_backend(BackendKind::cpu, {});
   const int T = 3, nq = 4, nkv = 2, hd = 16;
-  const float theta = 1e6f, eps = 1e-6f;
+  const float eps = 1e-6f;
   std::vector<int32_t> pos = {0, 7, 300};
   BatchView b;
   b.n_tokens = T;
   b.positions = pos.data();
-  for (bool with_norm : {false, true}) {
+  // Plain theta=1e6 frequencies, then a scaled table (every 3rd frequency / 8) with factor 1.2.
+  std::vector<float> inv_freq(hd / 2), scaled(hd / 2);
+  for (int j = 0; j < hd / 2; ++j) {
+    inv_freq[j] = 1.0f / std::pow(1e6f, static_cast<float>(2 * j) / hd);
+    scaled[j] = j % 3 == 0 ? inv_freq[j] / 8.0f : inv_freq[j];
+  }
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool with_norm = variant % 2 == 1;
+    const std::vector<float>& table = variant < 2 ? inv_freq : scaled;
+    const float factor = variant < 2 ? 1.0f : 1.2f;
     auto q = randn(T * nq * hd, 11), k = randn(T * nkv * hd, 12);
     auto qn = randn(hd, 13), kn = randn(hd, 14);
     auto q0 = q, k0 = k;
     Tensor empty;
     be->qk_norm_rope(view(q, T, nq * hd), view(k, T, nkv * hd), with_norm ? view(qn, 1, hd) : empty,
-                     with_norm ? view(kn, 1, hd) : empty, b, hd, theta, eps);
+                     with_norm ? view(kn, 1, hd) : empty, b, hd, RopeTable{table.data(), factor},
+                     eps);
     auto reference = [&](const std::vector<float>& src, const std::vector<float>& nw, int nh) {
       std::vector<double> out(src.size());
       for (int t = 0; t < T; ++t)
@@ -142,13 +153,23 @@ TEST_CASE("cpu qk_norm_rope matches HF rotate-half RoPE, with and without q/k no
           for (int i = 0; i < hd; ++i) ss += double(s[i]) * s[i];
           const double inv = with_norm ? 1.0 / std::sqrt(ss / hd + eps) : 1.0;
           for (int i = 0; i < hd; ++i) v[i] = s[i] * inv * (with_norm ? nw[i] : 1.0);
-          ref_rope(v, hd, pos[t], theta);
+          ref_rope(v, hd, pos[t], table, factor);
         }
       return out;
     };
     require_close(q, reference(q0, qn, nq), 2e-4, 2e-4);
     require_close(k, reference(k0, kn, nkv), 2e-4, 2e-4);
   }
+}
+
+TEST_CASE("cpu add_bias adds the bias to every row", "[ops]") {
+  auto be = make_backend(BackendKind::cpu, {});
+  const int T = 5, N = 37;
+  auto out = randn(T * N, 21), bias = randn(N, 22);
+  const auto before = out;
+  be->add_bias(view(out, T, N), view(bias, 1, N));
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < N; ++n) REQUIRE(out[t * N + n] == before[t * N + n] + bias[n]);
 }
 
 TEST_CASE("cpu kv_append + attention match causal GQA attention with a sliding window", "[ops]") {
@@ -177,7 +198,8 @@ TEST_CASE("cpu kv_append + attention match causal GQA attention with a sliding w
         double m = -1e300;
         for (int j = start; j <= t; ++j) {
           double d = 0;
-          for (int i = 0; i < hd; ++i) d += double(q[(t * nh + h) * hd + i]) * k[j * kv_dim + g * hd + i];
+          for (int i = 0; i < hd; ++i)
+            d += double(q[(t * nh + h) * hd + i]) * k[j * kv_dim + g * hd + i];
           s.push_back(d * scale);
           m = std::max(m, s.back());
         }
@@ -230,7 +252,8 @@ TEST_CASE("cpu backend keeps bf16 weights as bf16: upload, matmul and embed", "[
   for (int t = 0; t < T; ++t)
     for (int n = 0; n < N; ++n) {
       double s = 0;
-      for (int k = 0; k < K; ++k) s += double(in[t * K + k]) * bf16_to_f32(f32_to_bf16(w[n * K + k]));
+      for (int k = 0; k < K; ++k)
+        s += double(in[t * K + k]) * bf16_to_f32(f32_to_bf16(w[n * K + k]));
       ref[t * N + n] = s;
     }
   require_close(out, ref, 1e-4, 1e-4);

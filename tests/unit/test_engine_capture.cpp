@@ -75,9 +75,10 @@ class CapturingBackend final : public Backend {
   }
   void matmul(Tensor o, Tensor i, Tensor w) override { inner_->matmul(o, i, w); }
   void qk_norm_rope(Tensor q, Tensor k, Tensor qn, Tensor kn, const BatchView& b, int hd,
-                    float theta, float eps) override {
-    inner_->qk_norm_rope(q, k, qn, kn, b, hd, theta, eps);
+                    const RopeTable& rope, float eps) override {
+    inner_->qk_norm_rope(q, k, qn, kn, b, hd, rope, eps);
   }
+  void add_bias(Tensor o, Tensor bias) override { inner_->add_bias(o, bias); }
   void kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) override {
     inner_->kv_append(c, k, v, b);
   }

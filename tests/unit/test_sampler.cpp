@@ -103,3 +103,15 @@ TEST_CASE("masked (-Inf) ids are never drawn; a tiny temperature is greedy", "[s
   Sampler tiny(3, SamplingParams{1e-45f, 0, 1.0f, 5});
   for (int i = 0; i < 20; ++i) REQUIRE(tiny.sample(peaked.data()) == 1);
 }
+
+TEST_CASE("ids past the sampler's vocabulary (padding) are never picked", "[sampler]") {
+  // A row of 8 logits whose last 3 ids have no token and the largest logits.
+  std::vector<float> logits = {0.5f, 1.0f, 0.2f, 0.9f, 0.1f, 9.0f, 8.0f, 7.0f};
+  REQUIRE(Sampler(5, SamplingParams{}).sample(logits.data()) == 1);
+  for (const SamplingParams p :
+       {SamplingParams{100.0f, 0, 1.0f, 3}, SamplingParams{100.0f, 7, 1.0f, 3},
+        SamplingParams{100.0f, 0, 0.99f, 3}}) {
+    Sampler s(5, p);
+    for (int i = 0; i < 2000; ++i) REQUIRE(s.sample(logits.data()) < 5);
+  }
+}

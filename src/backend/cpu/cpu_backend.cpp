@@ -191,17 +191,26 @@ class CpuBackend final : public Backend {
     }
   }
   void qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
-                    int head_dim, float theta, float eps) override {
+                    int head_dim, const RopeTable& rope, float eps) override {
     Scope open(guard_.get());
     require_f32(q, "qk_norm_rope", "q");
     require_f32(k, "qk_norm_rope", "k");
     TPI_CHECK(head_dim > 0 && head_dim % 2 == 0 && q.cols % head_dim == 0 &&
                   k.cols % head_dim == 0 && q.rows == b.n_tokens && k.rows == b.n_tokens,
               "cpu qk_norm_rope: bad shapes (head_dim " << head_dim << ")");
+    TPI_CHECK(rope.inv_freq != nullptr, "cpu qk_norm_rope: inv_freq is null");
     cpu::qk_norm_rope(f32(q), f32(k), q_norm.empty() ? nullptr : f32(q_norm),
                       k_norm.empty() ? nullptr : f32(k_norm), b.positions, b.n_tokens,
                       static_cast<int>(q.cols / head_dim), static_cast<int>(k.cols / head_dim),
-                      head_dim, theta, eps);
+                      head_dim, rope.inv_freq, rope.attention_factor, eps);
+  }
+  void add_bias(Tensor out, Tensor bias) override {
+    Scope open(guard_.get());
+    require_f32(out, "add_bias", "out");
+    require_f32(bias, "add_bias", "bias");
+    TPI_CHECK(bias.numel() == out.cols,
+              "cpu add_bias: bias of " << bias.numel() << " values for " << out.cols << " columns");
+    cpu::add_bias(f32(out), f32(bias), out.rows, out.cols);
   }
   void kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) override {
     Scope open(guard_.get());

@@ -62,7 +62,8 @@ class CudaBackend final : public Backend {
   void add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor weight, float eps) override;
   void matmul(Tensor out, Tensor in, Tensor weight) override;
   void qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
-                    int head_dim, float theta, float eps) override;
+                    int head_dim, const RopeTable& rope, float eps) override;
+  void add_bias(Tensor out, Tensor bias) override;
   void kv_append(const KvLayer& cache, Tensor k, Tensor v, const BatchView& b) override;
   void attention(Tensor out, Tensor q, const KvLayer& cache, const BatchView& b, int n_heads,
                  int sliding_window, float scale) override;

@@ -97,7 +97,7 @@ void CudaBackend::add_rmsnorm(Tensor out, Tensor residual, Tensor delta, Tensor 
 }
 
 void CudaBackend::qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm, const BatchView& b,
-                               int head_dim, float theta, float eps) {
+                               int head_dim, const RopeTable& rope, float eps) {
   require(q, DType::bf16, "qk_norm_rope", "q");
   require(k, DType::bf16, "qk_norm_rope", "k");
   TPI_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256,
@@ -116,10 +116,20 @@ void CudaBackend::qk_norm_rope(Tensor q, Tensor k, Tensor q_norm, Tensor k_norm,
                                            << " must hold head_dim=" << head_dim << " values");
   }
   TPI_CHECK(b.positions != nullptr || b.n_tokens == 0, "cuda qk_norm_rope: positions is null");
-  CUDA_LAUNCH(gpu::qk_norm_rope(
-      bf(q), bf(k), q_norm.empty() ? nullptr : bf(q_norm), k_norm.empty() ? nullptr : bf(k_norm),
-      b.positions, b.n_tokens, to_int(q.cols / head_dim, "qk_norm_rope", "n_heads"),
-      to_int(k.cols / head_dim, "qk_norm_rope", "n_kv_heads"), head_dim, theta, eps, stream_));
+  TPI_CHECK(rope.inv_freq != nullptr, "cuda qk_norm_rope: inv_freq is null");
+  CUDA_LAUNCH(gpu::qk_norm_rope(bf(q), bf(k), q_norm.empty() ? nullptr : bf(q_norm),
+                                k_norm.empty() ? nullptr : bf(k_norm), b.positions, b.n_tokens,
+                                to_int(q.cols / head_dim, "qk_norm_rope", "n_heads"),
+                                to_int(k.cols / head_dim, "qk_norm_rope", "n_kv_heads"), head_dim,
+                                rope.inv_freq, rope.attention_factor, eps, stream_));
+}
+
+void CudaBackend::add_bias(Tensor out, Tensor bias) {
+  require(out, DType::bf16, "add_bias", "out");
+  require(bias, DType::bf16, "add_bias", "bias");
+  TPI_CHECK(bias.numel() == out.cols,
+            "cuda add_bias: bias " << shape(bias) << " for out " << shape(out));
+  CUDA_LAUNCH(gpu::add_bias(bf(out), bf(bias), out.rows, out.cols, stream_));
 }
 
 void CudaBackend::kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchView& b) {
@@ -158,7 +168,8 @@ size_t CudaBackend::workspace_bytes(const KvLayer& cache, int n_heads) const {
   for (int t = 1; t <= t_max; ++t) {
     const int splits =
         gpu::attention_decode_splits(t, n_heads, cache.n_kv_heads, cache.max_seq, sm_count_);
-    need = std::max(need, gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
+    need =
+        std::max(need, gpu::attention_decode_workspace_bytes(t, n_heads, cache.head_dim, splits));
   }
   return blas_workspace_bytes_ + need;
 }

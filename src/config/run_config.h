@@ -50,6 +50,9 @@ struct RunConfig {
   bool allow_gpu_sharing = false;
   int tp = 0;       // 0 = world size
   int threads = 0;  // CPU threads per rank; 0 = auto
+  // Watchdog: a rank that sees no progress (no step, no collective completing) for this long
+  // names what it was waiting on and aborts the job. 0 = off.
+  double step_timeout_s = 300.0;
 
   // Output
   std::string metrics_json;  // "" = none; written by rank 0

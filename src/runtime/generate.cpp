@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -35,6 +36,7 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   std::vector<int32_t> pos(static_cast<size_t>(chunk)), slots(static_cast<size_t>(chunk), opts.slot);
   auto t0 = std::chrono::steady_clock::now();
   const float* logits = nullptr;
+  watch_phase(Phase::prefill);
   for (int start = 0; start < n_prompt; start += chunk) {
     const int n = std::min(chunk, n_prompt - start);
     for (int i = 0; i < n; ++i) pos[i] = start + i;
@@ -51,6 +53,7 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   res.decode_ms.reserve(static_cast<size_t>(opts.max_new_tokens));
   for (int i = 0; i < opts.max_new_tokens; ++i) {
     auto ts = std::chrono::steady_clock::now();
+    watch_phase(Phase::decode, i);
     int32_t next = kStop;
     if (leader) {
       const int32_t tok = sampler->sample(logits);

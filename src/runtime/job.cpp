@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
 #include "core/log.h"
 #include "runtime/batch.h"
 #include "runtime/generate.h"
@@ -20,6 +21,8 @@ namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
+
+constexpr int kWatchdogExit = 3;  // the job's exit status when the watchdog ends it
 
 
 void run_single_prompt(World& world, const RunConfig& cfg,
@@ -36,6 +39,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   const bool printer = world.rank() == 0;
 
   // The leader tokenizes; everyone agrees it worked and learns the length.
+  watch_phase(Phase::prompt);
   std::vector<int32_t> prompt_ids;
   std::string err;
   if (leader) {
@@ -119,6 +123,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   }
 
   // Metrics: one summary line on stderr and, if asked, the JSON file.
+  watch_phase(Phase::finish);
   const std::vector<std::string> mem = gather_memory_report(world, eng);
   if (!printer) return;
   const int n_gen = static_cast<int>(res.generated.size());
@@ -168,6 +173,8 @@ void run_single_prompt(World& world, const RunConfig& cfg,
 
 void run_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time_point launch) {
   set_log_level(cfg.log_level);
+  // A rank that stops making progress (a peer stopped or unreachable) ends the whole job.
+  Watchdog watchdog(cfg.step_timeout_s, world.rank(), [&world] { world.abort(kWatchdogExit); });
   if (!cfg.input.empty() || !cfg.output.empty()) {
     run_batch_job(world, cfg, launch);
     return;

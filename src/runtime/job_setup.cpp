@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -113,6 +114,7 @@ std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& pr
 }
 
 ModelHandle open_model(World& world, const RunConfig& cfg) {
+  watch_phase(Phase::load);
   world.set_tp(cfg.tp);
   const int tp = world.tp();
   ModelHandle m;
@@ -157,6 +159,7 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
 
 EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
                           const EngineShape& shape) {
+  watch_phase(Phase::load);
   EngineHandle e;
   const bool printer = world.rank() == 0;
   e.backend_kind = pick_backend(cfg.backend);

@@ -33,7 +33,9 @@ stage "build (-Werror) + ctest" main_tests "$@"
 # (tests/sanitizers/lsan.supp), so a leak in our code still fails. Tests here that fork python3
 # (the converter fixtures) do not load the sanitizer runtime: nothing is preloaded.
 asan_tests() {
-  BUILD_DIR=$root/build-asan scripts/build.sh -DTPINFER_CUDA=OFF -DTPINFER_WERROR=ON \
+  # No -Werror here: the main build enforces it, and GCC's warnings under -fsanitize (e.g.
+  # -Wmaybe-uninitialized, -Wstringop-overflow) include known false positives.
+  BUILD_DIR=$root/build-asan scripts/build.sh -DTPINFER_CUDA=OFF \
       -DTPINFER_SANITIZE=address,undefined || return
   (cd build-asan &&
    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \

@@ -149,8 +149,13 @@ std::vector<std::string> World::gather_strings(const std::string& s) {
 }
 
 void World::abort(int code) {
-  std::fflush(stdout);
-  std::fflush(stderr);
+  // Flush what is buffered, but never wait for a stream another thread holds (the watchdog
+  // aborts while the main thread may be blocked writing to a stdout nobody reads).
+  for (FILE* f : {stdout, stderr}) {
+    if (ftrylockfile(f) != 0) continue;
+    std::fflush(f);
+    funlockfile(f);
+  }
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }

@@ -150,7 +150,7 @@ void Watchdog::run() {
       [[maybe_unused]] const ssize_t w = ::write(STDERR_FILENO, line, len);
     }
     // The other ranks still running time out about now too: let them print before the abort
-    // (which ends them) unless the stall ended meanwhile.
+    // (which ends them), unless this job ends meanwhile.
     if (cv_.wait_for(lock, 2 * tick + Seconds(1.0), [this] { return stop_; })) return;
     lock.unlock();
     on_timeout_();

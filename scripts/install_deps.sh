@@ -12,6 +12,7 @@ packages=(
   libssl-dev                                # sha256 of the shards (libcrypto)
   libpcre2-dev libutf8proc-dev              # tokenizer: Unicode regex and NFC
   catch2                                    # tests (Catch2 v2)
+  clang-format                              # scripts/check_format.sh (clang-format 14)
   python3 python3-numpy python3-h5py        # scripts/convert_hf.py (run with /usr/bin/python3)
 )
 if [[ "${TPINFER_WITH_SLURM:-0}" == 1 ]]; then

@@ -14,6 +14,7 @@
 #include "comm/mpi_check.h"
 #include "comm/world.h"
 #include "core/error.h"
+#include "core/watchdog.h"
 
 #if TPINFER_HAVE_CUDA
 #include "comm/nccl/nccl_factory.h"
@@ -53,6 +54,7 @@ class MpiCommunicator final : public Communicator {
   bool capturable() const override { return false; }  // stages through the host
 
   void all_reduce_sum(void* buf, size_t count, DType dtype) override {
+    WatchWait wait("an all-reduce (MPI) over the tp group");
     if (host_ && dtype == DType::f32) {
       MPI_CHECK(
           MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_));
@@ -66,6 +68,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void all_gather(void* recv, const void* send, size_t count, DType dtype) override {
+    WatchWait wait("an all-gather (MPI) over the tp group");
     const size_t bytes = count * dtype_size(dtype);
     if (host_) {
       MPI_CHECK(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv,

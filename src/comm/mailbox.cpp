@@ -8,6 +8,7 @@
 
 #include "comm/mpi_check.h"
 #include "core/error.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -59,6 +60,7 @@ std::optional<Message> Mailbox::poll() {
   m.payload.resize(static_cast<size_t>(count));
   MPI_CHECK(MPI_Recv(m.payload.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
                              as_comm(comm_), MPI_STATUS_IGNORE));
+  watch_beat();
   return m;
 }
 
@@ -83,6 +85,7 @@ void Mailbox::progress() {
 }
 
 void Mailbox::flush() {
+  WatchWait wait("the delivery of this rank's last messages");
   for (Pending& p : pending_) {
     MPI_CHECK(MPI_Wait(as_request(p.request), MPI_STATUS_IGNORE));
     delete as_request(p.request);
@@ -105,6 +108,7 @@ void Mailbox::sleepy_barrier(int sleep_us) {
 
 bool any_in_tp_group(World& world, bool flag) {
   if (world.tp() == 1) return flag;
+  WatchWait wait("the stop-flag all-reduce over the tp group");
   int v = flag ? 1 : 0;
   MPI_Comm comm = *static_cast<MPI_Comm*>(world.tp_comm_handle());
   const int rc = MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, comm);

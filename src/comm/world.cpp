@@ -9,6 +9,7 @@
 
 #include "comm/mpi_check.h"
 #include "core/error.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -82,16 +83,22 @@ void World::set_tp(int tp) {
 }
 
 void World::broadcast_world(void* data, size_t bytes, int root) {
+  WatchWait wait("a broadcast over all ranks", root);
   MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD));
 }
 
 void World::broadcast_tp(void* data, size_t bytes, int root) {
+  WatchWait wait("a broadcast over the tp group", dp_rank_ * tp_ + root);
   MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_)));
 }
 
-void World::barrier() { MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+void World::barrier() {
+  WatchWait wait("a barrier over all ranks");
+  MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
 
 void World::agree(bool ok, const std::string& error_message) {
+  WatchWait wait("the all-ranks agreement that every rank succeeded");
   int failed_rank = ok ? size_ : rank_;
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &failed_rank, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
   if (failed_rank == size_) return;
@@ -105,16 +112,19 @@ void World::agree(bool ok, const std::string& error_message) {
 }
 
 int64_t World::all_reduce_max_world(int64_t v) {
+  WatchWait wait("an all-reduce over all ranks");
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
   return v;
 }
 
 int64_t World::all_reduce_sum_world(int64_t v) {
+  WatchWait wait("an all-reduce over all ranks");
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
   return v;
 }
 
 std::vector<std::string> World::gather_strings(const std::string& s) {
+  WatchWait wait("a gather to rank 0 over all ranks");
   int len = static_cast<int>(s.size());
   std::vector<int> lens(rank_ == 0 ? size_ : 0);
   MPI_CHECK(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
@@ -139,8 +149,13 @@ std::vector<std::string> World::gather_strings(const std::string& s) {
 }
 
 void World::abort(int code) {
-  std::fflush(stdout);
-  std::fflush(stderr);
+  // Flush what is buffered, but never wait for a stream another thread holds (the watchdog
+  // aborts while the main thread may be blocked writing to a stdout nobody reads).
+  for (FILE* f : {stdout, stderr}) {
+    if (ftrylockfile(f) != 0) continue;
+    std::fflush(f);
+    funlockfile(f);
+  }
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }

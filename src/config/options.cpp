@@ -159,8 +159,12 @@ OptionSpec choice_opt(const char* key, const char* env, const char* group, E Run
                       std::vector<std::pair<const char*, E>> names, const char* help) {
   std::string value_name, listed;
   for (size_t i = 0; i < names.size(); ++i) {
-    value_name += (i ? "|" : "") + std::string(names[i].first);
-    listed += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + std::string(names[i].first);
+    // Appended piece by piece: `"..." + std::string(...)` here trips GCC 12's -Wrestrict false
+    // positive (GCC bug 105329) at -O3, which -DTPINFER_WERROR=ON turns into an error.
+    if (i > 0) value_name += '|';
+    value_name += names[i].first;
+    listed += i == 0 ? "" : i + 1 == names.size() ? " or " : ", ";
+    listed += names[i].first;
   }
   OptionSpec s = base(key, env, group, "", help, nullptr);
   s.value_name = value_name;
@@ -263,6 +267,10 @@ std::vector<OptionSpec> build_specs() {
                                "refuse a prompt (or batch input line) larger than this, before "
                                "tokenizing it",
                                "4194304 (4 MiB)"));
+  v.push_back(number_opt("step_timeout_s", nullptr, "Resources", &C::step_timeout_s, non_negative,
+                         "abort the job when a step or collective makes no progress for this "
+                         "many seconds; 0 = never",
+                         nullptr));
 
   // Output
   v.push_back(string_opt("metrics_json", nullptr, "Output", "PATH", &C::metrics_json,

@@ -24,8 +24,9 @@
 
 #include "comm/mailbox.h"
 #include "core/error.h"
-#include "core/log.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
+#include "core/log.h"
 #include "runtime/batch_io.h"
 #include "runtime/batch_scheduler.h"
 #include "runtime/job_setup.h"
@@ -321,6 +322,7 @@ CoordinatorOutcome run_coordinator(World& world, Mailbox& mail, ReplicaScheduler
     } else {
       sched.release_followers();  // the queue never refills: replica 0 is done for good
       if (n_bye == dp) break;
+      watch_phase(Phase::idle);  // the other replicas' requests may take any time
       std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
     progress.maybe_report();
@@ -374,11 +376,14 @@ void run_replica_leader(World& world, Mailbox& mail, ReplicaScheduler& sched) {
     } else if (no_more && local.empty()) {
       break;
     } else {
+      // Rank 0 answers between its own steps.
+      watch_waiting("the mailbox for work (batch requests)", 0);
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
   sched.release_followers();
   mail.send(0, kBye, "");
+  watch_waiting("the mailbox for the coordinator's acknowledgement", 0);
   for (;;) {  // whatever rank 0 sent before it saw the BYE (a stop, a last reply) is moot now
     const Message m = mail.wait();
     if (m.tag == kByeAck) break;
@@ -461,6 +466,7 @@ void run_batch_job(World& world, const RunConfig& cfg,
   // Rank 0 reads, validates and tokenizes everything before any engine memory is taken.
   Prepared prep;
   std::string err;
+  watch_phase(Phase::batch_prepare);
   if (coordinator) {
     try {
       prep = prepare_requests(cfg, *model.tokenizer, model.config);
@@ -515,7 +521,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
       }
     }
     mail.flush();
+    watch_phase(Phase::idle);  // until every replica is done, however long that takes
     mail.sleepy_barrier();
+    watch_phase(Phase::finish);
   } catch (const std::exception& e) {
     log_error(std::string("error during batch inference, aborting the job: ") + e.what());
     world.abort(1);

@@ -6,6 +6,7 @@
 #include "comm/mailbox.h"
 #include "core/error.h"
 #include "runtime/job_setup.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -191,6 +192,7 @@ bool ReplicaScheduler::accept_token(Slot& s, const float* logits, std::vector<Ba
 }
 
 std::vector<BatchResult> ReplicaScheduler::step() {
+  watch_phase(Phase::batch_step, n_steps_++);
   std::vector<BatchResult> out;
   const int budget = engine_.shape().max_tokens;
   int n = 0, n_rows = 0;
@@ -280,7 +282,8 @@ void follow_replica_leader(Engine& engine, World& world, const std::function<boo
   const EngineShape& shape = engine.shape();
   std::vector<int32_t> buf(3 * static_cast<size_t>(shape.max_tokens) + shape.max_logit_rows);
   int32_t header[kHeader];
-  for (;;) {
+  for (int64_t n_steps = 0;; ++n_steps) {
+    watch_phase(Phase::batch_step, n_steps);
     world.broadcast_tp(header, sizeof header);
     if (header[0] == kCmdDone) return;
     TPI_CHECK(header[0] == kCmdStep && header[1] > 0 && header[1] <= shape.max_tokens &&

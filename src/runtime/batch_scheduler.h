@@ -61,6 +61,7 @@ class ReplicaScheduler {
   std::function<bool()> stop_signal_;
   bool stop_requested_ = false;
   bool released_ = false;
+  int64_t n_steps_ = 0;  // for the watchdog's "batch step N"
   uint64_t admitted_ = 0;
   std::vector<std::unique_ptr<Slot>> slots_;
   // One step's plan, sized once (max_tokens tokens, max_logit_rows rows): nothing is allocated

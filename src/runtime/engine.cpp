@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/watchdog.h"
 #include "io/model_dir.h"
 #include "io/shard_loader.h"
 #include "model/rope.h"
@@ -133,6 +134,7 @@ void Engine::load(const ModelDir& dir, int world_rank_for_messages, bool verify_
                                           << ": tensor " << spec.name << " has " << n
                                           << " elements, the engine expects " << slot->numel());
         be_.upload_weight(*slot, data, dtype);
+        watch_beat();  // a big shard loads for long, but tensor by tensor
       },
       verify_sha256);
   finish_weights();
@@ -170,6 +172,7 @@ void Engine::load_dummy(uint64_t seed) {
       std::memcpy(host.data() + off, block, std::min(block_bytes, host.size() - off));
     }
     be_.upload_weight(*slot, host.data(), src_dtype);
+    watch_beat();
   }
   finish_weights();
 }

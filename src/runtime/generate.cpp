@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -50,6 +51,7 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
     return out;
   };
   auto t0 = std::chrono::steady_clock::now();
+  watch_phase(Phase::prefill);
   const float* logits = prefill(res.prompt_ids, n_prompt, 0);
   res.prefill_ms = ms_since(t0);
   // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
@@ -68,6 +70,7 @@ GenerationResult generate(Engine& engine, World& world, bool leader,
   res.decode_ms.reserve(static_cast<size_t>(opts.max_new_tokens));
   for (int i = 0; i < opts.max_new_tokens; ++i) {
     auto ts = std::chrono::steady_clock::now();
+    watch_phase(Phase::decode, i);
     int32_t next = kStop;
     std::string error;
     if (leader) {

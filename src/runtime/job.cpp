@@ -9,8 +9,9 @@
 
 #include "config/path_checks.h"
 #include "core/error.h"
-#include "core/log.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
+#include "core/log.h"
 #include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/job_setup.h"
@@ -22,6 +23,9 @@ namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
+
+constexpr int kWatchdogExit = 3;  // the job's exit status when the watchdog ends it
+
 
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {
@@ -43,6 +47,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
 
   // The leader bounds the prompt's size, then tokenizes; everyone agrees it worked and learns
   // the length.
+  watch_phase(Phase::prompt);
   std::vector<int32_t> prompt_ids;
   std::string err;
   if (leader) {
@@ -122,6 +127,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   TPI_CHECK(res.error.empty(), "the generation failed at " << res.error);
 
   // Metrics: one summary line on stderr and, if asked, the JSON file.
+  watch_phase(Phase::finish);
   const std::vector<std::string> mem = gather_memory_report(world, eng);
   if (!printer) return;
   const int n_gen = static_cast<int>(res.generated.size());
@@ -171,6 +177,9 @@ void run_single_prompt(World& world, const RunConfig& cfg,
 
 void run_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time_point launch) {
   set_log_level(cfg.log_level);
+  // A rank that stops making progress (a peer stopped or unreachable) ends the whole job.
+  Watchdog watchdog(cfg.step_timeout_s, world.rank(), [&world] { world.abort(kWatchdogExit); });
+
   // Rank 0 reads the prompt file and the batch input and writes the output and the metrics:
   // it checks them before anything is loaded, and every rank reports what it found.
   std::string err;

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "core/watchdog.h"
 
 namespace tpinfer {
 namespace {
@@ -122,6 +123,7 @@ int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer) {
 }
 
 ModelHandle open_model(World& world, const RunConfig& cfg) {
+  watch_phase(Phase::load);
   world.set_tp(cfg.tp);
   const int tp = world.tp();
   ModelHandle m;
@@ -173,6 +175,7 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
 
 EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
                           const EngineShape& shape) {
+  watch_phase(Phase::load);
   EngineHandle e;
   const bool printer = world.rank() == 0;
   e.backend_kind = pick_backend(cfg.backend);

@@ -128,6 +128,7 @@ TEST_CASE("defaults with only --model", "[config]") {
   CHECK(c.batch_size == 8);
   CHECK(c.on_bad_line == tpinfer::OnBadLine::fail);
   CHECK(c.progress_interval_s == 5.0);
+  CHECK(c.step_timeout_s == 300.0);
   CHECK(c.config_path.empty());
   CHECK_NOTHROW(tpinfer::validate(c));
 }
@@ -167,6 +168,7 @@ output: out.jsonl
 batch_size: 16
 on_bad_line: skip
 progress_interval_s: 0.5
+step_timeout_s: 30
 )");
   const RunConfig c = parse_ok({path});
   CHECK(c.config_path == path);
@@ -202,6 +204,7 @@ progress_interval_s: 0.5
   CHECK(c.batch_size == 16);
   CHECK(c.on_bad_line == tpinfer::OnBadLine::skip);
   CHECK(c.progress_interval_s == Approx(0.5));
+  CHECK(c.step_timeout_s == Approx(30));
 }
 
 TEST_CASE("every key read from flags, both --key value and --key=value", "[config]") {
@@ -256,7 +259,8 @@ TEST_CASE("every key read from flags, both --key value and --key=value", "[confi
                                 "--on-bad-line",
                                 "skip",
                                 "--progress-interval-s",
-                                "0"});
+                                "0",
+                                "--step-timeout-s=0"});
   CHECK(c.model == "m");
   CHECK(c.tokenizer == "t");
   CHECK(c.prompt == "Hi there");
@@ -287,6 +291,7 @@ TEST_CASE("every key read from flags, both --key value and --key=value", "[confi
   CHECK(c.batch_size == 1);
   CHECK(c.on_bad_line == tpinfer::OnBadLine::skip);
   CHECK(c.progress_interval_s == 0.0);
+  CHECK(c.step_timeout_s == 0.0);
 }
 
 TEST_CASE("precedence: flag > env > YAML > default", "[config]") {
@@ -392,6 +397,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"verify_checksums", "perhaps", "expected true or false"},
       {"allow_long_context", "2", "expected true or false"},
       {"max_request_bytes", "0", "expected an integer >= 1"},
+      {"step_timeout_s", "-5", "expected a number >= 0"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {

@@ -5,6 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 jobs=${JOBS:-$(nproc)}
+# ccache keys on paths relative to the checkout, so clones and worktrees share one cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 mkdir -p "$build"
 log=$build/configure.log
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }

@@ -254,6 +254,8 @@ std::vector<OptionSpec> build_specs() {
                       "tensor-parallel size; 0 = MPI world size", "0 (world size)"));
   v.push_back(int_opt("threads", nullptr, "Resources", &C::threads, 0,
                       "CPU threads per rank; 0 = auto", "0 (auto)"));
+  v.push_back(bool_opt("deterministic", "Resources", &C::deterministic,
+                       "CPU: portable matmul, bitwise the same on every CPU (slower)"));
 
   // Output
   v.push_back(string_opt("metrics_json", nullptr, "Output", "PATH", &C::metrics_json,

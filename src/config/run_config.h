@@ -50,6 +50,7 @@ struct RunConfig {
   bool allow_gpu_sharing = false;
   int tp = 0;       // 0 = world size
   int threads = 0;  // CPU threads per rank; 0 = auto
+  bool deterministic = false;  // CPU: the portable matmul, the same bits on every CPU
 
   // Output
   std::string metrics_json;  // "" = none; written by rank 0

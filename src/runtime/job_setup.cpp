@@ -168,6 +168,7 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
           ? pick_device_ordinal(world.local_rank(), world.local_size(), cfg.allow_gpu_sharing)
           : 0;
   bopts.stored_weight_dtype = model.weight_dtype;
+  bopts.deterministic = cfg.deterministic;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
   KvLayer kv_shape;

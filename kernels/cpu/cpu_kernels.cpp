@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
+
+#include <omp.h>
 
 namespace tpinfer::cpu {
 
@@ -183,40 +186,73 @@ void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, c
   }
 }
 
+// Work item: one token and a run of `g` heads that share a KV head (the whole GQA group when there
+// are enough items for the threads, else one head). Two passes over the window: scores of every
+// head against each K row (the row read once for the run), then softmax, then the weighted sum of
+// each V row (read once). Each (token, head) is reduced in the same order whatever the run, the
+// batch or the thread count: batch invariant.
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
                const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
                int max_seq, int window, float scale) {
   const int group = n_heads / n_kv_heads;
   const int kv_dim = n_kv_heads * hd;
-  constexpr int kMaxHeadDim = 512;
-#pragma omp parallel for schedule(dynamic, 1) if (T * n_heads > 8)
-  for (int i = 0; i < T * n_heads; ++i) {
-    const int t = i / n_heads;
-    const int h = i % n_heads;
-    const int kvh = h / group;
-    const float* qv = q + (static_cast<int64_t>(t) * n_heads + h) * hd;
-    const int64_t base = static_cast<int64_t>(slots[t]) * max_seq * kv_dim + kvh * hd;
-    const int end = pos[t];
-    const int start = window > 0 ? std::max(0, end - window + 1) : 0;
-    float acc[kMaxHeadDim];
-    std::fill(acc, acc + hd, 0.f);
-    float m = -INFINITY, l = 0.f;
-    for (int j = start; j <= end; ++j) {
-      const float s = dot(qv, k_cache + base + static_cast<int64_t>(j) * kv_dim, hd) * scale;
-      const float* vv = v_cache + base + static_cast<int64_t>(j) * kv_dim;
-      if (s > m) {
-        const float r = std::exp(m - s);  // 0 on the first step (m = -inf)
-        for (int d = 0; d < hd; ++d) acc[d] *= r;
-        l *= r;
-        m = s;
-      }
-      const float p = std::exp(s - m);
-      l += p;
-      for (int d = 0; d < hd; ++d) acc[d] += p * vv[d];
+  constexpr int kMaxRun = 16;
+  int run = 1;
+  for (int g = std::min(group, kMaxRun); g > 1; --g) {
+    if (group % g == 0 && int64_t{T} * (n_heads / g) >= 2 * omp_get_max_threads()) {
+      run = g;
+      break;
     }
-    float* o = out + (static_cast<int64_t>(t) * n_heads + h) * hd;
-    const float inv = l > 0.f ? 1.0f / l : 0.f;
-    for (int d = 0; d < hd; ++d) o[d] = acc[d] * inv;
+  }
+  const int runs_per_token = n_heads / run;
+  int longest = 1;
+  for (int t = 0; t < T; ++t) longest = std::max(longest, pos[t] + 1);
+  if (window > 0) longest = std::min(longest, window);
+#pragma omp parallel if (T * n_heads > 8)
+  {
+    std::vector<float> scores(static_cast<size_t>(run) * longest);
+    std::vector<float> acc(static_cast<size_t>(run) * hd);
+#pragma omp for schedule(dynamic, 1)
+    for (int i = 0; i < T * runs_per_token; ++i) {
+      const int t = i / runs_per_token;
+      const int h0 = (i % runs_per_token) * run;
+      const int kvh = h0 / group;
+      const float* q0 = q + (static_cast<int64_t>(t) * n_heads + h0) * hd;
+      const int64_t base = static_cast<int64_t>(slots[t]) * max_seq * kv_dim + kvh * hd;
+      const int end = pos[t];
+      const int start = window > 0 ? std::max(0, end - window + 1) : 0;
+      const int n = end - start + 1;
+      for (int j = 0; j < n; ++j) {
+        const float* kr = k_cache + base + static_cast<int64_t>(start + j) * kv_dim;
+        for (int g = 0; g < run; ++g) scores[g * n + j] = dot(q0 + g * hd, kr, hd) * scale;
+      }
+      float inv[kMaxRun];
+      for (int g = 0; g < run; ++g) {
+        float* sg = scores.data() + g * n;
+        float m = -INFINITY;
+        for (int j = 0; j < n; ++j) m = std::max(m, sg[j]);
+        float l = 0.f;
+        for (int j = 0; j < n; ++j) {
+          sg[j] = std::exp(sg[j] - m);
+          l += sg[j];
+        }
+        inv[g] = l > 0.f ? 1.0f / l : 0.f;
+      }
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int j = 0; j < n; ++j) {
+        const float* vr = v_cache + base + static_cast<int64_t>(start + j) * kv_dim;
+        for (int g = 0; g < run; ++g) {
+          const float p = scores[g * n + j];
+          float* a = acc.data() + g * hd;
+#pragma omp simd
+          for (int d = 0; d < hd; ++d) a[d] += p * vr[d];
+        }
+      }
+      for (int g = 0; g < run; ++g) {
+        float* o = out + (static_cast<int64_t>(t) * n_heads + h0 + g) * hd;
+        for (int d = 0; d < hd; ++d) o[d] = acc[g * hd + d] * inv[g];
+      }
+    }
   }
 }
 

@@ -151,6 +151,9 @@ struct BackendOptions {
   // code that touches "device" memory faults here as it would on a GPU (host_accessible() is
   // false). Also on when the environment has TPINFER_CPU_GUARD_MEMORY=1.
   bool guard_memory = false;
+  // CPU: the portable matmul (the same bits on every CPU) instead of the fastest path for this
+  // CPU's instruction set (which is batch invariant too, but rounds differently per ISA).
+  bool deterministic = false;
 };
 
 // The only place that knows which backends were compiled in (src/backend/registry.cpp).

@@ -271,6 +271,8 @@ std::vector<OptionSpec> build_specs() {
                          "abort the job when a step or collective makes no progress for this "
                          "many seconds; 0 = never",
                          nullptr));
+  v.push_back(bool_opt("deterministic", "Resources", &C::deterministic,
+                       "CPU: portable matmul, bitwise the same on every CPU (slower)"));
 
   // Output
   v.push_back(string_opt("metrics_json", nullptr, "Output", "PATH", &C::metrics_json,

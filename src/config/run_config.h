@@ -51,6 +51,7 @@ struct RunConfig {
   bool allow_gpu_sharing = false;
   int tp = 0;                           // 0 = world size
   int threads = 0;                      // CPU threads per rank; 0 = auto
+  bool deterministic = false;           // CPU: the portable matmul, the same bits on every CPU
   bool allow_long_context = false;      // accept prompt + max_new_tokens > max_position_embeddings
   int64_t max_request_bytes = 4 << 20;  // a prompt (or JSONL line) larger than this is refused
   // Watchdog: a rank that sees no progress (no step, no collective completing) for this long

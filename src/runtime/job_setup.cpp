@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -181,12 +182,19 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   e.backend_kind = pick_backend(cfg.backend);
   BackendOptions bopts;
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
-  bopts.n_threads = cfg.threads > 0 ? cfg.threads : std::max(1, hw / world.local_size());
+  // threads: 0 = OMP_NUM_THREADS when set (the launchers set it: scripts/mpirun.sh, the sbatch
+  // scripts from --cpus-per-task), else the node's cores shared among its ranks.
+  const char* omp_env = std::getenv("OMP_NUM_THREADS");
+  const bool omp_set = omp_env != nullptr && std::atoi(omp_env) > 0;
+  bopts.n_threads = cfg.threads > 0 ? cfg.threads
+                    : omp_set       ? std::atoi(omp_env)
+                                    : std::max(1, hw / world.local_size());
   bopts.device_ordinal =
       e.backend_kind == BackendKind::cuda
           ? pick_device_ordinal(world.local_rank(), world.local_size(), cfg.allow_gpu_sharing)
           : 0;
   bopts.stored_weight_dtype = model.weight_dtype;
+  bopts.deterministic = cfg.deterministic;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
   KvLayer kv_shape;

@@ -385,6 +385,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"allow_gpu_sharing", "sure", "expected true or false"},
       {"tp", "-2", "expected an integer >= 0"},
       {"threads", "many", "expected an integer >= 0"},
+      {"deterministic", "perhaps", "expected true or false"},
       {"dummy_weights", "y es", "expected true or false"},
       {"dtype", "fp8", "expected one of auto, f32, bf16 or f16"},
       {"ignore_eos", "nope", "expected true or false"},

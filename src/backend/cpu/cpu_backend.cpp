@@ -1,18 +1,23 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include <omp.h>
+#include <sched.h>
 #include <sys/sysinfo.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <sstream>
 #include <unordered_map>
 #include <vector>
 
 #include "backend/cpu/guarded_memory.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/gemm.h"
 
 namespace tpinfer {
 namespace {
@@ -26,12 +31,79 @@ void require_f32(const Tensor& t, const char* op, const char* what) {
             "cpu " << op << ": " << what << " must be f32, found " << dtype_name(t.dtype));
 }
 
+// The matmul path: the portable kernel in deterministic mode, TPINFER_CPU_ISA when set, else the
+// fastest this CPU supports.
+cpu::Isa pick_isa(bool deterministic) {
+  if (deterministic) return cpu::Isa::portable;
+  const char* env = std::getenv("TPINFER_CPU_ISA");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) return cpu::best_isa();
+  cpu::Isa isa{};
+  TPI_CHECK(cpu::parse_isa(env, &isa),
+            "TPINFER_CPU_ISA: expected auto, portable, avx2, avx512 or "
+            "avx512bf16, found '"
+                << env << "'");
+  TPI_CHECK(cpu::isa_supported(isa), "TPINFER_CPU_ISA=" << env
+                                                        << ": this CPU (or build) cannot run it; "
+                                                           "the best it can is "
+                                                        << cpu::isa_name(cpu::best_isa()));
+  return isa;
+}
+
+// The cpus this rank's threads may run on: OpenMP's places when it binds threads (by then the
+// calling thread itself is pinned to the first place), else the affinity mask.
+std::vector<int> rank_cpus() {
+  std::vector<int> cpus;
+  if (omp_get_proc_bind() != omp_proc_bind_false && omp_get_num_places() > 0) {
+    for (int p = 0; p < omp_get_num_places(); ++p) {
+      std::vector<int> ids(omp_get_place_num_procs(p));
+      omp_get_place_proc_ids(p, ids.data());
+      cpus.insert(cpus.end(), ids.begin(), ids.end());
+    }
+  } else {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+  std::sort(cpus.begin(), cpus.end());
+  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+  return cpus;
+}
+
+// "on cpu(s) 0-1 (2), threads bound close": the rank's cpus and OpenMP's binding.
+std::string thread_layout() {
+  const std::vector<int> cpus = rank_cpus();
+  std::ostringstream os;
+  os << "on cpu(s) ";
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    size_t e = i;
+    while (e + 1 < cpus.size() && cpus[e + 1] == cpus[e] + 1) ++e;
+    os << (i > 0 ? "," : "") << cpus[i];
+    if (e > i) os << "-" << cpus[e];
+    i = e;
+  }
+  static const char* const kBind[] = {"not bound", "bound", "bound master", "bound close",
+                                      "bound spread"};
+  const int b = static_cast<int>(omp_get_proc_bind());
+  os << " (" << cpus.size() << "), threads " << (b >= 0 && b <= 4 ? kBind[b] : "bound");
+  return os.str();
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& opts)
       : weight_dtype_(opts.stored_weight_dtype == DType::bf16 ? DType::bf16 : DType::f32) {
     if (opts.n_threads > 0) omp_set_num_threads(opts.n_threads);
     n_threads_ = omp_get_max_threads();
+    isa_ = pick_isa(opts.deterministic);
+    const int cpus = static_cast<int>(rank_cpus().size());
+    if (cpus > 0 && n_threads_ > cpus) {
+      TPI_LOG_WARN << "cpu backend: " << n_threads_ << " OpenMP threads but this rank may run on "
+                   << cpus << " cpu(s) only (launcher binding?): threads will share cores; "
+                   << "use scripts/mpirun.sh or --bind-to none / --map-by slot:PE=" << n_threads_;
+    }
     const char* guard = std::getenv("TPINFER_CPU_GUARD_MEMORY");
     if (opts.guard_memory || (guard != nullptr && std::strcmp(guard, "1") == 0)) {
       guard_ = std::make_unique<cpu::GuardedMemory>();
@@ -46,7 +118,9 @@ class CpuBackend final : public Backend {
   BackendKind kind() const override { return BackendKind::cpu; }
   std::string describe() const override {
     return "cpu (" + std::to_string(n_threads_) + " OpenMP thread" + (n_threads_ == 1 ? "" : "s") +
-           ", " + dtype_name(weight_dtype_) + " weights" + (guard_ ? ", guarded memory" : "") + ")";
+           " " + thread_layout() + ", " + dtype_name(weight_dtype_) + " weights, matmul " +
+           cpu::isa_name(isa_) + (isa_ == cpu::Isa::portable ? " (deterministic)" : "") +
+           (guard_ ? ", guarded memory" : "") + ")";
   }
   DType weight_dtype() const override { return weight_dtype_; }
   DType act_dtype() const override { return DType::f32; }
@@ -180,10 +254,10 @@ class CpuBackend final : public Backend {
               K = static_cast<int>(in.cols);
     switch (weight.dtype) {
       case DType::f32:
-        cpu::matmul_f32(f32(out), f32(in), f32(weight), T, N, K);
+        cpu::gemm_f32(isa_, f32(out), f32(in), f32(weight), T, N, K);
         return;
       case DType::bf16:
-        cpu::matmul_bf16(f32(out), f32(in), static_cast<const uint16_t*>(weight.data), T, N, K);
+        cpu::gemm_bf16(isa_, f32(out), f32(in), static_cast<const uint16_t*>(weight.data), T, N, K);
         return;
       case DType::f16:
       case DType::i32:
@@ -271,6 +345,7 @@ class CpuBackend final : public Backend {
 
   DType weight_dtype_ = DType::f32;
   int n_threads_ = 1;
+  cpu::Isa isa_ = cpu::Isa::portable;          // the matmul path
   std::unique_ptr<cpu::GuardedMemory> guard_;  // the guarded test mode, else null
   size_t allocated_ = 0;
   std::unordered_map<void*, size_t> sizes_;

@@ -1,11 +1,11 @@
 #include "cpu/cpu_kernels.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
-
-#include <omp.h>
 
 namespace tpinfer::cpu {
 

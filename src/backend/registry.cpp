@@ -12,15 +12,18 @@ namespace tpinfer {
 
 const char* backend_kind_name(BackendKind k) {
   switch (k) {
-    case BackendKind::cpu: return "cpu";
-    case BackendKind::cuda: return "cuda";
+    case BackendKind::cpu:
+      return "cpu";
+    case BackendKind::cuda:
+      return "cuda";
   }
   return "?";
 }
 
 bool backend_available(BackendKind kind) {
   switch (kind) {
-    case BackendKind::cpu: return true;
+    case BackendKind::cpu:
+      return true;
     case BackendKind::cuda:
 #if TPINFER_HAVE_CUDA
       return true;
@@ -52,13 +55,15 @@ int pick_device_ordinal(int local_rank, int local_size, bool allow_sharing) {
 
 std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& opts) {
   switch (kind) {
-    case BackendKind::cpu: return make_cpu_backend(opts);
+    case BackendKind::cpu:
+      return make_cpu_backend(opts);
     case BackendKind::cuda:
 #if TPINFER_HAVE_CUDA
       return make_cuda_backend(opts);
 #else
-      TPI_FAIL("backend 'cuda' was requested but this tpinfer was built without CUDA "
-               "(no nvcc at configure time, or -DTPINFER_CUDA=OFF); use backend: cpu");
+      TPI_FAIL(
+          "backend 'cuda' was requested but this tpinfer was built without CUDA "
+          "(no nvcc at configure time, or -DTPINFER_CUDA=OFF); use backend: cpu");
 #endif
   }
   TPI_FAIL("unknown backend");

@@ -15,8 +15,12 @@ namespace {
 
 static_assert(sizeof(MPI_Comm) <= sizeof(void*), "MPI_Comm must fit in pointer-sized storage");
 
-MPI_Comm& as_comm(void*& storage) { return *reinterpret_cast<MPI_Comm*>(&storage); }
-MPI_Request* as_request(void* p) { return static_cast<MPI_Request*>(p); }
+MPI_Comm& as_comm(void*& storage) {
+  return *reinterpret_cast<MPI_Comm*>(&storage);
+}
+MPI_Request* as_request(void* p) {
+  return static_cast<MPI_Request*>(p);
+}
 
 }  // namespace
 
@@ -41,8 +45,8 @@ void Mailbox::send(int dest, int tag, std::string payload) {
             "mailbox: message of " << payload.size() << " bytes is too large");
   pending_.push_back(Pending{std::move(payload), new MPI_Request(MPI_REQUEST_NULL)});
   Pending& p = pending_.back();
-  MPI_CHECK(MPI_Isend(p.buffer.data(), static_cast<int>(p.buffer.size()), MPI_BYTE, dest,
-                              tag, as_comm(comm_), as_request(p.request)));
+  MPI_CHECK(MPI_Isend(p.buffer.data(), static_cast<int>(p.buffer.size()), MPI_BYTE, dest, tag,
+                      as_comm(comm_), as_request(p.request)));
   progress();
 }
 
@@ -58,8 +62,8 @@ std::optional<Message> Mailbox::poll() {
   m.source = st.MPI_SOURCE;
   m.tag = st.MPI_TAG;
   m.payload.resize(static_cast<size_t>(count));
-  MPI_CHECK(MPI_Recv(m.payload.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
-                             as_comm(comm_), MPI_STATUS_IGNORE));
+  MPI_CHECK(MPI_Recv(m.payload.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, as_comm(comm_),
+                     MPI_STATUS_IGNORE));
   watch_beat();
   return m;
 }

@@ -16,7 +16,9 @@ namespace {
 
 static_assert(sizeof(MPI_Comm) <= sizeof(void*), "MPI_Comm must fit in pointer-sized storage");
 
-MPI_Comm& as_comm(void*& storage) { return *reinterpret_cast<MPI_Comm*>(&storage); }
+MPI_Comm& as_comm(void*& storage) {
+  return *reinterpret_cast<MPI_Comm*>(&storage);
+}
 
 }  // namespace
 
@@ -47,8 +49,8 @@ World::World(int* argc, char*** argv) {
   std::sort(unique.begin(), unique.end());
   unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
   n_nodes_ = static_cast<int>(unique.size());
-  node_index_ =
-      static_cast<int>(std::lower_bound(unique.begin(), unique.end(), node_leader) - unique.begin());
+  node_index_ = static_cast<int>(std::lower_bound(unique.begin(), unique.end(), node_leader) -
+                                 unique.begin());
   set_tp(size_);
 }
 

@@ -29,10 +29,9 @@ struct MessageBuilder {
 
 }  // namespace tpinfer
 
-#define TPI_FAIL(msg) \
-  throw ::tpinfer::Error((::tpinfer::detail::MessageBuilder() << msg).str())
+#define TPI_FAIL(msg) throw ::tpinfer::Error((::tpinfer::detail::MessageBuilder() << msg).str())
 
-#define TPI_CHECK(cond, msg) \
-  do {                       \
+#define TPI_CHECK(cond, msg)    \
+  do {                          \
     if (!(cond)) TPI_FAIL(msg); \
   } while (0)

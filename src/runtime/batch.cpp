@@ -24,9 +24,9 @@
 
 #include "comm/mailbox.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
-#include "core/log.h"
 #include "runtime/batch_io.h"
 #include "runtime/batch_scheduler.h"
 #include "runtime/job_setup.h"

@@ -9,6 +9,7 @@
 
 namespace tpinfer {
 
-void run_batch_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time_point launch);
+void run_batch_job(World& world, const RunConfig& cfg,
+                   std::chrono::steady_clock::time_point launch);
 
 }  // namespace tpinfer

@@ -5,8 +5,8 @@
 
 #include "comm/mailbox.h"
 #include "core/error.h"
-#include "runtime/job_setup.h"
 #include "core/watchdog.h"
+#include "runtime/job_setup.h"
 
 namespace tpinfer {
 namespace {

@@ -9,9 +9,9 @@
 
 #include "config/path_checks.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
-#include "core/log.h"
 #include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/job_setup.h"
@@ -25,7 +25,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int kWatchdogExit = 3;  // the job's exit status when the watchdog ends it
-
 
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {

@@ -15,11 +15,11 @@
 namespace tpinfer {
 
 struct MemoryPlan {
-  int64_t n_params = 0;           // whole model
-  size_t weight_bytes = 0;        // this rank
-  size_t kv_bytes = 0;            // this rank
-  size_t activation_bytes = 0;    // this rank
-  size_t workspace_bytes = 0;     // backend workspace (cuBLAS) and comm staging, estimated
+  int64_t n_params = 0;         // whole model
+  size_t weight_bytes = 0;      // this rank
+  size_t kv_bytes = 0;          // this rank
+  size_t activation_bytes = 0;  // this rank
+  size_t workspace_bytes = 0;   // backend workspace (cuBLAS) and comm staging, estimated
   size_t total_bytes = 0;
   size_t budget_bytes = 0;
   size_t device_total_bytes = 0;
@@ -32,9 +32,8 @@ struct MemoryPlan {
 };
 
 MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,
-                       DType weight_dtype, DType act_dtype, size_t device_total,
-                       size_t device_free, double mem_frac, int ranks_sharing_device,
-                       size_t workspace_bytes);
+                       DType weight_dtype, DType act_dtype, size_t device_total, size_t device_free,
+                       double mem_frac, int ranks_sharing_device, size_t workspace_bytes);
 
 // Throws tpinfer::Error with the numbers and what to change when the plan does not fit.
 void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const ShardDims& dims,

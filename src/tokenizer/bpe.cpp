@@ -1,11 +1,10 @@
 #include "tokenizer/bpe.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <queue>
 
 #include "core/error.h"
@@ -57,7 +56,9 @@ void StrIdMap::reserve(size_t n) {
   }
 }
 
-void StrIdMap::grow() { reserve(slots_.empty() ? 8 : slots_.size()); }
+void StrIdMap::grow() {
+  reserve(slots_.empty() ? 8 : slots_.size());
+}
 
 void StrIdMap::insert(std::string_view key, int32_t id) {
   if ((count_ + 1) * 2 > slots_.size()) grow();
@@ -159,7 +160,7 @@ BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::stri
   }
   auto str_or_empty = [&](const char* key) {
     return model.contains(key) && model.at(key).is_string() ? model.at(key).get<std::string>()
-                                                           : std::string();
+                                                            : std::string();
   };
   prefix_ = str_or_empty("continuing_subword_prefix");
   suffix_ = str_or_empty("end_of_word_suffix");
@@ -212,8 +213,7 @@ BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::stri
       if (i == tok.size()) char_id_.emplace(cp, id);
     });
   }
-  if (!byte_level_ && prefix_.empty() && suffix_.empty() &&
-      char_id_.count(0x2581) != 0) {
+  if (!byte_level_ && prefix_.empty() && suffix_.empty() && char_id_.count(0x2581) != 0) {
     bool leading_only = true;
     token_to_id_.for_each([&](std::string_view tok, int32_t) {
       size_t i = 0;
@@ -240,21 +240,24 @@ BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::stri
   shift_ = 64 - __builtin_ctzll(cap);
   std::string a, b, merged;
   int32_t rank = 0;
-  sc.array([&](){
+  sc.array([&]() {
     if (sc.peek() == '"') {
       sc.string(a);
       const size_t sp = a.find(' ');
-      TPI_CHECK(sp != std::string::npos && a.find(' ', sp + 1) == std::string::npos,
-                where << ": merge #" << rank << " '" << a
-                      << "' is not two tokens separated by a space");
+      TPI_CHECK(
+          sp != std::string::npos && a.find(' ', sp + 1) == std::string::npos,
+          where << ": merge #" << rank << " '" << a << "' is not two tokens separated by a space");
       b.assign(a, sp + 1, std::string::npos);
       a.resize(sp);
     } else {
       int n = 0;
       sc.array([&] {
-        if (n == 0) sc.string(a);
-        else if (n == 1) sc.string(b);
-        else sc.fail("a merge pair has more than two tokens");
+        if (n == 0)
+          sc.string(a);
+        else if (n == 1)
+          sc.string(b);
+        else
+          sc.fail("a merge pair has more than two tokens");
         ++n;
       });
       TPI_CHECK(n == 2, where << ": merge #" << rank << " must be \"a b\" or [\"a\", \"b\"]");
@@ -287,8 +290,8 @@ BpeModel::BpeModel(std::string_view model_json, bool byte_level, const std::stri
 }
 
 void BpeModel::insert_merge(int32_t a, int32_t b, int32_t rank, int32_t id) {
-  const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
-                       static_cast<uint32_t>(b);
+  const uint64_t key =
+      (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   size_t h = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
   for (;;) {
     MergeEntry& e = merges_[h];
@@ -422,7 +425,7 @@ void BpeModel::merge_heap(std::vector<int32_t>& syms) const {
   std::vector<Item> storage;
   storage.reserve(static_cast<size_t>(n));
   std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap(std::greater<Item>(),
-                                                                       std::move(storage));
+                                                                        std::move(storage));
   auto push = [&](int32_t pos) {
     if (pos < 0 || next[pos] < 0) return;
     int32_t r, id;
@@ -465,7 +468,8 @@ void BpeModel::encode_piece(std::string_view piece, std::vector<int32_t>& out,
     // Split before each "\u2581" that follows another character.
     static constexpr std::string_view kMeta = "\xE2\x96\x81";
     size_t start = 0;
-    for (size_t p = piece.find(kMeta, 1); p != std::string_view::npos; p = piece.find(kMeta, p + 3)) {
+    for (size_t p = piece.find(kMeta, 1); p != std::string_view::npos;
+         p = piece.find(kMeta, p + 3)) {
       if (p >= 3 && piece.compare(p - 3, 3, kMeta) == 0) continue;  // inside a run of them
       encode_word(piece.substr(start, p - start), out, use_cache);
       start = p;

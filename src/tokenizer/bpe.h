@@ -93,8 +93,8 @@ class BpeModel {
     int32_t id;
   };
   bool find_merge(int32_t a, int32_t b, int32_t& rank, int32_t& id) const {
-    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
-                         static_cast<uint32_t>(b);
+    const uint64_t key =
+        (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
     size_t h = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
     for (;;) {
       const MergeEntry& e = merges_[h];

@@ -12,7 +12,8 @@ namespace {
 
 class SequenceDecoder : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts)
+      : parts_(std::move(parts)) {}
   void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     for (const auto& p : parts_) p->apply(t, keep_trailing);
   }
@@ -186,7 +187,8 @@ class StripDecoder : public Decoder {
 
 class MetaspaceDecoder : public Decoder {
  public:
-  MetaspaceDecoder(std::string rep, bool strip_first) : rep_(std::move(rep)), strip_first_(strip_first) {}
+  MetaspaceDecoder(std::string rep, bool strip_first)
+      : rep_(std::move(rep)), strip_first_(strip_first) {}
   void apply(std::vector<std::string>& t, bool keep_trailing) const override {
     for (size_t k = 0; k < t.size(); ++k) {
       std::string& tok = t[k];
@@ -218,7 +220,9 @@ std::string pattern_of(const nlohmann::json& pat, bool& is_regex, const std::str
 
 }  // namespace
 
-int byte_fallback_value(const std::string& tok) { return byte_token(tok); }
+int byte_fallback_value(const std::string& tok) {
+  return byte_token(tok);
+}
 
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where,
                                       DecoderTraits& traits) {
@@ -261,8 +265,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
       traits.strip_stop = std::max(traits.strip_stop, j.value("stop", size_t{0}));
       traits.strip_content = content.substr(0, i);
     }
-    return std::make_unique<StripDecoder>(cp, j.value("start", size_t{0}), j.value("stop", size_t{0}),
-                                          traits.fused);
+    return std::make_unique<StripDecoder>(cp, j.value("start", size_t{0}),
+                                          j.value("stop", size_t{0}), traits.fused);
   }
   if (type == "Metaspace") {
     bool strip_first = true;
@@ -271,8 +275,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
     } else {
       strip_first = j.value("add_prefix_space", true);
     }
-    return std::make_unique<MetaspaceDecoder>(
-        j.value("replacement", std::string("\xE2\x96\x81")), strip_first);
+    return std::make_unique<MetaspaceDecoder>(j.value("replacement", std::string("\xE2\x96\x81")),
+                                              strip_first);
   }
   TPI_FAIL(where << ": decoder type '" << type
                  << "' is not supported (supported: Sequence, ByteLevel, Replace, ByteFallback, "

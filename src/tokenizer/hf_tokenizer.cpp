@@ -1,10 +1,9 @@
 #include "tokenizer/hf_tokenizer.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <tuple>
 
@@ -64,7 +63,8 @@ bool starts_with_word(std::string_view s) {
 
 }  // namespace
 
-// ---- added tokens ---------------------------------------------------------------------------------
+// ---- added tokens
+// ---------------------------------------------------------------------------------
 
 int32_t AddedTokenMatcher::child(int32_t node, uint8_t b) const {
   const auto& nx = nodes_[static_cast<size_t>(node)].next;
@@ -159,7 +159,8 @@ void AddedTokenMatcher::split(std::string_view s, const std::vector<AddedToken>&
   if (start_offset < n) parts.emplace_back(start_offset, n, -1);
 }
 
-// ---- loading ----------------------------------------------------------------------------------------
+// ---- loading
+// ----------------------------------------------------------------------------------------
 
 HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config_path)
     : where_(json_path) {
@@ -182,12 +183,13 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
     }
   }
   TPI_CHECK(top.at_end(), json_path << ": not valid JSON (text after the top-level object)");
-  TPI_CHECK(!model_text.empty(), json_path << ": expected a tokenizer.json object with a \"model\"");
+  TPI_CHECK(!model_text.empty(),
+            json_path << ": expected a tokenizer.json object with a \"model\"");
   try {
     normalizer_ = make_normalizer(j.value("normalizer", nlohmann::json()), where_);
     bool byte_level = false;
-    pre_tokenizer_ = make_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), where_,
-                                        &byte_level);
+    pre_tokenizer_ =
+        make_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), where_, &byte_level);
     model_ = std::make_unique<BpeModel>(model_text, byte_level, where_);
     post_processor_ = make_post_processor(j.value("post_processor", nlohmann::json()), where_);
     decoder_ = make_decoder(j.value("decoder", nlohmann::json()), where_, decoder_traits_);
@@ -260,13 +262,13 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
     }
     if (!bos.empty()) {
       bos_id_ = token_to_id(bos);
-      TPI_CHECK(bos_id_.has_value(), config_path << ": bos_token '" << bos
-                                                 << "' is not a token of " << json_path);
+      TPI_CHECK(bos_id_.has_value(),
+                config_path << ": bos_token '" << bos << "' is not a token of " << json_path);
     }
     if (!eos.empty()) {
       auto id = token_to_id(eos);
-      TPI_CHECK(id.has_value(), config_path << ": eos_token '" << eos << "' is not a token of "
-                                            << json_path);
+      TPI_CHECK(id.has_value(),
+                config_path << ": eos_token '" << eos << "' is not a token of " << json_path);
       eos_ids_.push_back(*id);
     }
     if (cfg.contains("chat_template") && !cfg.at("chat_template").is_null()) {
@@ -300,7 +302,8 @@ HfTokenizer::HfTokenizer(const std::string& json_path, const std::string& config
   chat_.init(std::move(chat_text), std::move(special_tokens), chat_where);
 }
 
-// ---- encode ---------------------------------------------------------------------------------------
+// ---- encode
+// ---------------------------------------------------------------------------------------
 
 namespace {
 // Buffers reused across encode calls on a thread.
@@ -375,11 +378,12 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special
   return ids;
 }
 
-// ---- decode ---------------------------------------------------------------------------------------
+// ---- decode
+// ---------------------------------------------------------------------------------------
 
 void HfTokenizer::check_id(int32_t id) const {
-  TPI_CHECK(id >= 0 && id < vocab_size_, "tokenizer: id " << id << " is out of range [0, "
-                                                          << vocab_size_ << ") for " << where_);
+  TPI_CHECK(id >= 0 && id < vocab_size_,
+            "tokenizer: id " << id << " is out of range [0, " << vocab_size_ << ") for " << where_);
 }
 
 const std::string& HfTokenizer::token_text(int32_t id) const {
@@ -427,7 +431,9 @@ std::optional<int32_t> HfTokenizer::token_to_id(std::string_view token) const {
   return std::nullopt;
 }
 
-std::string HfTokenizer::id_to_token(int32_t id) const { return token_text(id); }
+std::string HfTokenizer::id_to_token(int32_t id) const {
+  return token_text(id);
+}
 
 bool HfTokenizer::is_special(int32_t id) const {
   return id >= 0 && id < vocab_size_ && special_[static_cast<size_t>(id)];
@@ -441,13 +447,15 @@ std::string HfTokenizer::apply_chat_template(const std::vector<ChatMessage>& mes
 
 }  // namespace tok
 
-// ---- factories ------------------------------------------------------------------------------------
+// ---- factories
+// ------------------------------------------------------------------------------------
 
 std::unique_ptr<Tokenizer> Tokenizer::from_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path json = fs::path(dir) / "tokenizer.json";
   TPI_CHECK(fs::is_regular_file(json),
-            "tokenizer: " << json.string() << " not found (a Hugging Face tokenizer.json is "
+            "tokenizer: " << json.string()
+                          << " not found (a Hugging Face tokenizer.json is "
                              "required; tokenizer.model / vocab.json alone are not supported)");
   const fs::path cfg = fs::path(dir) / "tokenizer_config.json";
   return from_files(json.string(), fs::is_regular_file(cfg) ? cfg.string() : std::string());

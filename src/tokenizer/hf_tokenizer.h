@@ -80,8 +80,8 @@ class HfTokenizer final : public Tokenizer {
 
  private:
   void check_id(int32_t id) const;
-  void encode_text(std::string_view text, bool at_start, std::vector<int32_t>& ids,
-                   Pieces& pieces, bool use_cache) const;
+  void encode_text(std::string_view text, bool at_start, std::vector<int32_t>& ids, Pieces& pieces,
+                   bool use_cache) const;
 
   std::string where_;
   std::unique_ptr<Normalizer> normalizer_;
@@ -92,8 +92,8 @@ class HfTokenizer final : public Tokenizer {
   DecoderTraits decoder_traits_;
 
   std::vector<AddedToken> added_;
-  AddedTokenMatcher raw_matcher_;   // added tokens with normalized = false
-  AddedTokenMatcher norm_matcher_;  // normalized = true (contents normalized)
+  AddedTokenMatcher raw_matcher_;     // added tokens with normalized = false
+  AddedTokenMatcher norm_matcher_;    // normalized = true (contents normalized)
   std::vector<int32_t> added_index_;  // id -> index into added_, or -1
   std::vector<char> special_;         // id -> special added token
   std::vector<char> byte_token_;      // id -> "<0xNN>"

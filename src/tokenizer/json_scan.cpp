@@ -35,14 +35,30 @@ void JsonScanner::string(std::string& out) {
     const char e = s_[p_ + 1];
     p_ += 2;
     switch (e) {
-      case '"': out.push_back('"'); break;
-      case '\\': out.push_back('\\'); break;
-      case '/': out.push_back('/'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
+      case '"':
+        out.push_back('"');
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '/':
+        out.push_back('/');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
       case 'u': {
         auto hex4 = [&]() -> uint32_t {
           if (p_ + 4 > s_.size()) fail("short \\u escape");
@@ -50,10 +66,14 @@ void JsonScanner::string(std::string& out) {
           for (int k = 0; k < 4; ++k) {
             const char c = s_[p_ + static_cast<size_t>(k)];
             v <<= 4;
-            if (c >= '0' && c <= '9') v |= static_cast<uint32_t>(c - '0');
-            else if (c >= 'a' && c <= 'f') v |= static_cast<uint32_t>(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F') v |= static_cast<uint32_t>(c - 'A' + 10);
-            else fail("bad \\u escape");
+            if (c >= '0' && c <= '9')
+              v |= static_cast<uint32_t>(c - '0');
+            else if (c >= 'a' && c <= 'f')
+              v |= static_cast<uint32_t>(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F')
+              v |= static_cast<uint32_t>(c - 'A' + 10);
+            else
+              fail("bad \\u escape");
           }
           p_ += 4;
           return v;
@@ -74,7 +94,8 @@ void JsonScanner::string(std::string& out) {
         append_utf8(out, cp);
         break;
       }
-      default: fail("bad escape");
+      default:
+        fail("bad escape");
     }
   }
 }
@@ -93,7 +114,8 @@ int64_t JsonScanner::integer() {
     if (v > (int64_t{1} << 40)) fail("integer too large");
     ++p_;
   }
-  if (p_ < s_.size() && (s_[p_] == '.' || s_[p_] == 'e' || s_[p_] == 'E')) fail("expected an integer");
+  if (p_ < s_.size() && (s_[p_] == '.' || s_[p_] == 'e' || s_[p_] == 'E'))
+    fail("expected an integer");
   return neg ? -v : v;
 }
 

@@ -17,7 +17,8 @@ class JsonScanner {
   JsonScanner(std::string_view text, std::string where) : s_(text), where_(std::move(where)) {}
 
   void skip_ws() {
-    while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\n' || s_[p_] == '\r' || s_[p_] == '\t')) ++p_;
+    while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\n' || s_[p_] == '\r' || s_[p_] == '\t'))
+      ++p_;
   }
   char peek() {
     skip_ws();

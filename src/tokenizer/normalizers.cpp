@@ -122,7 +122,8 @@ std::string pattern_of(const nlohmann::json& pat, bool& is_regex, const std::str
     is_regex = false;
     return pat.at("String").get<std::string>();
   }
-  TPI_CHECK(pat.contains("Regex"), where << ": pattern must be {\"String\": ...} or {\"Regex\": ...}");
+  TPI_CHECK(pat.contains("Regex"),
+            where << ": pattern must be {\"String\": ...} or {\"Regex\": ...}");
   is_regex = true;
   return pat.at("Regex").get<std::string>();
 }
@@ -144,7 +145,8 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
   if (type == "NFKC") return std::make_unique<UnicodeNormalizer>(NormForm::NFKC);
   if (type == "NFKD") return std::make_unique<UnicodeNormalizer>(NormForm::NFKD);
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
-  if (type == "Prepend") return std::make_unique<PrependNormalizer>(j.at("prepend").get<std::string>());
+  if (type == "Prepend")
+    return std::make_unique<PrependNormalizer>(j.at("prepend").get<std::string>());
   if (type == "Replace") {
     bool is_regex = false;
     std::string pat = pattern_of(j.at("pattern"), is_regex, where);

@@ -3,11 +3,10 @@
 //   normalizer -> pre-tokenizer -> model (bpe.h) -> post-processor;  decoder for ids -> text.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -80,7 +79,7 @@ struct DecoderTraits {
   size_t strip_stop = 0;       // ... and this many trailing ones of the fused text (held back
                                // when streaming)
   std::string strip_content;
-  bool fused = false;          // (while building) a Fuse or ByteLevel stage came before
+  bool fused = false;  // (while building) a Fuse or ByteLevel stage came before
 };
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where,
                                       DecoderTraits& traits);

@@ -1,8 +1,7 @@
 // Pre-tokenizers of tokenizer.json: Sequence, Split, ByteLevel, Metaspace, Digits, Whitespace,
 // WhitespaceSplit; and the hand-written scanner for the GPT-2 / Llama-3 / Qwen2 split patterns.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "tokenizer/pipeline.h"
@@ -49,7 +48,10 @@ inline Ch char_at(std::string_view s, size_t i) {
   if (len == 0) return {0xFFFD, 1, kO};  // not reached: input is valid UTF-8
   const uint32_t cp = decode_utf8(s, i, len);
   const uint8_t cls = char_class(cp);
-  const Kind k = (cls & kClassLetter) ? kL : (cls & kClassNumber) ? kN : (cls & kClassSpace) ? kS : kO;
+  const Kind k = (cls & kClassLetter)   ? kL
+                 : (cls & kClassNumber) ? kN
+                 : (cls & kClassSpace)  ? kS
+                                        : kO;
   return {cp, static_cast<uint32_t>(len), k};
 }
 
@@ -200,7 +202,8 @@ std::unique_ptr<FastSplitter> make_fast_splitter(const std::string& pattern) {
   return nullptr;
 }
 
-// ---- split behaviours ----------------------------------------------------------------------------
+// ---- split behaviours
+// ----------------------------------------------------------------------------
 
 void split_by_matches(const std::vector<std::pair<size_t, size_t>>& matches, size_t n,
                       SplitBehavior behavior, bool invert,
@@ -271,7 +274,8 @@ void split_by_matches(const std::vector<std::pair<size_t, size_t>>& matches, siz
   }
 }
 
-// ---- pre-tokenizers ------------------------------------------------------------------------------
+// ---- pre-tokenizers
+// ------------------------------------------------------------------------------
 
 namespace {
 
@@ -344,7 +348,8 @@ SplitBehavior parse_behavior(const std::string& s, const std::string& where) {
 
 class SequencePre : public PreTokenizer {
  public:
-  explicit SequencePre(std::vector<std::unique_ptr<PreTokenizer>> parts) : parts_(std::move(parts)) {}
+  explicit SequencePre(std::vector<std::unique_ptr<PreTokenizer>> parts)
+      : parts_(std::move(parts)) {}
   void apply(Pieces& p, bool at_start) const override {
     for (const auto& part : parts_) part->apply(p, at_start);
   }
@@ -385,7 +390,8 @@ class ByteLevelPre : public PreTokenizer {
  public:
   ByteLevelPre(bool add_prefix_space, bool use_regex)
       : add_prefix_space_(add_prefix_space),
-        matcher_(use_regex ? std::make_unique<Matcher>(kGpt2Pattern, true, "ByteLevel") : nullptr) {}
+        matcher_(use_regex ? std::make_unique<Matcher>(kGpt2Pattern, true, "ByteLevel") : nullptr) {
+  }
   void apply(Pieces& p, bool) const override {
     if (add_prefix_space_) {
       rebuild(p, [](std::string_view t, size_t, std::string& buf,
@@ -436,7 +442,8 @@ class MetaspacePre : public PreTokenizer {
         return;
       }
       std::vector<std::pair<size_t, size_t>> matches, pieces;
-      for (size_t q = piece.find(rep); q != std::string::npos; q = piece.find(rep, q + rep.size())) {
+      for (size_t q = piece.find(rep); q != std::string::npos;
+           q = piece.find(rep, q + rep.size())) {
         matches.emplace_back(q, q + rep.size());
       }
       split_by_matches(matches, piece.size(), SplitBehavior::MergedWithNext, false, pieces);
@@ -479,8 +486,9 @@ class DigitsPre : public PreTokenizer {
  public:
   explicit DigitsPre(bool individual) : individual_(individual) {}
   void apply(Pieces& p, bool) const override {
-    split_chars(p, [](uint32_t cp) { return (char_class(cp) & kClassNumber) != 0; },
-                individual_ ? SplitBehavior::Isolated : SplitBehavior::Contiguous);
+    split_chars(
+        p, [](uint32_t cp) { return (char_class(cp) & kClassNumber) != 0; },
+        individual_ ? SplitBehavior::Isolated : SplitBehavior::Contiguous);
   }
 
  private:
@@ -490,7 +498,8 @@ class DigitsPre : public PreTokenizer {
 class WhitespaceSplitPre : public PreTokenizer {
  public:
   void apply(Pieces& p, bool) const override {
-    split_chars(p, [](uint32_t cp) { return is_whitespace(cp); }, SplitBehavior::Removed);
+    split_chars(
+        p, [](uint32_t cp) { return is_whitespace(cp); }, SplitBehavior::Removed);
   }
 };
 
@@ -543,8 +552,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j, const 
     const bool is_regex = pat.contains("Regex");
     TPI_CHECK(is_regex || pat.contains("String"),
               where << ": Split pattern must be {\"String\": ...} or {\"Regex\": ...}");
-    const std::string pattern = is_regex ? pat.at("Regex").get<std::string>()
-                                         : pat.at("String").get<std::string>();
+    const std::string pattern =
+        is_regex ? pat.at("Regex").get<std::string>() : pat.at("String").get<std::string>();
     return std::make_unique<SplitPre>(pattern, is_regex,
                                       parse_behavior(j.value("behavior", "Isolated"), where),
                                       j.value("invert", false), where);

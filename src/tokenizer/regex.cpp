@@ -43,8 +43,9 @@ std::string pcre2_error(int code) {
 }  // namespace
 
 std::string onig_to_pcre2(const std::string& p) {
-  // Replaces \s \S \w \W \p{L} \p{N} \P{L} \P{N} \pL \pN by explicit classes built from the measured
-  // tables, outside and inside [...] (inside a class only the positive forms can be expanded).
+  // Replaces \s \S \w \W \p{L} \p{N} \P{L} \P{N} \pL \pN by explicit classes built from the
+  // measured tables, outside and inside [...] (inside a class only the positive forms can be
+  // expanded).
   std::string out;
   out.reserve(p.size());
   bool in_class = false;
@@ -116,17 +117,18 @@ Regex::Regex(const std::string& pattern, const std::string& where) : pattern_(pa
   jit_ = pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE) == 0;
 }
 
-Regex::~Regex() { pcre2_code_free(code_); }
+Regex::~Regex() {
+  pcre2_code_free(code_);
+}
 
-void Regex::find_all(std::string_view subject,
-                     std::vector<std::pair<size_t, size_t>>& out) const {
+void Regex::find_all(std::string_view subject, std::vector<std::pair<size_t, size_t>>& out) const {
   ThreadScratch& s = scratch();
   const auto* subj = reinterpret_cast<PCRE2_SPTR>(subject.data());
   size_t pos = 0;
   while (pos <= subject.size()) {
-    const int rc = jit_ ? pcre2_jit_match(code_, subj, subject.size(), pos, 0, s.md, s.ctx)
-                        : pcre2_match(code_, subj, subject.size(), pos, PCRE2_NO_UTF_CHECK, s.md,
-                                      s.ctx);
+    const int rc =
+        jit_ ? pcre2_jit_match(code_, subj, subject.size(), pos, 0, s.md, s.ctx)
+             : pcre2_match(code_, subj, subject.size(), pos, PCRE2_NO_UTF_CHECK, s.md, s.ctx);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     TPI_CHECK(rc >= 0, "tokenizer: regex '" << pattern_ << "' failed on a " << subject.size()
                                             << "-byte input: " << pcre2_error(rc));

@@ -76,7 +76,8 @@ std::string StreamDecoder::push(int32_t id) {
   if (cut == raw.size() && ids_.size() > 1) {
     const std::string& text = hf->token_text(id);
     size_t chars = 0;
-    for (size_t i = 0; i < text.size() && chars <= traits.strip_start; ++chars) tok::next_cp(text, i);
+    for (size_t i = 0; i < text.size() && chars <= traits.strip_start; ++chars)
+      tok::next_cp(text, i);
     if (!text.empty() && chars >= std::max<size_t>(traits.strip_start, 1)) {
       ids_.assign(1, id);
       emitted_bytes_ = hf->decode_raw(ids_.data(), 1, skip_special_, true).size();
@@ -95,9 +96,9 @@ std::string StreamDecoder::flush() {
     const tok::DecoderTraits& traits = hf->decoder_traits();
     const std::string raw = hf->decode_raw(ids_.data(), ids_.size(), skip_special_, true);
     // The end of the text is final now: drop what the Strip removes from it.
-    const size_t end = traits.strip_stop > 0
-                           ? strip_holdback(raw, raw.size(), traits.strip_content, traits.strip_stop)
-                           : raw.size();
+    const size_t end = traits.strip_stop > 0 ? strip_holdback(raw, raw.size(), traits.strip_content,
+                                                              traits.strip_stop)
+                                             : raw.size();
     if (end > emitted_bytes_) {
       out = tok::utf8_lossy(std::string_view(raw).substr(emitted_bytes_, end - emitted_bytes_));
     }

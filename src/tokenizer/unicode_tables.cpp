@@ -67,7 +67,9 @@ std::string to_pcre2(const uint32_t (&r)[N][2]) {
 
 }  // namespace
 
-bool is_alnum_table(uint32_t cp) { return in_ranges(kAlnumRanges, cp); }
+bool is_alnum_table(uint32_t cp) {
+  return in_ranges(kAlnumRanges, cp);
+}
 
 bool is_rust_word(uint32_t cp) {
   if (cp < 0x80) {

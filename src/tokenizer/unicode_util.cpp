@@ -70,9 +70,12 @@ static size_t invalid_subpart_len(std::string_view s, size_t i) {
 uint32_t decode_utf8(std::string_view s, size_t i, size_t len) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data() + i);
   switch (len) {
-    case 1: return p[0];
-    case 2: return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
-    case 3: return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+    case 1:
+      return p[0];
+    case 2:
+      return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+    case 3:
+      return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
     default:
       return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) |
              (p[3] & 0x3Fu);
@@ -167,7 +170,13 @@ bool is_whitespace(uint32_t cp) {
   if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D);
   if (cp < 0x85) return false;
   switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
     case 0x3000:
       return true;
     default:
@@ -202,7 +211,9 @@ const ByteTables& byte_tables() {
 }
 }  // namespace
 
-uint32_t byte_to_unicode(uint8_t b) { return byte_tables().b2u[b]; }
+uint32_t byte_to_unicode(uint8_t b) {
+  return byte_tables().b2u[b];
+}
 int unicode_to_byte(uint32_t cp) {
   return cp < 324 ? byte_tables().u2b[cp] : -1;
 }

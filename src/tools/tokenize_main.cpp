@@ -6,8 +6,6 @@
 //
 // Input is JSON Lines on stdin, one output line per input line. A line that is not the expected
 // JSON, or an id out of range, is an error naming the line (exit status 1); usage errors exit 2.
-#include <nlohmann/json.hpp>
-
 #include <time.h>
 
 #include <algorithm>
@@ -16,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -90,11 +89,12 @@ int run_bench(const tpinfer::Tokenizer& tok, const std::string& file, int repeat
       ntok = 0;
       for (auto l : lines) ntok += tok.encode(l, add_special).size();
     });
-    const auto [dw, dc] = best_of(pass == 0 ? 1 : repeat,
-                                  [&] { ntok_doc = tok.encode(text, add_special).size(); });
-    std::printf("%s: per-line %.2f MB/s wall, %.2f MB/s cpu (%zu tokens); whole text %.2f MB/s "
-                "wall, %.2f MB/s cpu (%zu tokens)\n",
-                pass == 0 ? "cold" : "warm", mb / lw, mb / lc, ntok, mb / dw, mb / dc, ntok_doc);
+    const auto [dw, dc] =
+        best_of(pass == 0 ? 1 : repeat, [&] { ntok_doc = tok.encode(text, add_special).size(); });
+    std::printf(
+        "%s: per-line %.2f MB/s wall, %.2f MB/s cpu (%zu tokens); whole text %.2f MB/s "
+        "wall, %.2f MB/s cpu (%zu tokens)\n",
+        pass == 0 ? "cold" : "warm", mb / lw, mb / lc, ntok, mb / dw, mb / dc, ntok_doc);
   }
   return 0;
 }
@@ -175,9 +175,9 @@ int main(int argc, char** argv) {
           TPI_CHECK(v.is_number_integer(),
                     "element " << k << " is " << v.dump() << ", expected an integer id");
           const auto id = v.get<int64_t>();
-          TPI_CHECK(id >= 0 && id < tok->vocab_size(),
-                    "id " << id << " (element " << k << ") is out of range [0, "
-                          << tok->vocab_size() << ")");
+          TPI_CHECK(id >= 0 && id < tok->vocab_size(), "id " << id << " (element " << k
+                                                             << ") is out of range [0, "
+                                                             << tok->vocab_size() << ")");
           ids.push_back(static_cast<int32_t>(id));
         }
         out += nlohmann::json(tok->decode(ids, skip_special)).dump();

@@ -1,7 +1,6 @@
 // Chat templates: the text equals transformers' apply_chat_template(..., tokenize=False) for
 // every golden conversation, and encoding it (add_special = false) gives the golden ids.
 #include <catch2/catch.hpp>
-
 #include <iostream>
 
 #include "tok_test_util.h"
@@ -26,8 +25,8 @@ TEST_CASE("chat templates equal transformers' apply_chat_template", "[tokenizer]
   const auto g = tok_test::read_json(tok_test::data("chat_goldens.json"));
   std::map<std::string, std::pair<int, int>> per_case;  // case -> (matched, total)
   for (const auto& c : g.at("cases")) {
-    const auto& tok = chat_tokenizer(c.at("tokenizer").get<std::string>(),
-                                     c.at("config").get<std::string>());
+    const auto& tok =
+        chat_tokenizer(c.at("tokenizer").get<std::string>(), c.at("config").get<std::string>());
     std::vector<tpinfer::ChatMessage> msgs;
     for (const auto& m : c.at("messages")) {
       msgs.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
@@ -76,16 +75,18 @@ TEST_CASE("chat template errors are clear", "[tokenizer][chat]") {
   const std::string dir = std::string(TPINFER_BUILD_DIR) + "/tokenizer_test_tmp";
   std::filesystem::create_directories(dir);
   {
-    auto cfg = tok_test::read_json(tok_test::repo("configs/tokenizers/qwen3/tokenizer_config.json"));
+    auto cfg =
+        tok_test::read_json(tok_test::repo("configs/tokenizers/qwen3/tokenizer_config.json"));
     cfg["chat_template"] = "{% for m in messages %}{{ m.content }}{% endfor %}";
     std::ofstream(dir + "/tokenizer_config.json") << cfg.dump();
   }
-  auto tok = tpinfer::Tokenizer::from_files(tok_test::repo("configs/tokenizers/qwen3/tokenizer.json"),
-                                            dir + "/tokenizer_config.json");
+  auto tok = tpinfer::Tokenizer::from_files(
+      tok_test::repo("configs/tokenizers/qwen3/tokenizer.json"), dir + "/tokenizer_config.json");
   CHECK(tok->has_chat_template());
   CHECK(tok->apply_chat_template(hi) == "hi");
   // Qwen3: an empty conversation and an unknown role.
   const auto& qwen = tok_test::tokenizer("configs/tokenizers/qwen3");
   CHECK_THROWS_WITH(qwen.apply_chat_template({}), Catch::Contains("at least one message"));
-  CHECK_THROWS_WITH(qwen.apply_chat_template({{"narrator", "x"}}), Catch::Contains("no role 'narrator'"));
+  CHECK_THROWS_WITH(qwen.apply_chat_template({{"narrator", "x"}}),
+                    Catch::Contains("no role 'narrator'"));
 }

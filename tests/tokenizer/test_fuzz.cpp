@@ -2,7 +2,6 @@
 // the tokenizer is lossless, streaming always equals the full decode, and the hand-written
 // scanner for the GPT-2 / Llama-3 / Qwen2 split patterns agrees with PCRE2 running the pattern.
 #include <catch2/catch.hpp>
-
 #include <iostream>
 #include <random>
 
@@ -20,22 +19,31 @@ const char* const kDirs[] = {"configs/tokenizers/qwen3", "configs/tokenizers/mis
                              "configs/tokenizers/llama3", "configs/models/stories260K"};
 
 uint32_t random_cp(std::mt19937& rng) {
-  static const uint32_t spaces[] = {' ', ' ', ' ', '\t', '\n', '\r', 0x0B, 0x0C, 0x85, 0xA0,
-                                    0x1680, 0x2000, 0x2028, 0x202F, 0x3000, 0x180E, 0x200B};
-  static const uint32_t marks[] = {0x300, 0x301, 0x308, 0x323, 0x35C, 0x200D, 0xFE0F, 0x1F3FD,
-                                   0x0E31, 0x093F, 0x094D, 0x064E, 0x3099};
-  static const uint32_t letters[] = {'a', 'Z', 's', 'S', 'l', 'L', 'r', 'e', 'v', 'd', 't', 'm',
-                                     0x17F, 0x212A, 0xDF, 0xE9, 0x4E2D, 0x65E5, 0xAC00, 0x1100,
-                                     0x1161, 0x11A8, 0x0627, 0x0928, 0x0E2A, 0x1F600, 0x1F1E9,
-                                     0x1C89, 0x11F00, 0x105C0};
+  static const uint32_t spaces[] = {' ',    ' ',    ' ',    '\t',   '\n',   '\r',
+                                    0x0B,   0x0C,   0x85,   0xA0,   0x1680, 0x2000,
+                                    0x2028, 0x202F, 0x3000, 0x180E, 0x200B};
+  static const uint32_t marks[] = {0x300,   0x301,  0x308,  0x323,  0x35C,  0x200D, 0xFE0F,
+                                   0x1F3FD, 0x0E31, 0x093F, 0x094D, 0x064E, 0x3099};
+  static const uint32_t letters[] = {
+      'a',    'Z',    's',    'S',    'l',    'L',     'r',     'e',    'v',     'd',
+      't',    'm',    0x17F,  0x212A, 0xDF,   0xE9,    0x4E2D,  0x65E5, 0xAC00,  0x1100,
+      0x1161, 0x11A8, 0x0627, 0x0928, 0x0E2A, 0x1F600, 0x1F1E9, 0x1C89, 0x11F00, 0x105C0};
   std::uniform_int_distribution<int> kind(0, 9);
   switch (kind(rng)) {
-    case 0: case 1: return spaces[rng() % (sizeof spaces / sizeof spaces[0])];
-    case 2: return marks[rng() % (sizeof marks / sizeof marks[0])];
-    case 3: case 4: return letters[rng() % (sizeof letters / sizeof letters[0])];
-    case 5: return static_cast<uint32_t>('0' + rng() % 10);
-    case 6: return static_cast<uint32_t>("!\"#$%&'()*+,-./:;=?@[\\]^_`{|}~"[rng() % 30]);
-    case 7: return static_cast<uint32_t>(0x20 + rng() % 0x5F);
+    case 0:
+    case 1:
+      return spaces[rng() % (sizeof spaces / sizeof spaces[0])];
+    case 2:
+      return marks[rng() % (sizeof marks / sizeof marks[0])];
+    case 3:
+    case 4:
+      return letters[rng() % (sizeof letters / sizeof letters[0])];
+    case 5:
+      return static_cast<uint32_t>('0' + rng() % 10);
+    case 6:
+      return static_cast<uint32_t>("!\"#$%&'()*+,-./:;=?@[\\]^_`{|}~"[rng() % 30]);
+    case 7:
+      return static_cast<uint32_t>(0x20 + rng() % 0x5F);
     default: {
       for (;;) {  // anything but surrogates
         const uint32_t cp = 1 + rng() % 0x10FFFF;

@@ -1,7 +1,6 @@
 // Every corpus string encodes to exactly the ids Hugging Face tokenizers gives (with and without
 // special tokens), and ids decode to exactly its text (with and without skip_special_tokens).
 #include <catch2/catch.hpp>
-
 #include <iostream>
 
 #include "tok_test_util.h"
@@ -12,11 +11,14 @@ using tok_test::golden;
 
 namespace {
 
-std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
+std::vector<int32_t> ids_of(const nlohmann::json& j) {
+  return j.get<std::vector<int32_t>>();
+}
 
 // An entry's string: a corpus line ("i") or its own "text".
 std::string text_of(const nlohmann::json& e) {
-  return e.contains("text") ? e.at("text").get<std::string>() : corpus().at(e.at("i").get<size_t>());
+  return e.contains("text") ? e.at("text").get<std::string>()
+                            : corpus().at(e.at("i").get<size_t>());
 }
 
 void check_encode(const std::string& name) {
@@ -64,7 +66,8 @@ void check_decode(const std::string& name) {
     const std::string got = tok.decode(ids, false), got_skip = tok.decode(ids, true);
     CHECK(escape(got) == escape(e.at("decode").get<std::string>()));
     CHECK(escape(got_skip) == escape(e.at("decode_skip").get<std::string>()));
-    rok += (got == e.at("decode").get<std::string>()) + (got_skip == e.at("decode_skip").get<std::string>());
+    rok += (got == e.at("decode").get<std::string>()) +
+           (got_skip == e.at("decode_skip").get<std::string>());
     rn += 2;
   }
   std::cout << "golden " << name << ": decode of corpus ids " << ok << "/" << n
@@ -73,17 +76,45 @@ void check_decode(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("golden encode: qwen3", "[tokenizer][golden]") { check_encode("qwen3"); }
-TEST_CASE("golden encode: mistral", "[tokenizer][golden]") { check_encode("mistral"); }
-TEST_CASE("golden encode: llama3", "[tokenizer][golden]") { check_encode("llama3"); }
-TEST_CASE("golden encode: stories260K", "[tokenizer][golden]") { check_encode("stories260K"); }
-TEST_CASE("golden encode: metaspace", "[tokenizer][golden]") { check_encode("metaspace"); }
-TEST_CASE("golden encode: synthetic", "[tokenizer][golden]") { check_encode("synthetic"); }
-TEST_CASE("golden decode: synthetic", "[tokenizer][golden]") { check_decode("synthetic"); }
-TEST_CASE("golden encode: synthetic2", "[tokenizer][golden]") { check_encode("synthetic2"); }
-TEST_CASE("golden decode: synthetic2", "[tokenizer][golden]") { check_decode("synthetic2"); }
-TEST_CASE("golden decode: qwen3", "[tokenizer][golden]") { check_decode("qwen3"); }
-TEST_CASE("golden decode: mistral", "[tokenizer][golden]") { check_decode("mistral"); }
-TEST_CASE("golden decode: llama3", "[tokenizer][golden]") { check_decode("llama3"); }
-TEST_CASE("golden decode: stories260K", "[tokenizer][golden]") { check_decode("stories260K"); }
-TEST_CASE("golden decode: metaspace", "[tokenizer][golden]") { check_decode("metaspace"); }
+TEST_CASE("golden encode: qwen3", "[tokenizer][golden]") {
+  check_encode("qwen3");
+}
+TEST_CASE("golden encode: mistral", "[tokenizer][golden]") {
+  check_encode("mistral");
+}
+TEST_CASE("golden encode: llama3", "[tokenizer][golden]") {
+  check_encode("llama3");
+}
+TEST_CASE("golden encode: stories260K", "[tokenizer][golden]") {
+  check_encode("stories260K");
+}
+TEST_CASE("golden encode: metaspace", "[tokenizer][golden]") {
+  check_encode("metaspace");
+}
+TEST_CASE("golden encode: synthetic", "[tokenizer][golden]") {
+  check_encode("synthetic");
+}
+TEST_CASE("golden decode: synthetic", "[tokenizer][golden]") {
+  check_decode("synthetic");
+}
+TEST_CASE("golden encode: synthetic2", "[tokenizer][golden]") {
+  check_encode("synthetic2");
+}
+TEST_CASE("golden decode: synthetic2", "[tokenizer][golden]") {
+  check_decode("synthetic2");
+}
+TEST_CASE("golden decode: qwen3", "[tokenizer][golden]") {
+  check_decode("qwen3");
+}
+TEST_CASE("golden decode: mistral", "[tokenizer][golden]") {
+  check_decode("mistral");
+}
+TEST_CASE("golden decode: llama3", "[tokenizer][golden]") {
+  check_decode("llama3");
+}
+TEST_CASE("golden decode: stories260K", "[tokenizer][golden]") {
+  check_decode("stories260K");
+}
+TEST_CASE("golden decode: metaspace", "[tokenizer][golden]") {
+  check_decode("metaspace");
+}

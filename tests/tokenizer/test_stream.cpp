@@ -2,7 +2,6 @@
 // golden id sequence (corpus and random ids, which cut UTF-8 and mix byte tokens and specials),
 // with and without skipping special tokens; no push returns a cut character.
 #include <catch2/catch.hpp>
-
 #include <iostream>
 
 #include "tok_test_util.h"
@@ -42,14 +41,21 @@ void check_stream(const std::string& name) {
       }
     }
   }
-  std::cout << "stream " << name << ": " << ok << "/" << n << " id sequences stream to the full decode\n";
+  std::cout << "stream " << name << ": " << ok << "/" << n
+            << " id sequences stream to the full decode\n";
 }
 
 }  // namespace
 
-TEST_CASE("stream decode equals full decode: qwen3", "[tokenizer][stream]") { check_stream("qwen3"); }
-TEST_CASE("stream decode equals full decode: mistral", "[tokenizer][stream]") { check_stream("mistral"); }
-TEST_CASE("stream decode equals full decode: llama3", "[tokenizer][stream]") { check_stream("llama3"); }
+TEST_CASE("stream decode equals full decode: qwen3", "[tokenizer][stream]") {
+  check_stream("qwen3");
+}
+TEST_CASE("stream decode equals full decode: mistral", "[tokenizer][stream]") {
+  check_stream("mistral");
+}
+TEST_CASE("stream decode equals full decode: llama3", "[tokenizer][stream]") {
+  check_stream("llama3");
+}
 TEST_CASE("stream decode equals full decode: stories260K", "[tokenizer][stream]") {
   check_stream("stories260K");
 }

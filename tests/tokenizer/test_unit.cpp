@@ -1,6 +1,5 @@
 // Unit tests: UTF-8 helpers with Rust's semantics, loading errors, ids out of range.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <iostream>
 
@@ -9,17 +8,20 @@
 
 namespace tk = tpinfer::tok;
 
-TEST_CASE("utf8_lossy replaces maximal invalid subparts like from_utf8_lossy", "[tokenizer][unit]") {
+TEST_CASE("utf8_lossy replaces maximal invalid subparts like from_utf8_lossy",
+          "[tokenizer][unit]") {
   const std::string R = "\xEF\xBF\xBD";
   CHECK(tk::utf8_lossy("abc") == "abc");
-  CHECK(tk::utf8_lossy("\xE4\xB8" "A") == R + "A");      // cut 3-byte char: one U+FFFD
-  CHECK(tk::utf8_lossy("\xF0\x9F\x98") == R);             // cut 4-byte char at the end
-  CHECK(tk::utf8_lossy("\xC0\x80") == R + R);             // overlong: each byte
-  CHECK(tk::utf8_lossy("\xED\xA0\x80") == R + R + R);     // surrogate: each byte
-  CHECK(tk::utf8_lossy("\x80\xBF") == R + R);             // lone continuation bytes
+  CHECK(tk::utf8_lossy("\xE4\xB8"
+                       "A") == R + "A");                       // cut 3-byte char: one U+FFFD
+  CHECK(tk::utf8_lossy("\xF0\x9F\x98") == R);                  // cut 4-byte char at the end
+  CHECK(tk::utf8_lossy("\xC0\x80") == R + R);                  // overlong: each byte
+  CHECK(tk::utf8_lossy("\xED\xA0\x80") == R + R + R);          // surrogate: each byte
+  CHECK(tk::utf8_lossy("\x80\xBF") == R + R);                  // lone continuation bytes
   CHECK(tk::utf8_lossy("\xF4\x90\x80\x80") == R + R + R + R);  // above U+10FFFF
   CHECK(tk::utf8_lossy("\xE0\xA0") == R);
-  CHECK(tk::utf8_lossy("\xFF" "a\xE4\xB8\xAD") == R + "a\xE4\xB8\xAD");
+  CHECK(tk::utf8_lossy("\xFF"
+                       "a\xE4\xB8\xAD") == R + "a\xE4\xB8\xAD");
 }
 
 TEST_CASE("incomplete_utf8_tail finds a character cut at the end", "[tokenizer][unit]") {
@@ -28,9 +30,10 @@ TEST_CASE("incomplete_utf8_tail finds a character cut at the end", "[tokenizer][
   CHECK(tk::incomplete_utf8_tail("a\xE4\xB8") == 2);
   CHECK(tk::incomplete_utf8_tail("a\xE4\xB8\xAD") == 0);
   CHECK(tk::incomplete_utf8_tail("\xF0\x9F\x98") == 3);
-  CHECK(tk::incomplete_utf8_tail("\xE4" "A") == 0);
-  CHECK(tk::incomplete_utf8_tail("\x80") == 0);    // invalid, not cut: final
-  CHECK(tk::incomplete_utf8_tail("\xC0") == 0);    // never valid
+  CHECK(tk::incomplete_utf8_tail("\xE4"
+                                 "A") == 0);
+  CHECK(tk::incomplete_utf8_tail("\x80") == 0);      // invalid, not cut: final
+  CHECK(tk::incomplete_utf8_tail("\xC0") == 0);      // never valid
   CHECK(tk::incomplete_utf8_tail("\xED\xA0") == 0);  // surrogate prefix: already invalid
 }
 
@@ -53,8 +56,10 @@ TEST_CASE("load errors name the file and what is wrong", "[tokenizer][unit]") {
   CHECK_THROWS_WITH(tpinfer::Tokenizer::from_dir(dir),
                     Catch::Contains("pre_tokenizer type 'BertPreTokenizer' is not supported"));
   write(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}})");
-  CHECK_THROWS_WITH(tpinfer::Tokenizer::from_dir(dir), Catch::Contains("which is not in the vocabulary"));
-  write(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}})");
+  CHECK_THROWS_WITH(tpinfer::Tokenizer::from_dir(dir),
+                    Catch::Contains("which is not in the vocabulary"));
+  write(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}})");
   auto tok = tpinfer::Tokenizer::from_dir(dir);
   CHECK(tok->encode("abba", false) == std::vector<int32_t>{2, 1, 0});
   CHECK(tok->decode({2, 1}) == "ab b");  // no decoder: tokens joined by spaces, as tokenizers does

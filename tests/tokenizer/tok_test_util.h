@@ -1,13 +1,12 @@
 // Shared helpers of the tokenizer tests: repo paths, cached tokenizers, golden files.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,7 +16,9 @@
 
 namespace tok_test {
 
-inline std::string repo(const std::string& rel) { return std::string(TPINFER_REPO_ROOT) + "/" + rel; }
+inline std::string repo(const std::string& rel) {
+  return std::string(TPINFER_REPO_ROOT) + "/" + rel;
+}
 inline std::string data(const std::string& rel) {
   return std::string(TPINFER_TEST_DATA) + "/tokenizer/" + rel;
 }
@@ -30,7 +31,9 @@ inline std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-inline nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(read_text(path)); }
+inline nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(read_text(path));
+}
 
 // The tokenizer of a repo directory holding tokenizer.json (+ tokenizer_config.json), loaded
 // once per test process.
@@ -61,7 +64,8 @@ inline const nlohmann::json& golden(const std::string& name) {
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(name);
-  if (it == cache.end()) it = cache.emplace(name, read_json(data("golden_" + name + ".json"))).first;
+  if (it == cache.end())
+    it = cache.emplace(name, read_json(data("golden_" + name + ".json"))).first;
   return it->second;
 }
 

@@ -260,7 +260,8 @@ TEST_CASE("cpu backend keeps bf16 weights as bf16: upload, matmul and embed", "[
   for (int t = 0; t < T; ++t)
     for (int n = 0; n < N; ++n) {
       double s = 0;
-      for (int k = 0; k < K; ++k) s += double(xr[t * K + k]) * bf16_to_f32(f32_to_bf16(w[n * K + k]));
+      for (int k = 0; k < K; ++k)
+        s += double(xr[t * K + k]) * bf16_to_f32(f32_to_bf16(w[n * K + k]));
       ref[t * N + n] = s;
     }
   require_close(out, ref, 1e-4, 1e-4);

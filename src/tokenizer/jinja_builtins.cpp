@@ -748,7 +748,8 @@ bool call_method(const Value& obj, const std::string& name, Args& args, Value& r
     } else if (name == "capitalize") {
       result = Value(capitalize(s));
     } else if (name == "find" || name == "rfind" || name == "count") {
-      const std::string& sub = need_str(arg(args, 0, "sub"), name.c_str());
+      const Value sub_value = arg(args, 0, "sub");  // need_str refers into it: keep it alive
+      const std::string& sub = need_str(sub_value, name.c_str());
       if (name == "count") {
         int64_t n = 0;
         if (sub.empty()) {

@@ -299,6 +299,18 @@ std::vector<OptionSpec> build_specs() {
                          "an input line that does not parse: skip it or stop"));
   v.push_back(number_opt("progress_interval_s", nullptr, "Batch", &C::progress_interval_s,
                          non_negative, "seconds between progress reports; 0 = none"));
+
+  // Server
+  v.push_back(string_opt("serve", nullptr, "Server", "HOST:PORT", &C::serve,
+                         "serve the OpenAI API over HTTP on rank 0 (PORT alone binds 127.0.0.1)"));
+  v.push_back(string_opt("api_key", "TPINFER_API_KEY", "Server", "KEY", &C::api_key,
+                         "require 'Authorization: Bearer KEY' on every /v1 request"));
+  v.push_back(string_opt("served_model_name", nullptr, "Server", "NAME", &C::served_model_name,
+                         "the model id clients name", "the model directory's name"));
+  v.push_back(int_opt("max_queue", nullptr, "Server", &C::max_queue, 1,
+                      "requests that may wait for a slot; beyond it the answer is 429"));
+  v.push_back(number_opt("shutdown_grace_s", nullptr, "Server", &C::shutdown_grace_s, non_negative,
+                         "on SIGTERM, seconds running requests get to finish"));
   return v;
 }
 

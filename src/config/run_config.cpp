@@ -190,7 +190,9 @@ std::string describe(const RunConfig& cfg) {
     const std::string v = spec.get(cfg);
     if (os.tellp() > 0) os << ' ';
     os << spec.key << '=';
-    if (spec.key == "prompt" || spec.key == "system")
+    if (spec.key == "api_key")
+      os << (v.empty() ? "" : "(set)");  // a secret never reaches a log
+    else if (spec.key == "prompt" || spec.key == "system")
       os << short_quoted(v, 40);
     else if (needs_quotes(v))
       os << short_quoted(v, 200);

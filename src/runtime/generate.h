@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "comm/world.h"
-#include "runtime/engine.h"
-#include "runtime/sampler.h"
+#include "runtime/engine/engine.h"
+#include "runtime/engine/sampler.h"
 
 namespace tpinfer {
 

@@ -12,11 +12,11 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
-#include "runtime/batch.h"
+#include "runtime/frontend/batch_file.h"
 #include "runtime/generate.h"
 #include "runtime/job_setup.h"
-#include "runtime/request_check.h"
-#include "runtime/sampler.h"
+#include "runtime/scheduler/request_check.h"
+#include "runtime/engine/sampler.h"
 #include "runtime/tp_layout.h"
 
 namespace tpinfer {

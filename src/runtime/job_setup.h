@@ -16,8 +16,8 @@
 #include "io/model_dir.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
-#include "runtime/engine.h"
-#include "runtime/memory_plan.h"
+#include "runtime/engine/engine.h"
+#include "runtime/engine/memory_plan.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tpinfer {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "runtime/batch_io.h"
+#include "runtime/frontend/batch_io.h"
 
 using Catch::Matchers::Contains;
 using tpinfer::BatchRequest;

@@ -31,7 +31,7 @@
 #include "comm/world.h"
 #include "io/model_dir.h"
 #include "model/model_config.h"
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 
 using namespace tpinfer;
 

@@ -19,9 +19,9 @@
 #include "comm/communicator.h"
 #include "comm/world.h"
 #include "io/model_dir.h"
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 #include "runtime/generate.h"
-#include "runtime/sampler.h"
+#include "runtime/engine/sampler.h"
 
 using namespace tpinfer;
 using json = nlohmann::json;

@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 
 using namespace tpinfer;
 

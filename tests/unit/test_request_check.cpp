@@ -9,7 +9,7 @@
 
 #include "config/path_checks.h"
 #include "core/error.h"
-#include "runtime/request_check.h"
+#include "runtime/scheduler/request_check.h"
 
 using namespace tpinfer;
 using Catch::Matchers::Contains;

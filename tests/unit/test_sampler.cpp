@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "runtime/sampler.h"
+#include "runtime/engine/sampler.h"
 
 using namespace tpinfer;
 

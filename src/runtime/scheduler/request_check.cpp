@@ -1,5 +1,5 @@
 // Request validation (see request_check.h).
-#include "runtime/request_check.h"
+#include "runtime/scheduler/request_check.h"
 
 #include <cmath>
 

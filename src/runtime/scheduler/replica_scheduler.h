@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "comm/world.h"
-#include "runtime/batch_io.h"
-#include "runtime/engine.h"
-#include "runtime/sampler.h"
+#include "runtime/frontend/batch_io.h"
+#include "runtime/engine/engine.h"
+#include "runtime/engine/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tpinfer {

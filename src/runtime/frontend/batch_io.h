@@ -21,7 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "runtime/sampler.h"
+#include "runtime/engine/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tpinfer {

@@ -11,7 +11,7 @@
 
 #include "config/run_config.h"
 #include "model/model_config.h"
-#include "runtime/sampler.h"
+#include "runtime/engine/sampler.h"
 
 namespace tpinfer {
 

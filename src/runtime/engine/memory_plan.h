@@ -10,7 +10,7 @@
 #include "core/dtype.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 
 namespace tpinfer {
 

@@ -1,4 +1,4 @@
-#include "runtime/memory_plan.h"
+#include "runtime/engine/memory_plan.h"
 
 #include <cstdio>
 #include <sstream>

@@ -11,7 +11,7 @@
 // after its last result and rank 0 acknowledges, so no message is ever left unmatched.
 // SIGTERM/SIGINT on any rank: rank 0 is told, stops handing out work, tells every leader to stop,
 // writes every result that already arrived, and the job exits non-zero; a rerun resumes.
-#include "runtime/batch.h"
+#include "runtime/frontend/batch_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,10 +27,10 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
-#include "runtime/batch_io.h"
-#include "runtime/batch_scheduler.h"
+#include "runtime/frontend/batch_io.h"
+#include "runtime/scheduler/replica_scheduler.h"
 #include "runtime/job_setup.h"
-#include "runtime/request_check.h"
+#include "runtime/scheduler/request_check.h"
 #include "runtime/tp_layout.h"
 
 namespace tpinfer {

@@ -1,4 +1,4 @@
-#include "runtime/batch_scheduler.h"
+#include "runtime/scheduler/replica_scheduler.h"
 
 #include <algorithm>
 #include <chrono>

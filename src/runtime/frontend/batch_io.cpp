@@ -1,4 +1,4 @@
-#include "runtime/batch_io.h"
+#include "runtime/frontend/batch_io.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -14,7 +14,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
-#include "runtime/request_check.h"
+#include "runtime/scheduler/request_check.h"
 
 namespace tpinfer {
 namespace {

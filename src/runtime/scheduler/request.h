@@ -1,0 +1,68 @@
+// One generation request as every front end (CLI prompt, batch file, server) hands it to the
+// scheduler, what streams back while it runs, and how it ends. The scheduler sees only these
+// types: how a request was written (a YAML key, a JSONL line, an OpenAI body) stays in its front
+// end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/engine/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tpinfer {
+
+// The most top_logprobs a request may ask for (OpenAI's limit).
+constexpr int kMaxTopLogprobs = 20;
+
+// Log-probabilities of one generated token, from the full (unscaled) logits: log_softmax over the
+// sampleable vocabulary, before temperature, top-k or top-p, as transformers' log_softmax of the
+// model's logits gives them.
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // the top_logprobs most likely ids, best first
+};
+
+struct GenerationRequest {
+  // The prompt: text, or a chat rendered with the model's chat template.
+  std::string prompt;
+  std::vector<ChatMessage> messages;  // non-empty: a chat (prompt is then unused)
+  bool chat = false;                  // render `prompt` as one user turn with the chat template
+  int max_new_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // stop strings: the text ends before the first match
+  bool ignore_eos = false;        // keep going past end-of-sequence ids
+  // -1: no logprobs; 0..kMaxTopLogprobs: the sampled token's logprob and this many alternatives.
+  int logprobs = -1;
+  bool stream = false;  // deltas are sent while the request runs (else only the outcome)
+
+  std::vector<int32_t> prompt_ids;  // filled by tokenization (rank 0), before the scheduler
+};
+
+// What a running request has produced since its last delta (streaming requests only).
+struct GenerationDelta {
+  std::string text;                    // new text; bytes of an unfinished character wait
+  std::vector<int32_t> token_ids;      // ids generated since the last delta
+  std::vector<TokenLogprob> logprobs;  // one per id when logprobs >= 0
+};
+
+// How a request ended. For a streaming request, text/token_ids/logprobs still hold the whole
+// completion (the deltas concatenated), so a front end can use either.
+struct GenerationOutcome {
+  std::string text;
+  std::string finish_reason;  // "stop" | "length" | "error" | "cancelled"
+  std::string error;          // why ("error" only)
+  int prompt_tokens = 0;
+  std::vector<int32_t> token_ids;  // generated ids (a stop id is not included)
+  std::vector<TokenLogprob> logprobs;
+  double queue_ms = 0.0;  // submitted until a slot took it
+  double ttft_ms = 0.0;   // slot taken until the first token
+  double total_ms = 0.0;  // slot taken until finished
+  std::vector<double> decode_ms;  // per generated token after the first (the CLI's metrics)
+  int replica = 0;
+};
+
+}  // namespace tpinfer

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "comm/mpi_check.h"
 #include "core/error.h"
@@ -92,6 +94,17 @@ void World::broadcast_world(void* data, size_t bytes, int root) {
 void World::broadcast_tp(void* data, size_t bytes, int root) {
   WatchWait wait("a broadcast over the tp group", dp_rank_ * tp_ + root);
   MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_)));
+}
+
+void World::broadcast_tp_sleepy(void* data, size_t bytes, int root, int sleep_us) {
+  WatchWait wait("a broadcast over the tp group", dp_rank_ * tp_ + root);
+  MPI_Request req;
+  MPI_CHECK(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_), &req));
+  for (int done = 0;;) {
+    MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+  }
 }
 
 void World::barrier() {

@@ -240,6 +240,13 @@ std::vector<OptionSpec> build_specs() {
                                 "random seed (the default 0 is a fixed seed: runs repeat)"));
   v.push_back(bool_opt("ignore_eos", "Sampling", &C::ignore_eos,
                        "keep generating past end-of-sequence (goldens, benchmarks)"));
+  v.push_back(string_opt("stop", nullptr, "Sampling", "TEXT", &C::stop,
+                         "stop string: generation ends before it (batch lines and server "
+                         "requests give their own)"));
+  v.push_back(int_opt("logprobs", nullptr, "Sampling", &C::logprobs, -1,
+                      "metrics_json gets each generated token's logprob and the N most likely "
+                      "alternatives (0..20); -1 = off",
+                      "-1 (off)"));
 
   // Resources and parallelism
   v.push_back(int_opt("max_seq", "MAX_SEQ", "Resources", &C::max_seq, 0,

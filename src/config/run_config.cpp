@@ -181,6 +181,12 @@ void validate(const RunConfig& cfg) {
   TPI_CHECK(!cfg.model.empty(), "run config: key 'model' is empty; expected a model directory");
   TPI_CHECK(cfg.prompt.empty() || cfg.prompt_file.empty(),
             "run config: 'prompt' and 'prompt_file' are both set; expected at most one of them");
+  TPI_CHECK(cfg.logprobs <= 20,
+            "run config: key 'logprobs': expected an integer in [-1, 20], found '" << cfg.logprobs
+                                                                                   << "'");
+  TPI_CHECK(cfg.serve.empty() || (cfg.input.empty() && cfg.output.empty()),
+            "run config: 'serve' and 'input'/'output' are both set; expected a server or a batch "
+            "job, not both");
 }
 
 std::string describe(const RunConfig& cfg) {

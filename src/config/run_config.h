@@ -42,6 +42,8 @@ struct RunConfig {
   float top_p = 1.0f;        // [TOP_P] in (0, 1]
   uint64_t seed = 0;         // fixed default, so runs are reproducible
   bool ignore_eos = false;
+  std::string stop;   // a stop string: the text ends before it ("" = none)
+  int logprobs = -1;  // metrics_json: each token's logprob and this many alternatives; -1 = off
 
   // Resources and parallelism
   int max_seq = 0;        // [MAX_SEQ] 0 = chosen by the engine
@@ -71,11 +73,11 @@ struct RunConfig {
   OnBadLine on_bad_line = OnBadLine::fail;
   double progress_interval_s = 5.0;  // 0 = no progress reports
   // OpenAI-compatible server (rank 0 serves HTTP; the dp replicas decode)
-  std::string serve;                // "HOST:PORT" (or ":PORT" / "PORT" for 127.0.0.1); "" = no server
-  std::string api_key;              // [TPINFER_API_KEY] "" = no key asked for
-  std::string served_model_name;    // the model id of /v1/models; "" = the model dir's name
-  int max_queue = 256;              // requests waiting for a slot; one more is answered 429
-  double shutdown_grace_s = 30.0;   // SIGTERM: running requests get this long to finish
+  std::string serve;              // "HOST:PORT" (or ":PORT" / "PORT" for 127.0.0.1); "" = no server
+  std::string api_key;            // [TPINFER_API_KEY] "" = no key asked for
+  std::string served_model_name;  // the model id of /v1/models; "" = the model dir's name
+  int max_queue = 256;            // requests waiting for a slot; one more is answered 429
+  double shutdown_grace_s = 30.0;  // SIGTERM: running requests get this long to finish
 
   std::string config_path;  // the YAML file read, "" if none
 };

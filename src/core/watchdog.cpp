@@ -28,16 +28,12 @@ const char* phase_name(Phase phase) {
       return "loading the model";
     case Phase::prompt:
       return "preparing the prompt";
-    case Phase::prefill:
-      return "prefill";
-    case Phase::decode:
-      return "decode step";
     case Phase::batch_prepare:
       return "reading the batch input";
-    case Phase::batch_step:
-      return "batch step";
+    case Phase::step:
+      return "step";
     case Phase::idle:
-      return "waiting for the other replicas";
+      return "waiting for requests or for the other replicas";
     case Phase::finish:
       return "finishing (metrics and summary)";
   }

@@ -17,17 +17,15 @@
 
 namespace tpinfer {
 
-// What this rank is doing. `idle` is not watched: a rank waiting for other data-parallel
-// replicas to finish their own (arbitrarily long) work has nothing to time.
+// What this rank is doing. `idle` is not watched: a rank waiting for requests (a server) or for
+// other data-parallel replicas to finish their own (arbitrarily long) work has nothing to time.
 enum class Phase : int {
   startup,        // before the job's first phase
   load,           // model files, tokenizer, weights
   prompt,         // the leader reads and tokenizes the prompt
-  prefill,        // the prompt's forward
-  decode,         // decode step N (single prompt)
   batch_prepare,  // rank 0 reads and tokenizes the batch input
-  batch_step,     // batch step N of this replica
-  idle,           // waiting for other replicas (unwatched)
+  step,           // scheduler step N of this replica (prefill chunks and decode tokens)
+  idle,           // waiting for requests or other replicas (unwatched)
   finish,         // metrics, summary, agreement at the end
 };
 
@@ -51,7 +49,7 @@ class WatchWait {
   WatchWait& operator=(const WatchWait&) = delete;
 };
 
-// "decode step 12, waiting in broadcast (tp group) from rank 0": the current activity.
+// "step 12, waiting in broadcast (tp group) from rank 0": the current activity.
 std::string describe_activity();
 
 class Watchdog {

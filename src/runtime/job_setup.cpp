@@ -114,6 +114,28 @@ std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& pr
   return tok.encode(tok.apply_chat_template(msgs, true, enable_thinking), false);
 }
 
+EngineShape size_engine(const RunConfig& cfg, const ModelConfig& model, int max_needed,
+                        int64_t max_requests, int dp) {
+  constexpr int kMaxTokensPerForward = 512;
+  constexpr int kServerDefaultMaxSeq = 4096;
+  EngineShape shape;
+  if (cfg.max_seq > 0) {
+    shape.max_seq = cfg.max_seq;
+  } else if (max_needed > 0) {
+    shape.max_seq = std::max(16, (max_needed + 15) / 16 * 16);
+  } else {
+    const int positions =
+        model.max_position_embeddings > 0 ? model.max_position_embeddings : kServerDefaultMaxSeq;
+    shape.max_seq = std::max(16, std::min(positions, kServerDefaultMaxSeq));
+  }
+  int64_t slots = cfg.batch_size;
+  if (max_requests > 0) slots = std::min<int64_t>(slots, (max_requests + dp - 1) / dp);
+  shape.n_slots = static_cast<int>(std::max<int64_t>(1, slots));
+  shape.max_tokens = std::max(shape.n_slots, std::min(shape.max_seq, kMaxTokensPerForward));
+  shape.max_logit_rows = shape.n_slots;
+  return shape;
+}
+
 int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer) {
   const int n = tokenizer.vocab_size();
   TPI_CHECK(n <= config.vocab_size,

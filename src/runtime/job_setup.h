@@ -49,6 +49,14 @@ ModelHandle open_model(World& world, const RunConfig& cfg);
 EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
                           const EngineShape& shape);
 
+// The engine's shape for the work, in one place for every front end: max_seq is the config's
+// or, when 0, the longest request (max_needed tokens, rounded up to 16) or, for requests not
+// known in advance (max_needed <= 0: a server), the model's positions up to 4096; n_slots is
+// batch_size, but no more than a replica can fill (max_requests over dp replicas; <= 0 =
+// unbounded); a forward takes up to 512 tokens (a prefill chunk).
+EngineShape size_engine(const RunConfig& cfg, const ModelConfig& model, int max_needed,
+                        int64_t max_requests, int dp);
+
 // How many ids a sampler may pick: min(vocab_size, tokenizer size). Throws naming both sizes when
 // the tokenizer has more ids than the model's vocabulary (the model has no logits for them).
 int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer);

@@ -221,28 +221,6 @@ TEST_CASE("a result line has the id first and survives invalid UTF-8", "[batch]"
   CHECK(j["text"].get<std::string>() == "ok \xef\xbf\xbd end");
 }
 
-TEST_CASE("requests cross the wire unchanged", "[batch]") {
-  BatchRequest r = tpinfer::parse_request_line(
-                       R"({"id": 42, "prompt": "x", "temperature": 0.7, "top_k": 3,
-                           "top_p": 0.25, "seed": 9, "stop": ["END"], "max_new_tokens": 8})",
-                       defaults())
-                       .request;
-  r.line = 12;
-  r.prompt_ids = {1, 2, 3};
-  const BatchRequest back =
-      tpinfer::request_from_wire(nlohmann::json::parse(tpinfer::request_to_wire(r).dump()));
-  CHECK(back.id == 42);
-  CHECK(back.key == "42");
-  CHECK(back.line == 12);
-  CHECK(back.prompt_ids == r.prompt_ids);
-  CHECK(back.max_new_tokens == 8);
-  CHECK(back.sampling.temperature == r.sampling.temperature);
-  CHECK(back.sampling.top_k == 3);
-  CHECK(back.sampling.top_p == r.sampling.top_p);
-  CHECK(back.sampling.seed == 9);
-  CHECK(back.stop == r.stop);
-}
-
 TEST_CASE("a failed request's line says why and counts as finished", "[batch]") {
   tpinfer::BatchResult r;
   r.id = 7;

@@ -4,7 +4,7 @@
 # enough to be caught mid-generation:
 #  1. one rank (the last, or RANK) is stopped with SIGSTOP during decoding, step_timeout_s 10:
 #     the job must end within 120 s with a non-zero exit, and the ranks still running must say
-#     which phase (decode step N) and which collective they waited in; the stopped one does
+#     which phase (step N) and which collective they waited in; the stopped one does
 #     not blame the others (Open MPI resumes it with SIGCONT before killing it: its watchdog
 #     sees that it was itself suspended);
 #  2. (np 2 only) a run that lasts longer than step_timeout_s (5 s here), making progress, is
@@ -64,8 +64,8 @@ if kill -0 "$stopped" 2>/dev/null && ! grep -q zombie "/proc/$stopped/status" 2>
 echo "job ended $elapsed s after the stop, exit $rc; stopped rank still alive: $alive"
 ((rc != 0)) || { echo "FAIL: exit 0 after a rank was stopped"; cat "$work/stall.err"; exit 1; }
 grep "watchdog:" "$work/stall.err" || true
-grep -qE "\[rank [0-9]+\] watchdog: no progress for [0-9.]+ s \(step_timeout_s=$timeout_s\) in decode step [0-9]+, waiting in " \
-    "$work/stall.err" || { echo "FAIL: no watchdog line naming the decode step and the wait"; cat "$work/stall.err"; exit 1; }
+grep -qE "\[rank [0-9]+\] watchdog: no progress for [0-9.]+ s \(step_timeout_s=$timeout_s\) in step [0-9]+, waiting in " \
+    "$work/stall.err" || { echo "FAIL: no watchdog line naming the step and the wait"; cat "$work/stall.err"; exit 1; }
 if grep -q "\[rank $victim\] watchdog" "$work/stall.err"; then
   echo "FAIL: the stopped rank $victim blamed the others when resumed"
   exit 1

@@ -20,8 +20,8 @@
 #include "comm/world.h"
 #include "io/model_dir.h"
 #include "runtime/engine/engine.h"
-#include "runtime/generate.h"
 #include "runtime/engine/sampler.h"
+#include "runtime/scheduler/dispatcher.h"
 
 using namespace tpinfer;
 using json = nlohmann::json;
@@ -64,13 +64,39 @@ std::unique_ptr<Loaded> load(const std::string& name, int max_seq, int max_token
   return L;
 }
 
-// Greedy continuation through the job's own loop (leader samples and broadcasts).
+// Greedy continuation through the job's own request path (dispatcher, scheduler, followers).
+struct KeepOutcome : RequestEvents {
+  void on_delta(uint64_t, GenerationDelta) override {}
+  void on_finish(uint64_t, GenerationOutcome o) override { outcome = std::move(o); }
+  GenerationOutcome outcome;
+};
+
+// Rank 0 gets the outcome (with logprobs when top_logprobs >= 0).
+GenerationOutcome run_greedy(Engine& e, const std::vector<int32_t>& prompt, int n,
+                             int top_logprobs = -1) {
+  RequestQueue queue;
+  KeepOutcome events;
+  if (g_world->rank() == 0) {
+    GenerationRequest r;
+    r.prompt_ids = prompt;
+    r.max_new_tokens = n;  // no stop ids: the goldens run a fixed number of steps
+    r.logprobs = top_logprobs;
+    queue.push(ScheduledRequest{queue.new_seq(), std::move(r)});
+    queue.close();
+  }
+  run_replicas(*g_world, e, nullptr, {}, e.config().vocab_size, &queue, &events, DispatchOptions{});
+  return events.outcome;
+}
+
 std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n) {
-  const bool leader = g_world->tp_rank() == 0;
-  Sampler s(e.config().vocab_size, SamplingParams{});
-  GenerateOptions o;
-  o.max_new_tokens = n;  // no stop ids: the goldens run a fixed number of steps
-  return generate(e, *g_world, leader, prompt, o, leader ? &s : nullptr, nullptr).generated;
+  KeepOutcome events;
+  events.outcome = run_greedy(e, prompt, n);
+  // Every rank gets the ids (the tests compare on rank 0, but keep all ranks alike).
+  int32_t count = static_cast<int32_t>(events.outcome.token_ids.size());
+  g_world->broadcast_world(&count, sizeof count);
+  events.outcome.token_ids.resize(static_cast<size_t>(count));
+  g_world->broadcast_world(events.outcome.token_ids.data(), sizeof(int32_t) * count);
+  return events.outcome.token_ids;
 }
 
 // Logits of every prompt position (one forward over the whole prompt), leader only.
@@ -193,6 +219,41 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
       }
       ++case_no;
     }
+  }
+}
+
+TEST_CASE("logprobs equal transformers' log_softmax of a greedy continuation", "[logprobs]") {
+  const json g = read_json(TPINFER_TEST_DATA "/goldens/logprobs.json");
+  const bool rank0 = g_world->rank() == 0;
+  constexpr double kTol = 2e-4;  // f32 engine against a float64 log_softmax of f32 logits
+  for (const auto& [name, m] : g["models"].items()) {
+    auto L = load(name, 64);
+    const std::vector<int32_t> prompt = m["prompt_ids"];
+    const json& steps = m["steps"];
+    const GenerationOutcome o = run_greedy(*L->engine, prompt, static_cast<int>(steps.size()), 5);
+    if (!rank0) continue;
+    INFO(name << " tp=" << g_world->tp());
+    REQUIRE(o.logprobs.size() == steps.size());
+    double max_err = 0.0;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const json& st = steps[i];
+      const TokenLogprob& lp = o.logprobs[i];
+      CHECK(lp.id == st["id"].get<int32_t>());
+      CHECK(o.token_ids[i] == lp.id);
+      max_err = std::max(max_err, std::abs(lp.logprob - st["logprob"].get<double>()));
+      REQUIRE(lp.top.size() == 5);
+      for (size_t k = 0; k < 5; ++k) {
+        const double want = st["top"][k][1].get<double>();
+        max_err = std::max(max_err, std::abs(lp.top[k].second - want));
+        // Ids are compared where the golden's neighbours are clearly apart (no near-ties).
+        const bool apart = (k == 0 || st["top"][k - 1][1].get<double>() - want > 1e-3) &&
+                           (k == 4 || want - st["top"][k + 1][1].get<double>() > 1e-3);
+        if (apart) CHECK(lp.top[k].first == st["top"][k][0].get<int32_t>());
+      }
+      CHECK(lp.top[0].first == lp.id);  // greedy: the chosen id is the most likely
+    }
+    CHECK(max_err < kTol);
+    WARN(name << " tp=" << g_world->tp() << ": logprobs max |err| vs transformers = " << max_err);
   }
 }
 

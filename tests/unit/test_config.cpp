@@ -396,6 +396,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"on_bad_line", "ignore", "expected one of skip or fail"},
       {"progress_interval_s", "-1", "expected a number >= 0"},
       {"max_queue", "0", "expected an integer >= 1"},
+      {"logprobs", "-2", "expected an integer >= -1"},
       {"shutdown_grace_s", "-1", "expected a number >= 0"},
       {"verify_checksums", "perhaps", "expected true or false"},
       {"allow_long_context", "2", "expected true or false"},

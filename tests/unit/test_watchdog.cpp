@@ -23,18 +23,17 @@ bool wait_for(const std::atomic<bool>& flag, std::chrono::seconds limit) {
 }  // namespace
 
 TEST_CASE("watchdog: describes the phase, the step and the collective waited on") {
-  watch_phase(Phase::decode, 12);
-  CHECK(describe_activity() == "decode step 12, computing or in a call that is not a collective");
+  watch_phase(Phase::step, 12);
+  CHECK(describe_activity() == "step 12, computing or in a call that is not a collective");
   {
     WatchWait wait("a broadcast over the tp group", 0);
-    CHECK(describe_activity() ==
-          "decode step 12, waiting in a broadcast over the tp group from rank 0");
+    CHECK(describe_activity() == "step 12, waiting in a broadcast over the tp group from rank 0");
   }
-  CHECK(describe_activity() == "decode step 12, computing or in a call that is not a collective");
+  CHECK(describe_activity() == "step 12, computing or in a call that is not a collective");
   {
     WatchWait wait("an all-reduce (MPI) over the tp group");
     CHECK(describe_activity() ==
-          "decode step 12, waiting in an all-reduce (MPI) over the tp group with every rank in it");
+          "step 12, waiting in an all-reduce (MPI) over the tp group with every rank in it");
   }
   watch_phase(Phase::load);
   CHECK(describe_activity() ==
@@ -46,7 +45,7 @@ TEST_CASE("watchdog: describes the phase, the step and the collective waited on"
 }
 
 TEST_CASE("watchdog: fires when nothing progresses, and only then") {
-  watch_phase(Phase::prefill);
+  watch_phase(Phase::step);
   std::atomic<bool> fired{false};
   {
     Watchdog dog(0.2, 0, [&] { fired = true; });
@@ -61,7 +60,7 @@ TEST_CASE("watchdog: a long run with steady progress is not stopped") {
   {
     Watchdog dog(1.0, 0, [&] { fired = true; });
     for (int i = 0; i < 2500; ++i) {
-      watch_phase(Phase::decode, i);
+      watch_phase(Phase::step, i);
       WatchWait wait("an all-reduce (MPI) over the tp group");
       std::this_thread::sleep_for(2ms);
     }

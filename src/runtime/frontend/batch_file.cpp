@@ -1,16 +1,9 @@
-// Batch inference job. Roles:
-//   world rank 0  coordinator: reads and validates the input, skips ids already in the output,
-//                 tokenizes, hands requests out on demand, and is the single writer of the
-//                 output (one whole line per write, as each result arrives). It is also the
-//                 leader of replica 0 and decodes between serving messages.
-//   tp rank 0     replica leader: asks rank 0 for work whenever its queue runs low, runs
-//                 continuous batching (ReplicaScheduler) and sends each result back at once.
-//   tp rank > 0   follower: runs the forwards its leader broadcasts.
-// Work is pulled, not pushed, so fast replicas take more (dynamic balance) and nothing is
-// assigned to a replica that cannot start it soon. Shutdown is a handshake: a leader sends BYE
-// after its last result and rank 0 acknowledges, so no message is ever left unmatched.
-// SIGTERM/SIGINT on any rank: rank 0 is told, stops handing out work, tells every leader to stop,
-// writes every result that already arrived, and the job exits non-zero; a rerun resumes.
+// Batch inference from files: rank 0 reads and validates the input, skips the ids already in
+// the output, tokenizes, and queues every request for the dispatcher (runtime/scheduler), which
+// spreads them over the data-parallel replicas. Rank 0 is the single writer of the output: one
+// whole line per write, as each outcome arrives. SIGTERM/SIGINT on any rank: every result that
+// already arrived is written, work in progress is dropped, and the job exits non-zero; a rerun
+// resumes.
 #include "runtime/frontend/batch_file.h"
 
 #include <algorithm>
@@ -21,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <unordered_map>
 
 #include "comm/mailbox.h"
 #include "core/error.h"
@@ -28,8 +22,8 @@
 #include "core/timer.h"
 #include "core/watchdog.h"
 #include "runtime/frontend/batch_io.h"
-#include "runtime/scheduler/replica_scheduler.h"
 #include "runtime/job_setup.h"
+#include "runtime/scheduler/dispatcher.h"
 #include "runtime/scheduler/request_check.h"
 #include "runtime/tp_layout.h"
 
@@ -40,53 +34,6 @@ using json = nlohmann::json;
 double seconds_since(Clock::time_point t0) {
   return ms_since(t0) / 1000.0;
 }
-
-// --- Signals -------------------------------------------------------------------------------
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void on_stop_signal(int sig) {
-  g_stop_signal = sig;
-}
-
-bool stop_signalled() {
-  return g_stop_signal != 0;
-}
-
-// Catches SIGTERM (SLURM preemption, scancel, time limit) and SIGINT for the job's duration. The
-// first signal asks for an orderly stop; SA_RESETHAND makes a second one kill as usual.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa = {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND | SA_RESTART;
-    sigaction(SIGTERM, &sa, &old_term_);
-    sigaction(SIGINT, &sa, &old_int_);
-  }
-  ~StopSignals() {
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGINT, &old_int_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_term_ = {}, old_int_ = {};
-};
-
-// --- Messages between rank 0 and the replica leaders ---------------------------------------
-
-enum Tag : int {
-  kWorkRequest = 1,  // leader -> 0: {"want": n}
-  kWork = 2,         // 0 -> leader: {"requests": [...], "done": bool}
-  kResult = 3,       // leader -> 0: one output line
-  kStop = 4,         // either way: stop (a signal arrived somewhere)
-  kBye = 5,          // leader -> 0: no more messages from me
-  kByeAck = 6,       // 0 -> leader: no more messages to you
-};
 
 // --- Preparation on rank 0 -----------------------------------------------------------------
 
@@ -226,168 +173,51 @@ class Progress {
   std::vector<int> per_replica_;
 };
 
-// --- Rank 0: coordinator, writer and leader of replica 0 -----------------------------------
+// --- Rank 0: the writer of every outcome ---------------------------------------------------
 
-struct CoordinatorOutcome {
-  bool stopped = false;
-  int stop_signal = 0;
+class BatchEvents : public RequestEvents {
+ public:
+  BatchEvents(ResultWriter& writer, Progress& progress) : writer_(writer), progress_(progress) {}
+  void track(uint64_t seq, const nlohmann::json& id) { ids_[seq] = id; }
+  void on_delta(uint64_t, GenerationDelta) override {}
+  void on_finish(uint64_t seq, GenerationOutcome o) override {
+    auto it = ids_.find(seq);
+    if (it == ids_.end()) return;
+    BatchResult r;
+    r.id = std::move(it->second);
+    ids_.erase(it);
+    if (o.finish_reason == "cancelled") return;  // dropped at a stop: a rerun runs it
+    r.text = std::move(o.text);
+    r.finish_reason = o.finish_reason;
+    r.error = o.error;
+    r.prompt_tokens = o.prompt_tokens;
+    r.token_ids = std::move(o.token_ids);
+    r.ttft_ms = o.ttft_ms;
+    r.total_ms = o.total_ms;
+    r.replica = o.replica;
+    writer_.write_line(format_result_line(r));
+    progress_.add(r.prompt_tokens, static_cast<int>(r.token_ids.size()), r.replica);
+    if (!r.error.empty()) {
+      progress_.add_failed();
+      log_warn("request " + r.id.dump() + " failed (an error line is in the output): " + r.error);
+    }
+  }
+
+ private:
+  ResultWriter& writer_;
+  Progress& progress_;
+  std::unordered_map<uint64_t, nlohmann::json> ids_;
 };
 
-CoordinatorOutcome run_coordinator(World& world, Mailbox& mail, ReplicaScheduler& sched,
-                                   std::vector<BatchRequest> todo, ResultWriter& writer,
-                                   Progress& progress) {
-  std::deque<BatchRequest> queue(std::make_move_iterator(todo.begin()),
-                                 std::make_move_iterator(todo.end()));
-  const int tp = world.tp(), dp = world.dp();
-  std::vector<bool> said_bye(static_cast<size_t>(dp), false);
-  said_bye[0] = true;  // this rank
-  int n_bye = 1;
-  bool stopping = false, stop_from_message = false;
-  CoordinatorOutcome outcome;
-
-  auto write = [&](const std::string& line, int prompt_tokens, int completion_tokens, int replica,
-                   const json& id, const std::string& error) {
-    writer.write_line(line);
-    progress.add(prompt_tokens, completion_tokens, replica);
-    if (!error.empty()) {
-      progress.add_failed();
-      log_warn("request " + id.dump() + " failed (an error line is in the output): " + error);
-    }
-  };
-  auto write_local = [&](const BatchResult& r) {
-    write(format_result_line(r), r.prompt_tokens, static_cast<int>(r.token_ids.size()), 0, r.id,
-          r.error);
-  };
-
-  for (;;) {
-    // Serve every message that has arrived.
-    while (std::optional<Message> m = mail.poll()) {
-      const int replica = m->source / tp;
-      switch (m->tag) {
-        case kWorkRequest: {
-          const int want = json::parse(m->payload).at("want").get<int>();
-          json reply = {{"requests", json::array()}, {"done", false}};
-          // Leave some for the others: at most an even share of what is left.
-          const int share = std::max<int>(1, static_cast<int>((queue.size() + dp - 1) / dp));
-          const int give = stopping ? 0 : std::min({want, share, static_cast<int>(queue.size())});
-          for (int i = 0; i < give; ++i) {
-            reply["requests"].push_back(request_to_wire(queue.front()));
-            queue.pop_front();
-          }
-          reply["done"] = stopping || queue.empty();
-          mail.send(m->source, kWork, reply.dump());
-          break;
-        }
-        case kResult: {
-          const json j = json::parse(m->payload);
-          write(m->payload, j.at("prompt_tokens").get<int>(), j.at("completion_tokens").get<int>(),
-                replica, j.at("id"), j.value("error", std::string()));
-          break;
-        }
-        case kStop:
-          stop_from_message = true;
-          break;
-        case kBye:
-          TPI_CHECK(!said_bye[replica], "coordinator: two BYEs from rank " << m->source);
-          said_bye[replica] = true;
-          ++n_bye;
-          mail.send(m->source, kByeAck, "");
-          break;
-        default:
-          TPI_FAIL("coordinator: unexpected message tag " << m->tag << " from rank " << m->source);
-      }
-    }
-
-    if (!stopping && (stop_signalled() || sched.stop_requested() || stop_from_message)) {
-      stopping = true;
-      outcome.stop_signal = g_stop_signal;
-      log_warn("stop requested (" +
-               std::string(stop_signalled() ? (g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
-                                            : "signal on another rank") +
-               "): finishing the result lines that are complete, dropping work in progress");
-      sched.abandon_all();
-      queue.clear();
-      for (int d = 1; d < dp; ++d) {
-        if (!said_bye[d]) mail.send(d * tp, kStop, "");
-      }
-    }
-
-    while (!stopping && sched.free_slots() > 0 && !queue.empty()) {
-      BatchRequest r = std::move(queue.front());
-      queue.pop_front();
-      if (std::optional<BatchResult> done = sched.admit(std::move(r))) write_local(*done);
-    }
-    if (sched.active() > 0) {
-      for (const BatchResult& r : sched.step()) write_local(r);
-    } else {
-      sched.release_followers();  // the queue never refills: replica 0 is done for good
-      if (n_bye == dp) break;
-      watch_phase(Phase::idle);  // the other replicas' requests may take any time
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-    }
-    progress.maybe_report();
-  }
-  outcome.stopped = stopping;
-  return outcome;
-}
-
-// --- Other replica leaders -----------------------------------------------------------------
-
-void run_replica_leader(World& world, Mailbox& mail, ReplicaScheduler& sched) {
-  std::deque<BatchRequest> local;
-  bool no_more = false, requested = false, stopping = false, told_stop = false;
-  for (;;) {
-    while (std::optional<Message> m = mail.poll()) {
-      if (m->tag == kWork) {
-        const json j = json::parse(m->payload);
-        for (const json& w : j.at("requests")) local.push_back(request_from_wire(w));
-        if (j.at("done").get<bool>()) no_more = true;
-        requested = false;
-      } else if (m->tag == kStop) {
-        stopping = true;
-      } else {
-        TPI_FAIL("replica leader: unexpected message tag " << m->tag << " from rank " << m->source);
-      }
-    }
-    if (!told_stop && (stop_signalled() || sched.stop_requested())) {
-      mail.send(0, kStop, "");  // rank 0 decides; it answers with kStop
-      told_stop = true;
-    }
-    if (stopping) {
-      sched.abandon_all();
-      break;
-    }
-    while (sched.free_slots() > 0 && !local.empty()) {
-      BatchRequest r = std::move(local.front());
-      local.pop_front();
-      if (std::optional<BatchResult> done = sched.admit(std::move(r))) {
-        mail.send(0, kResult, format_result_line(*done));
-      }
-    }
-    // Keep a reserve of one batch beyond the free slots, so a finished slot refills at once.
-    const int reserve = sched.n_slots();
-    if (!no_more && !requested && static_cast<int>(local.size()) < reserve) {
-      const int want = sched.free_slots() + reserve - static_cast<int>(local.size());
-      mail.send(0, kWorkRequest, json{{"want", want}}.dump());
-      requested = true;
-    }
-    if (sched.active() > 0) {
-      for (const BatchResult& r : sched.step()) mail.send(0, kResult, format_result_line(r));
-    } else if (no_more && local.empty()) {
-      break;
-    } else {
-      // Rank 0 answers between its own steps.
-      watch_waiting("the mailbox for work (batch requests)", 0);
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  }
-  sched.release_followers();
-  mail.send(0, kBye, "");
-  watch_waiting("the mailbox for the coordinator's acknowledgement", 0);
-  for (;;) {  // whatever rank 0 sent before it saw the BYE (a stop, a last reply) is moot now
-    const Message m = mail.wait();
-    if (m.tag == kByeAck) break;
-  }
+GenerationRequest to_generation_request(BatchRequest&& r) {
+  GenerationRequest g;
+  g.prompt = std::move(r.prompt);
+  g.messages = std::move(r.messages);
+  g.max_new_tokens = r.max_new_tokens;
+  g.sampling = r.sampling;
+  g.stop = std::move(r.stop);
+  g.prompt_ids = std::move(r.prompt_ids);
+  return g;
 }
 
 // --- The end: one summary line and, if asked, the metrics file (rank 0) -------------------
@@ -456,11 +286,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
                    std::chrono::steady_clock::time_point launch) {
   TPI_CHECK(!cfg.input.empty() && !cfg.output.empty(),
             "batch inference needs both input and output (JSON Lines files)");
-  StopSignals signals;
   ModelHandle model = open_model(world, cfg);
   check_tp_layout(world);
   const bool coordinator = world.rank() == 0;
-  const bool leader = world.tp_rank() == 0;
   const int dp = world.dp();
 
   // Rank 0 reads, validates and tokenizes everything before any engine memory is taken.
@@ -491,44 +319,33 @@ void run_batch_job(World& world, const RunConfig& cfg,
 
   std::unique_ptr<ResultWriter> writer = std::move(prep.writer);  // opened and locked above
 
-  EngineShape shape;
-  const int needed = static_cast<int>(shape_info[1]);
-  shape.max_seq = cfg.max_seq > 0 ? cfg.max_seq : std::max(16, (needed + 15) / 16 * 16);
-  // No more slots than a replica can fill.
-  shape.n_slots = std::max(1, std::min(cfg.batch_size, (n_todo + dp - 1) / dp));
-  shape.max_tokens = std::max(shape.n_slots, std::min(shape.max_seq, 512));
-  shape.max_logit_rows = shape.n_slots;
+  const EngineShape shape =
+      size_engine(cfg, model.config, static_cast<int>(shape_info[1]), n_todo, dp);
   EngineHandle eng = start_engine(world, cfg, model, shape);
 
-  Mailbox mail(world);
   std::unique_ptr<Progress> progress;
-
-  const Clock::time_point t_start = Clock::now();
-  CoordinatorOutcome outcome;
-  // From here on ranks are in collectives together: a failure cannot be agreed on, so it ends
-  // the whole job (complete result lines stay; a rerun resumes).
-  try {
-    if (!leader) {
-      follow_replica_leader(*eng.engine, world, stop_signalled);
-    } else {
-      ReplicaScheduler sched(*eng.engine, world, *model.tokenizer, model.stop_ids, world.dp_rank(),
-                             stop_signalled);
-      if (coordinator) {
-        progress = std::make_unique<Progress>(n_todo, cfg.progress_interval_s);
-        outcome = run_coordinator(world, mail, sched, std::move(prep.todo), *writer, *progress);
-      } else {
-        run_replica_leader(world, mail, sched);
-      }
+  std::unique_ptr<BatchEvents> events;
+  RequestQueue queue;
+  if (coordinator) {
+    progress = std::make_unique<Progress>(n_todo, cfg.progress_interval_s);
+    events = std::make_unique<BatchEvents>(*writer, *progress);
+    for (BatchRequest& r : prep.todo) {
+      const uint64_t seq = queue.new_seq();
+      events->track(seq, r.id);
+      queue.push(ScheduledRequest{seq, to_generation_request(std::move(r))});
     }
-    mail.flush();
-    watch_phase(Phase::idle);  // until every replica is done, however long that takes
-    mail.sleepy_barrier();
-    watch_phase(Phase::finish);
-  } catch (const std::exception& e) {
-    log_error(std::string("error during batch inference, aborting the job: ") + e.what());
-    world.abort(1);
+    prep.todo.clear();
+    queue.close();
   }
-  const bool interrupted = world.all_reduce_max_world(outcome.stopped ? 1 : 0) != 0;
+  DispatchOptions opts;
+  opts.keep_reserve = true;  // throughput: a finished slot refills at once
+  opts.grace_s = 0.0;        // a stop drops work in progress: a rerun redoes it
+  if (coordinator) opts.tick = [&progress] { progress->maybe_report(); };
+  const Clock::time_point t_start = Clock::now();
+  const DispatchResult outcome =
+      run_replicas(world, *eng.engine, model.tokenizer.get(), model.stop_ids, model.sample_vocab,
+                   &queue, events.get(), opts);
+  const bool interrupted = outcome.stopped;
   // Where every rank ran, as MPI sees it (nodes from shared-memory domains, not host names).
   const std::vector<std::string> layout = world.gather_strings(json{
       {"rank", world.rank()},

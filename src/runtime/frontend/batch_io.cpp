@@ -313,31 +313,4 @@ std::string format_result_line(const BatchResult& r) {
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-json request_to_wire(const BatchRequest& r) {
-  return json{{"id", r.id},
-              {"line", r.line},
-              {"ids", r.prompt_ids},
-              {"max_new_tokens", r.max_new_tokens},
-              {"temperature", r.sampling.temperature},
-              {"top_k", r.sampling.top_k},
-              {"top_p", r.sampling.top_p},
-              {"seed", r.sampling.seed},
-              {"stop", r.stop}};
-}
-
-BatchRequest request_from_wire(const json& j) {
-  BatchRequest r;
-  r.id = j.at("id");
-  r.key = r.id.dump();
-  r.line = j.at("line").get<int>();
-  r.prompt_ids = j.at("ids").get<std::vector<int32_t>>();
-  r.max_new_tokens = j.at("max_new_tokens").get<int>();
-  r.sampling.temperature = j.at("temperature").get<float>();
-  r.sampling.top_k = j.at("top_k").get<int>();
-  r.sampling.top_p = j.at("top_p").get<float>();
-  r.sampling.seed = j.at("seed").get<uint64_t>();
-  r.stop = j.at("stop").get<std::vector<std::string>>();
-  return r;
-}
-
 }  // namespace tpinfer

@@ -116,8 +116,4 @@ struct BatchResult {
 };
 std::string format_result_line(const BatchResult& r);
 
-// Requests travel from world rank 0 to replica leaders as JSON (ids, not text).
-nlohmann::json request_to_wire(const BatchRequest& r);
-BatchRequest request_from_wire(const nlohmann::json& j);
-
 }  // namespace tpinfer

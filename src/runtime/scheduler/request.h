@@ -4,6 +4,7 @@
 // end.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -58,11 +59,33 @@ struct GenerationOutcome {
   int prompt_tokens = 0;
   std::vector<int32_t> token_ids;  // generated ids (a stop id is not included)
   std::vector<TokenLogprob> logprobs;
-  double queue_ms = 0.0;  // submitted until a slot took it
-  double ttft_ms = 0.0;   // slot taken until the first token
-  double total_ms = 0.0;  // slot taken until finished
+  double queue_ms = 0.0;          // submitted until a slot took it
+  double prefill_ms = 0.0;        // slot taken until the prompt's forward(s) ended
+  double ttft_ms = 0.0;           // slot taken until the first token
+  double total_ms = 0.0;          // slot taken until finished
   std::vector<double> decode_ms;  // per generated token after the first (the CLI's metrics)
   int replica = 0;
+};
+
+}  // namespace tpinfer
+
+namespace tpinfer {
+
+// A request on its way through the scheduler: `seq` is unique within the job (rank 0 assigns
+// it) and is what events, cancels and results name.
+struct ScheduledRequest {
+  uint64_t seq = 0;
+  GenerationRequest request;
+  std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
+};
+
+// Where a replica's scheduler reports what its requests produce. Called on the replica leader's
+// main thread, in order: deltas of a request, then its one outcome.
+class RequestEvents {
+ public:
+  virtual ~RequestEvents() = default;
+  virtual void on_delta(uint64_t seq, GenerationDelta delta) = 0;
+  virtual void on_finish(uint64_t seq, GenerationOutcome outcome) = 0;
 };
 
 }  // namespace tpinfer

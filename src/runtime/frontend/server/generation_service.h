@@ -24,7 +24,9 @@ class RequestRefused : public std::runtime_error {
  public:
   RequestRefused(int status, const std::string& message, std::string param = "",
                  std::string code = "")
-      : std::runtime_error(message), status(status), param(std::move(param)),
+      : std::runtime_error(message),
+        status(status),
+        param(std::move(param)),
         code(std::move(code)) {}
   int status;
   std::string param;  // the request field at fault ("" = none)
@@ -88,7 +90,7 @@ class GenerationService {
   // The token's text as its bytes (may be part of a UTF-8 character), for logprobs.
   virtual std::string token_text(int32_t id) const = 0;
   virtual std::string model_name() const = 0;
-  virtual int max_seq() const = 0;  // positions per request (prompt + completion)
+  virtual int max_seq() const = 0;           // positions per request (prompt + completion)
   virtual int64_t created_unix() const = 0;  // when the model was loaded (for /v1/models)
 
   struct Load {

@@ -1,0 +1,439 @@
+#include "runtime/scheduler/dispatcher.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unordered_map>
+
+#include "comm/mailbox.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/stop_signals.h"
+#include "core/watchdog.h"
+#include "runtime/scheduler/wire.h"
+
+namespace tpinfer {
+
+// --- RequestQueue ------------------------------------------------------------------------------
+
+uint64_t RequestQueue::new_seq() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_seq_++;
+}
+
+RequestQueue::Push RequestQueue::push(ScheduledRequest r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return Push::closed;
+  if (items_.size() >= capacity_) return Push::full;
+  items_.push_back(std::move(r));
+  return Push::ok;
+}
+
+std::optional<ScheduledRequest> RequestQueue::pop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (items_.empty()) return std::nullopt;
+  ScheduledRequest r = std::move(items_.front());
+  items_.pop_front();
+  return r;
+}
+
+bool RequestQueue::remove(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(items_.begin(), items_.end(),
+                         [seq](const ScheduledRequest& r) { return r.seq == seq; });
+  if (it == items_.end()) return false;
+  items_.erase(it);
+  return true;
+}
+
+void RequestQueue::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+}
+
+std::vector<uint64_t> RequestQueue::drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  std::vector<uint64_t> seqs;
+  for (const ScheduledRequest& r : items_) seqs.push_back(r.seq);
+  items_.clear();
+  return seqs;
+}
+
+bool RequestQueue::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+size_t RequestQueue::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return items_.size();
+}
+
+void RequestQueue::cancel(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancels_.push_back(seq);
+}
+
+std::vector<uint64_t> RequestQueue::take_cancels() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> out;
+  out.swap(cancels_);
+  return out;
+}
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+enum Tag : int {
+  kWorkRequest = 1,  // leader -> 0: {"want": n}
+  kWork = 2,         // 0 -> leader: {"requests": [...], "done": bool}
+  kOutcome = 3,      // leader -> 0: a request's outcome
+  kStopRequest = 4,  // leader -> 0: a stop signal arrived in my group
+  kBye = 5,          // leader -> 0: no more messages from me
+  kByeAck = 6,       // 0 -> leader: no more messages to you
+  kDelta = 7,        // leader -> 0: a streaming request's delta
+  kCancel = 8,       // 0 -> leader: {"seq": s} the client went away
+  kDrain = 9,        // 0 -> leader: take no more work, finish what runs
+  kStop = 10,        // 0 -> leader: drop what runs, say BYE
+};
+
+GenerationOutcome cancelled_outcome() {
+  GenerationOutcome o;
+  o.finish_reason = "cancelled";
+  return o;
+}
+
+// --- Rank 0 ------------------------------------------------------------------------------------
+
+class Dispatcher : public RequestEvents {
+ public:
+  Dispatcher(World& world, Mailbox& mail, RequestQueue& queue, RequestEvents& front,
+             const DispatchOptions& opts)
+      : world_(world), mail_(mail), queue_(queue), front_(front), opts_(opts) {
+    pending_want_.assign(static_cast<size_t>(world.dp()), 0);
+    said_bye_.assign(static_cast<size_t>(world.dp()), false);
+    said_bye_[0] = true;  // this rank
+  }
+
+  // From replica 0's scheduler.
+  void on_delta(uint64_t seq, GenerationDelta d) override {
+    if (in_flight_.count(seq)) front_.on_delta(seq, std::move(d));
+  }
+  void on_finish(uint64_t seq, GenerationOutcome o) override {
+    auto it = in_flight_.find(seq);
+    if (it == in_flight_.end()) return;  // already ended (dropped at a stop)
+    o.queue_ms =
+        std::chrono::duration<double, std::milli>(it->second.handed - it->second.queued).count();
+    in_flight_.erase(it);
+    front_.on_finish(seq, std::move(o));
+  }
+
+  DispatchResult run(ReplicaScheduler& local);
+
+ private:
+  struct InFlight {
+    int replica = 0;
+    Clock::time_point queued, handed;
+  };
+  void serve_messages();
+  void apply_cancels(ReplicaScheduler& local);
+  void begin_stop(ReplicaScheduler& local);
+  void drop_running(ReplicaScheduler& local);
+  void hand_out_remote();
+  void track(const ScheduledRequest& r, int replica) {
+    in_flight_[r.seq] = InFlight{replica, r.queued, Clock::now()};
+  }
+
+  World& world_;
+  Mailbox& mail_;
+  RequestQueue& queue_;
+  RequestEvents& front_;
+  const DispatchOptions& opts_;
+  std::unordered_map<uint64_t, InFlight> in_flight_;
+  std::vector<int> pending_want_;  // per replica: requests its leader asked for, not yet given
+  std::vector<bool> said_bye_;
+  int n_bye_ = 1;
+  bool stop_from_message_ = false, stopping_ = false, dropped_ = false;
+  Clock::time_point deadline_;
+  DispatchResult result_;
+};
+
+void Dispatcher::serve_messages() {
+  const int tp = world_.tp();
+  while (std::optional<Message> m = mail_.poll()) {
+    const int replica = m->source / tp;
+    switch (m->tag) {
+      case kWorkRequest:
+        pending_want_[replica] = json::parse(m->payload).at("want").get<int>();
+        break;
+      case kDelta: {
+        uint64_t seq = 0;
+        GenerationDelta d = delta_from_wire(m->payload, seq);
+        on_delta(seq, std::move(d));
+        break;
+      }
+      case kOutcome: {
+        uint64_t seq = 0;
+        GenerationOutcome o = outcome_from_wire(m->payload, seq);
+        on_finish(seq, std::move(o));
+        break;
+      }
+      case kStopRequest:
+        stop_from_message_ = true;
+        break;
+      case kBye:
+        TPI_CHECK(!said_bye_[replica], "dispatcher: two BYEs from rank " << m->source);
+        said_bye_[replica] = true;
+        pending_want_[replica] = 0;
+        ++n_bye_;
+        mail_.send(m->source, kByeAck, "");
+        break;
+      default:
+        TPI_FAIL("dispatcher: unexpected message tag " << m->tag << " from rank " << m->source);
+    }
+  }
+}
+
+void Dispatcher::apply_cancels(ReplicaScheduler& local) {
+  for (uint64_t seq : queue_.take_cancels()) {
+    if (queue_.remove(seq)) {  // never handed out: it ends here
+      front_.on_finish(seq, cancelled_outcome());
+      continue;
+    }
+    auto it = in_flight_.find(seq);
+    if (it == in_flight_.end()) continue;  // finished meanwhile
+    if (it->second.replica == 0) {
+      local.cancel(seq);  // reports "cancelled" through on_finish
+    } else if (!said_bye_[it->second.replica]) {
+      mail_.send(it->second.replica * world_.tp(), kCancel, json{{"seq", seq}}.dump());
+    }
+  }
+}
+
+void Dispatcher::begin_stop(ReplicaScheduler& local) {
+  stopping_ = true;
+  result_.stopped = true;
+  result_.signal = stop_signal_name();
+  if (opts_.on_stop) opts_.on_stop();
+  for (uint64_t seq : queue_.drain()) front_.on_finish(seq, cancelled_outcome());
+  if (opts_.grace_s <= 0) {
+    drop_running(local);
+    return;
+  }
+  deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(opts_.grace_s));
+  for (int d = 1; d < world_.dp(); ++d) {
+    if (!said_bye_[d]) mail_.send(d * world_.tp(), kDrain, "");
+  }
+}
+
+void Dispatcher::drop_running(ReplicaScheduler& local) {
+  dropped_ = true;
+  local.abandon_all();
+  for (int d = 1; d < world_.dp(); ++d) {
+    if (!said_bye_[d]) mail_.send(d * world_.tp(), kStop, "");
+  }
+}
+
+void Dispatcher::hand_out_remote() {
+  const int dp = world_.dp();
+  for (int d = 1; d < dp; ++d) {
+    const int want = pending_want_[d];
+    if (want <= 0 || said_bye_[d]) continue;
+    json reply = {{"requests", json::array()}, {"done", false}};
+    // Leave some for the others: at most an even share of what waits.
+    const int share = std::max<int>(1, static_cast<int>((queue_.size() + dp - 1) / dp));
+    for (int i = 0; i < std::min(want, share); ++i) {
+      std::optional<ScheduledRequest> r = queue_.pop();
+      if (!r) break;
+      track(*r, d);
+      reply["requests"].push_back(json::parse(request_to_wire(*r)));
+    }
+    const bool done = queue_.closed() && queue_.size() == 0;
+    if (reply["requests"].empty() && !done) continue;  // the want waits for work
+    reply["done"] = done;
+    pending_want_[d] = 0;
+    mail_.send(d * world_.tp(), kWork, reply.dump());
+  }
+}
+
+DispatchResult Dispatcher::run(ReplicaScheduler& local) {
+  for (;;) {
+    serve_messages();
+    apply_cancels(local);
+    if (!stopping_ && (stop_signalled() || local.stop_requested() || stop_from_message_)) {
+      log_warn(std::string("stop requested (") + stop_signal_name() + ")" +
+               (opts_.grace_s > 0 ? ": no new requests; running ones get up to " +
+                                        std::to_string(opts_.grace_s) + " s"
+                                  : ": finishing the results that are complete, dropping work "
+                                    "in progress"));
+      begin_stop(local);
+    }
+    if (stopping_ && !dropped_ && Clock::now() >= deadline_) {
+      if (local.active() > 0 || !in_flight_.empty()) {
+        log_warn("grace period over: dropping " + std::to_string(in_flight_.size()) +
+                 " running request(s)");
+      }
+      drop_running(local);
+    }
+    hand_out_remote();
+    while (!stopping_ && local.free_slots() > 0) {
+      std::optional<ScheduledRequest> r = queue_.pop();
+      if (!r) break;
+      track(*r, 0);
+      local.admit(std::move(*r));
+    }
+    if (local.active() > 0) {
+      local.step();
+    } else {
+      const bool no_more_local = stopping_ || (queue_.closed() && queue_.size() == 0);
+      if (no_more_local) {
+        local.release_followers();  // replica 0 is done for good
+        if (n_bye_ == world_.dp()) break;
+      } else {
+        local.idle_heartbeat();
+      }
+      watch_phase(Phase::idle);  // requests (or other replicas) may take any time
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    if (opts_.tick) opts_.tick();
+  }
+  // Whatever was handed out and never finished (dropped at a stop) ends "cancelled".
+  std::vector<uint64_t> left;
+  for (const auto& [seq, f] : in_flight_) left.push_back(seq);
+  std::sort(left.begin(), left.end());
+  for (uint64_t seq : left) on_finish(seq, cancelled_outcome());
+  return result_;
+}
+
+// --- Other replica leaders -------------------------------------------------------------------
+
+class LeaderRelay : public RequestEvents {
+ public:
+  explicit LeaderRelay(Mailbox& mail) : mail_(mail) {}
+  void on_delta(uint64_t seq, GenerationDelta d) override {
+    mail_.send(0, kDelta, delta_to_wire(seq, d));
+  }
+  void on_finish(uint64_t seq, GenerationOutcome o) override {
+    mail_.send(0, kOutcome, outcome_to_wire(seq, o));
+  }
+  // Returns whether rank 0 told this replica to stop.
+  bool run(ReplicaScheduler& sched, bool keep_reserve);
+
+ private:
+  Mailbox& mail_;
+};
+
+bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
+  std::deque<ScheduledRequest> local;
+  bool no_more = false, requested = false, told_stop = false, stopped = false;
+  auto cancel_waiting = [&] {
+    for (const ScheduledRequest& r : local) on_finish(r.seq, cancelled_outcome());
+    local.clear();
+  };
+  for (;;) {
+    while (std::optional<Message> m = mail_.poll()) {
+      if (m->tag == kWork) {
+        const json j = json::parse(m->payload);
+        for (const json& w : j.at("requests")) local.push_back(request_from_wire(w.dump()));
+        if (j.at("done").get<bool>()) no_more = true;
+        requested = false;
+      } else if (m->tag == kCancel) {
+        const uint64_t seq = json::parse(m->payload).at("seq").get<uint64_t>();
+        auto it = std::find_if(local.begin(), local.end(),
+                               [seq](const ScheduledRequest& r) { return r.seq == seq; });
+        if (it != local.end()) {
+          local.erase(it);
+          on_finish(seq, cancelled_outcome());
+        } else {
+          sched.cancel(seq);
+        }
+      } else if (m->tag == kDrain) {
+        no_more = true;
+        cancel_waiting();
+      } else if (m->tag == kStop) {
+        stopped = true;
+      } else {
+        TPI_FAIL("replica leader: unexpected message tag " << m->tag << " from rank " << m->source);
+      }
+    }
+    if (!told_stop && (stop_signalled() || sched.stop_requested())) {
+      mail_.send(0, kStopRequest, "");  // rank 0 decides: kDrain or kStop comes back
+      told_stop = true;
+    }
+    if (stopped) {
+      sched.abandon_all();  // rank 0 ends what it handed out here
+      break;
+    }
+    while (sched.free_slots() > 0 && !local.empty()) {
+      sched.admit(std::move(local.front()));
+      local.pop_front();
+    }
+    const int reserve = keep_reserve ? sched.n_slots() : 0;
+    const int want = sched.free_slots() + reserve - static_cast<int>(local.size());
+    if (!no_more && !requested && want > 0) {
+      mail_.send(0, kWorkRequest, json{{"want", want}}.dump());
+      requested = true;
+    }
+    if (sched.active() > 0) {
+      sched.step();
+    } else if (no_more && local.empty()) {
+      break;
+    } else {
+      sched.idle_heartbeat();
+      watch_phase(Phase::idle);  // work comes when rank 0 has some: any time
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  sched.release_followers();
+  mail_.send(0, kBye, "");
+  watch_waiting("the mailbox for the dispatcher's acknowledgement", 0);
+  for (;;) {  // whatever rank 0 sent before it saw the BYE (a cancel, a stop) is moot now
+    const Message m = mail_.wait();
+    if (m.tag == kByeAck) break;
+  }
+  return stopped;
+}
+
+}  // namespace
+
+DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* tokenizer,
+                            const std::vector<int32_t>& stop_ids, int sample_vocab,
+                            RequestQueue* queue, RequestEvents* events,
+                            const DispatchOptions& options) {
+  Mailbox mail(world);
+  DispatchResult result;
+  const bool leader = world.tp_rank() == 0;
+  // From here on ranks are in collectives together: a failure cannot be agreed on, so it ends
+  // the whole job (complete results stay written; a rerun resumes).
+  try {
+    if (!leader) {
+      follow_replica_leader(engine, world, stop_signalled);
+    } else if (world.rank() == 0) {
+      TPI_CHECK(queue && events, "run_replicas: rank 0 needs the queue and the events");
+      Dispatcher dispatcher(world, mail, *queue, *events, options);
+      ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, 0, stop_signalled,
+                             dispatcher);
+      result = dispatcher.run(sched);
+    } else {
+      LeaderRelay relay(mail);
+      ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, world.dp_rank(),
+                             stop_signalled, relay);
+      relay.run(sched, options.keep_reserve);
+    }
+    mail.flush();
+    watch_phase(Phase::idle);  // until every replica is done, however long that takes
+    mail.sleepy_barrier();
+    watch_phase(Phase::finish);
+  } catch (const std::exception& e) {
+    log_error(std::string("error while running requests, aborting the job: ") + e.what());
+    world.abort(1);
+  }
+  result.stopped = world.all_reduce_max_world(result.stopped ? 1 : 0) != 0;
+  return result;
+}
+
+}  // namespace tpinfer

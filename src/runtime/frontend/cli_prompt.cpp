@@ -151,6 +151,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
     request.max_new_tokens = cfg.max_new_tokens;
     request.sampling = sampling;
     request.logprobs = cfg.logprobs;
+    if (!cfg.stop.empty()) request.stop = {cfg.stop};
     request.stream = do_stream;
     queue.push(ScheduledRequest{queue.new_seq(), std::move(request)});
     queue.close();

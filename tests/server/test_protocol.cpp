@@ -101,6 +101,16 @@ TEST_CASE("completions: defaults and accepted alternatives", "[protocol]") {
   CHECK(p.request.sampling.top_k == 0);
   CHECK(p.request.stop == std::vector<std::string>{"END"});
   CHECK(p.request.max_new_tokens == 4);
+
+  // A job's own defaults apply to what the body leaves out.
+  SamplingParams mine;
+  mine.temperature = 0.0f;
+  mine.top_k = 40;
+  mine.seed = 9;
+  p = parse_request(Endpoint::completions, json{{"prompt", "x"}, {"top_k", 5}}, mine);
+  CHECK(p.request.sampling.temperature == 0.0f);
+  CHECK(p.request.sampling.top_k == 5);
+  CHECK(p.request.sampling.seed == 9);
 }
 
 TEST_CASE("completions: each refusal names its field", "[protocol]") {

@@ -38,7 +38,8 @@ LineFormat detect_line_format(std::string_view line) {
   return detect_line_format(j);
 }
 
-BatchLine parse_batch_line(std::string_view text, const std::string& served_model) {
+BatchLine parse_batch_line(std::string_view text, const std::string& served_model,
+                           const SamplingParams& defaults) {
   json line = json::parse(text.begin(), text.end(), nullptr, false);
   if (line.is_discarded()) throw BatchLineError("", 0, "the line is not valid JSON");
   if (!line.is_object()) throw BatchLineError("", 0, "the line is not a JSON object");
@@ -76,7 +77,7 @@ BatchLine parse_batch_line(std::string_view text, const std::string& served_mode
                          "invalid_body");
   }
   try {
-    out.request = parse_request(endpoint, *it);
+    out.request = parse_request(endpoint, *it, defaults);
     if (out.request.stream) {
       throw ApiError(400, "'stream': streaming is not available in a batch file", "stream");
     }

@@ -51,7 +51,9 @@ struct BatchLine {
 
 // Parses one input line. `served_model`: a body naming another model is refused (404) when
 // non-empty. Throws BatchLineError naming the field ("body.temperature: ...").
-BatchLine parse_batch_line(std::string_view line, const std::string& served_model = "");
+// `defaults`: sampling values of a body that gives none.
+BatchLine parse_batch_line(std::string_view line, const std::string& served_model = "",
+                           const SamplingParams& defaults = openai_sampling_defaults());
 
 // Output lines (without their newline). A finished request: 200 with the response body, or, for
 // an outcome with finish_reason "error" (or "cancelled"), 500 (503) with an error body.

@@ -290,7 +290,17 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body) {
+SamplingParams openai_sampling_defaults() {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 1.0f;
+  p.top_k = 0;
+  p.seed = 0;
+  return p;
+}
+
+ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
+                                 const SamplingParams& defaults) {
   json j;
   try {
     j = json::parse(body.begin(), body.end());
@@ -301,10 +311,10 @@ ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body) {
     if (cut != std::string::npos) what = what.substr(cut + 2);
     throw ApiError(400, "the request body is not valid JSON: " + what);
   }
-  return parse_request(endpoint, j);
+  return parse_request(endpoint, j, defaults);
 }
 
-ParsedRequest parse_request(Endpoint endpoint, const json& body) {
+ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingParams& defaults) {
   if (!body.is_object()) {
     throw ApiError(400, "the request body must be a JSON object, found " + found(body));
   }
@@ -312,6 +322,7 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body) {
   p.endpoint = endpoint;
   GenerationRequest& r = p.request;
   r.max_new_tokens = kMaxNewTokensAsFit;
+  r.sampling = defaults;
   const bool chat = endpoint == Endpoint::chat_completions;
 
   for (const auto& [key, value] : body.items()) {
@@ -345,8 +356,6 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body) {
 
   if (const json* v = field(body, "temperature")) {
     r.sampling.temperature = static_cast<float>(get_number(*v, "temperature", 0.0, 2.0, false));
-  } else {
-    r.sampling.temperature = 1.0f;  // OpenAI's default
   }
   if (const json* v = field(body, "top_p")) {
     r.sampling.top_p = static_cast<float>(get_number(*v, "top_p", 0.0, 1.0, true));

@@ -61,10 +61,16 @@ struct ParsedRequest {
   std::vector<std::string> ignored_fields;  // unknown top-level fields (accepted, unused)
 };
 
+// Sampling values of a body that gives none: OpenAI's (temperature 1, top_p 1, no top_k). A job
+// may pass its configured defaults instead.
+SamplingParams openai_sampling_defaults();
+
 // Parses a body. Throws ApiError (400, param = the field) on malformed JSON, a wrong type, a value
 // out of range or a feature tpinfer does not have.
-ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body);
-ParsedRequest parse_request(Endpoint endpoint, const nlohmann::json& body);
+ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
+                                 const SamplingParams& defaults = openai_sampling_defaults());
+ParsedRequest parse_request(Endpoint endpoint, const nlohmann::json& body,
+                            const SamplingParams& defaults = openai_sampling_defaults());
 
 // A request naming a model other than the one served: ApiError 404 "model_not_found". An empty
 // name (the field was absent) is the served model.

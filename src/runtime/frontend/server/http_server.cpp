@@ -265,7 +265,7 @@ struct HttpServer::Impl {
     openai::ParsedRequest parsed;
     GenerationService::Submitted sub;
     try {
-      parsed = openai::parse_request_body(endpoint, req.body);
+      parsed = openai::parse_request_body(endpoint, req.body, options.sampling_defaults);
       openai::check_model(parsed.model, model);
       if (!parsed.ignored_fields.empty()) note_ignored(parsed.ignored_fields);
       sub = service.submit(parsed.request);

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/frontend/openai/protocol.h"
 #include "runtime/frontend/server/generation_service.h"
 #include "runtime/frontend/server/metrics.h"
 
@@ -28,6 +29,8 @@ struct HttpServerOptions {
   int64_t max_body_bytes = 4 << 20;  // a larger body is answered 413
   std::string model_name;            // "" = service.model_name()
   int threads = 96;                  // HTTP worker threads: concurrent connections served
+  // Sampling values of a body that gives none (OpenAI's: temperature 1, top_p 1).
+  SamplingParams sampling_defaults = openai::openai_sampling_defaults();
 };
 
 // The `serve` key or --serve: "HOST:PORT", ":PORT" or "PORT" (host 127.0.0.1), "[::1]:PORT".

@@ -389,7 +389,9 @@ struct HttpServer::Impl {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
-    svr.set_keep_alive_timeout(10);
+    // An idle keep-alive connection holds its worker up to 5 s (httplib's default), which is
+    // also how long stop() may wait for one.
+    svr.set_keep_alive_timeout(5);
     svr.set_read_timeout(30, 0);
     svr.set_write_timeout(30, 0);
 

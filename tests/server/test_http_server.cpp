@@ -500,7 +500,7 @@ TEST_CASE("graceful shutdown: 503 for new requests while a stream completes", "[
     if (r) streamed = r->body;
   });
   REQUIRE(service.wait_running(1, 60s));
-  CHECK(server.in_flight() == 1);
+  CHECK(eventually([&] { return server.in_flight() == 1; }));
   server.begin_shutdown();
   Client c(server.port());
   const json e = error_of(c.post("/v1/completions", {{"prompt", "late"}}), 503);

@@ -258,6 +258,17 @@ struct HttpServer::Impl {
   void generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
     const Clock::time_point t0 = Clock::now();
     if (!authorized(req, res)) return;
+    // Counted before the shutdown check: a request that passes it is always seen by in_flight()
+    // (no window between the check and the count for a graceful stop to miss).
+    ++in_flight;
+    bool handed_to_stream = false;  // a stream's releaser gives the count back
+    struct Release {
+      std::atomic<int>& n;
+      const bool& keep;
+      ~Release() {
+        if (!keep) --n;
+      }
+    } release{in_flight, handed_to_stream};
     if (shutting) {
       send_error(res, ApiError(503, "the server is shutting down"));
       return;
@@ -276,13 +287,12 @@ struct HttpServer::Impl {
       send_error(res, ApiError(e.status, e.what(), e.param, e.code));
       return;
     }
-    ++in_flight;
     const openai::ResponseContext ctx = openai::make_context(parsed, model, now_unix());
     if (parsed.stream) {
       stream(ctx, sub, t0, res);
+      handed_to_stream = true;
     } else {
       wait_and_answer(ctx, sub, t0, req, res);
-      --in_flight;
     }
   }
 

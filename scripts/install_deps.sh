@@ -11,6 +11,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev        # config and manifest
   libssl-dev                                # sha256 of the shards (libcrypto)
   libpcre2-dev libutf8proc-dev              # tokenizer: Unicode regex and NFC
+  libcpp-httplib-dev                        # the OpenAI-compatible server (cpp-httplib 0.11)
   catch2                                    # tests (Catch2 v2)
   clang-format                              # scripts/check_format.sh (clang-format 14)
   python3 python3-numpy python3-h5py        # scripts/convert_hf.py (run with /usr/bin/python3)

@@ -42,7 +42,7 @@ asan_tests() {
       -DTPINFER_SANITIZE=address,undefined || return
   local asan=halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
   # (-E: a speed check, meaningless at ASan's 2-3x slowdown.)
-  local sel=(-L '^(unit|tokenizer|io|model)$' -E 'loads in well under a second')
+  local sel=(-L '^(unit|tokenizer|io|model|server)$' -E 'loads in well under a second')
   (cd build-asan &&
    export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 &&
    ASAN_OPTIONS=$asan:detect_leaks=1 \

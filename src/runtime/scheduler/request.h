@@ -18,6 +18,10 @@ namespace tpinfer {
 // The most top_logprobs a request may ask for (OpenAI's limit).
 constexpr int kMaxTopLogprobs = 20;
 
+// max_new_tokens of a request that gave no limit (an OpenAI body without max_tokens): as many as
+// fit in max_seq after the prompt. The job replaces it before the scheduler sees the request.
+constexpr int kMaxNewTokensAsFit = -1;
+
 // Log-probabilities of one generated token, from the full (unscaled) logits: log_softmax over the
 // sampleable vocabulary, before temperature, top-k or top-p, as transformers' log_softmax of the
 // model's logits gives them.

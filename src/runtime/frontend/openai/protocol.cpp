@@ -1,0 +1,645 @@
+#include "runtime/frontend/openai/protocol.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <sstream>
+
+namespace tpinfer::openai {
+namespace {
+
+using json = nlohmann::json;
+
+// A JSON type as OpenAI's messages name it.
+std::string found(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an integer";
+  }
+}
+
+[[noreturn]] void bad(const std::string& param, const std::string& what) {
+  throw ApiError(400, "'" + param + "': " + what, param);
+}
+
+[[noreturn]] void wrong_type(const std::string& param, const char* expected, const json& v) {
+  bad(param, std::string("expected ") + expected + ", found " + found(v));
+}
+
+double get_number(const json& v, const std::string& param, double lo, double hi, bool lo_open) {
+  if (!v.is_number()) wrong_type(param, "a number", v);
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || x > hi || (lo_open ? x <= lo : x < lo)) {
+    std::ostringstream os;
+    os << "expected a number in " << (lo_open ? "(" : "[") << lo << ", " << hi << "], found "
+       << v.dump();
+    bad(param, os.str());
+  }
+  return x;
+}
+
+int64_t get_integer(const json& v, const std::string& param) {
+  // 3.0 is an integer to Python clients; 3.5 is not.
+  if (v.is_number_float()) {
+    const double x = v.get<double>();
+    if (std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 9e15)
+      return static_cast<int64_t>(x);
+  }
+  if (!v.is_number_integer()) wrong_type(param, "an integer", v);
+  if (v.is_number_unsigned() &&
+      v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return v.get<int64_t>();
+}
+
+int get_int_range(const json& v, const std::string& param, int64_t lo, int64_t hi) {
+  const int64_t x = get_integer(v, param);
+  if (x < lo || x > hi) {
+    std::ostringstream os;
+    os << "expected an integer in [" << lo << ", " << hi << "], found " << v.dump();
+    bad(param, os.str());
+  }
+  return static_cast<int>(x);
+}
+
+bool get_bool(const json& v, const std::string& param) {
+  if (!v.is_boolean()) wrong_type(param, "a boolean", v);
+  return v.get<bool>();
+}
+
+const json* field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+// Fields both endpoints share, and what each one does.
+const char* const kCommon[] = {"model",
+                               "max_tokens",
+                               "temperature",
+                               "top_p",
+                               "top_k",
+                               "seed",
+                               "stop",
+                               "n",
+                               "logprobs",
+                               "stream",
+                               "stream_options",
+                               "presence_penalty",
+                               "frequency_penalty",
+                               "repetition_penalty",
+                               "logit_bias",
+                               "user",
+                               "ignore_eos",
+                               "min_tokens",
+                               "tools",
+                               "tool_choice",
+                               "functions",
+                               "function_call",
+                               "parallel_tool_calls",
+                               "response_format"};
+const char* const kCompletionsOnly[] = {"prompt", "best_of", "echo", "suffix"};
+const char* const kChatOnly[] = {"messages", "max_completion_tokens", "top_logprobs"};
+
+bool known(Endpoint e, const std::string& key) {
+  for (const char* k : kCommon)
+    if (key == k) return true;
+  if (e == Endpoint::completions) {
+    for (const char* k : kCompletionsOnly)
+      if (key == k) return true;
+  } else {
+    for (const char* k : kChatOnly)
+      if (key == k) return true;
+  }
+  return false;
+}
+
+std::string parse_prompt(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_array()) wrong_type("prompt", "a string or an array of one string", v);
+  if (v.empty()) bad("prompt", "expected a string or an array of one string, found an empty array");
+  if (v[0].is_number_integer() || (v[0].is_array() && !v[0].empty() && v[0][0].is_number())) {
+    bad("prompt", "prompts of token ids are not supported; send the prompt as text");
+  }
+  if (v.size() != 1) {
+    bad("prompt",
+        "only one prompt per request is supported, found an array of " + std::to_string(v.size()));
+  }
+  if (!v[0].is_string()) wrong_type("prompt[0]", "a string", v[0]);
+  return v[0].get<std::string>();
+}
+
+std::string parse_content(const json& v, const std::string& param) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_array()) wrong_type(param, "a string or an array of content parts", v);
+  std::string text;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = param + "[" + std::to_string(i) + "]";
+    const json& part = v[i];
+    if (!part.is_object()) wrong_type(p, "an object", part);
+    const json* type = field(part, "type");
+    if (!type) bad(p + ".type", "missing (expected \"text\")");
+    if (!type->is_string()) wrong_type(p + ".type", "a string", *type);
+    if (type->get<std::string>() != "text") {
+      bad(p + ".type", "only \"text\" content parts are supported, found " + type->dump());
+    }
+    const json* t = field(part, "text");
+    if (!t) bad(p + ".text", "missing");
+    if (!t->is_string()) wrong_type(p + ".text", "a string", *t);
+    if (i > 0) text += "\n";  // parts are paragraphs of one message
+    text += t->get<std::string>();
+  }
+  return text;
+}
+
+std::vector<ChatMessage> parse_messages(const json& v) {
+  if (!v.is_array()) wrong_type("messages", "an array", v);
+  if (v.empty()) bad("messages", "expected at least one message, found an empty array");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = "messages[" + std::to_string(i) + "]";
+    const json& m = v[i];
+    if (!m.is_object()) wrong_type(p, "an object", m);
+    const json* role = field(m, "role");
+    if (!role) bad(p + ".role", "missing");
+    if (!role->is_string()) wrong_type(p + ".role", "a string", *role);
+    std::string r = role->get<std::string>();
+    if (r == "developer") r = "system";
+    if (r != "system" && r != "user" && r != "assistant") {
+      bad(p + ".role",
+          "expected \"system\", \"developer\", \"user\" or \"assistant\" (tools are not "
+          "supported), found " +
+              role->dump());
+    }
+    for (const char* k : {"tool_calls", "function_call", "audio"}) {
+      const json* x = field(m, k);
+      if (x && !(x->is_array() && x->empty())) bad(p + "." + k, "not supported");
+    }
+    const json* content = field(m, "content");
+    if (!content) bad(p + ".content", "missing");
+    out.push_back({r, parse_content(*content, p + ".content")});
+  }
+  return out;
+}
+
+std::vector<std::string> parse_stop(const json& v) {
+  std::vector<std::string> out;
+  if (v.is_string()) {
+    out.push_back(v.get<std::string>());
+  } else {
+    if (!v.is_array()) wrong_type("stop", "a string or an array of strings", v);
+    if (v.size() > 4) {
+      bad("stop", "expected at most 4 stop strings, found " + std::to_string(v.size()));
+    }
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) wrong_type("stop[" + std::to_string(i) + "]", "a string", v[i]);
+      out.push_back(v[i].get<std::string>());
+    }
+  }
+  for (const std::string& s : out) {
+    if (s.empty()) bad("stop", "stop strings must not be empty");
+  }
+  return out;
+}
+
+// A field that must keep its neutral value: a number equal to `neutral`.
+void only_neutral_number(const json& body, const char* key, double lo, double hi, double neutral) {
+  const json* v = field(body, key);
+  if (!v) return;
+  const double x = get_number(*v, key, lo, hi, false);
+  if (x != neutral) {
+    std::ostringstream os;
+    os << "not supported (only " << neutral << " is accepted), found " << v->dump();
+    bad(key, os.str());
+  }
+}
+
+void refuse_if_set(const json& body, const char* key) {
+  const json* v = field(body, key);
+  if (!v) return;
+  if ((v->is_array() || v->is_object() || v->is_string()) && v->empty()) return;
+  if (v->is_boolean() && !v->get<bool>()) return;
+  bad(key, "not supported by this server");
+}
+
+int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double finite_logprob(float x) {
+  return std::isfinite(x) ? static_cast<double>(x) : -9999.0;
+}
+
+json bytes_json(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(static_cast<int>(c));
+  return a;
+}
+
+}  // namespace
+
+const char* endpoint_path(Endpoint e) {
+  return e == Endpoint::completions ? "/v1/completions" : "/v1/chat/completions";
+}
+
+ApiError::ApiError(int status, const std::string& message, std::string param, std::string code,
+                   std::string type)
+    : std::runtime_error(message),
+      status(status),
+      type(std::move(type)),
+      param(std::move(param)),
+      code(std::move(code)) {}
+
+std::string default_error_type(int status) {
+  if (status == 429) return "requests";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+json error_json(int status, const std::string& message, const std::string& param,
+                const std::string& code, const std::string& type) {
+  json e;
+  e["message"] = message;
+  e["type"] = type.empty() ? default_error_type(status) : type;
+  e["param"] = param.empty() ? json(nullptr) : json(param);
+  e["code"] = code.empty() ? json(nullptr) : json(code);
+  return json{{"error", e}};
+}
+
+json error_json(const ApiError& e) {
+  return error_json(e.status, e.what(), e.param, e.code, e.type);
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+SamplingParams openai_sampling_defaults() {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 1.0f;
+  p.top_k = 0;
+  p.seed = 0;
+  return p;
+}
+
+ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
+                                 const SamplingParams& defaults) {
+  json j;
+  try {
+    j = json::parse(body.begin(), body.end());
+  } catch (const json::parse_error& e) {
+    // nlohmann's message names the byte; drop its "[json.exception.parse_error.101] " prefix.
+    std::string what = e.what();
+    const size_t cut = what.find("] ");
+    if (cut != std::string::npos) what = what.substr(cut + 2);
+    throw ApiError(400, "the request body is not valid JSON: " + what);
+  }
+  return parse_request(endpoint, j, defaults);
+}
+
+ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingParams& defaults) {
+  if (!body.is_object()) {
+    throw ApiError(400, "the request body must be a JSON object, found " + found(body));
+  }
+  ParsedRequest p;
+  p.endpoint = endpoint;
+  GenerationRequest& r = p.request;
+  r.max_new_tokens = kMaxNewTokensAsFit;
+  r.sampling = defaults;
+  const bool chat = endpoint == Endpoint::chat_completions;
+
+  for (const auto& [key, value] : body.items()) {
+    if (!known(endpoint, key)) p.ignored_fields.push_back(key);
+  }
+
+  if (const json* v = field(body, "model")) {
+    if (!v->is_string()) wrong_type("model", "a string", *v);
+    p.model = v->get<std::string>();
+  }
+
+  if (chat) {
+    const json* m = field(body, "messages");
+    if (!m) bad("messages", "missing (a chat request needs its messages)");
+    r.messages = parse_messages(*m);
+  } else {
+    const json* v = field(body, "prompt");
+    if (!v) bad("prompt", "missing (a completion request needs its prompt)");
+    r.prompt = parse_prompt(*v);
+  }
+
+  const char* max_key = "max_tokens";
+  const json* max_tokens = field(body, "max_tokens");
+  if (chat && field(body, "max_completion_tokens")) {
+    max_key = "max_completion_tokens";  // the newer name wins when both are given
+    max_tokens = field(body, "max_completion_tokens");
+  }
+  if (max_tokens) {
+    r.max_new_tokens = get_int_range(*max_tokens, max_key, 1, std::numeric_limits<int>::max());
+  }
+
+  if (const json* v = field(body, "temperature")) {
+    r.sampling.temperature = static_cast<float>(get_number(*v, "temperature", 0.0, 2.0, false));
+  }
+  if (const json* v = field(body, "top_p")) {
+    r.sampling.top_p = static_cast<float>(get_number(*v, "top_p", 0.0, 1.0, true));
+  }
+  if (const json* v = field(body, "top_k")) {
+    const int64_t k = get_integer(*v, "top_k");
+    if (k < -1 || k > std::numeric_limits<int>::max()) {
+      bad("top_k", "expected -1 or 0 (off) or a positive integer, found " + v->dump());
+    }
+    r.sampling.top_k = k <= 0 ? 0 : static_cast<int>(k);
+  }
+  if (const json* v = field(body, "seed")) {
+    r.sampling.seed = static_cast<uint64_t>(get_integer(*v, "seed"));
+  }
+  if (const json* v = field(body, "stop")) r.stop = parse_stop(*v);
+  if (const json* v = field(body, "n")) {
+    if (get_integer(*v, "n") != 1) bad("n", "only n=1 is supported, found " + v->dump());
+  }
+  if (const json* v = field(body, "ignore_eos")) r.ignore_eos = get_bool(*v, "ignore_eos");
+
+  if (const json* v = field(body, "stream")) p.stream = get_bool(*v, "stream");
+  r.stream = p.stream;
+  if (const json* v = field(body, "stream_options")) {
+    if (!v->is_object()) wrong_type("stream_options", "an object", *v);
+    if (!p.stream) bad("stream_options", "only allowed when 'stream' is true");
+    if (const json* u = field(*v, "include_usage")) {
+      p.include_usage = get_bool(*u, "stream_options.include_usage");
+    }
+  }
+
+  if (chat) {
+    bool want = false;
+    if (const json* v = field(body, "logprobs")) want = get_bool(*v, "logprobs");
+    int top = 0;
+    if (const json* v = field(body, "top_logprobs")) {
+      top = get_int_range(*v, "top_logprobs", 0, kMaxTopLogprobs);
+      if (!want) bad("top_logprobs", "only allowed when 'logprobs' is true");
+    }
+    p.logprobs = want ? top : -1;
+  } else {
+    if (const json* v = field(body, "logprobs")) {
+      if (v->is_boolean()) wrong_type("logprobs", "an integer", *v);
+      p.logprobs = get_int_range(*v, "logprobs", 0, kMaxTopLogprobs);
+    }
+    if (const json* v = field(body, "best_of")) {
+      if (get_integer(*v, "best_of") != 1) {
+        bad("best_of", "only best_of=1 is supported, found " + v->dump());
+      }
+    }
+    if (const json* v = field(body, "echo")) {
+      if (get_bool(*v, "echo")) bad("echo", "echo=true is not supported");
+    }
+    if (const json* v = field(body, "suffix")) {
+      if (!v->is_string()) wrong_type("suffix", "a string", *v);
+      if (!v->get<std::string>().empty()) bad("suffix", "not supported by this server");
+    }
+  }
+  r.logprobs = p.logprobs;
+
+  only_neutral_number(body, "presence_penalty", -2.0, 2.0, 0.0);
+  only_neutral_number(body, "frequency_penalty", -2.0, 2.0, 0.0);
+  only_neutral_number(body, "repetition_penalty", 0.0, 1e9, 1.0);
+  if (const json* v = field(body, "min_tokens")) {
+    if (get_integer(*v, "min_tokens") != 0) bad("min_tokens", "not supported by this server");
+  }
+  if (const json* v = field(body, "logit_bias")) {
+    if (!v->is_object()) wrong_type("logit_bias", "an object", *v);
+    if (!v->empty()) bad("logit_bias", "not supported by this server (only {} is accepted)");
+  }
+  if (const json* v = field(body, "user")) {
+    if (!v->is_string()) wrong_type("user", "a string", *v);
+  }
+  for (const char* k : {"tools", "functions", "function_call"}) refuse_if_set(body, k);
+  if (const json* v = field(body, "tool_choice")) {
+    if (!(v->is_string() && v->get<std::string>() == "none")) {
+      bad("tool_choice", "not supported by this server (only \"none\" is accepted)");
+    }
+  }
+  if (const json* v = field(body, "parallel_tool_calls")) get_bool(*v, "parallel_tool_calls");
+  if (const json* v = field(body, "response_format")) {
+    if (!v->is_object()) wrong_type("response_format", "an object", *v);
+    const json* t = field(*v, "type");
+    if (!t || !t->is_string()) bad("response_format.type", "expected a string");
+    if (t->get<std::string>() != "text") {
+      bad("response_format.type", "only \"text\" is supported by this server, found " + t->dump());
+    }
+  }
+  return p;
+}
+
+void check_model(const std::string& requested, const std::string& served) {
+  if (requested.empty() || requested == served) return;
+  throw ApiError(
+      404, "The model `" + requested + "` does not exist (this server serves `" + served + "`)",
+      "model", "model_not_found", "invalid_request_error");
+}
+
+std::string random_hex(int n) {
+  static thread_local std::mt19937_64 gen(std::random_device{}() ^
+                                          static_cast<uint64_t>(now_unix()));
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < n; ++i) out += hex[gen() & 15];
+  return out;
+}
+
+std::string new_response_id(Endpoint endpoint) {
+  return (endpoint == Endpoint::completions ? "cmpl-" : "chatcmpl-") + random_hex(24);
+}
+
+ResponseContext make_context(const ParsedRequest& p, std::string model, int64_t created) {
+  ResponseContext c;
+  c.endpoint = p.endpoint;
+  c.id = new_response_id(p.endpoint);
+  c.created = created;
+  c.model = std::move(model);
+  c.logprobs = p.logprobs;
+  c.include_usage = p.include_usage;
+  return c;
+}
+
+json format_logprobs(const ResponseContext& ctx, const std::vector<TokenLogprob>& lp,
+                     const TokenText& token_text, int64_t text_offset) {
+  if (ctx.endpoint == Endpoint::chat_completions) {
+    json content = json::array();
+    for (const TokenLogprob& t : lp) {
+      const std::string text = token_text(t.id);
+      json top = json::array();
+      for (const auto& [id, x] : t.top) {
+        const std::string s = token_text(id);
+        top.push_back({{"token", s}, {"logprob", finite_logprob(x)}, {"bytes", bytes_json(s)}});
+      }
+      content.push_back({{"token", text},
+                         {"logprob", finite_logprob(t.logprob)},
+                         {"bytes", bytes_json(text)},
+                         {"top_logprobs", top}});
+    }
+    return json{{"content", content}, {"refusal", nullptr}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  for (const TokenLogprob& t : lp) {
+    const std::string text = token_text(t.id);
+    tokens.push_back(text);
+    token_logprobs.push_back(finite_logprob(t.logprob));
+    json alternatives = json::object();
+    for (const auto& [id, x] : t.top) {
+      // Two ids whose text is the same after U+FFFD replacement share a key: the best one stays.
+      json key = token_text(id);
+      const std::string k = dump(key);
+      const std::string name = json::parse(k).get<std::string>();
+      if (!alternatives.contains(name)) alternatives[name] = finite_logprob(x);
+    }
+    top.push_back(alternatives);
+    offsets.push_back(text_offset);
+    text_offset += static_cast<int64_t>(text.size());
+  }
+  return json{{"tokens", tokens},
+              {"token_logprobs", token_logprobs},
+              {"top_logprobs", top},
+              {"text_offset", offsets}};
+}
+
+json usage_json(int prompt_tokens, int completion_tokens) {
+  return json{{"prompt_tokens", prompt_tokens},
+              {"completion_tokens", completion_tokens},
+              {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+namespace {
+void throw_if_failed(const GenerationOutcome& o) {
+  if (o.finish_reason == "error") {
+    throw ApiError(500, "the request failed: " + (o.error.empty() ? "unknown error" : o.error));
+  }
+  if (o.finish_reason == "cancelled") {
+    throw ApiError(503, "the request was cancelled (the server is shutting down)");
+  }
+}
+}  // namespace
+
+json format_response(const ResponseContext& ctx, const GenerationOutcome& o,
+                     const TokenText& token_text) {
+  throw_if_failed(o);
+  json choice;
+  choice["index"] = 0;
+  const bool chat = ctx.endpoint == Endpoint::chat_completions;
+  if (chat) {
+    choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+  } else {
+    choice["text"] = o.text;
+  }
+  choice["logprobs"] = ctx.logprobs >= 0 ? format_logprobs(ctx, o.logprobs, token_text) : json();
+  choice["finish_reason"] = o.finish_reason;
+  return json{{"id", ctx.id},
+              {"object", chat ? "chat.completion" : "text_completion"},
+              {"created", ctx.created},
+              {"model", ctx.model},
+              {"choices", json::array({choice})},
+              {"usage", usage_json(o.prompt_tokens, static_cast<int>(o.token_ids.size()))}};
+}
+
+const char* const kSseDone = "data: [DONE]\n\n";
+
+std::string sse_event(const json& j) {
+  return "data: " + dump(j) + "\n\n";
+}
+
+StreamFormatter::StreamFormatter(ResponseContext ctx, TokenText token_text)
+    : ctx_(std::move(ctx)), token_text_(std::move(token_text)) {}
+
+json StreamFormatter::chunk(json choice) const {
+  const bool chat = ctx_.endpoint == Endpoint::chat_completions;
+  json c{{"id", ctx_.id},
+         {"object", chat ? "chat.completion.chunk" : "text_completion"},
+         {"created", ctx_.created},
+         {"model", ctx_.model},
+         {"choices", json::array({std::move(choice)})}};
+  if (ctx_.include_usage) c["usage"] = nullptr;
+  return c;
+}
+
+std::string StreamFormatter::begin() {
+  if (ctx_.endpoint != Endpoint::chat_completions) return "";
+  return sse_event(chunk({{"index", 0},
+                          {"delta", {{"role", "assistant"}, {"content", ""}}},
+                          {"logprobs", nullptr},
+                          {"finish_reason", nullptr}}));
+}
+
+std::string StreamFormatter::delta(const GenerationDelta& d) {
+  const bool with_logprobs = ctx_.logprobs >= 0 && !d.logprobs.empty();
+  if (d.text.empty() && !with_logprobs) return "";
+  json choice{{"index", 0}};
+  if (ctx_.endpoint == Endpoint::chat_completions) {
+    choice["delta"] = {{"content", d.text}};
+  } else {
+    choice["text"] = d.text;
+  }
+  choice["logprobs"] = with_logprobs ? format_logprobs(ctx_, d.logprobs, token_text_,
+                                                       static_cast<int64_t>(text_sent_))
+                                     : json();
+  choice["finish_reason"] = nullptr;
+  text_sent_ += d.text.size();
+  tokens_sent_ += d.logprobs.size();
+  return sse_event(chunk(std::move(choice)));
+}
+
+std::string StreamFormatter::finish(const GenerationOutcome& o) {
+  std::string out;
+  try {
+    throw_if_failed(o);
+  } catch (const ApiError& e) {
+    return sse_event(error_json(e)) + kSseDone;
+  }
+  // What the deltas did not carry (a service that streams nothing, or trailing text).
+  if (o.text.size() > text_sent_ || o.logprobs.size() > tokens_sent_) {
+    GenerationDelta rest;
+    if (o.text.size() > text_sent_) rest.text = o.text.substr(text_sent_);
+    if (o.logprobs.size() > tokens_sent_) {
+      rest.logprobs.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(tokens_sent_),
+                           o.logprobs.end());
+    }
+    out += delta(rest);
+  }
+  json last{{"index", 0}};
+  if (ctx_.endpoint == Endpoint::chat_completions) {
+    last["delta"] = json::object();
+  } else {
+    last["text"] = "";
+  }
+  last["logprobs"] = nullptr;
+  last["finish_reason"] = o.finish_reason;
+  out += sse_event(chunk(std::move(last)));
+  if (ctx_.include_usage) {
+    const bool chat = ctx_.endpoint == Endpoint::chat_completions;
+    out +=
+        sse_event({{"id", ctx_.id},
+                   {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                   {"created", ctx_.created},
+                   {"model", ctx_.model},
+                   {"choices", json::array()},
+                   {"usage", usage_json(o.prompt_tokens, static_cast<int>(o.token_ids.size()))}});
+  }
+  return out + kSseDone;
+}
+
+}  // namespace tpinfer::openai

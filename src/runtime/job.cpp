@@ -6,6 +6,7 @@
 #include "core/watchdog.h"
 #include "runtime/frontend/batch_file.h"
 #include "runtime/frontend/cli_prompt.h"
+#include "runtime/frontend/server_job.h"
 
 namespace tpinfer {
 namespace {
@@ -32,6 +33,10 @@ void run_job(World& world, const RunConfig& cfg, std::chrono::steady_clock::time
   world.agree(err.empty(), err);
   // SIGTERM (SLURM preemption) and SIGINT ask every mode for an orderly stop.
   StopSignals signals;
+  if (!cfg.serve.empty()) {
+    run_server_job(world, cfg, launch);
+    return;
+  }
   if (!cfg.input.empty() || !cfg.output.empty()) {
     run_batch_job(world, cfg, launch);
     return;

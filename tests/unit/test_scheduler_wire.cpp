@@ -56,6 +56,7 @@ TEST_CASE("deltas and outcomes cross the wire unchanged", "[scheduler]") {
   o.prefill_ms = 1.5;
   o.ttft_ms = 2.5;
   o.total_ms = 9.0;
+  o.decode_ms = {0.5, 0.25};
   o.replica = 3;
   const GenerationOutcome ob = outcome_from_wire(outcome_to_wire(7, o), seq);
   CHECK(seq == 7);
@@ -67,5 +68,6 @@ TEST_CASE("deltas and outcomes cross the wire unchanged", "[scheduler]") {
   CHECK(ob.prefill_ms == 1.5);
   CHECK(ob.ttft_ms == 2.5);
   CHECK(ob.total_ms == 9.0);
+  CHECK(ob.decode_ms == o.decode_ms);
   CHECK(ob.replica == 3);
 }

@@ -95,6 +95,7 @@ std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o) {
                {"prefill_ms", o.prefill_ms},
                {"ttft_ms", o.ttft_ms},
                {"total_ms", o.total_ms},
+               {"decode_ms", o.decode_ms},
                {"replica", o.replica}});
 }
 
@@ -111,6 +112,7 @@ GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq) {
   o.prefill_ms = j.at("prefill_ms").get<double>();
   o.ttft_ms = j.at("ttft_ms").get<double>();
   o.total_ms = j.at("total_ms").get<double>();
+  o.decode_ms = j.at("decode_ms").get<std::vector<double>>();
   o.replica = j.at("replica").get<int>();
   return o;
 }

@@ -1,0 +1,142 @@
+#include "runtime/frontend/queue_service.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "core/error.h"
+#include "runtime/job_setup.h"
+
+namespace tpinfer {
+
+std::string served_model_name(const RunConfig& cfg) {
+  if (!cfg.served_model_name.empty()) return cfg.served_model_name;
+  std::filesystem::path p(cfg.model);
+  if (!p.has_filename()) p = p.parent_path();  // "models/qwen3/" names qwen3
+  const std::string name = p.filename().string();
+  return name.empty() ? std::string("tpinfer") : name;
+}
+
+QueueService::QueueService(RequestQueue& queue, const Tokenizer& tokenizer, const RunConfig& cfg,
+                           const ModelConfig& model, int max_seq, int slots, std::string model_name)
+    : queue_(queue),
+      tokenizer_(tokenizer),
+      cfg_(cfg),
+      limits_(request_limits(cfg, model)),
+      max_seq_(max_seq),
+      slots_(slots),
+      model_name_(std::move(model_name)),
+      created_(std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count()) {
+  limits_.max_seq = max_seq;  // the engine's, whatever the config said
+  const std::vector<int32_t> a = tokenizer_.encode("a", false);
+  anchor_ = a.size() == 1 ? a[0] : -1;
+}
+
+GenerationService::Submitted QueueService::submit(GenerationRequest r) {
+  const char* prompt_field = r.messages.empty() ? "prompt" : "messages";
+  try {
+    check_request_params(r.max_new_tokens < 0 ? 0 : r.max_new_tokens, r.sampling);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what());
+  }
+  if (r.prompt_ids.empty()) {
+    try {
+      check_request_bytes(r.prompt.size(), "the prompt", limits_);
+      r.prompt_ids = tokenize_prompt(tokenizer_, r.prompt, r.chat || !r.messages.empty(),
+                                     r.messages, cfg_.system, cfg_.enable_thinking);
+    } catch (const std::exception& e) {
+      throw RequestRefused(400, e.what(), prompt_field);
+    }
+  }
+  const int n_prompt = static_cast<int>(r.prompt_ids.size());
+  if (r.max_new_tokens <
+      0) {  // "as many as fit": the rest of the slot, within the model's positions
+    int room = max_seq_ - n_prompt;
+    if (limits_.max_position_embeddings > 0 && !limits_.allow_long_context) {
+      room = std::min(room, limits_.max_position_embeddings - n_prompt);
+    }
+    r.max_new_tokens = std::max(room, 0);
+    if (r.max_new_tokens == 0) {
+      throw RequestRefused(400,
+                           "the prompt is " + std::to_string(n_prompt) +
+                               " tokens: it leaves no room to generate in this server's " +
+                               std::to_string(max_seq_) + " positions per request",
+                           prompt_field, "context_length_exceeded");
+    }
+  }
+  try {
+    check_request_tokens(n_prompt, r.max_new_tokens, limits_);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what(), prompt_field, "context_length_exceeded");
+  }
+
+  Submitted out;
+  out.id = queue_.new_seq();
+  out.channel = std::make_shared<RequestChannel>();
+  {  // the channel first: the dispatcher may deliver events as soon as the request is queued
+    std::lock_guard<std::mutex> lock(mu_);
+    channels_[out.id] = out.channel;
+  }
+  const RequestQueue::Push pushed = queue_.push(ScheduledRequest{out.id, std::move(r)});
+  if (pushed != RequestQueue::Push::ok) {
+    channel(out.id, true);
+    if (pushed == RequestQueue::Push::full) {
+      throw RequestRefused(429,
+                           "the server's queue is full (max_queue=" +
+                               std::to_string(cfg_.max_queue) + " requests waiting); retry later",
+                           "", "queue_full");
+    }
+    throw RequestRefused(503, "the server is shutting down");
+  }
+  return out;
+}
+
+void QueueService::cancel(uint64_t id) {
+  queue_.cancel(id);
+}
+
+std::string QueueService::token_text(int32_t id) const {
+  // A token alone decodes as the start of a text, where a SentencePiece decoder drops the
+  // leading space ("there" for "▁there"); after an anchor token it reads as it does mid-text.
+  try {
+    if (anchor_ >= 0) {
+      const std::string anchor = tokenizer_.decode({anchor_});
+      const std::string both = tokenizer_.decode({anchor_, id});
+      if (both.compare(0, anchor.size(), anchor) == 0) return both.substr(anchor.size());
+    }
+    return tokenizer_.decode({id});
+  } catch (const std::exception&) {
+    return std::string();
+  }
+}
+
+GenerationService::Load QueueService::load() const {
+  Load l;
+  l.queued = static_cast<int>(queue_.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    l.running = std::max(0, static_cast<int>(channels_.size()) - l.queued);
+  }
+  l.slots = slots_;
+  return l;
+}
+
+std::shared_ptr<RequestChannel> QueueService::channel(uint64_t seq, bool erase) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = channels_.find(seq);
+  if (it == channels_.end()) return nullptr;
+  std::shared_ptr<RequestChannel> c = it->second;
+  if (erase) channels_.erase(it);
+  return c;
+}
+
+void QueueService::on_delta(uint64_t seq, GenerationDelta delta) {
+  if (std::shared_ptr<RequestChannel> c = channel(seq, false)) c->push(std::move(delta));
+}
+
+void QueueService::on_finish(uint64_t seq, GenerationOutcome outcome) {
+  if (std::shared_ptr<RequestChannel> c = channel(seq, true)) c->finish(std::move(outcome));
+}
+
+}  // namespace tpinfer

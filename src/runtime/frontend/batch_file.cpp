@@ -13,6 +13,7 @@
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -22,6 +23,9 @@
 #include "core/timer.h"
 #include "core/watchdog.h"
 #include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/openai/batch_lines.h"
+#include "runtime/frontend/queue_service.h"
+#include "runtime/frontend/token_text.h"
 #include "runtime/job_setup.h"
 #include "runtime/scheduler/dispatcher.h"
 #include "runtime/scheduler/request_check.h"
@@ -44,6 +48,7 @@ struct Prepared {
   int n_bad = 0;
   int max_needed = 0;                    // max over todo of prompt + max_new_tokens
   std::unique_ptr<ResultWriter> writer;  // holds the output's lock from before the scan
+  int n_refused = 0;                     // OpenAI lines answered with an error at once
 };
 
 Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const ModelConfig& mc) {
@@ -58,6 +63,7 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
     defaults.max_new_tokens = cfg.max_new_tokens;
     defaults.sampling = SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed};
     defaults.max_request_bytes = cfg.max_request_bytes;
+    defaults.served_model = served_model_name(cfg);
     InputFile in = read_input_file(cfg.input, defaults);
     for (const std::string& w : in.warnings) log_warn(w);
     p.n_valid = static_cast<int>(in.requests.size());
@@ -68,11 +74,22 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
         continue;
       }
       const std::string where = cfg.input + ":" + std::to_string(r.line) + ": ";
+      // An OpenAI line that cannot run is answered with a 400, as the API would; a simple line
+      // is a bad line.
+      const char* field = r.messages.empty() ? "prompt" : "messages";
+      auto refuse = [&](const std::string& why, const char* code) {
+        if (r.openai) {
+          in.refused.emplace_back(
+              r.key, openai::format_batch_error(r.id.get<std::string>(), 400, why, field, code));
+        } else {
+          bad.push_back(where + why);
+        }
+      };
       try {
         r.prompt_ids = tokenize_prompt(tok, r.prompt, cfg.chat || !r.messages.empty(), r.messages,
                                        cfg.system, cfg.enable_thinking);
       } catch (const std::exception& e) {
-        bad.push_back(where + "cannot tokenize: " + e.what());
+        refuse(std::string("cannot tokenize: ") + e.what(), "");
         continue;
       }
       const int n_prompt = static_cast<int>(r.prompt_ids.size());
@@ -80,7 +97,7 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
         const std::string warning = check_request_tokens(n_prompt, r.max_new_tokens, limits);
         if (!warning.empty()) log_warn(where + warning);
       } catch (const std::exception& e) {
-        bad.push_back(where + e.what());
+        refuse(e.what(), "context_length_exceeded");
         continue;
       }
       p.max_needed = std::max(p.max_needed, n_prompt + r.max_new_tokens);
@@ -105,11 +122,19 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
       log_warn(cfg.output + ": holds " + std::to_string(out.n_duplicates) +
                " repeated id(s) (was it written by two jobs at once?)");
     }
+    // OpenAI lines the API would refuse (a bad body, another model) are answered at once, with
+    // their status and error, like any result: a rerun does not repeat them.
+    for (const auto& [key, line] : in.refused) {
+      if (out.done_keys.count(key)) continue;
+      p.writer->write_line(line);
+      ++p.n_refused;
+      log_warn(cfg.input + ": request " + key + " refused (its error is in the output)");
+    }
   } catch (...) {
     p.writer->discard_if_created_empty();  // a refused job leaves no output behind
     throw;
   }
-  if (p.todo.empty()) p.writer->discard_if_created_empty();
+  if (p.todo.empty() && p.n_refused == 0) p.writer->discard_if_created_empty();
   return p;
 }
 
@@ -177,16 +202,39 @@ class Progress {
 
 class BatchEvents : public RequestEvents {
  public:
-  BatchEvents(ResultWriter& writer, Progress& progress) : writer_(writer), progress_(progress) {}
-  void track(uint64_t seq, const nlohmann::json& id) { ids_[seq] = id; }
+  BatchEvents(ResultWriter& writer, Progress& progress, const Tokenizer& tokenizer,
+              std::string model_name)
+      : writer_(writer),
+        progress_(progress),
+        token_text_(token_text_of(tokenizer)),
+        model_name_(std::move(model_name)),
+        created_(std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count()) {}
+  void track(uint64_t seq, const BatchRequest& r) {
+    Tracked& t = tracked_[seq];
+    t.id = r.id;
+    t.logprobs = r.logprobs >= 0;
+    if (r.openai) t.openai = openai::make_context(*r.openai, model_name_, created_);
+  }
   void on_delta(uint64_t, GenerationDelta) override {}
   void on_finish(uint64_t seq, GenerationOutcome o) override {
-    auto it = ids_.find(seq);
-    if (it == ids_.end()) return;
-    BatchResult r;
-    r.id = std::move(it->second);
-    ids_.erase(it);
+    auto it = tracked_.find(seq);
+    if (it == tracked_.end()) return;
+    Tracked t = std::move(it->second);
+    tracked_.erase(it);
     if (o.finish_reason == "cancelled") return;  // dropped at a stop: a rerun runs it
+    if (t.openai) {
+      writer_.write_line(
+          openai::format_batch_result(t.id.get<std::string>(), *t.openai, o, token_text_));
+      progress_.add(o.prompt_tokens, static_cast<int>(o.token_ids.size()), o.replica);
+      if (!o.error.empty()) report_failure(t.id, o.error);
+      return;
+    }
+    BatchResult r;
+    r.id = std::move(t.id);
+    r.logprobs_asked = t.logprobs;
+    r.logprobs = std::move(o.logprobs);
     r.text = std::move(o.text);
     r.finish_reason = o.finish_reason;
     r.error = o.error;
@@ -197,20 +245,32 @@ class BatchEvents : public RequestEvents {
     r.replica = o.replica;
     writer_.write_line(format_result_line(r));
     progress_.add(r.prompt_tokens, static_cast<int>(r.token_ids.size()), r.replica);
-    if (!r.error.empty()) {
-      progress_.add_failed();
-      log_warn("request " + r.id.dump() + " failed (an error line is in the output): " + r.error);
-    }
+    if (!r.error.empty()) report_failure(r.id, r.error);
   }
 
  private:
+  struct Tracked {
+    nlohmann::json id;
+    bool logprobs = false;
+    std::optional<openai::ResponseContext> openai;  // an OpenAI batch line's answer
+  };
+  void report_failure(const nlohmann::json& id, const std::string& error) {
+    progress_.add_failed();
+    log_warn("request " + id.dump() + " failed (an error line is in the output): " + error);
+  }
+
   ResultWriter& writer_;
   Progress& progress_;
-  std::unordered_map<uint64_t, nlohmann::json> ids_;
+  openai::TokenText token_text_;
+  std::string model_name_;
+  int64_t created_;
+  std::unordered_map<uint64_t, Tracked> tracked_;
 };
 
 GenerationRequest to_generation_request(BatchRequest&& r) {
   GenerationRequest g;
+  g.logprobs = r.logprobs;
+  g.ignore_eos = r.openai && r.openai->request.ignore_eos;
   g.prompt = std::move(r.prompt);
   g.messages = std::move(r.messages);
   g.max_new_tokens = r.max_new_tokens;
@@ -328,10 +388,11 @@ void run_batch_job(World& world, const RunConfig& cfg,
   RequestQueue queue;
   if (coordinator) {
     progress = std::make_unique<Progress>(n_todo, cfg.progress_interval_s);
-    events = std::make_unique<BatchEvents>(*writer, *progress);
+    events =
+        std::make_unique<BatchEvents>(*writer, *progress, *model.tokenizer, served_model_name(cfg));
     for (BatchRequest& r : prep.todo) {
       const uint64_t seq = queue.new_seq();
-      events->track(seq, r.id);
+      events->track(seq, r);
       queue.push(ScheduledRequest{seq, to_generation_request(std::move(r))});
     }
     prep.todo.clear();

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "runtime/frontend/openai/batch_lines.h"
 #include "runtime/scheduler/request_check.h"
 
 namespace tpinfer {
@@ -21,8 +22,8 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* const kKnownKeys[] = {
-    "id", "prompt", "messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"};
+const char* const kKnownKeys[] = {"id",    "prompt", "messages", "max_new_tokens", "temperature",
+                                  "top_k", "top_p",  "seed",     "stop",           "logprobs"};
 
 std::string type_name(const json& v) {
   return v.type_name();
@@ -141,6 +142,7 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
     r.sampling.seed = s.get<uint64_t>();
   }
   if (j.contains("stop")) r.stop = get_stop(j["stop"]);
+  if (j.contains("logprobs")) r.logprobs = get_int(j["logprobs"], "logprobs", 0, kMaxTopLogprobs);
   // What the types above do not say (a temperature of 1e39 is Inf as a float): the same checks
   // as every other front end's.
   check_request_params(r.max_new_tokens, r.sampling);
@@ -152,6 +154,36 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
   }
   return out;
 }
+
+namespace {
+
+// An OpenAI batch line as a request; a line refused with a custom_id is answered (added to
+// `refused`, an empty request returned), one without is a bad line (throws).
+BatchRequest parse_openai_line(const std::string& line, const RequestDefaults& defaults,
+                               std::vector<std::pair<std::string, std::string>>& refused) {
+  BatchRequest r;
+  try {
+    openai::BatchLine b = openai::parse_batch_line(line, defaults.served_model);
+    GenerationRequest& g = b.request.request;
+    r.id = b.custom_id;
+    r.key = r.id.dump();
+    r.prompt = g.prompt;
+    r.messages = g.messages;
+    // No max_tokens: the job's max_new_tokens (a batch sizes its KV cache for the longest).
+    r.max_new_tokens =
+        g.max_new_tokens == kMaxNewTokensAsFit ? defaults.max_new_tokens : g.max_new_tokens;
+    r.sampling = g.sampling;
+    r.stop = g.stop;
+    r.logprobs = g.logprobs;
+    r.openai = std::make_shared<const openai::ParsedRequest>(std::move(b.request));
+  } catch (const openai::BatchLineError& e) {
+    if (e.custom_id.empty()) TPI_FAIL(e.what());
+    refused.emplace_back(json(e.custom_id).dump(), openai::format_batch_error(e));
+  }
+  return r;
+}
+
+}  // namespace
 
 InputFile read_input_file(const std::string& path, const RequestDefaults& defaults) {
   std::ifstream in(path, std::ios::binary);
@@ -167,6 +199,16 @@ InputFile read_input_file(const std::string& path, const RequestDefaults& defaul
       RequestLimits limits;
       limits.max_request_bytes = defaults.max_request_bytes;
       check_request_bytes(line.size(), "the line", limits);
+      if (openai::detect_line_format(std::string_view(line)) == openai::LineFormat::openai) {
+        BatchRequest r = parse_openai_line(line, defaults, f.refused);
+        if (r.key.empty()) continue;  // refused: answered in the output
+        r.line = f.n_lines;
+        const auto [it, inserted] = first_line.emplace(r.key, f.n_lines);
+        TPI_CHECK(inserted,
+                  "duplicate custom_id " << r.key << " (first on line " << it->second << ")");
+        f.requests.push_back(std::move(r));
+        continue;
+      }
       ParsedLine p = parse_request_line(line, defaults);
       p.request.line = f.n_lines;
       const auto [it, inserted] = first_line.emplace(p.request.key, f.n_lines);
@@ -216,12 +258,15 @@ OutputFile scan_output_file(const std::string& path) {
       TPI_FAIL(path << ":" << line_no << ": not a result line (not valid JSON); the output file "
                     << "must hold only tpinfer results: remove that line or choose another output");
     }
-    TPI_CHECK(
-        j.is_object() && j.contains("id") && (j["id"].is_string() || j["id"].is_number_integer()),
-        path << ":" << line_no << ": not a result line (no \"id\"); the output file must "
-             << "hold only tpinfer results: remove that line or choose another output");
+    // An OpenAI batch output line is keyed by its custom_id (its "id" is the line's own).
+    const bool openai = j.is_object() && j.contains("custom_id") && j["custom_id"].is_string();
+    TPI_CHECK(openai || (j.is_object() && j.contains("id") &&
+                         (j["id"].is_string() || j["id"].is_number_integer())),
+              path << ":" << line_no << ": not a result line (no \"id\" or \"custom_id\"); the "
+                   << "output file must hold only tpinfer results: remove that line or choose "
+                   << "another output");
     ++f.n_results;
-    if (!f.done_keys.insert(j["id"].dump()).second) ++f.n_duplicates;
+    if (!f.done_keys.insert((openai ? j["custom_id"] : j["id"]).dump()).second) ++f.n_duplicates;
   }
   return f;
 }
@@ -309,6 +354,15 @@ std::string format_result_line(const BatchResult& r) {
                                  ? std::round(n_decoded / (decode_ms / 1000.0) * 10.0) / 10.0
                                  : 0.0;
   j["replica"] = r.replica;
+  if (r.logprobs_asked) {
+    nlohmann::ordered_json lps = nlohmann::ordered_json::array();
+    for (const TokenLogprob& lp : r.logprobs) {
+      nlohmann::ordered_json top = nlohmann::ordered_json::array();
+      for (const auto& [id, v] : lp.top) top.push_back({{"id", id}, {"logprob", v}});
+      lps.push_back({{"id", lp.id}, {"logprob", lp.logprob}, {"top_logprobs", top}});
+    }
+    j["logprobs"] = lps;
+  }
   // Generated text may hold invalid UTF-8 (a model can emit any byte); never fail on it.
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }

@@ -5,7 +5,12 @@
 //
 // Input line:  {"id": "a1", "prompt": "Once upon a time", "max_new_tokens": 64, "temperature": 0.7,
 //               "top_k": 40, "top_p": 0.9, "seed": 7, "stop": ["\n\n", "The end"]}
-//              or "messages": [{"role": "user", "content": "..."}] instead of "prompt".
+//              or "messages": [{"role": "user", "content": "..."}] instead of "prompt";
+//              "logprobs": N adds each token's logprob and its N most likely alternatives.
+//              Or, line by line, the OpenAI Batch API format (openai/batch_lines.h): {"custom_id",
+//              "method": "POST", "url": "/v1/completions" | "/v1/chat/completions", "body"},
+//              answered by {"id", "custom_id", "response": {"status_code", "request_id",
+//              "body"}, "error"}; custom_id is then the resume key.
 // Output line: {"id": "a1", "text": "...", "finish_reason": "stop"|"length", "prompt_tokens": 5,
 //               "completion_tokens": 64, "token_ids": [...], "ttft_ms": .., "total_ms": ..,
 //               "decode_tokens_per_s": .., "replica": 0}
@@ -15,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -22,6 +28,7 @@
 #include <vector>
 
 #include "runtime/engine/sampler.h"
+#include "runtime/frontend/openai/protocol.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tpinfer {
@@ -35,7 +42,10 @@ struct BatchRequest {
   int max_new_tokens = 0;
   SamplingParams sampling;
   std::vector<std::string> stop;    // stop strings (the text ends before the match)
+  int logprobs = -1;                // "logprobs": N (0..20): each token's logprob and N more
   std::vector<int32_t> prompt_ids;  // filled by tokenization
+  // An OpenAI batch line (custom_id, method, url, body): the parsed body, for its answer.
+  std::shared_ptr<const openai::ParsedRequest> openai;
 };
 
 // Values of the run configuration that a request may override.
@@ -43,6 +53,7 @@ struct RequestDefaults {
   int max_new_tokens = 256;
   SamplingParams sampling;
   int64_t max_request_bytes = 4 << 20;  // a longer input line is a bad line, never parsed
+  std::string served_model;             // an OpenAI line naming another model is refused (404)
 };
 
 struct ParsedLine {
@@ -57,6 +68,9 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
 // ("PATH:LINE: reason"). Blank lines are ignored; a repeated id is a bad line.
 struct InputFile {
   std::vector<BatchRequest> requests;
+  // OpenAI lines refused as requests (a bad body, another model): answered in the output like
+  // any result, {"custom_id", "response": {"status_code": 400, ...}} (key, output line).
+  std::vector<std::pair<std::string, std::string>> refused;
   std::vector<std::string> bad_lines;
   std::vector<std::string> warnings;
   int n_lines = 0;
@@ -113,6 +127,8 @@ struct BatchResult {
   double ttft_ms = 0.0;            // admission to the replica until the first token
   double total_ms = 0.0;           // admission until finished
   int replica = 0;
+  bool logprobs_asked = false;  // the line then has "logprobs"
+  std::vector<TokenLogprob> logprobs;
 };
 std::string format_result_line(const BatchResult& r);
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "runtime/frontend/token_text.h"
 #include "runtime/job_setup.h"
 
 namespace tpinfer {
@@ -29,8 +30,7 @@ QueueService::QueueService(RequestQueue& queue, const Tokenizer& tokenizer, cons
                    std::chrono::system_clock::now().time_since_epoch())
                    .count()) {
   limits_.max_seq = max_seq;  // the engine's, whatever the config said
-  const std::vector<int32_t> a = tokenizer_.encode("a", false);
-  anchor_ = a.size() == 1 ? a[0] : -1;
+  token_text_ = token_text_of(tokenizer_);
 }
 
 GenerationService::Submitted QueueService::submit(GenerationRequest r) {
@@ -97,18 +97,7 @@ void QueueService::cancel(uint64_t id) {
 }
 
 std::string QueueService::token_text(int32_t id) const {
-  // A token alone decodes as the start of a text, where a SentencePiece decoder drops the
-  // leading space ("there" for "▁there"); after an anchor token it reads as it does mid-text.
-  try {
-    if (anchor_ >= 0) {
-      const std::string anchor = tokenizer_.decode({anchor_});
-      const std::string both = tokenizer_.decode({anchor_, id});
-      if (both.compare(0, anchor.size(), anchor) == 0) return both.substr(anchor.size());
-    }
-    return tokenizer_.decode({id});
-  } catch (const std::exception&) {
-    return std::string();
-  }
+  return token_text_(id);
 }
 
 GenerationService::Load QueueService::load() const {

@@ -12,6 +12,7 @@
 
 #include "config/run_config.h"
 #include "model/model_config.h"
+#include "runtime/frontend/openai/protocol.h"
 #include "runtime/frontend/server/generation_service.h"
 #include "runtime/scheduler/dispatcher.h"
 #include "runtime/scheduler/request_check.h"
@@ -45,7 +46,7 @@ class QueueService : public GenerationService, public RequestEvents {
   const RunConfig& cfg_;
   RequestLimits limits_;
   int max_seq_, slots_;
-  int32_t anchor_ = -1;  // a plain token that token_text decodes after (see there)
+  openai::TokenText token_text_;
   std::string model_name_;
   int64_t created_;
   mutable std::mutex mu_;

@@ -1,6 +1,7 @@
 #include "runtime/scheduler/dispatcher.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
@@ -265,9 +266,11 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
     serve_messages();
     apply_cancels(local);
     if (!stopping_ && (stop_signalled() || local.stop_requested() || stop_from_message_)) {
+      char grace[32];
+      std::snprintf(grace, sizeof grace, "%g", opts_.grace_s);
       log_warn(std::string("stop requested (") + stop_signal_name() + ")" +
-               (opts_.grace_s > 0 ? ": no new requests; running ones get up to " +
-                                        std::to_string(opts_.grace_s) + " s"
+               (opts_.grace_s > 0 ? std::string(": no new requests; running ones get up to ") +
+                                        grace + " s"
                                   : ": finishing the results that are complete, dropping work "
                                     "in progress"));
       begin_stop(local);

@@ -100,10 +100,15 @@ void World::broadcast_tp_sleepy(void* data, size_t bytes, int root, int sleep_us
   WatchWait wait("a broadcast over the tp group", dp_rank_ * tp_ + root);
   MPI_Request req;
   MPI_CHECK(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_), &req));
+  // Spin for the first 2 ms (a decoding leader sends the next step within a sampling time, and a
+  // sleep would add to every token), then sleep between tests (an idle leader).
+  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
   for (int done = 0;;) {
     MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
     if (done) return;
-    if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+    if (sleep_us > 0 && std::chrono::steady_clock::now() > spin_until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+    }
   }
 }
 

@@ -41,7 +41,7 @@ class World {
   // Control plane over the world or the tp group.
   void broadcast_world(void* data, size_t bytes, int root = 0);
   void broadcast_tp(void* data, size_t bytes, int root = 0);  // root = tp rank
-  // The same, but waiting by testing and sleeping sleep_us between tests instead of spinning in
+  // The same, but after 2 ms of waiting it sleeps sleep_us between tests instead of spinning in
   // MPI: for a follower that may wait long for its leader's next step (an idle server). A
   // non-blocking broadcast matches only another one: the root calls this too (sleep_us 0).
   void broadcast_tp_sleepy(void* data, size_t bytes, int root = 0, int sleep_us = 200);

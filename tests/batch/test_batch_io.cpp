@@ -172,7 +172,7 @@ TEST_CASE("resume: the output's ids are done and a torn last line is cut", "[bat
   write_file(path, "{\"id\": \"a\"}\ngarbage\n{\"id\": \"b\"}\n");
   CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(path + ":2: not a result line"));
   write_file(path, "{\"text\": \"no id\"}\n");
-  CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(":1: not a result line (no \"id\")"));
+  CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(":1: not a result line (no \"id\" or \"custom_id\")"));
   std::remove(path.c_str());
 }
 
@@ -272,4 +272,49 @@ TEST_CASE("the writer locks before the scan and leaves no empty file when refuse
   std::remove(path.c_str());
   CHECK_THROWS_WITH(tpinfer::scan_output_file("/tmp"),
                     Contains("/tmp: the output is not a regular file (a directory?)"));
+}
+
+TEST_CASE("OpenAI batch lines: requests, answered refusals, and custom_id as the resume key",
+          "[batch]") {
+  const std::string in = temp_path("openai_in.jsonl");
+  write_file(in,
+             R"({"custom_id": "q1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "max_tokens": 3, "logprobs": 2}})"
+             "\n"
+             R"({"custom_id": "q2", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "hi"}]}})"
+             "\n"
+             R"({"custom_id": "q3", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "top_p": 7}})"
+             "\n"
+             R"({"custom_id": "q4", "method": "POST", "url": "/v1/completions", "body": {"model": "other", "prompt": "x"}})"
+             "\n"
+             R"({"method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}})"
+             "\n"
+             R"({"custom_id": "q1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "y"}})"
+             "\n");
+  tpinfer::RequestDefaults d = defaults();
+  d.max_new_tokens = 11;
+  d.served_model = "mine";
+  const tpinfer::InputFile f = tpinfer::read_input_file(in, d);
+  REQUIRE(f.requests.size() == 2);
+  CHECK(f.requests[0].key == "\"q1\"");
+  CHECK(f.requests[0].max_new_tokens == 3);
+  CHECK(f.requests[0].logprobs == 2);
+  REQUIRE(f.requests[0].openai);
+  CHECK(f.requests[1].messages.size() == 1);
+  CHECK(f.requests[1].max_new_tokens == 11);  // no max_tokens: the job's max_new_tokens
+  REQUIRE(f.refused.size() == 2);  // answered in the output with their status
+  CHECK(f.refused[0].first == "\"q3\"");
+  CHECK_THAT(f.refused[0].second, Contains("\"status_code\":400") && Contains("top_p"));
+  CHECK(f.refused[1].first == "\"q4\"");
+  CHECK_THAT(f.refused[1].second, Contains("\"status_code\":404") && Contains("model_not_found"));
+  REQUIRE(f.bad_lines.size() == 2);  // no custom_id; a repeated custom_id
+  CHECK_THAT(f.bad_lines[1], Contains(":6: duplicate custom_id \"q1\" (first on line 1)"));
+
+  const std::string out = temp_path("openai_out.jsonl");
+  write_file(out, R"({"id": "batch_req_1", "custom_id": "q1", "response": null, "error": null})"
+                  "\n");
+  const tpinfer::OutputFile o = tpinfer::scan_output_file(out);
+  CHECK(o.done_keys.count("\"q1\"") == 1);  // the custom_id, not the line's own id
+  CHECK(o.done_keys.count("\"batch_req_1\"") == 0);
+  std::remove(in.c_str());
+  std::remove(out.c_str());
 }

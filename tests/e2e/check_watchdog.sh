@@ -59,8 +59,16 @@ rc=0
 wait "$launcher" || rc=$?
 launcher=""
 elapsed=$((SECONDS - t0))
-alive=no
-if kill -0 "$stopped" 2>/dev/null && ! grep -q zombie "/proc/$stopped/status" 2>/dev/null; then alive=yes; fi
+# Open MPI resumes the stopped rank and sends it SIGTERM, then SIGKILL: a rank that catches
+# SIGTERM for an orderly stop (every mode does) lives until the SIGKILL, a few seconds later.
+alive=yes
+for _ in $(seq 1 60); do
+  if ! kill -0 "$stopped" 2>/dev/null || grep -q zombie "/proc/$stopped/status" 2>/dev/null; then
+    alive=no
+    break
+  fi
+  sleep 0.5
+done
 echo "job ended $elapsed s after the stop, exit $rc; stopped rank still alive: $alive"
 ((rc != 0)) || { echo "FAIL: exit 0 after a rank was stopped"; cat "$work/stall.err"; exit 1; }
 grep "watchdog:" "$work/stall.err" || true

@@ -16,8 +16,9 @@ namespace tpinfer {
 
 enum class BackendChoice { auto_, cpu, cuda };
 enum class CommChoice { auto_, mpi, nccl };
-enum class DTypeChoice { auto_, f32, bf16, f16 };  // dtype of dummy weights
-enum class OnBadLine { skip, fail };               // batch input: a line that does not parse
+// dtype of dummy weights (int8: int8 linear weights in blocks of 32, bf16 embedding and norms)
+enum class DTypeChoice { auto_, f32, bf16, f16, int8 };
+enum class OnBadLine { skip, fail };  // batch input: a line that does not parse
 
 struct RunConfig {
   // Model
@@ -71,11 +72,11 @@ struct RunConfig {
   OnBadLine on_bad_line = OnBadLine::fail;
   double progress_interval_s = 5.0;  // 0 = no progress reports
   // OpenAI-compatible server (rank 0 serves HTTP; the dp replicas decode)
-  std::string serve;                // "HOST:PORT" (or ":PORT" / "PORT" for 127.0.0.1); "" = no server
-  std::string api_key;              // [TPINFER_API_KEY] "" = no key asked for
-  std::string served_model_name;    // the model id of /v1/models; "" = the model dir's name
-  int max_queue = 256;              // requests waiting for a slot; one more is answered 429
-  double shutdown_grace_s = 30.0;   // SIGTERM: running requests get this long to finish
+  std::string serve;              // "HOST:PORT" (or ":PORT" / "PORT" for 127.0.0.1); "" = no server
+  std::string api_key;            // [TPINFER_API_KEY] "" = no key asked for
+  std::string served_model_name;  // the model id of /v1/models; "" = the model dir's name
+  int max_queue = 256;            // requests waiting for a slot; one more is answered 429
+  double shutdown_grace_s = 30.0;  // SIGTERM: running requests get this long to finish
 
   std::string config_path;  // the YAML file read, "" if none
 };
@@ -104,7 +105,7 @@ std::string version_text();                         // what --version prints
 
 const char* to_string(BackendChoice);  // "auto" | "cpu" | "cuda"
 const char* to_string(CommChoice);     // "auto" | "mpi" | "nccl"
-const char* to_string(DTypeChoice);    // "auto" | "f32" | "bf16" | "f16"
+const char* to_string(DTypeChoice);    // "auto" | "f32" | "bf16" | "f16" | "int8"
 const char* to_string(OnBadLine);      // "skip" | "fail"
 // The element type for dummy weights, or nullopt for auto (the model's torch_dtype).
 std::optional<DType> to_dtype(DTypeChoice);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "cpu/gemm_int8.h"
 
@@ -218,5 +219,49 @@ TEST_CASE("cpu backend: int8 weights through matmul, on the forced paths, and re
     REQUIRE_THROWS_WITH(
         be->upload_weight(Tensor{buf.data(), DType::f32, 2, 2}, w.q.data(), DType::i8),
         Catch::Contains("int8 is not a float weight dtype"));
+  }
+}
+
+// Not a test: the speed of the int8 paths against bf16 on the 1.1B shape's projections (hidden
+// 2048, ffn 5632), per block of 32 and per channel. Hidden; run it on a quiet machine with
+//   build/tests/unit/test_unit "[.int8bench]"
+TEST_CASE("cpu gemm int8: speed against bf16 (hidden benchmark)", "[.int8bench]") {
+  struct Shape {
+    int n, k;
+  };
+  const Shape shapes[] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};
+  const Int8Path best = cpu::int8_path_for(cpu::best_isa());
+  for (int T : {1, 64}) {
+    double t_bf16 = 0, t_b32 = 0, t_pc = 0, bytes_bf16 = 0, bytes_i8 = 0;
+    for (Shape s : shapes) {
+      const auto x = randn(size_t(T) * s.k, 5);
+      const auto wf = randn(size_t(s.n) * s.k, 6);
+      std::vector<uint16_t> wb(wf.size());
+      for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+      const Int8Weights b32 = quantize_weights(wf, s.n, s.k, 32);
+      const Int8Weights pc = quantize_weights(wf, s.n, s.k, s.k);
+      std::vector<float> out(size_t(T) * s.n);
+      auto best_of = [&](auto&& f) {
+        double best_s = 1e30;
+        const int reps = T == 1 ? 20 : 3;
+        for (int r = 0; r < reps; ++r) {
+          const double t0 = omp_get_wtime();
+          f();
+          best_s = std::min(best_s, omp_get_wtime() - t0);
+        }
+        return best_s;
+      };
+      t_bf16 += best_of(
+          [&] { cpu::gemm_bf16(cpu::best_isa(), out.data(), x.data(), wb.data(), T, s.n, s.k); });
+      t_b32 += best_of([&] { run(best, out.data(), x.data(), b32, T, s.n, s.k); });
+      t_pc += best_of([&] { run(best, out.data(), x.data(), pc, T, s.n, s.k); });
+      bytes_bf16 += 2.0 * s.n * s.k;
+      bytes_i8 += 1.0 * s.n * s.k;
+    }
+    WARN("T=" << T << " (" << omp_get_max_threads() << " threads, int8 path "
+              << cpu::int8_path_name(best) << "): bf16 " << t_bf16 * 1e3 << " ms ("
+              << bytes_bf16 / t_bf16 / 1e9 << " GB/s), int8 block 32 " << t_b32 * 1e3 << " ms ("
+              << bytes_i8 / t_b32 / 1e9 << " GB/s), int8 per channel " << t_pc * 1e3 << " ms ("
+              << bytes_i8 / t_pc / 1e9 << " GB/s)");
   }
 }

@@ -24,24 +24,30 @@ convert() {  # name src out extra-args...
   /usr/bin/python3 "$root/scripts/convert_hf.py" --quiet --model "$src" --tp "$tp" --out "$out" "$@"
 }
 
-echo "| model | int8 scales | top-1 agreement ($steps steps, teacher-forced) | max abs logit err | max rel err | mean abs err | free-running greedy equal to f32 for |"
+echo "| model | weights | top-1 agreement ($steps steps, teacher-forced) | max abs logit err | max rel err | mean abs err | free-running greedy equal to f32 for |"
 echo "|---|---|---|---|---|---|---|"
 for entry in "${models[@]}"; do
   name=${entry%%=*} src=${entry#*=}
   convert "$name" "$src" "$work/$name-f32" --dtype f32
-  for block in 32 0; do
-    convert "$name" "$src" "$work/$name-int8-b$block" --dtype int8 --int8-block $block
+  # bf16 as the yardstick: the error of plain bf16 weights on the same measure.
+  convert "$name" "$src" "$work/$name-bf16" --dtype bf16
+  for variant in int8-b32 int8-b0 bf16; do
+    case $variant in
+      int8-b32) convert "$name" "$src" "$work/$name-$variant" --dtype int8 --int8-block 32 ;;
+      int8-b0) convert "$name" "$src" "$work/$name-$variant" --dtype int8 --int8-block 0 ;;
+    esac
     "$root/scripts/mpirun.sh" -np "$tp" "$build/tpinfer-compare-logits" --ref "$work/$name-f32" \
-      --test "$work/$name-int8-b$block" --steps "$steps" --threads 1 \
-      >"$work/$name-b$block.json" 2>"$work/$name-b$block.log"
-    /usr/bin/python3 - "$work/$name-b$block.json" "$name" "$block" "$steps" <<'PY'
+      --test "$work/$name-$variant" --steps "$steps" --threads 1 \
+      >"$work/$name-$variant.json" 2>"$work/$name-$variant.log"
+    /usr/bin/python3 - "$work/$name-$variant.json" "$name" "$variant" "$steps" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-name, block, steps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+name, variant, steps = sys.argv[2], sys.argv[3], int(sys.argv[4])
+label = {"int8-b32": "int8, block 32", "int8-b0": "int8, per channel", "bf16": "bf16 (yardstick)"}
 d = j["first_divergence"]
 print("| %s | %s | %.4f | %.4f | %.4f | %.5f | %s |" % (
-    name, "block 32" if block else "per channel", j["top1_agreement"], j["max_abs_err"],
-    j["max_rel_err"], j["mean_abs_err"], "all %d steps" % steps if d < 0 else "%d steps" % d))
+    name, label[variant], j["top1_agreement"], j["max_abs_err"], j["max_rel_err"],
+    j["mean_abs_err"], "all %d steps" % steps if d < 0 else "%d steps" % d))
 PY
   done
 done

@@ -30,7 +30,7 @@ bool int8_path_supported(Int8Path p) {
     case Int8Path::portable:
       return true;
     case Int8Path::avx2:
-      return __builtin_cpu_supports("avx2");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Int8Path::avx512vnni:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -56,7 +56,7 @@ Int8Path int8_path_for(Isa isa) {
 }
 
 void quantize_acts_int8(const float* in, int T, int K, int8_t* q, float* scales) {
-  const int Kp = (K + kInt8Block - 1) / kInt8Block * kInt8Block;
+  const int Kp = (K + kInt8Pad - 1) / kInt8Pad * kInt8Pad;
   const int nb = Kp / kInt8Block;
   for (int t = 0; t < T; ++t) {
     const float* x = in + int64_t{t} * K;
@@ -81,33 +81,39 @@ void gemm_int8_portable(float* out, const Int8Acts& a, const int8_t* w, const fl
                         int group, int T, int N, int K) {
   const int nbk = a.Kp / kInt8Block;
   const int ng = (K + group - 1) / group;
+  const bool per_row = group >= K;
 #pragma omp parallel for schedule(static) if (int64_t{T} * N * K >= (1 << 16))
   for (int n = 0; n < N; ++n) {
     const int8_t* wr = w + int64_t{n} * K;
     for (int t = 0; t < T; ++t) {
       const int8_t* qa = a.q + int64_t{t} * a.Kp;
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      float acc[16] = {};
       for (int b = 0; b < nbk; ++b) {
-        const float s =
-            a.scales[int64_t{t} * nbk + b] * wscales[int64_t{n} * ng + b * kInt8Block / group];
+        const float sa = a.scales[int64_t{t} * nbk + b];
+        const float s = b * kInt8Block >= K ? 0.f
+                        : per_row           ? sa
+                                  : sa * wscales[int64_t{n} * ng + b * kInt8Block / group];
         for (int j = 0; j < 8; ++j) {
           int32_t sum = 0;
           for (int e = 0; e < 4; ++e) {
             const int k = b * kInt8Block + 4 * j + e;
             if (k < K) sum += int32_t{wr[k]} * int32_t{qa[k]};
           }
-          acc[j] = acc[j] + static_cast<float>(sum) * s;
+          float& lane = acc[(b & 1) * 8 + j];
+          lane = std::fma(static_cast<float>(sum), s, lane);
         }
       }
-      out[int64_t{t} * N + n] =
-          ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+      float v[8];
+      for (int j = 0; j < 8; ++j) v[j] = acc[j] + acc[j + 8];
+      const float h = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+      out[int64_t{t} * N + n] = per_row ? h * wscales[n] : h;
     }
   }
 }
 
 void gemm_int8(Int8Path path, float* out, const float* in, const int8_t* w, const float* wscales,
                int group, int T, int N, int K) {
-  const int Kp = (K + kInt8Block - 1) / kInt8Block * kInt8Block;
+  const int Kp = (K + kInt8Pad - 1) / kInt8Pad * kInt8Pad;
   // Reused across calls: a decode step allocates nothing once the largest shape has been seen.
   thread_local std::vector<int8_t> q;
   thread_local std::vector<float> s;

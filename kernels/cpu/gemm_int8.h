@@ -3,12 +3,14 @@
 // columns; group is a multiple of 32, or K for one scale per row).
 //
 // Each token's activations are quantized on the fly to int8 in blocks of 32 (scale = max|x| / 127,
-// round to nearest even), then every block is an exact integer dot product (VNNI vpdpbusd on
-// AVX512-VNNI, maddubs + madd on AVX2, plain int math in the portable path: the same integers).
-// The float part is fixed too: 8 lanes, lane j of block b holds the integer sum of elements
-// 32b+4j..32b+4j+3, acc[j] += float(sum) * (sa_b * sw_g) (a multiply then an add, no FMA), and
-// the lanes are summed as ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)). So every path returns the SAME
-// bits, on every CPU, for every batch size and tile: the int8 path is batch invariant and
+// round to nearest even; K padded with zero blocks to a multiple of 64), then every block is an
+// exact integer dot product (VNNI vpdpbusd on AVX512-VNNI, maddubs + madd on AVX2, plain int
+// math in the portable path: the same integers). The float part is one fixed order too: 16
+// lanes, lane (b % 2) * 8 + j accumulates block b's integer sum of elements 32b+4j..32b+4j+3 as
+// acc = fma(float(sum), s_b, acc) over b in order, with s_b = sa_b * sw_g (blocks) or sa_b (one
+// group per row: the row's scale multiplies the result instead), 0 for a padding block; then
+// v_j = acc_j + acc_{j+8} and ((v0+v4)+(v2+v6))+((v1+v5)+(v3+v7)). So every path returns the
+// SAME bits, on every CPU, for every batch size and tile: the int8 path is batch invariant and
 // deterministic by construction (issue 11, item 4).
 #pragma once
 
@@ -19,6 +21,7 @@
 namespace tpinfer::cpu {
 
 constexpr int kInt8Block = 32;  // activation quantization block (and the finest weight group)
+constexpr int kInt8Pad = 64;    // activations are padded to a multiple of this (two blocks)
 
 enum class Int8Path { portable, avx2, avx512vnni };
 
@@ -29,13 +32,13 @@ bool int8_path_supported(Int8Path p);
 Int8Path int8_path_for(Isa isa);
 
 // Activations of T tokens, quantized per token in blocks of 32 (K padded with zeros to a
-// multiple of 32): q [T, Kp] int8, scales [T, Kp / 32].
+// multiple of 64): q [T, Kp] int8, scales [T, Kp / 32].
 struct Int8Acts {
   const int8_t* q = nullptr;
   const float* scales = nullptr;
   int Kp = 0;
 };
-// q must hold T * round_up(K, 32) bytes, scales T * round_up(K, 32) / 32 floats.
+// q must hold T * round_up(K, 64) bytes, scales T * round_up(K, 64) / 32 floats.
 void quantize_acts_int8(const float* in, int T, int K, int8_t* q, float* scales);
 
 // The matmul on a path (callers check int8_path_supported). w: [N, K] int8 rows; wscales:

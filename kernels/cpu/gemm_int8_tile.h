@@ -1,9 +1,8 @@
-// The int8 loop nest and register tile every SIMD path of gemm_int8.h shares (included by each
-// per-ISA file, so each gets its own copy compiled for its ISA; only the 8-lane integer block dot
-// product `Dot::dot` differs). Rows are split into blocks spread over the OpenMP threads; inside
-// a block, tiles of MT tokens x NT rows with the token tile outermost, so the block's weights stay
-// in cache while every token tile passes over them. The float arithmetic is the fixed order that
-// gemm_int8.h describes, so every path returns the portable path's bits.
+// The int8 loop nest every SIMD path of gemm_int8.h shares, and the pieces of its fixed float
+// order (included by each per-ISA file, so each gets its own copy compiled for its ISA). Rows
+// are split into blocks spread over the OpenMP threads; inside a block, tiles of MT tokens x NT
+// rows (Tile::run<MT, NT>) with the token tile outermost, so the block's weights stay in cache
+// while every token tile passes over them.
 #pragma once
 
 #include <immintrin.h>
@@ -24,57 +23,21 @@ inline float int8_hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-template <class Dot>
-struct Int8Tile {
-  float* out;
-  const Int8Acts& a;
-  const int8_t* w;
-  const float* ws;
-  int group, N, K;
+// The scale of block b for row n: s_b of gemm_int8.h without the activation part (the row's
+// scale of the block's group; 1 when one scale covers the row, which multiplies the result; 0
+// for a padding block). ng = groups per row, bpg = blocks per group (group / 32).
+inline float int8_block_wscale(const float* ws, int n, int b, int ng, int bpg, int K) {
+  if (b * kInt8Block >= K) return 0.f;
+  if (ng == 1) return 1.f;
+  return ws[int64_t{n} * ng + (bpg == 1 ? b : b / bpg)];
+}
 
-  // 32 weights of row n, block b (the K tail zero-padded through tmp).
-  __m256i load_w(int n, int b, int8_t* tmp) const {
-    const int8_t* p = w + int64_t{n} * K + int64_t{b} * kInt8Block;
-    const int rest = K - b * kInt8Block;
-    if (rest >= kInt8Block) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    std::memset(tmp, 0, kInt8Block);
-    std::memcpy(tmp, p, static_cast<size_t>(rest));
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tmp));
-  }
-
-  template <int MT, int NT>
-  void run(int t0, int n0) const {
-    const int nbk = a.Kp / kInt8Block;
-    const int ng = (K + group - 1) / group;
-    __m256 acc[MT][NT];
-    for (int i = 0; i < MT; ++i)
-      for (int j = 0; j < NT; ++j) acc[i][j] = _mm256_setzero_ps();
-    alignas(32) int8_t tmp[kInt8Block];
-    for (int b = 0; b < nbk; ++b) {
-      const int g = b * kInt8Block / group;
-      __m256i wv[NT], wabs[NT];
-      float sw[NT];
-      for (int j = 0; j < NT; ++j) {
-        wv[j] = load_w(n0 + j, b, tmp);
-        wabs[j] = _mm256_sign_epi8(wv[j], wv[j]);
-        sw[j] = ws[int64_t{n0 + j} * ng + g];
-      }
-      for (int i = 0; i < MT; ++i) {
-        const int64_t row = t0 + i;
-        const __m256i av = _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(a.q + row * a.Kp + int64_t{b} * kInt8Block));
-        const float sa = a.scales[row * nbk + b];
-        for (int j = 0; j < NT; ++j) {
-          const __m256i d = Dot::dot(wabs[j], _mm256_sign_epi8(av, wv[j]));
-          const __m256 s = _mm256_set1_ps(sa * sw[j]);
-          acc[i][j] = _mm256_add_ps(acc[i][j], _mm256_mul_ps(_mm256_cvtepi32_ps(d), s));
-        }
-      }
-    }
-    for (int i = 0; i < MT; ++i)
-      for (int j = 0; j < NT; ++j) out[int64_t{t0 + i} * N + n0 + j] = int8_hsum(acc[i][j]);
-  }
-};
+// The end of every row: lanes v[0..8) summed in gemm_int8.h's order, times the row's scale when
+// one scale covers the row.
+inline float int8_finish(__m256 v, const float* ws, int n, int group, int K) {
+  const float h = int8_hsum(v);
+  return group >= K ? h * ws[n] : h;
+}
 
 template <class Tile, int MT, int NT>
 inline void int8_row_tiles(const Tile& tile, int t0, int n0, int n1) {
@@ -83,9 +46,10 @@ inline void int8_row_tiles(const Tile& tile, int t0, int n0, int n1) {
   for (; n < n1; ++n) tile.template run<MT, 1>(t0, n);
 }
 
-// MT x NT tiles (decode: 1 x NT1 rows, for more independent load streams).
-template <class Tile, int NT, int NT1>
+// MT x Tile::kNT tiles (decode: 1 x Tile::kNT1 rows, for more independent load streams).
+template <class Tile>
 inline void int8_blocked(const Tile& tile, int T, int N, int K) {
+  constexpr int NT = Tile::kNT, NT1 = Tile::kNT1;
   const int threads = omp_get_max_threads();
   // Rows per block: about 256 KiB of weights, and at least 4 blocks per thread to balance.
   int nb = static_cast<int>((256 * 1024) / std::max(1, K));

@@ -113,7 +113,7 @@ TEST_CASE("cpu gemm int8: every path matches the quantized reference and the por
         REQUIRE(std::memcmp(got.data(), port.data(), sizeof(float) * T * N) == 0);
 
         // The same quantized arithmetic in double, and the float product with its bound.
-        const int Kp = (K + 31) / 32 * 32;
+        const int Kp = (K + cpu::kInt8Pad - 1) / cpu::kInt8Pad * cpu::kInt8Pad;
         std::vector<int8_t> qa(size_t(T) * Kp);
         std::vector<float> sa(size_t(T) * Kp / 32);
         cpu::quantize_acts_int8(x.data(), T, K, qa.data(), sa.data());

@@ -87,10 +87,58 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// Any k (rows not 16-byte aligned): lane l takes elements l, l + 32, ... one byte at a time.
+// Slow, for the odd shapes only (a tensor-parallel slice of 86 columns, tiny test models).
+template <int kTokens, class X, bool kOutF32>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_int8_any_k(void* __restrict__ out, const X* __restrict__ x, const int8_t* __restrict__ w,
+                    const float* __restrict__ scales, int group, int n, int k) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (row >= n) return;
+  const int ng = (k + group - 1) / group;
+  const int8_t* w_row = w + static_cast<size_t>(row) * k;
+  const float* s_row = scales + static_cast<size_t>(row) * ng;
+  float acc[kTokens];
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
+  for (int i = lane; i < k; i += 32) {
+    const float wv = static_cast<float>(w_row[i]) * __ldg(s_row + i / group);
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) {
+      acc[t] = fmaf(wv, static_cast<float>(x[static_cast<size_t>(t) * k + i]), acc[t]);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) acc[t] = warp_sum(acc[t]);
+  if (lane == 0) {
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) {
+      const size_t o = static_cast<size_t>(t) * n + row;
+      if constexpr (kOutF32) {
+        static_cast<float*>(out)[o] = acc[t];
+      } else {
+        static_cast<bf16*>(out)[o] = __float2bfloat16(acc[t]);
+      }
+    }
+  }
+}
+
 template <int kTokens, class X>
 void launch(void* out, bool out_f32, const X* x, const int8_t* w, const float* scales, int group,
             int n, int k, cudaStream_t stream) {
   const int grid = static_cast<int>(ceil_div(n, kWarps));
+  const bool aligned = (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
+  if (k % 16 != 0 || group % 16 != 0 || !aligned) {
+    if (out_f32) {
+      gemv_int8_any_k<kTokens, X, true>
+          <<<grid, kWarps * 32, 0, stream>>>(out, x, w, scales, group, n, k);
+    } else {
+      gemv_int8_any_k<kTokens, X, false>
+          <<<grid, kWarps * 32, 0, stream>>>(out, x, w, scales, group, n, k);
+    }
+    return;
+  }
   if (out_f32) {
     gemv_int8_kernel<kTokens, X, true>
         <<<grid, kWarps * 32, 0, stream>>>(out, x, w, scales, group, n, k);

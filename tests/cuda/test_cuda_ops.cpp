@@ -385,12 +385,55 @@ TEST_CASE("cuda memory accounting and refusals", "[cuda]") {
   REQUIRE_THROWS_WITH(cb.rmsnorm(f, f, w, 1e-5f), Catch::Contains("rmsnorm"));
   // Out-of-memory names the size.
   REQUIRE_THROWS_WITH(cb.alloc(size_t{1} << 50), Catch::Contains("out of memory"));
-  // int8 weights are refused with one clear line (the CUDA backend has no int8 matmul yet).
-  CHECK_FALSE(cb.supports_int8_weights());
-  BackendOptions o;
-  o.int8_weights = true;
-  REQUIRE_THROWS_WITH(make_backend(BackendKind::cuda, o),
-                      Catch::Contains("cuda backend has no int8 matmul"));
+}
+
+// The backend's int8 projection (upload_int8_weight + matmul on an i8 weight): chunks of 8 tokens
+// through the GEMV, k with and without the 16-byte fast path (172: a stories260K down_proj), the
+// same int8 data on the CPU backend (which also quantizes its activations, hence the tolerance).
+TEST_CASE("cuda matmul with int8 weights matches the CPU backend", "[cuda][int8]") {
+  CudaBackend& cb = cuda_backend();
+  REQUIRE(cb.supports_int8_weights());
+  for (int t : {1, 5, 8, 9, 20}) {
+    for (int k : {64, 172, 2560}) {
+      for (int group : {32, k}) {
+        for (DType out_dtype : {DType::bf16, DType::f32}) {
+          const int n = 67;
+          CAPTURE(t, k, group, dtype_name(out_dtype));
+          const int ng = (k + group - 1) / group;
+          std::mt19937 rng(t * 7 + k + group);
+          std::uniform_int_distribution<int> qd(-127, 127);
+          std::uniform_real_distribution<float> sd(0.001f, 0.02f);
+          std::vector<int8_t> q(static_cast<size_t>(n) * k);
+          for (int8_t& v : q) v = static_cast<int8_t>(qd(rng));
+          std::vector<float> sc(static_cast<size_t>(n) * ng);
+          for (float& v : sc) v = sd(rng);
+          const std::vector<float> x = random_bf16(static_cast<size_t>(t) * k, 5 + t);
+          Arena c(cpu_backend()), g(cb);
+          Tensor xc = c.act(t, k, x), xg = g.act(t, k, x);
+          auto int8_weight = [&](Backend& be) {
+            Tensor w{be.alloc(q.size()), DType::i8, n, k};
+            w.group = group;
+            w.scales = be.alloc(sizeof(float) * sc.size());
+            be.upload_int8_weight(w, q.data(), sc.data());
+            return w;
+          };
+          Tensor wc = int8_weight(c.backend()), wg = int8_weight(cb);
+          Tensor oc = c.empty(DType::f32, t, n), og = g.empty(out_dtype, t, n);
+          c.backend().matmul(oc, xc, wc);
+          cb.matmul(og, xg, wg);
+          // CPU: activations rounded to int8 (each by at most max|x| / 254, |x| <= 1; about
+          // 0.002 x sqrt(k) summed over k): 5 sigma.
+          const double atol = 0.01 * std::sqrt(static_cast<double>(k));
+          REQUIRE_CLOSE("int8 matmul", g.read(og), c.read(oc), atol, kRtol);
+          for (Backend* be : {&c.backend(), static_cast<Backend*>(&cb)}) {
+            Tensor w = be == &cb ? wg : wc;
+            be->free(w.data);
+            be->free(w.scales);
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // when the CPU has them): two 32-weight blocks per 512-bit register, whose 16-lane integer dot
 // product is one vpdpbusd (|w| unsigned x activations negated where w < 0), converted and
 // accumulated with one FMA against the two blocks' scales (lanes 0-7 the even block, 8-15 the
-// odd: gemm_int8.h's order). 32 registers hold a 4 x 4 tile.
+// odd: gemm_int8.h's order). 32 registers hold a 4 x 4 tile (decode: 1 x 8 rows).
 #include <immintrin.h>
 
 #include "cpu/gemm_int8_tile.h"
@@ -17,7 +17,7 @@ namespace {
 
 struct TileVnni {
   static constexpr int kNT = 4;
-  static constexpr int kNT1 = 4;
+  static constexpr int kNT1 = 8;
   float* out;
   const Int8Acts& a;
   const int8_t* w;

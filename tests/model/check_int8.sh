@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# int8 weights end to end on the bundled stories260K: converts it with --dtype int8 (blocks of 32)
-# at tp 1 and 2, then tpinfer-compare-logits against the f32 conversions (the model tests' own
-# fixtures): teacher-forced top-1 agreement over 256 greedy steps must reach MIN_TOP1 at each tp,
+# int8 weights end to end on the bundled stories260K: its --dtype int8 conversions (blocks of 32)
+# at tp 1 and 2 (MODELS_DIR/stories260K-int8-tp{1,2}, CTest fixtures) against the f32 ones
+# (stories260K-tp{1,2}, the model tests' fixtures), with tpinfer-compare-logits: teacher-forced top-1 agreement over 256 greedy steps must reach MIN_TOP1 at each tp,
 # the relative logit error stay under MAX_REL, and tp 1 and tp 2 must give the same int8 greedy
 # ids (or, where one differs, both must still agree with f32 on the teacher-forced top-1).
-# usage: check_int8.sh BUILD_DIR MODELS_DIR WORK_DIR
+# usage: check_int8.sh BUILD_DIR MODELS_DIR WORK_DIR (WORK_DIR: the comparison JSON files)
 set -euo pipefail
 build=$1 models=$2 work=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,10 +12,8 @@ MIN_TOP1=${MIN_TOP1:-0.90}
 MAX_REL=${MAX_REL:-0.10}
 mkdir -p "$work"
 for tp in 1 2; do
-  /usr/bin/python3 "$root/scripts/convert_hf.py" --quiet --model "$root/configs/models/stories260K" \
-    --tp $tp --dtype int8 --out "$work/stories260K-int8-tp$tp"
   "$root/scripts/mpirun.sh" -np $tp "$build/tpinfer-compare-logits" --ref "$models/stories260K-tp$tp" \
-    --test "$work/stories260K-int8-tp$tp" --steps 256 --threads 1 >"$work/compare-tp$tp.json"
+    --test "$models/stories260K-int8-tp$tp" --steps 256 --threads 1 >"$work/compare-tp$tp.json"
 done
 /usr/bin/python3 - "$work" "$MIN_TOP1" "$MAX_REL" <<'PY'
 import json, sys

@@ -10,7 +10,8 @@
 // model also generates freely, to show where its greedy text first leaves the reference's. Both
 // directories must be converted for the job's tp (every rank loads its own shard of each). Prints
 // one JSON object on stdout (rank 0): top1_agreement, max_abs_err, max_rel_err (max_abs_err over
-// the largest |reference logit|), mean_abs_err, ref_ids, test_free_ids, first_divergence.
+// the largest |reference logit|), mean_abs_err, max_step_rel_l2 (the worst step's relative L2
+// error), ref_ids, test_free_ids, first_divergence.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -151,18 +152,22 @@ int run(World& world, int argc, char** argv) {
 
   const int P = static_cast<int>(prompt.size());
   int agree = 0, ref_self = 0;
-  double max_abs = 0, sum_abs = 0, max_ref = 0;
+  double max_abs = 0, sum_abs = 0, max_ref = 0, max_rel_l2 = 0;
   for (int s = 0; s < steps; ++s) {
     const float* a = lr.data() + static_cast<size_t>(P - 1 + s) * V;
     const float* b = lt.data() + static_cast<size_t>(P - 1 + s) * V;
     agree += argmax(a, V) == argmax(b, V);
     ref_self += argmax(a, V) == ref_ids[s];
+    double num = 0, den = 0;
     for (int v = 0; v < V; ++v) {
       const double d = std::fabs(double(a[v]) - b[v]);
       max_abs = std::max(max_abs, d);
       sum_abs += d;
       max_ref = std::max(max_ref, std::fabs(double(a[v])));
+      num += d * d;
+      den += double(a[v]) * a[v];
     }
+    max_rel_l2 = std::max(max_rel_l2, den > 0 ? std::sqrt(num / den) : std::sqrt(num));
   }
   int diverge = -1;
   for (int s = 0; s < steps; ++s) {
@@ -183,6 +188,7 @@ int run(World& world, int argc, char** argv) {
     j["max_abs_err"] = max_abs;
     j["max_rel_err"] = max_ref > 0 ? max_abs / max_ref : 0.0;
     j["mean_abs_err"] = sum_abs / (static_cast<double>(steps) * V);
+    j["max_step_rel_l2"] = max_rel_l2;  // the worst step's |test - ref|_2 / |ref|_2
     j["max_abs_ref_logit"] = max_ref;
     j["first_divergence"] = diverge;
     j["ref_ids"] = ref_ids;

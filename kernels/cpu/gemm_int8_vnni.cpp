@@ -1,6 +1,7 @@
 // The AVX512-VNNI int8 path of gemm_int8.h (compiled with AVX-512 F/BW/VL + VNNI; called only
 // when the CPU has them): two 32-weight blocks per 512-bit register, whose 16-lane integer dot
-// product is one vpdpbusd (|w| unsigned x activations negated where w < 0), converted and
+// product is one vpdpbusd (activations + 128 unsigned x weights, started from -128 x the
+// weights' sums, computed once per row and shared by the token tile), converted and
 // accumulated with one FMA against the two blocks' scales (lanes 0-7 the even block, 8-15 the
 // odd: gemm_int8.h's order). 32 registers hold a 4 x 4 tile (decode: 1 x 8 rows).
 #include <immintrin.h>
@@ -54,16 +55,18 @@ struct TileVnni {
     const int b0 = 2 * p, b1 = b0 + 1;
     const bool per_row = ng == 1;
     const __m512i zero = _mm512_setzero_si512();
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
     alignas(64) int8_t tmp[kInt8Pad];
-    __m512i wv[NT], wabs[NT];
-    __mmask64 neg[NT];
+    // vpdpbusd multiplies unsigned by signed bytes: the activations go in as a + 128 (unsigned),
+    // and each lane's accumulator starts at -128 x (its 4 weights' sum), so it ends at exactly
+    // sum(a x w).
+    __m512i wv[NT], start[NT];
     __m512 sw[NT];
     for (int j = 0; j < NT; ++j) {
       const int64_t n = n0 + j;
       wv[j] =
           kFull ? _mm512_loadu_si512(w + n * K + int64_t{p} * kInt8Pad) : load_w(n0 + j, p, tmp);
-      wabs[j] = _mm512_abs_epi8(wv[j]);
-      neg[j] = _mm512_movepi8_mask(wv[j]);
+      start[j] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, wv[j]));
       if (per_row) continue;
       if (kFull && bpg == 1) {
         sw[j] = pair_at(ws + n * ng + b0);
@@ -74,15 +77,15 @@ struct TileVnni {
     }
     for (int i = 0; i < MT; ++i) {
       const int64_t row = t0 + i;
-      const __m512i av = _mm512_loadu_si512(a.q + row * a.Kp + int64_t{p} * kInt8Pad);
+      const __m512i au =
+          _mm512_xor_si512(_mm512_loadu_si512(a.q + row * a.Kp + int64_t{p} * kInt8Pad), bias);
       const float* sa = a.scales + row * nbk + b0;
       // s_b = sa_b (times sw_b for blocks), 0 for a padding block (its activations are zero).
       const __m512 sa2 =
           kFull ? pair_at(sa)
                 : pair(b0 * kInt8Block >= K ? 0.f : sa[0], b1 * kInt8Block >= K ? 0.f : sa[1]);
       for (int j = 0; j < NT; ++j) {
-        const __m512i as = _mm512_mask_sub_epi8(av, neg[j], zero, av);
-        const __m512i d = _mm512_dpbusd_epi32(zero, wabs[j], as);
+        const __m512i d = _mm512_dpbusd_epi32(start[j], au, wv[j]);
         const __m512 s = per_row ? sa2 : _mm512_mul_ps(sa2, sw[j]);
         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc[i][j]);
       }

@@ -72,11 +72,11 @@ struct RunConfig {
   OnBadLine on_bad_line = OnBadLine::fail;
   double progress_interval_s = 5.0;  // 0 = no progress reports
   // OpenAI-compatible server (rank 0 serves HTTP; the dp replicas decode)
-  std::string serve;              // "HOST:PORT" (or ":PORT" / "PORT" for 127.0.0.1); "" = no server
-  std::string api_key;            // [TPINFER_API_KEY] "" = no key asked for
-  std::string served_model_name;  // the model id of /v1/models; "" = the model dir's name
-  int max_queue = 256;            // requests waiting for a slot; one more is answered 429
-  double shutdown_grace_s = 30.0;  // SIGTERM: running requests get this long to finish
+  std::string serve;                // "HOST:PORT" (or ":PORT" / "PORT" for 127.0.0.1); "" = no server
+  std::string api_key;              // [TPINFER_API_KEY] "" = no key asked for
+  std::string served_model_name;    // the model id of /v1/models; "" = the model dir's name
+  int max_queue = 256;              // requests waiting for a slot; one more is answered 429
+  double shutdown_grace_s = 30.0;   // SIGTERM: running requests get this long to finish
 
   std::string config_path;  // the YAML file read, "" if none
 };

@@ -40,12 +40,11 @@ struct TileVnni {
     return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0), _mm512_set1_ps(x1));
   }
 
-  // [x[0] x 8 | x[1] x 8] from two consecutive floats.
+  // [x[0] x 8 | x[1] x 8] from two consecutive floats (an unaligned 8-byte load).
   static __m512 pair_at(const float* x) {
     const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    return _mm512_permutexvar_ps(
-        idx,
-        _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(x)))));
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_castsi128_ps(
+                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)))));
   }
 
   // One pair p of blocks for the tile. kFull: both blocks inside K (plain loads, no checks);

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Convert a Hugging Face Llama / Mistral / Qwen3 / Qwen2 / Phi3 checkpoint into tpinfer's shards.
 
-    /usr/bin/python3 scripts/convert_hf.py --model HF_DIR --tp N --out OUT_DIR [--dtype bf16|f16|f32]
+    /usr/bin/python3 scripts/convert_hf.py --model HF_DIR --tp N --out OUT_DIR \
+        [--dtype bf16|f16|f32|int8] [--int8-block 32|0]
 
 Writes OUT_DIR/rank{r}-of-{N}.h5 (one HDF5 file per tp rank holding only that rank's slice of
 every tensor), OUT_DIR/manifest.json, and copies the tokenizer/config files found in HF_DIR.
@@ -17,6 +18,14 @@ src/model/model_config.cpp; `--print-sharding` dumps both as JSON so tests/io ca
 step. HDF5 layout: one root-level dataset per tensor, named by its HF name, with attributes
 global_shape (int64[]) and split_dim (-1 replicated, 0 or 1); root attributes format_version,
 rank, tp, dtype. f32 is stored as float32, bf16/f16 as uint16 bit patterns.
+
+--dtype int8 stores the linear weights (q/k/v/o/gate/up/down and an untied lm_head) as symmetric
+int8 with float32 scales, `<name>_scales` [rows, n_groups]: one scale per output row and block of
+32 inputs (--int8-block 32, the default), or per output row (--int8-block 0, per channel). Each
+rank's slice is quantized on its own, so a row-parallel weight (o/down: the input dim is split)
+gets per-channel scales of its own slice and blocks that never straddle two ranks. The embedding
+(a lookup table, which a tied lm_head shares), norms and biases keep the checkpoint's float dtype
+(`int8.float_dtype` in the manifest; f32 for an f32 checkpoint, bf16 for bf16). See docs/INT8.md.
 
 Phi3 checkpoints fuse q/k/v into self_attn.qkv_proj and gate/up into mlp.gate_up_proj; the
 converter splits them (rows [q | k | v] and [gate | up]) into the table's q/k/v_proj and
@@ -352,6 +361,40 @@ def sharding_table(c):
     return t
 
 
+def int8_quantized(name, shape):
+    """Twin of int8_quantized() in src/model/sharding.cpp: every 2-D weight but the embedding."""
+    return len(shape) == 2 and name != "model.embed_tokens.weight"
+
+
+def int8_scales_name(name):
+    return name + "_scales"
+
+
+def quantize_int8(x, block):
+    """float32 [rows, cols] -> (int8 [rows, cols], float32 scales [rows, ceil(cols / g)]) with
+    g = block, or cols when block is 0 (per channel): scale = max|x| / 127 over each group,
+    q = round-half-even(x / scale) (0 where the group is all zeros)."""
+    rows, cols = x.shape
+    g = block if block > 0 else cols
+    ng = -(-cols // g)
+    q = np.empty((rows, cols), dtype=np.int8)
+    scales = np.empty((rows, ng), dtype=np.float32)
+    step = max(1, CHUNK // max(cols, 1))
+    for r0 in range(0, rows, step):
+        c = np.asarray(x[r0:r0 + step], dtype=np.float32)
+        pad = ng * g - cols
+        if pad:
+            c = np.concatenate([c, np.zeros((c.shape[0], pad), dtype=np.float32)], axis=1)
+        c = c.reshape(c.shape[0], ng, g)
+        amax = np.abs(c).max(axis=2)
+        s = (amax / np.float32(127)).astype(np.float32)
+        safe = np.where(s > 0, s, np.float32(1))
+        qc = np.clip(np.rint(c / safe[:, :, None]), -127, 127).astype(np.int8)
+        q[r0:r0 + step] = qc.reshape(c.shape[0], ng * g)[:, :cols]
+        scales[r0:r0 + step] = s
+    return q, scales
+
+
 def local_shape(global_shape, split, vocab_padded, tp):
     s = list(global_shape)
     if split >= 0:
@@ -581,7 +624,7 @@ def shard_name(rank, tp):
     return "rank%d-of-%d.h5" % (rank, tp)
 
 
-def convert_model(model_dir, out_dir, tp, dtype, quiet):
+def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
     config, _, c = read_model(model_dir)
     check_tp(c, tp)
     st = SafetensorsIndex(model_dir)
@@ -592,9 +635,15 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet):
     table = sharding_table(c)
     check_tensors(c, table, st, model_dir)
     source_dtypes = sorted({st.entries[t[0]][2] for t in table})
+    own = {"F32": "f32", "F16": "f16", "BF16": "bf16"}[source_dtypes[0]] \
+        if len(source_dtypes) == 1 else "bf16"
     if dtype is None:
-        dtype = {"F32": "f32", "F16": "f16", "BF16": "bf16"}[source_dtypes[0]] \
-            if len(source_dtypes) == 1 else "bf16"
+        dtype = own
+    if int8_block not in (0, 32):
+        raise ConvertError("--int8-block must be 32 (blocks of 32 inputs) or 0 (per output "
+                           "channel), found %d" % int8_block)
+    # int8: the tensors that stay float keep the checkpoint's own dtype.
+    float_dtype = own if dtype == "int8" else dtype
 
     if os.path.realpath(out_dir) == os.path.realpath(model_dir):
         raise ConvertError("--out must be a different directory from --model (%s)" % model_dir)
@@ -620,10 +669,15 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet):
             f.attrs["rank"] = np.int64(r)
             f.attrs["tp"] = np.int64(tp)
             f.attrs["dtype"] = dtype
+            if dtype == "int8":
+                f.attrs["int8_group_size"] = np.int64(int8_block)
         for i, (name, shape, split, padded) in enumerate(table):
             src = st.entries[name][2]
-            full = convert(st.read(name), src, dtype)
-            store_type = np.float32 if dtype == "f32" else np.uint16
+            quantized = dtype == "int8" and int8_quantized(name, shape)
+            # int8: quantized from float32, each rank's slice on its own (below).
+            tdtype = "f32" if quantized else float_dtype
+            full = convert(st.read(name), src, tdtype)
+            store_type = np.float32 if tdtype == "f32" else np.uint16
             local = local_shape(shape, split, padded, tp)
             for r, f in enumerate(files):
                 if split < 0:
@@ -636,7 +690,13 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet):
                         padded_part = np.zeros(local, dtype=store_type)
                         padded_part[:part.shape[0]] = part
                         part = padded_part
-                ds = f.create_dataset(name, data=np.ascontiguousarray(part, dtype=store_type))
+                if quantized:
+                    part, scales = quantize_int8(part, int8_block)
+                    sds = f.create_dataset(int8_scales_name(name), data=scales)
+                    sds.attrs["group_size"] = np.int64(int8_block)
+                    written += scales.size * scales.itemsize
+                ds = f.create_dataset(name, data=np.ascontiguousarray(
+                    part, dtype=np.int8 if quantized else store_type))
                 ds.attrs["global_shape"] = np.array(shape, dtype=np.int64)
                 ds.attrs["split_dim"] = np.int64(split)
                 written += part.size * part.itemsize
@@ -676,6 +736,9 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet):
                       "created": datetime.datetime.now(datetime.timezone.utc)
                       .strftime("%Y-%m-%dT%H:%M:%SZ")},
     }
+    if dtype == "int8":
+        manifest["int8"] = {"group_size": int8_block, "float_dtype": float_dtype,
+                            "scale_dtype": "f32"}
     tmp = manifest_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)
@@ -706,8 +769,12 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="Hugging Face model directory")
     ap.add_argument("--tp", type=int, required=True, help="tensor-parallel size (ranks)")
     ap.add_argument("--out", help="output directory (created)")
-    ap.add_argument("--dtype", choices=["bf16", "f16", "f32"],
-                    help="stored dtype (default: the checkpoint's own, bf16 when mixed)")
+    ap.add_argument("--dtype", choices=["bf16", "f16", "f32", "int8"],
+                    help="stored dtype (default: the checkpoint's own, bf16 when mixed); int8: "
+                    "int8 linear weights with f32 scales, the rest in the checkpoint's dtype")
+    ap.add_argument("--int8-block", type=int, default=32, choices=[0, 32],
+                    help="--dtype int8: one scale per output row and block of 32 inputs (32, "
+                    "default), or per output row (0)")
     ap.add_argument("--print-sharding", action="store_true",
                     help="print the parsed config and sharding table as JSON and exit")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -718,7 +785,7 @@ def main(argv=None):
             return 0
         if not args.out:
             raise ConvertError("--out OUT_DIR is required")
-        convert_model(args.model, args.out, args.tp, args.dtype, args.quiet)
+        convert_model(args.model, args.out, args.tp, args.dtype, args.quiet, args.int8_block)
     except ConvertError as exc:
         print("convert_hf.py: error: %s" % exc, file=sys.stderr)
         return 1

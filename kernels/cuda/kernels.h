@@ -118,6 +118,16 @@ int gemv_split(int n, int k, int sm_count);  // 1, 2, 4 or 8
 void gemv(void* out, bool out_f32, const bf16* x, const bf16* w, int n_tokens, int n, int k,
           int sm_count, cudaStream_t stream);
 
+// --- gemv_int8.cu -------------------------------------------------------------------------
+// int8 weights (scripts/convert_hf.py --dtype int8) for small batches: out[t, n] = sum_k x[t, k]
+// * w[n, k] * scales[n * ceil(k / group) + k / group] for t < n_tokens <= kGemvMaxTokens. One
+// warp per output row, 128-bit streaming loads of w (16 weights), x bf16 or f32 (x_f32) through
+// the read-only cache, fp32 accumulation; out bf16 or f32 (out_f32). That fast kernel needs
+// k % 16 == 0, group a multiple of 16 (32 = blocks, k = per channel) and 16-byte aligned x and
+// w; other k or group run a plain one-byte-per-lane kernel (odd tensor-parallel slices).
+void gemv_int8(void* out, bool out_f32, const void* x, bool x_f32, const int8_t* w,
+               const float* scales, int group, int n_tokens, int n, int k, cudaStream_t stream);
+
 // --- logits.cu ----------------------------------------------------------------------------
 // Greedy sampling on the device: index[r] = index_offset + argmax_c logits[r, c] (lowest index
 // on ties; NaN never wins), value[r] = that maximum. One block per row. value may be null.

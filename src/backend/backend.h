@@ -85,6 +85,11 @@ class Backend {
   virtual bool has_lazy_setup() const { return false; }
   // Converts host data of dtype `src_dtype` to weight_dtype() while uploading.
   virtual void upload_weight(Tensor dst, const void* src, DType src_dtype) = 0;
+  // int8 weights (scripts/convert_hf.py --dtype int8): whether matmul() takes an i8 weight, and
+  // its upload: dst is i8 [rows, cols] with dst.scales allocated (f32 [rows, dst.n_groups()]);
+  // q and scales are host arrays of those shapes. Backends without int8 kernels refuse.
+  virtual bool supports_int8_weights() const { return false; }
+  virtual void upload_int8_weight(Tensor dst, const int8_t* q, const float* scales);
   virtual void synchronize() = 0;
   // Bytes currently held through alloc() (for the memory report: planned vs real).
   virtual size_t allocated_bytes() const = 0;
@@ -151,6 +156,8 @@ struct BackendOptions {
   // code that touches "device" memory faults here as it would on a GPU (host_accessible() is
   // false). Also on when the environment has TPINFER_CPU_GUARD_MEMORY=1.
   bool guard_memory = false;
+  // The shards hold int8 linear weights (their float tensors are in stored_weight_dtype).
+  bool int8_weights = false;
   // CPU: the portable matmul (the same bits on every CPU) instead of the fastest path for this
   // CPU's instruction set (which is batch invariant too, but rounds differently per ISA).
   bool deterministic = false;

@@ -53,13 +53,33 @@ int pick_device_ordinal(int local_rank, int local_size, bool allow_sharing) {
 #endif
 }
 
+void Backend::upload_int8_weight(Tensor dst, const int8_t* q, const float* scales) {
+  TPI_FAIL("backend " << backend_kind_name(kind())
+                      << " cannot run int8 weights (no int8 matmul); convert with --dtype bf16 "
+                         "or use backend: cpu");
+}
+
+namespace {
+
+// int8 shards on a backend without int8 kernels: one clear error before anything is allocated.
+std::unique_ptr<Backend> check_int8(std::unique_ptr<Backend> be, const BackendOptions& opts) {
+  TPI_CHECK(!opts.int8_weights || be->supports_int8_weights(),
+            "the model's weights are int8 (manifest dtype int8, or --dtype int8 dummy weights) "
+            "but the "
+                << backend_kind_name(be->kind())
+                << " backend has no int8 matmul; use backend: cpu, or convert with --dtype bf16");
+  return be;
+}
+
+}  // namespace
+
 std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& opts) {
   switch (kind) {
     case BackendKind::cpu:
-      return make_cpu_backend(opts);
+      return check_int8(make_cpu_backend(opts), opts);
     case BackendKind::cuda:
 #if TPINFER_HAVE_CUDA
-      return make_cuda_backend(opts);
+      return check_int8(make_cuda_backend(opts), opts);
 #else
       TPI_FAIL(
           "backend 'cuda' was requested but this tpinfer was built without CUDA "

@@ -102,7 +102,8 @@ class MpiCommunicator final : public Communicator {
           staging_f32_[i] = f16_to_f32(u16[i]);
           break;
         case DType::i32:
-          TPI_FAIL("all_reduce_sum: i32 is not supported");
+        case DType::i8:
+          TPI_FAIL("all_reduce_sum: " << dtype_name(dtype) << " is not supported");
       }
     }
   }
@@ -120,6 +121,7 @@ class MpiCommunicator final : public Communicator {
           u16[i] = f32_to_f16(staging_f32_[i]);
           break;
         case DType::i32:
+        case DType::i8:
           break;
       }
     }

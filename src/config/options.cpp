@@ -210,8 +210,10 @@ std::vector<OptionSpec> build_specs() {
                          {{"auto", DTypeChoice::auto_},
                           {"f32", DTypeChoice::f32},
                           {"bf16", DTypeChoice::bf16},
-                          {"f16", DTypeChoice::f16}},
-                         "dtype of dummy weights; auto = the model's torch_dtype"));
+                          {"f16", DTypeChoice::f16},
+                          {"int8", DTypeChoice::int8}},
+                         "dtype of dummy weights; auto = the model's torch_dtype; int8 = int8 "
+                         "linear weights (blocks of 32), bf16 embedding"));
   v.push_back(int_opt("layers", "LAYERS", "Model", &C::layers, 0,
                       "run only the first N layers; 0 = all", "0 (all)"));
   v.push_back(bool_opt("verify_checksums", "Model", &C::verify_checksums,

@@ -263,6 +263,8 @@ const char* to_string(DTypeChoice v) {
       return "bf16";
     case DTypeChoice::f16:
       return "f16";
+    case DTypeChoice::int8:
+      return "int8";
   }
   return "?";
 }
@@ -287,6 +289,8 @@ std::optional<DType> to_dtype(DTypeChoice v) {
       return DType::bf16;
     case DTypeChoice::f16:
       return DType::f16;
+    case DTypeChoice::int8:
+      return DType::i8;
   }
   return std::nullopt;
 }

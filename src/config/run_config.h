@@ -16,8 +16,9 @@ namespace tpinfer {
 
 enum class BackendChoice { auto_, cpu, cuda };
 enum class CommChoice { auto_, mpi, nccl };
-enum class DTypeChoice { auto_, f32, bf16, f16 };  // dtype of dummy weights
-enum class OnBadLine { skip, fail };               // batch input: a line that does not parse
+// dtype of dummy weights (int8: int8 linear weights in blocks of 32, bf16 embedding and norms)
+enum class DTypeChoice { auto_, f32, bf16, f16, int8 };
+enum class OnBadLine { skip, fail };  // batch input: a line that does not parse
 
 struct RunConfig {
   // Model
@@ -106,7 +107,7 @@ std::string version_text();                         // what --version prints
 
 const char* to_string(BackendChoice);  // "auto" | "cpu" | "cuda"
 const char* to_string(CommChoice);     // "auto" | "mpi" | "nccl"
-const char* to_string(DTypeChoice);    // "auto" | "f32" | "bf16" | "f16"
+const char* to_string(DTypeChoice);    // "auto" | "f32" | "bf16" | "f16" | "int8"
 const char* to_string(OnBadLine);      // "skip" | "fail"
 // The element type for dummy weights, or nullopt for auto (the model's torch_dtype).
 std::optional<DType> to_dtype(DTypeChoice);

@@ -8,7 +8,8 @@ DType parse_dtype(const std::string& s) {
   if (s == "f32" || s == "float32") return DType::f32;
   if (s == "f16" || s == "float16") return DType::f16;
   if (s == "bf16" || s == "bfloat16") return DType::bf16;
-  TPI_FAIL("unknown dtype '" << s << "' (expected f32, f16 or bf16)");
+  if (s == "int8" || s == "i8") return DType::i8;
+  TPI_FAIL("unknown dtype '" << s << "' (expected f32, f16, bf16 or int8)");
 }
 
 float f16_to_f32(uint16_t h) {

@@ -8,7 +8,9 @@
 
 namespace tpinfer {
 
-enum class DType { f32, f16, bf16, i32 };
+// i8: symmetric int8 weights of the linear layers, with f32 scales per output row and group of
+// the input dim (Tensor::scales, Tensor::group); never an activation.
+enum class DType { f32, f16, bf16, i32, i8 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
@@ -20,6 +22,8 @@ inline size_t dtype_size(DType t) {
       return 2;
     case DType::i32:
       return 4;
+    case DType::i8:
+      return 1;
   }
   return 0;
 }
@@ -34,11 +38,14 @@ inline const char* dtype_name(DType t) {
       return "bf16";
     case DType::i32:
       return "i32";
+    case DType::i8:
+      return "int8";
   }
   return "?";
 }
 
-// Parses "f32" | "f16" | "bf16" (and the long names float32, float16, bfloat16); throws on others.
+// Parses "f32" | "f16" | "bf16" | "int8" (and the long names float32, float16, bfloat16, i8);
+// throws on others.
 DType parse_dtype(const std::string& s);
 
 inline float bf16_to_f32(uint16_t h) {

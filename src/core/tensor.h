@@ -14,12 +14,18 @@ struct Tensor {
   DType dtype = DType::f32;
   int64_t rows = 0;
   int64_t cols = 0;
+  // int8 weights only (dtype i8): f32 scales [rows, ceil(cols / group)] in backend memory, row r,
+  // columns [g * group, (g + 1) * group) dequantize as q * scales[r * n_groups + g]. group == cols
+  // is one scale per output row (per channel).
+  void* scales = nullptr;
+  int64_t group = 0;
+  int64_t n_groups() const { return group > 0 ? (cols + group - 1) / group : 0; }
 
   int64_t numel() const { return rows * cols; }
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   bool empty() const { return data == nullptr; }
   // The first n rows (a view, no copy).
-  Tensor first_rows(int64_t n) const { return Tensor{data, dtype, n, cols}; }
+  Tensor first_rows(int64_t n) const { return Tensor{data, dtype, n, cols, scales, group}; }
   Tensor row(int64_t r) const {
     return Tensor{static_cast<char*>(data) + r * cols * dtype_size(dtype), dtype, 1, cols};
   }

@@ -58,6 +58,7 @@ H5Elem classify(hid_t type) {
   if (cls == H5T_FLOAT && size == 4) return H5Elem::f32;
   if (cls == H5T_INTEGER && size == 2 && H5Tget_sign(type) == H5T_SGN_NONE) return H5Elem::u16;
   if (cls == H5T_INTEGER && size == 8 && H5Tget_sign(type) == H5T_SGN_2) return H5Elem::i64;
+  if (cls == H5T_INTEGER && size == 1 && H5Tget_sign(type) == H5T_SGN_2) return H5Elem::i8;
   return H5Elem::other;
 }
 
@@ -260,6 +261,10 @@ void Hdf5Dataset::read(void* out, size_t bytes, H5Elem as) const {
     case H5Elem::i64:
       elem_size = 8;
       mem = H5T_NATIVE_INT64;
+      break;
+    case H5Elem::i8:
+      elem_size = 1;
+      mem = H5T_NATIVE_INT8;
       break;
     case H5Elem::other:
       TPI_FAIL(file_ << ": tensor " << name_ << ": unsupported element type");

@@ -32,7 +32,7 @@ class H5Handle {
 };
 
 // Element type of a dataset or attribute, as far as tpinfer cares.
-enum class H5Elem { f32, u16, i64, other };
+enum class H5Elem { f32, u16, i64, i8, other };
 
 class Hdf5Dataset {
  public:
@@ -44,7 +44,8 @@ class Hdf5Dataset {
   // An integer attribute, scalar or 1-D (any integer width); throws when absent or not integer.
   std::vector<int64_t> attr_ints(const std::string& attr) const;
   int64_t attr_int(const std::string& attr) const;
-  // Reads the whole dataset as `as` (f32 -> float, u16 -> uint16) into out (bytes long).
+  // Reads the whole dataset as `as` (f32 -> float, u16 -> uint16, i8 -> int8) into out (bytes
+  // long).
   void read(void* out, size_t bytes, H5Elem as) const;
 
  private:

@@ -101,9 +101,24 @@ ModelDir ModelDir::open(const std::string& path_in) {
   md.format_version = static_cast<int>(version);
   md.architecture = require_string(m, "architecture", manifest);
   const std::string dtype = require_string(m, "dtype", manifest);
-  TPI_CHECK(dtype == "f32" || dtype == "f16" || dtype == "bf16",
-            manifest << ": key 'dtype' is '" << dtype << "', expected f32, f16 or bf16");
+  TPI_CHECK(dtype == "f32" || dtype == "f16" || dtype == "bf16" || dtype == "int8",
+            manifest << ": key 'dtype' is '" << dtype << "', expected f32, f16, bf16 or int8");
   md.dtype = parse_dtype(dtype);
+  md.float_dtype = md.dtype;
+  if (md.dtype == DType::i8) {
+    const json& q = require(m, "int8", manifest);
+    TPI_CHECK(q.is_object(), manifest << ": key 'int8' must be an object");
+    const int64_t group = require_int(q, "group_size", manifest);
+    TPI_CHECK(group == 0 || group == 32, manifest << ": key 'int8.group_size' is " << group
+                                                  << ", expected 0 (per output channel) or 32");
+    md.int8_group = static_cast<int>(group);
+    const std::string fd = require_string(q, "float_dtype", manifest);
+    TPI_CHECK(fd == "f32" || fd == "f16" || fd == "bf16",
+              manifest << ": key 'int8.float_dtype' is '" << fd << "', expected f32, f16 or bf16");
+    md.float_dtype = parse_dtype(fd);
+    const std::string sd = require_string(q, "scale_dtype", manifest);
+    TPI_CHECK(sd == "f32", manifest << ": key 'int8.scale_dtype' is '" << sd << "', expected f32");
+  }
   const int64_t tp = require_int(m, "tp", manifest);
   TPI_CHECK(tp >= 1 && tp <= 4096, manifest << ": key 'tp' must be >= 1, found " << tp);
   md.tp = static_cast<int>(tp);

@@ -2,7 +2,8 @@
 // per tp rank (rank{r}-of-{tp}.h5) and the tokenizer/config files copied beside them.
 //
 // manifest.json keys: format ("tpinfer-shards"), format_version (1), architecture (the HF class,
-// e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" | "f16" | "bf16"),
+// e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" | "f16" | "bf16" |
+// "int8", then also int8: {group_size, float_dtype, scale_dtype}),
 // tp, files ([{rank, path, bytes, sha256}], one per rank), tokenizer_files, n_tensors,
 // source ({dir, weights, dtype}), converter ({script, created}).
 #pragma once
@@ -30,6 +31,11 @@ struct ModelDir {
   ModelConfig config;
   int tp = 1;
   DType dtype = DType::f32;
+  // int8 models (dtype int8; manifest "int8": {"group_size", "float_dtype", "scale_dtype"}): the
+  // dtype the float tensors (embedding, norms, biases) are stored in, and the scales' group along
+  // the input dim: 32, or 0 for one scale per output row of each shard (per channel).
+  DType float_dtype = DType::f32;
+  int int8_group = -1;  // -1: not an int8 model
   int format_version = 0;
   std::string tokenizer_dir;               // == path (tokenizer files sit beside the shards)
   std::string architecture;                // HF class name, e.g. "LlamaForCausalLM"

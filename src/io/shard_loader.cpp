@@ -20,6 +20,8 @@ H5Elem stored_elem(DType t) {
       return H5Elem::u16;
     case DType::bf16:
       return H5Elem::u16;
+    case DType::i8:
+      return H5Elem::i8;
     case DType::i32:
       return H5Elem::other;
   }
@@ -34,6 +36,8 @@ const char* elem_name(H5Elem e) {
       return "uint16";
     case H5Elem::i64:
       return "int64";
+    case H5Elem::i8:
+      return "int8";
     case H5Elem::other:
       return "other";
   }
@@ -57,16 +61,42 @@ void check_file_attrs(const Hdf5File& f, const ModelDir& md, int rank) {
                                              << "'");
 }
 
+// The dtype a tensor is stored in: int8 for the linear weights of an int8 model, else the
+// model's float dtype.
+DType tensor_dtype(const TensorSpec& spec, const ModelDir& md) {
+  return md.dtype == DType::i8 && !int8_quantized(spec) ? md.float_dtype : md.dtype;
+}
+
+// Scales of an int8 weight of local shape [rows, cols]: [rows, ceil(cols / group)].
+int64_t int8_group_of(const ModelDir& md, int64_t cols) {
+  return md.int8_group > 0 ? md.int8_group : cols;
+}
+
+void check_scales(const Hdf5File& f, const TensorSpec& spec, const ModelDir& md) {
+  const std::string name = int8_scales_name(spec.name);
+  const std::string where = f.path() + ": tensor " + name;
+  const std::vector<int64_t> local = spec.local_shape(md.tp);
+  const int64_t group = int8_group_of(md, local[1]);
+  const std::vector<int64_t> want = {local[0], (local[1] + group - 1) / group};
+  TPI_CHECK(f.has_dataset(name), where << ": missing (the int8 scales of " << spec.name
+                                       << ", expected shape " << shape_str(want) << ")");
+  const Hdf5Dataset ds = f.dataset(name);
+  TPI_CHECK(ds.elem() == H5Elem::f32,
+            where << ": expected float32 scales, found " << ds.elem_description());
+  TPI_CHECK(ds.shape() == want, where << ": expected shape " << shape_str(want) << " (int8 group "
+                                      << group << "), found " << shape_str(ds.shape()));
+}
+
 void check_tensor(const Hdf5File& f, const TensorSpec& spec, const ModelDir& md) {
   const std::string where = f.path() + ": tensor " + spec.name;
   TPI_CHECK(f.has_dataset(spec.name), where << ": missing (expected local shape "
                                             << shape_str(spec.local_shape(md.tp)) << ", "
                                             << spec.describe(md.tp) << ")");
   const Hdf5Dataset ds = f.dataset(spec.name);
-  const H5Elem want = stored_elem(md.dtype);
+  const DType dt = tensor_dtype(spec, md);
+  const H5Elem want = stored_elem(dt);
   TPI_CHECK(ds.elem() == want, where << ": expected " << elem_name(want) << " data for dtype "
-                                     << dtype_name(md.dtype) << ", found "
-                                     << ds.elem_description());
+                                     << dtype_name(dt) << ", found " << ds.elem_description());
   const std::vector<int64_t> local = spec.local_shape(md.tp);
   const std::vector<int64_t> found = ds.shape();
   TPI_CHECK(found == local, where << ": expected local shape " << shape_str(local) << " ("
@@ -86,6 +116,18 @@ void check_tensor(const Hdf5File& f, const TensorSpec& spec, const ModelDir& md)
 }  // namespace
 
 void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256) {
+  load_shard(
+      md, rank, sink,
+      [&](const TensorSpec& spec, const std::vector<int64_t>&, const int8_t*, const float*,
+          int64_t) {
+        TPI_FAIL(md.shard_path(rank) << ": tensor " << spec.name
+                                     << " is int8, and this reader takes float tensors only");
+      },
+      verify_sha256);
+}
+
+void load_shard(const ModelDir& md, int rank, const TensorSink& sink, const Int8Sink& int8_sink,
+                bool verify_sha256) {
   TPI_CHECK(rank >= 0 && rank < md.tp,
             md.path << ": rank " << rank << " is out of range for tp=" << md.tp);
   const std::string path = md.shard_path(rank);
@@ -119,6 +161,10 @@ void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verif
   for (const TensorSpec& spec : table) {
     check_tensor(f, spec, md);
     expected.insert(spec.name);
+    if (tensor_dtype(spec, md) == DType::i8) {
+      check_scales(f, spec, md);
+      expected.insert(int8_scales_name(spec.name));
+    }
   }
   for (const std::string& name : f.dataset_names()) {
     TPI_CHECK(expected.count(name) == 1,
@@ -128,15 +174,24 @@ void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verif
 
   // One buffer, grown to the largest tensor, reused for every tensor.
   std::vector<unsigned char> buffer;
-  const H5Elem elem = stored_elem(md.dtype);
+  std::vector<float> scales;
   for (const TensorSpec& spec : table) {
     const std::vector<int64_t> local = spec.local_shape(md.tp);
     size_t n = 1;
     for (int64_t s : local) n *= static_cast<size_t>(s);
-    const size_t bytes = n * dtype_size(md.dtype);
+    const DType dt = tensor_dtype(spec, md);
+    const size_t bytes = n * dtype_size(dt);
     buffer.resize(bytes);
-    f.dataset(spec.name).read(buffer.data(), bytes, elem);
-    sink(spec, local, buffer.data(), md.dtype);
+    f.dataset(spec.name).read(buffer.data(), bytes, stored_elem(dt));
+    if (dt != DType::i8) {
+      sink(spec, local, buffer.data(), dt);
+      continue;
+    }
+    const int64_t group = int8_group_of(md, local[1]);
+    scales.resize(static_cast<size_t>(local[0] * ((local[1] + group - 1) / group)));
+    f.dataset(int8_scales_name(spec.name))
+        .read(scales.data(), sizeof(float) * scales.size(), H5Elem::f32);
+    int8_sink(spec, local, reinterpret_cast<const int8_t*>(buffer.data()), scales.data(), group);
   }
 }
 

@@ -25,4 +25,13 @@ using TensorSink =
 // hands each tensor to sink in table order, one at a time (one tensor's host buffer alive at once).
 void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256 = true);
 
+// int8 shards (md.dtype int8): the linear weights (int8_quantized(spec)) go to int8_sink with their
+// scales, f32 [rows, ceil(cols / group)] where group is md.int8_group, or the local column count
+// when that is 0 (per channel); every other tensor goes to sink in md.float_dtype. A float model
+// loads as above. Valid only during the call.
+using Int8Sink = std::function<void(const TensorSpec& spec, const std::vector<int64_t>& local_shape,
+                                    const int8_t* q, const float* scales, int64_t group)>;
+void load_shard(const ModelDir& md, int rank, const TensorSink& sink, const Int8Sink& int8_sink,
+                bool verify_sha256 = true);
+
 }  // namespace tpinfer

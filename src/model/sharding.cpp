@@ -51,6 +51,14 @@ std::string TensorSpec::describe(int tp) const {
   return os.str();
 }
 
+bool int8_quantized(const TensorSpec& spec) {
+  return spec.global_shape.size() == 2 && spec.name != "model.embed_tokens.weight";
+}
+
+std::string int8_scales_name(const std::string& weight_name) {
+  return weight_name + "_scales";
+}
+
 std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
   const int64_t hidden = cfg.hidden_size;
   const int64_t vocab = cfg.vocab_size;

@@ -38,6 +38,13 @@ struct TensorSpec {
 // weight followed by its bias when the model has one), then model.norm and (untied only) lm_head.
 std::vector<TensorSpec> sharding_table(const ModelConfig& cfg);
 
+// int8 models (scripts/convert_hf.py --dtype int8): which tensors are stored as int8 with
+// scales: every 2-D weight except the embedding (a lookup table; a tied lm_head shares it, so a
+// tied model's lm_head stays float too). Norms and biases stay float.
+bool int8_quantized(const TensorSpec& spec);
+// The scales dataset of an int8 weight: "<name>_scales" (f32 [rows, n_groups]).
+std::string int8_scales_name(const std::string& weight_name);
+
 // "[64, 172]"
 std::string shape_str(const std::vector<int64_t>& shape);
 

@@ -153,11 +153,17 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
   // Every rank reads the same files, so these errors are the same on every rank.
   if (cfg.dummy_weights) {
     m.config = dummy_model_config(cfg.model, cfg.dtype, &m.weight_dtype);
+    if (m.weight_dtype == DType::i8) {
+      // As convert_hf.py --dtype int8 writes a bf16 checkpoint: blocks of 32, bf16 embedding.
+      m.weight_dtype = DType::bf16;
+      m.int8_group = 32;
+    }
   } else {
     m.dir = std::make_unique<ModelDir>(ModelDir::open(cfg.model));
     check_job_tp(*m.dir, tp);
     m.config = m.dir->config;
-    m.weight_dtype = m.dir->dtype;
+    m.weight_dtype = m.dir->float_dtype;
+    m.int8_group = m.dir->int8_group;
   }
   m.config.check_tp(tp);
   m.dims = ShardDims::make(m.config, tp, world.tp_rank(), cfg.layers);
@@ -197,7 +203,9 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
 }
 
 EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
-                          const EngineShape& shape) {
+                          const EngineShape& asked_shape) {
+  EngineShape shape = asked_shape;
+  shape.int8_group = model.int8_group;
   watch_phase(Phase::load);
   EngineHandle e;
   const bool printer = world.rank() == 0;
@@ -216,6 +224,7 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
           ? pick_device_ordinal(world.local_rank(), world.local_size(), cfg.allow_gpu_sharing)
           : 0;
   bopts.stored_weight_dtype = model.weight_dtype;
+  bopts.int8_weights = model.int8_group >= 0;
   bopts.deterministic = cfg.deterministic;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();

@@ -28,7 +28,10 @@ struct ModelHandle {
   std::unique_ptr<Tokenizer> tokenizer;  // tp leaders only
   ShardDims dims;
   std::vector<int32_t> stop_ids;    // EOS ids of the configs and tokenizer, and BOS
-  DType weight_dtype = DType::f32;  // the shards' dtype, or the dummy weights'
+  DType weight_dtype = DType::f32;  // the shards' (float) dtype, or the dummy weights'
+  // int8 models: the scales' group (0 per channel, 32), and weight_dtype is the float tensors'
+  // dtype; -1 for float models.
+  int int8_group = -1;
   // Ids [0, sample_vocab) can be sampled: the tokenizer's size when the model's vocabulary is
   // padded past it (Qwen3: 151669 tokens, vocab_size 151936), else vocab_size. Leaders only.
   int sample_vocab = 0;

@@ -75,6 +75,9 @@ class Arena {
           std::memcpy(raw.data() + 4 * i, &x, 4);
           break;
         }
+        case DType::i8:
+          raw[i] = static_cast<unsigned char>(static_cast<int8_t>(v[i]));
+          break;
       }
     }
     be_.copy_to_device(t.data, raw.data(), raw.size());
@@ -111,6 +114,9 @@ class Arena {
         case DType::i32:
           std::memcpy(&x, raw.data() + 4 * i, 4);
           out[i] = static_cast<float>(x);
+          break;
+        case DType::i8:
+          out[i] = static_cast<float>(static_cast<int8_t>(raw[i]));
           break;
       }
     }

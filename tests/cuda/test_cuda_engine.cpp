@@ -1,9 +1,11 @@
 // The whole Engine on the CUDA backend against the same Engine on the CPU backend, under
 // `mpirun -np N` (N = 1: null communicator and CUDA graphs; N = 2: two ranks sharing one GPU over
-// the MPI communicator, eager). Models: the bundled stories260K (converted shards, f32 on disk)
-// and a Qwen3-0.6B shape cut to 4 layers with dummy weights (head_dim 128, GQA 16/8, the real
-// 151936-row vocabulary). The CPU engine keeps the weights in bf16 too, so the two differ only by
-// the GPU's bf16 activations and KV cache.
+// the MPI communicator, eager). Models: the bundled stories260K (converted shards, f32 on disk),
+// the same in int8 (--dtype int8 shards: the GPU's int8 GEMV against the CPU's int8 kernels, which
+// also round the activations to int8, hence a wider limit) and a Qwen3-0.6B shape cut to 4
+// layers with dummy weights (head_dim 128, GQA 16/8, the real 151936-row vocabulary). The CPU
+// engine keeps the weights in bf16 too, so the two differ only by the GPU's bf16 activations and KV
+// cache.
 //
 // Teacher-forced: a prompt is prefilled, then each step feeds both engines the CPU's greedy
 // token. Every step's logits must be within a relative L2 error of kMaxRelL2; where the CPU's
@@ -41,6 +43,10 @@ namespace {
 // stories260K 0.032 at tp 1 and 0.046 at tp 2 (hidden 64: little averaging; the MPI all-reduce
 // rounds its f32 sum back to bf16), the Qwen3 shape 0.008 and 0.009. A broken kernel gives O(1).
 constexpr double kMaxRelL2 = 8e-2;
+// int8: the CPU rounds every activation to int8 in blocks of 32, the GPU does not. That rounding
+// alone moves stories260K's logits by a relative L2 of up to 0.077 (tpinfer-compare-logits, int8
+// against f32 on the CPU, this prompt, tp 1 and 2); with the GPU's bf16 activations on top, 0.2.
+constexpr double kMaxRelL2Int8 = 0.2;
 constexpr double kMaxGraphRelDiff = 0;  // same kernels, same inputs: replay equals eager
 
 int g_failures = 0;
@@ -70,6 +76,8 @@ struct Model {
   const ModelDir* dir = nullptr;  // null: dummy weights
   std::vector<int32_t> prompt;
   int decode_steps = 0;
+  int int8_group = -1;  // int8 shards: their group size (EngineShape::int8_group)
+  double max_rel_l2 = kMaxRelL2;
 };
 
 Side make_side(const Model& m, BackendKind kind, bool graphs) {
@@ -77,6 +85,7 @@ Side make_side(const Model& m, BackendKind kind, bool graphs) {
   Side s;
   BackendOptions o;
   o.stored_weight_dtype = DType::bf16;
+  o.int8_weights = m.int8_group >= 0;
   if (kind == BackendKind::cuda && g_self_test) {
     kind = BackendKind::cpu;
     o.guard_memory = true;
@@ -91,7 +100,8 @@ Side make_side(const Model& m, BackendKind kind, bool graphs) {
   if (kind == BackendKind::cuda) as_cuda_backend(*s.backend)->set_graphs_enabled(graphs);
   s.comm = make_communicator(w.tp() == 1 ? CommKind::null : CommKind::mpi, w, *s.backend);
   const int max_seq = static_cast<int>(m.prompt.size()) + m.decode_steps + 1;
-  const EngineShape shape{max_seq, 1, static_cast<int>(m.prompt.size()), 1};
+  EngineShape shape{max_seq, 1, static_cast<int>(m.prompt.size()), 1};
+  shape.int8_group = m.int8_group;
   s.engine = std::make_unique<Engine>(m.cfg, m.dims, shape, *s.backend, *s.comm);
   if (m.dir != nullptr) {
     s.engine->load(*m.dir, w.rank());
@@ -171,9 +181,9 @@ void check_model(const Model& m) {
       const Stats s = compare(got, ref);
       ++n_steps;
       worst_rel = std::max(worst_rel, s.rel_l2);
-      if (!(s.rel_l2 <= kMaxRelL2)) {
+      if (!(s.rel_l2 <= m.max_rel_l2)) {
         fail(m.name + " step " + std::to_string(step) + ": relative L2 error " +
-             std::to_string(s.rel_l2) + " > " + std::to_string(kMaxRelL2) + " (max |diff| " +
+             std::to_string(s.rel_l2) + " > " + std::to_string(m.max_rel_l2) + " (max |diff| " +
              std::to_string(s.max_abs) + ", max |ref| " + std::to_string(s.max_ref) + ")");
       }
       if (s.margin > 2 * s.max_abs) {
@@ -206,7 +216,7 @@ void check_model(const Model& m) {
         "%-22s tp %d: %d steps (prefill %zu + %d decode), worst rel L2 %.3g (limit %.3g), "
         "argmax equal %d/%d (%d with a lead that must hold), graph vs eager %s %.3g\n",
         m.name.c_str(), g_world->tp(), n_steps, m.prompt.size(), m.decode_steps, worst_rel,
-        kMaxRelL2, n_argmax_equal, n_steps, n_argmax_checked,
+        m.max_rel_l2, n_argmax_equal, n_steps, n_argmax_checked,
         graphs ? "max rel diff" : "(eager only)", worst_graph);
     std::fflush(stdout);
   }
@@ -249,6 +259,15 @@ int main(int argc, char** argv) {
     stories.prompt = {1, 403, 407, 261, 378};  // BOS "Once upon a time"
     stories.decode_steps = 48;
     check_model(stories);
+
+    ModelDir stories_int8_dir =
+        ModelDir::open(models + "/stories260K-int8-tp" + std::to_string(world.size()));
+    Model stories_int8 = stories;
+    stories_int8.name = "stories260K int8";
+    stories_int8.dir = &stories_int8_dir;
+    stories_int8.int8_group = stories_int8_dir.int8_group;
+    stories_int8.max_rel_l2 = kMaxRelL2Int8;
+    check_model(stories_int8);
 
     Model qwen;
     qwen.name = "qwen3-0.6b (4 layers)";

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/gemm_int8.h"
+#include "cuda/kernels.h"
 #include "cuda_test_util.h"
 
 namespace tpinfer::test {
@@ -283,6 +285,89 @@ TEST_CASE("cuda argmax picks the largest logit, lowest index on ties", "[cuda]")
   REQUIRE_CLOSE("argmax value", g.read(val), want_v, 0.0, 0.0);
 }
 
+// The int8 GEMV (kernels/cuda/gemv_int8.cu) against its CPU twin: the same int8 weights and
+// scales, dequantized and multiplied in double on the host; activations bf16 or f32, output f32
+// or bf16, per-block (32) and per-channel scales, 1..8 tokens. And the CPU backend's int8
+// matmul (which also quantizes the activations) within its activation-rounding error.
+TEST_CASE("cuda int8 gemv matches the CPU reference", "[cuda][int8]") {
+  CudaBackend& cb = cuda_backend();
+  struct Shape {
+    int n, k;
+  };
+  for (Shape s :
+       {Shape{256, 512}, Shape{97, 4096}, Shape{1000, 64}, Shape{33, 2560}, Shape{5, 1040}}) {
+    for (int group : {32, s.k}) {
+      for (int t : {1, 3, 8}) {
+        for (bool x_f32 : {false, true}) {
+          for (bool out_f32 : {true, false}) {
+            CAPTURE(s.n, s.k, group, t, x_f32, out_f32);
+            const int ng = (s.k + group - 1) / group;
+            std::mt19937 rng(s.n * 131 + s.k + group + t);
+            std::uniform_int_distribution<int> qd(-127, 127);
+            std::uniform_real_distribution<float> sd(0.001f, 0.02f);
+            std::vector<int8_t> q(static_cast<size_t>(s.n) * s.k);
+            for (int8_t& v : q) v = static_cast<int8_t>(qd(rng));
+            std::vector<float> sc(static_cast<size_t>(s.n) * ng);
+            for (float& v : sc) v = sd(rng);
+            const std::vector<float> x = random_bf16(static_cast<size_t>(t) * s.k, 77 + t);
+            std::vector<uint16_t> xb(x.size());
+            for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+
+            void* dq = cb.alloc(q.size());
+            void* ds = cb.alloc(sizeof(float) * sc.size());
+            void* dx = cb.alloc(x_f32 ? sizeof(float) * x.size() : 2 * x.size());
+            void* dout = cb.alloc(sizeof(float) * t * s.n);
+            cb.copy_to_device(dq, q.data(), q.size());
+            cb.copy_to_device(ds, sc.data(), sizeof(float) * sc.size());
+            if (x_f32) {
+              cb.copy_to_device(dx, x.data(), sizeof(float) * x.size());
+            } else {
+              cb.copy_to_device(dx, xb.data(), 2 * xb.size());
+            }
+            gpu::gemv_int8(dout, out_f32, dx, x_f32, static_cast<const int8_t*>(dq),
+                           static_cast<const float*>(ds), group, t, s.n, s.k, cb.stream());
+            REQUIRE(cudaGetLastError() == cudaSuccess);
+            cb.synchronize();
+            std::vector<float> got(static_cast<size_t>(t) * s.n);
+            if (out_f32) {
+              cb.copy_to_host(got.data(), dout, sizeof(float) * got.size());
+            } else {
+              std::vector<uint16_t> gb(got.size());
+              cb.copy_to_host(gb.data(), dout, 2 * gb.size());
+              for (size_t i = 0; i < gb.size(); ++i) got[i] = bf16_to_f32(gb[i]);
+            }
+            for (void* p : {dq, ds, dx, dout}) cb.free(p);
+
+            std::vector<float> cpu_int8(static_cast<size_t>(t) * s.n);
+            cpu::gemm_int8(cpu::Int8Path::portable, cpu_int8.data(), x.data(), q.data(), sc.data(),
+                           group, t, s.n, s.k);
+            for (int r = 0; r < t; ++r) {
+              for (int n = 0; n < s.n; ++n) {
+                double ref = 0, mag = 0, act_bound = 0;
+                for (int k = 0; k < s.k; ++k) {
+                  const double wd = double(q[static_cast<size_t>(n) * s.k + k]) *
+                                    sc[static_cast<size_t>(n) * ng + k / group];
+                  const double xv = x[static_cast<size_t>(r) * s.k + k];
+                  ref += wd * xv;
+                  mag += std::fabs(wd * xv);
+                  act_bound += std::fabs(wd);
+                }
+                const double g = got[static_cast<size_t>(r) * s.n + n];
+                const double tol = 1e-5 * mag + 1e-6 + (out_f32 ? 0.0 : std::fabs(ref) / 128);
+                INFO("row " << r << " col " << n << " gpu " << g << " reference " << ref);
+                REQUIRE(std::fabs(g - ref) <= tol);
+                // The CPU int8 path rounds each activation by at most max|x| / 254 (|x| <= 1).
+                const double c = cpu_int8[static_cast<size_t>(r) * s.n + n];
+                REQUIRE(std::fabs(c - ref) <= act_bound / 254.0 + 1e-5 * mag + 1e-6);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("cuda memory accounting and refusals", "[cuda]") {
   CudaBackend& cb = cuda_backend();
   const size_t before = cb.allocated_bytes();
@@ -300,6 +385,55 @@ TEST_CASE("cuda memory accounting and refusals", "[cuda]") {
   REQUIRE_THROWS_WITH(cb.rmsnorm(f, f, w, 1e-5f), Catch::Contains("rmsnorm"));
   // Out-of-memory names the size.
   REQUIRE_THROWS_WITH(cb.alloc(size_t{1} << 50), Catch::Contains("out of memory"));
+}
+
+// The backend's int8 projection (upload_int8_weight + matmul on an i8 weight): chunks of 8 tokens
+// through the GEMV, k with and without the 16-byte fast path (172: a stories260K down_proj), the
+// same int8 data on the CPU backend (which also quantizes its activations, hence the tolerance).
+TEST_CASE("cuda matmul with int8 weights matches the CPU backend", "[cuda][int8]") {
+  CudaBackend& cb = cuda_backend();
+  REQUIRE(cb.supports_int8_weights());
+  for (int t : {1, 5, 8, 9, 20}) {
+    for (int k : {64, 172, 2560}) {
+      for (int group : {32, k}) {
+        for (DType out_dtype : {DType::bf16, DType::f32}) {
+          const int n = 67;
+          CAPTURE(t, k, group, dtype_name(out_dtype));
+          const int ng = (k + group - 1) / group;
+          std::mt19937 rng(t * 7 + k + group);
+          std::uniform_int_distribution<int> qd(-127, 127);
+          std::uniform_real_distribution<float> sd(0.001f, 0.02f);
+          std::vector<int8_t> q(static_cast<size_t>(n) * k);
+          for (int8_t& v : q) v = static_cast<int8_t>(qd(rng));
+          std::vector<float> sc(static_cast<size_t>(n) * ng);
+          for (float& v : sc) v = sd(rng);
+          const std::vector<float> x = random_bf16(static_cast<size_t>(t) * k, 5 + t);
+          Arena c(cpu_backend()), g(cb);
+          Tensor xc = c.act(t, k, x), xg = g.act(t, k, x);
+          auto int8_weight = [&](Backend& be) {
+            Tensor w{be.alloc(q.size()), DType::i8, n, k};
+            w.group = group;
+            w.scales = be.alloc(sizeof(float) * sc.size());
+            be.upload_int8_weight(w, q.data(), sc.data());
+            return w;
+          };
+          Tensor wc = int8_weight(c.backend()), wg = int8_weight(cb);
+          Tensor oc = c.empty(DType::f32, t, n), og = g.empty(out_dtype, t, n);
+          c.backend().matmul(oc, xc, wc);
+          cb.matmul(og, xg, wg);
+          // CPU: activations rounded to int8 (each by at most max|x| / 254, |x| <= 1; about
+          // 0.002 x sqrt(k) summed over k): 5 sigma.
+          const double atol = 0.01 * std::sqrt(static_cast<double>(k));
+          REQUIRE_CLOSE("int8 matmul", g.read(og), c.read(oc), atol, kRtol);
+          for (Backend* be : {&c.backend(), static_cast<Backend*>(&cb)}) {
+            Tensor w = be == &cb ? wg : wc;
+            be->free(w.data);
+            be->free(w.scales);
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

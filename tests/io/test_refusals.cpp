@@ -281,8 +281,28 @@ TEST_CASE("manifest refusals", "[refusal][loader]") {
   SECTION("missing and bad keys") {
     edit_manifest(dir, [](json& m) { m.erase("dtype"); });
     CHECK(open_error(dir) == dir + "/manifest.json: missing key 'dtype'");
+    edit_manifest(dir, [](json& m) { m["dtype"] = "fp8"; });
+    CHECK_THAT(open_error(dir), Contains("key 'dtype' is 'fp8', expected f32, f16, bf16 or int8"));
+    // int8: the quantization record is required and checked.
     edit_manifest(dir, [](json& m) { m["dtype"] = "int8"; });
-    CHECK_THAT(open_error(dir), Contains("key 'dtype' is 'int8', expected f32, f16 or bf16"));
+    CHECK(open_error(dir) == dir + "/manifest.json: missing key 'int8'");
+    edit_manifest(dir, [](json& m) {
+      m["int8"] = {{"group_size", 16}, {"float_dtype", "f32"}, {"scale_dtype", "f32"}};
+    });
+    CHECK_THAT(open_error(dir), Contains("key 'int8.group_size' is 16, expected 0 (per output "
+                                         "channel) or 32"));
+    edit_manifest(dir, [](json& m) {
+      m["int8"]["group_size"] = 32;
+      m["int8"]["float_dtype"] = "int8";
+    });
+    CHECK_THAT(open_error(dir),
+               Contains("key 'int8.float_dtype' is 'int8', expected f32, f16 or bf16"));
+    edit_manifest(dir, [](json& m) {
+      m["int8"]["float_dtype"] = "f32";
+      m["int8"]["scale_dtype"] = "f16";
+    });
+    CHECK_THAT(open_error(dir), Contains("key 'int8.scale_dtype' is 'f16', expected f32"));
+    edit_manifest(dir, [](json& m) { m.erase("int8"); });
     edit_manifest(dir, [](json& m) {
       m["dtype"] = "f32";
       m["config"].erase("n_kv_heads");

@@ -387,7 +387,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"threads", "many", "expected an integer >= 0"},
       {"deterministic", "perhaps", "expected true or false"},
       {"dummy_weights", "y es", "expected true or false"},
-      {"dtype", "fp8", "expected one of auto, f32, bf16 or f16"},
+      {"dtype", "fp8", "expected one of auto, f32, bf16, f16 or int8"},
       {"ignore_eos", "nope", "expected true or false"},
       {"stream", "2", "expected true or false"},
       {"echo", "loud", "expected true or false"},

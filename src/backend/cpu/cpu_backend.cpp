@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "cpu/cpu_kernels.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_int8.h"
 
 namespace tpinfer {
 namespace {
@@ -98,6 +99,10 @@ class CpuBackend final : public Backend {
     if (opts.n_threads > 0) omp_set_num_threads(opts.n_threads);
     n_threads_ = omp_get_max_threads();
     isa_ = pick_isa(opts.deterministic);
+    // Every int8 path returns the portable path's bits (gemm_int8.h), so deterministic mode keeps
+    // the fastest one; TPINFER_CPU_ISA still picks it (portable, avx2, avx512*: avx512vnni).
+    int8_ = opts.int8_weights;
+    int8_path_ = cpu::int8_path_for(pick_isa(false));
     const int cpus = static_cast<int>(rank_cpus().size());
     if (cpus > 0 && n_threads_ > cpus) {
       TPI_LOG_WARN << "cpu backend: " << n_threads_ << " OpenMP threads but this rank may run on "
@@ -120,6 +125,9 @@ class CpuBackend final : public Backend {
     return "cpu (" + std::to_string(n_threads_) + " OpenMP thread" + (n_threads_ == 1 ? "" : "s") +
            " " + thread_layout() + ", " + dtype_name(weight_dtype_) + " weights, matmul " +
            cpu::isa_name(isa_) + (isa_ == cpu::Isa::portable ? " (deterministic)" : "") +
+           (int8_ ? std::string(", int8 linear weights, int8 matmul ") +
+                        cpu::int8_path_name(int8_path_)
+                  : std::string()) +
            (guard_ ? ", guarded memory" : "") + ")";
   }
   DType weight_dtype() const override { return weight_dtype_; }
@@ -190,9 +198,11 @@ class CpuBackend final : public Backend {
           for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f16_to_f32(h[i]));
           return;
         case DType::i32:
+        case DType::i8:
           break;
       }
-      TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
+      TPI_FAIL("cpu upload_weight: " << dtype_name(src_dtype)
+                                     << " is not a float weight dtype (int8: upload_int8_weight)");
     }
     require_f32(dst, "upload_weight", "destination");
     float* out = f32(dst);
@@ -207,9 +217,19 @@ class CpuBackend final : public Backend {
         for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
         return;
       case DType::i32:
+      case DType::i8:
         break;
     }
-    TPI_FAIL("cpu upload_weight: i32 is not a weight dtype");
+    TPI_FAIL("cpu upload_weight: " << dtype_name(src_dtype)
+                                   << " is not a float weight dtype (int8: upload_int8_weight)");
+  }
+  bool supports_int8_weights() const override { return true; }
+  void upload_int8_weight(Tensor dst, const int8_t* q, const float* scales) override {
+    Scope open(guard_.get());
+    TPI_CHECK(dst.dtype == DType::i8 && dst.scales != nullptr && dst.group > 0,
+              "cpu upload_int8_weight: destination must be an i8 tensor with scales");
+    std::memcpy(dst.data, q, static_cast<size_t>(dst.numel()));
+    std::memcpy(dst.scales, scales, sizeof(float) * dst.rows * dst.n_groups());
   }
   void synchronize() override {}
 
@@ -258,6 +278,15 @@ class CpuBackend final : public Backend {
         return;
       case DType::bf16:
         cpu::gemm_bf16(isa_, f32(out), f32(in), static_cast<const uint16_t*>(weight.data), T, N, K);
+        return;
+      case DType::i8:
+        TPI_CHECK(weight.scales != nullptr &&
+                      (weight.group == weight.cols || weight.group % cpu::kInt8Block == 0),
+                  "cpu matmul: int8 weight needs scales and a group of cols or a multiple of "
+                      << cpu::kInt8Block << ", found group " << weight.group);
+        cpu::gemm_int8(int8_path_, f32(out), f32(in), static_cast<const int8_t*>(weight.data),
+                       static_cast<const float*>(weight.scales), static_cast<int>(weight.group), T,
+                       N, K);
         return;
       case DType::f16:
       case DType::i32:
@@ -345,7 +374,9 @@ class CpuBackend final : public Backend {
 
   DType weight_dtype_ = DType::f32;
   int n_threads_ = 1;
-  cpu::Isa isa_ = cpu::Isa::portable;          // the matmul path
+  cpu::Isa isa_ = cpu::Isa::portable;  // the matmul path
+  bool int8_ = false;                  // int8 linear weights
+  cpu::Int8Path int8_path_ = cpu::Int8Path::portable;
   std::unique_ptr<cpu::GuardedMemory> guard_;  // the guarded test mode, else null
   size_t allocated_ = 0;
   std::unordered_map<void*, size_t> sizes_;

@@ -39,6 +39,7 @@ gpu::ElemType elem_type(DType d) {
     case DType::bf16:
       return gpu::ElemType::bf16;
     case DType::i32:
+    case DType::i8:
       break;
   }
   TPI_FAIL("cuda: " << dtype_name(d) << " is not a floating-point dtype");

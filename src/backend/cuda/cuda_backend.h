@@ -47,6 +47,9 @@ class CudaBackend final : public Backend {
   bool host_accessible() const override { return false; }
   bool has_lazy_setup() const override { return true; }
   void upload_weight(Tensor dst, const void* src, DType src_dtype) override;
+  // int8 linear weights (cuda_matmul_int8.cpp): matmul() runs the int8 GEMV for them.
+  bool supports_int8_weights() const override { return true; }
+  void upload_int8_weight(Tensor dst, const int8_t* q, const float* scales) override;
   void synchronize() override;
   size_t allocated_bytes() const override;
   size_t workspace_bytes(const KvLayer& cache_shape, int n_heads) const override;
@@ -107,6 +110,7 @@ class CudaBackend final : public Backend {
   LtPlan& lt_plan(const Tensor& out, const Tensor& in, const Tensor& weight);
   void matmul_cublaslt(Tensor out, Tensor in, Tensor weight);
   void matmul_cublas(Tensor out, Tensor in, Tensor weight);
+  void matmul_int8(Tensor out, Tensor in, Tensor weight);
   bool use_prefill_kernel(int n_tokens, const KvLayer& cache) const;
   void reserve_decode_workspace(const KvLayer& cache, int n_heads, size_t need);
 

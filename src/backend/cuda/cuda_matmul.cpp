@@ -98,6 +98,7 @@ void CudaBackend::matmul_cublas(Tensor out, Tensor in, Tensor weight) {
 }
 
 void CudaBackend::matmul(Tensor out, Tensor in, Tensor weight) {
+  if (weight.dtype == DType::i8) return matmul_int8(out, in, weight);
   TPI_CHECK(in.dtype == DType::bf16 && weight.dtype == DType::bf16 &&
                 (out.dtype == DType::bf16 || out.dtype == DType::f32),
             "cuda matmul: in " << dtype_name(in.dtype) << ", weight " << dtype_name(weight.dtype)

@@ -54,6 +54,8 @@ ncclDataType_t nccl_type(DType d) {
       return ncclBfloat16;
     case DType::i32:
       return ncclInt32;
+    case DType::i8:
+      return ncclInt8;
   }
   TPI_FAIL("nccl: unknown dtype");
 }

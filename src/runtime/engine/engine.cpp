@@ -100,6 +100,10 @@ void Engine::allocate_weights() {
     const std::vector<int64_t> shape = spec.local_shape(dims_.tp);
     if (shape.size() == 1) {
       *slot = alloc_tensor(be_.act_dtype(), 1, shape[0]);
+    } else if (shape_.int8_group >= 0 && int8_quantized(spec)) {
+      *slot = alloc_tensor(DType::i8, shape[0], shape[1]);
+      slot->group = shape_.int8_group > 0 ? shape_.int8_group : shape[1];
+      slot->scales = alloc_tensor(DType::f32, shape[0], slot->n_groups()).data;
     } else {
       *slot = alloc_tensor(be_.weight_dtype(), shape[0], shape[1]);
     }
@@ -136,6 +140,19 @@ void Engine::load(const ModelDir& dir, int world_rank_for_messages, bool verify_
         be_.upload_weight(*slot, data, dtype);
         watch_beat();  // a big shard loads for long, but tensor by tensor
       },
+      [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape, const int8_t* q,
+          const float* scales, int64_t group) {
+        Tensor* slot = model_.weights.find(spec.name);
+        if (slot == nullptr) return;
+        TPI_CHECK(slot->dtype == DType::i8 && slot->rows == local_shape[0] &&
+                      slot->cols == local_shape[1] && slot->group == group,
+                  dir.shard_path(dims_.tp_rank)
+                      << ": tensor " << spec.name << " is int8 with group " << group
+                      << ", the engine expects " << dtype_name(slot->dtype) << " with group "
+                      << slot->group);
+        be_.upload_int8_weight(*slot, q, scales);
+        watch_beat();
+      },
       verify_sha256);
   finish_weights();
 }
@@ -152,6 +169,11 @@ void Engine::load_dummy(uint64_t seed) {
   std::vector<uint16_t> block_bf16(kBlock);
   for (size_t i = 0; i < kBlock; ++i) block_bf16[i] = f32_to_bf16(block_f32[i]);
 
+  // int8: uniform integers in [-127, 127] with scale 0.02 * sqrt(3) / 127 (the same spread).
+  std::vector<int8_t> block_i8(kBlock);
+  std::uniform_int_distribution<int> uniform(-127, 127);
+  for (int8_t& v : block_i8) v = static_cast<int8_t>(uniform(rng));
+
   std::vector<char> host;
   std::vector<float> ones;
   for (const TensorSpec& spec : sharding_table(cfg_)) {
@@ -160,6 +182,16 @@ void Engine::load_dummy(uint64_t seed) {
     if (slot->rows == 1) {
       ones.assign(static_cast<size_t>(slot->numel()), 1.0f);
       be_.upload_weight(*slot, ones.data(), DType::f32);
+      continue;
+    }
+    if (slot->dtype == DType::i8) {
+      host.resize(static_cast<size_t>(slot->numel()));
+      for (size_t off = 0; off < host.size(); off += kBlock) {
+        std::memcpy(host.data() + off, block_i8.data(), std::min(kBlock, host.size() - off));
+      }
+      ones.assign(static_cast<size_t>(slot->rows * slot->n_groups()), 0.02f * 1.7320508f / 127.f);
+      be_.upload_int8_weight(*slot, reinterpret_cast<const int8_t*>(host.data()), ones.data());
+      watch_beat();
       continue;
     }
     const bool bf16 = slot->dtype == DType::bf16;

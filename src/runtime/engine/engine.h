@@ -22,6 +22,9 @@ struct EngineShape {
   int n_slots = 1;         // sequences decoded together
   int max_tokens = 256;    // tokens per forward (prefill chunk; >= n_slots)
   int max_logit_rows = 1;  // rows that need logits per forward (>= n_slots)
+  // int8 linear weights (sharding.h int8_quantized) with f32 scales per group of this many input
+  // columns, 0 = one scale per output row; -1 = float weights (the backend's weight_dtype()).
+  int int8_group = -1;
 };
 
 class Engine {

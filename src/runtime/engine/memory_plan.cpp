@@ -35,6 +35,13 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
     const std::vector<int64_t> s = spec.local_shape(dims.tp);
     size_t n = 1;
     for (int64_t d : s) n *= static_cast<size_t>(d);
+    if (s.size() == 2 && shape.int8_group >= 0 && int8_quantized(spec)) {
+      // int8: one byte per weight plus f32 scales per row and group (per channel: one per row).
+      const int64_t group = shape.int8_group > 0 ? shape.int8_group : s[1];
+      p.weight_bytes +=
+          n + sizeof(float) * static_cast<size_t>(s[0] * ((s[1] + group - 1) / group));
+      continue;
+    }
     p.weight_bytes += n * dtype_size(s.size() == 1 ? act_dtype : weight_dtype);
   }
   // The RoPE inv_freq table(s), f32 (two for longrope: short and long factors).

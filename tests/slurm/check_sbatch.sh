@@ -141,6 +141,9 @@ if [[ $mode == server ]]; then
     { echo "FAIL: job $jid ended $state_now after scancel"; exit 1; }
   grep -q "endpoint: $url" "$log" || { echo "FAIL: the log does not name the endpoint"; exit 1; }
   grep -q "serving the OpenAI API" "$log" || { echo "FAIL: no 'serving' line in the log"; exit 1; }
+  grep -q "stop requested (SIGTERM)" "$log" || { echo "FAIL: tpinfer did not see the SIGTERM"; exit 1; }
+  grep -q "server stopped (SIGTERM)" "$log" || { echo "FAIL: no 'server stopped' line"; exit 1; }
+  [[ ! -e $endpoint_file ]] || { echo "FAIL: the endpoint file outlived the job"; exit 1; }
   echo "PASS: server job $jid answered at $url, ended $state_now $((SECONDS - t0)) s after scancel"
   exit 0
 fi

@@ -30,4 +30,4 @@ echo "openai $("$venv/bin/python" -c 'import openai; print(openai.__version__)')
 rm -rf "$work"
 mkdir -p "$work"
 export TPINFER_LAUNCH_QUIET=1
-exec timeout 900 "$venv/bin/python" "$here/openai_client_test.py" "$bin" "$model" "$work"
+exec timeout 840 "$venv/bin/python" "$here/openai_client_test.py" "$bin" "$model" "$work"

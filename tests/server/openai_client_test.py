@@ -416,8 +416,7 @@ def check_dropped_client(srv, auth):
     freed = time.time() - t0
     s, b = call("POST", url + "/v1/completions", {"prompt": PROMPT, "max_tokens": 4},
                 headers=auth, timeout=60)
-    check(s == 200 and b["usage"]["completion_tokens"] == 4 or b["choices"][0]["finish_reason"]
-          == "stop", f"the next request: {s} {b}")
+    check(s == 200 and b["usage"]["completion_tokens"] >= 1, f"the next request: {s} {b}")
     say(f"  closed after {got} chunks (running was {running:g}); tpinfer_requests_running 0 after "
         f"{freed:.1f} s; the next request took the slot and completed "
         f"{time.time() - t0:.1f} s after the drop")
@@ -591,6 +590,9 @@ def main():
 
 
 if __name__ == "__main__":
+    # timeout(1) or ctest stops us with SIGTERM: leave through the finally blocks that kill the
+    # servers (each runs in its own session, so nothing else would).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("FAIL: stopped by SIGTERM"))
     try:
         main()
     except Failure as e:

@@ -13,7 +13,6 @@ A benchmark, not a test. Start the server first (scripts/bench_server.sh does it
 import argparse
 import http.client
 import json
-import statistics
 import sys
 import threading
 import time

@@ -11,7 +11,7 @@
 # BENCH_HEALTH_WAIT_S (default 300).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-(($# >= 3)) && [[ $3 == -- ]] || { sed -n 2,10p "$0" >&2; exit 2; }
+if (($# < 3)) || [[ $3 != -- ]]; then sed -n 2,10p "$0" >&2; exit 2; fi
 np=$1 label=$2
 shift 3
 server_args=() bench_args=()

@@ -19,7 +19,6 @@ Usage: openai_client_test.py TPINFER MODEL_DIR(stories260K-tp2) WORK_DIR
 import concurrent.futures
 import http.client
 import json
-import math
 import os
 import signal
 import socket

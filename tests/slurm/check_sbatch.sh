@@ -11,6 +11,10 @@
 #   MODE gpu-scripts    the GPU scripts, run on the CPU backend (the cluster has 4 fake GPUs):
 #                       tpinfer-1node-4gpu.sbatch must get its 4 GPUs (CUDA_VISIBLE_DEVICES) and
 #                       complete; tpinfer-multinode.sbatch (on the one node) must take TPINFER_TP.
+#   MODE server         slurm/tpinfer-server.sbatch (CPU backend, an API key, a free port): the
+#                       endpoint file must appear, a completion through it must answer (and 401
+#                       without the key); after scancel the job must leave the queue CANCELLED
+#                       or COMPLETED within a bound, the server having seen the SIGTERM.
 # The daemons are stopped by pid on every exit path (trap). Exit 77 (skipped) without SLURM or
 # root. Usage: check_sbatch_cpu.sh MODE TPINFER CONVERTED_TP2_DIR WORK_DIR
 set -euo pipefail
@@ -98,6 +102,49 @@ if [[ $mode == gpu-scripts ]]; then
     echo "slurm/tpinfer-$script.sbatch: job $jid COMPLETED"
   done
   echo "PASS"
+  exit 0
+fi
+
+if [[ $mode == server ]]; then
+  port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])')
+  key=sk-slurm-ctest endpoint_file=$work/server.endpoint
+  printf '# The bundled model served by 2 replicas of tp=2\nmodel: %s\ntp: 2\n' "$model" \
+    >"$work/server.yaml"
+  jid=$(TPINFER_BIN=$bin TPINFER_PORT=$port TPINFER_API_KEY=$key TPINFER_BACKEND=cpu \
+        TPINFER_ENDPOINT_FILE=$endpoint_file \
+        sbatch --parsable --chdir="$work" "$root/slurm/tpinfer-server.sbatch" "$work/server.yaml")
+  log=$work/tpinfer-server-$jid.out
+  echo "submitted server job $jid (port $port)"
+  deadline=$((SECONDS + 240))
+  until [[ -s $endpoint_file ]]; do
+    if ((SECONDS >= deadline)) || [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]]; then
+      echo "FAIL: no endpoint file from job $jid in time"; cat "$log" 2>/dev/null; exit 1
+    fi
+    sleep 0.5
+  done
+  url=$(cat "$endpoint_file")
+  [[ $url == "http://$(hostname):$port/v1" ]] || { echo "FAIL: endpoint '$url'"; exit 1; }
+  echo "endpoint file: $url"
+  answer=$(curl -sS --max-time 60 "$url/completions" -H "Authorization: Bearer $key" \
+           -H 'Content-Type: application/json' \
+           -d '{"prompt": "Once upon a time", "max_tokens": 16, "temperature": 0}')
+  echo "curl $url/completions: $answer"
+  /usr/bin/python3 -c 'import json, sys; r = json.loads(sys.argv[1]); assert r["object"] == "text_completion" and r["choices"][0]["text"] and r["usage"]["completion_tokens"] >= 1, r' "$answer"
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 "$url/models")
+  [[ $code == 401 ]] || { echo "FAIL: /v1/models without the key answered $code, expected 401"; exit 1; }
+  t0=$SECONDS
+  scancel "$jid"
+  wait_job "$jid" 120
+  state_now=$(job_state "$jid")
+  sed 's/^/  job log: /' "$log" | grep -vE "memory plan|loaded in|model llama" || true
+  [[ $state_now == CANCELLED || $state_now == COMPLETED ]] ||
+    { echo "FAIL: job $jid ended $state_now after scancel"; exit 1; }
+  grep -q "endpoint: $url" "$log" || { echo "FAIL: the log does not name the endpoint"; exit 1; }
+  grep -q "serving the OpenAI API" "$log" || { echo "FAIL: no 'serving' line in the log"; exit 1; }
+  grep -q "stop requested (SIGTERM)" "$log" || { echo "FAIL: tpinfer did not see the SIGTERM"; exit 1; }
+  grep -q "server stopped (SIGTERM)" "$log" || { echo "FAIL: no 'server stopped' line"; exit 1; }
+  [[ ! -e $endpoint_file ]] || { echo "FAIL: the endpoint file outlived the job"; exit 1; }
+  echo "PASS: server job $jid answered at $url, ended $state_now $((SECONDS - t0)) s after scancel"
   exit 0
 fi
 

@@ -66,11 +66,12 @@ fi
 # N words make an N-token prompt (Mistral adds BOS; the metrics report the real count).
 prompt_of() { python3 -c "import sys; n=int(sys.argv[1]); print('the' + ' the' * (n - 1))" "$1"; }
 
-run() {  # run NAME MODEL PROMPT_TOKENS NEW_TOKENS
+run() {  # run NAME MODEL PROMPT_TOKENS NEW_TOKENS [extra tpinfer flags]
   local name=$1 model=$2 n_prompt=$3 n_new=$4
+  shift 4
   local t0 t1
   t0=$(date +%s.%N)
-  if ! "$TPINFER" --model "$ROOT/configs/models/$model" --dummy-weights --backend cuda \
+  if ! "$TPINFER" --model "$ROOT/configs/models/$model" --dummy-weights --backend cuda "$@" \
       --prompt "$(prompt_of "$n_prompt")" --max-new-tokens "$n_new" --ignore-eos \
       --temperature 0 --max-seq $((n_prompt + n_new + 64)) --stream=false \
       --metrics-json "$OUT/$name.json" > "$OUT/$name.log" 2>&1; then
@@ -96,6 +97,11 @@ for model in $MODELS; do
     run "$model-prefill$n" "$model" "$n" 1
   done
 done
+
+# int8 weights (blocks of 32, dummy values): decode of the first model, next to its bf16 figure.
+int8_model=${MODELS%% *}
+echo "== $int8_model: int8 decode (26-token prompt, $NEW_TOKENS new tokens)"
+run "$int8_model-int8-decode" "$int8_model" 26 "$NEW_TOKENS" --dtype int8
 
 python3 - "$ROOT" "$OUT" $MODELS <<'PY'
 import json, os, sys
@@ -155,6 +161,15 @@ for model in models:
         "peak_memory_bytes": peak,
         "memory_per_rank": dec.get("memory_per_rank"),
     }
+i8 = json.load(open(os.path.join(out, f"{models[0]}-int8-decode.json")))
+i8_mean = i8["decode_ms_per_token_mean"]
+# int8 weights: 1 byte per weight of the linear layers + an f32 scale per 32 (1.125 bytes)
+# against bf16's 2; the tied or bf16 embedding rows and norms stay as they were.
+print(f"{models[0] + ' int8':<12} {i8_mean:>14.3f} {i8['decode_ms_per_token_p50']:>8.3f} "
+      f"{'':>8} {'':>9} {'':>30} {i8['ttft_ms']:>9.1f} {'':>15} "
+      f"{fmt_bytes(i8.get('peak_memory_bytes', 0)):>10}   (bf16 {summary['models'][models[0]]['decode_ms_per_token_mean']:.3f} ms/tok)")
+summary["int8"] = {"model": models[0], "decode_ms_per_token_mean": i8_mean,
+                   "peak_memory_bytes": i8.get("peak_memory_bytes")}
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 print()
 print("bound = bf16 weight bytes read per decode step / read bandwidth; 'of bound' = bound / "

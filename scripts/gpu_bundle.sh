@@ -75,10 +75,12 @@ done | sort -u | while read -r name path; do
   [ -e "$OUT/lib/$name" ] || cp -L "$path" "$OUT/lib/$name"
 done
 
-# The bundled model, converted as the tests convert it.
+# The bundled model, converted as the tests convert it (f32, and int8 for the int8 engine test).
 for tp in 1 2; do
   /usr/bin/python3 "$ROOT/scripts/convert_hf.py" --quiet --model "$ROOT/configs/models/stories260K" \
     --tp "$tp" --dtype f32 --out "$OUT/models/stories260K-tp$tp"
+  /usr/bin/python3 "$ROOT/scripts/convert_hf.py" --quiet --model "$ROOT/configs/models/stories260K" \
+    --tp "$tp" --dtype int8 --out "$OUT/models/stories260K-int8-tp$tp"
 done
 
 cat >"$OUT/env.sh" <<EOF

@@ -85,6 +85,9 @@ else
     [ -f "$MODELS/stories260K-tp$tp/manifest.json" ] ||
       python3 "$ROOT/scripts/convert_hf.py" --quiet --model "$ROOT/configs/models/stories260K" \
         --tp "$tp" --dtype f32 --out "$MODELS/stories260K-tp$tp"
+    [ -f "$MODELS/stories260K-int8-tp$tp/manifest.json" ] ||
+      python3 "$ROOT/scripts/convert_hf.py" --quiet --model "$ROOT/configs/models/stories260K" \
+        --tp "$tp" --dtype int8 --out "$MODELS/stories260K-int8-tp$tp"
   done
 fi
 

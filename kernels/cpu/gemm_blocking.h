@@ -1,9 +1,11 @@
 // The loop nests every ISA path of gemm.h shares (included by each per-ISA file, so each gets its
 // own copy compiled for its ISA), chosen by the number of tokens T:
-// - panel (decode and small batches, T <= Tile::kPanelMaxT): each thread takes one contiguous
-//   range of rows and streams every weight once for all T tokens: the tile holds all T tokens'
-//   sums for a few rows in registers over the whole of K, and prefetches the next row group.
-// - blocked (prefill): N split into blocks that fit in L2 and spread over the threads; inside a
+// - panel (decode and small batches, T <= Tile::kPanelMaxT): the threads take contiguous chunks
+//   of rows (a few each, dynamically) and stream every weight once for all T tokens: the tile
+//   holds all T tokens' sums for a few rows in registers over the whole of K, and prefetches the
+//   next row group.
+// - blocked (prefill): N split into blocks that fit in L2, handed to the threads dynamically (at
+//   least 4 per thread, so a preempted thread does not hold the others at the join); inside a
 //   block, tiles of MT tokens x NT rows, the token tile outermost so its activations stay in L1
 //   while the block's weights stay in L2.
 // Both reduce every output in the same steps over K, so either gives the same bits.
@@ -40,7 +42,7 @@ inline void blocked(const Tile& tile, int T, int N, int K, int weight_bytes) {
   nb = std::min(nb, (N + 4 * threads - 1) / (4 * threads));
   nb = std::max(8, (nb + 7) / 8 * 8);
   const int n_blocks = (N + nb - 1) / nb;
-#pragma omp parallel for schedule(static) if (int64_t{T} * N * K >= kGemmParallelMinWork)
+#pragma omp parallel for schedule(dynamic, 1) if (int64_t{T} * N * K >= kGemmParallelMinWork)
   for (int b = 0; b < n_blocks; ++b) {
     const int n0 = b * nb, n1 = std::min(N, n0 + nb);
     int t = 0;
@@ -83,14 +85,20 @@ inline void panel_dispatch(const Tile& tile, int T, int n0, int n1,
   ((T == Ts + 1 ? panel_rows<Tile, Ts + 1>(tile, n0, n1) : void()), ...);
 }
 
+// Rows are handed out in contiguous chunks, a few per thread, first come first served: a thread
+// that was preempted (a shared node, other jobs) leaves its chunks to the others instead of
+// holding every thread at the join.
+constexpr int kPanelChunksPerThread = 4;
+
 template <class Tile>
 inline void panel(const Tile& tile, int T, int N, int K) {
-#pragma omp parallel if (int64_t{T} * N * K >= kGemmParallelMinWork)
-  {
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const int groups = (N + kPanelRowAlign - 1) / kPanelRowAlign;
-    const int n0 = std::min(N, static_cast<int>(int64_t{groups} * id / nt) * kPanelRowAlign);
-    const int n1 = std::min(N, static_cast<int>(int64_t{groups} * (id + 1) / nt) * kPanelRowAlign);
+  const int groups = (N + kPanelRowAlign - 1) / kPanelRowAlign;
+  const int chunks = std::min(groups, omp_get_max_threads() * kPanelChunksPerThread);
+#pragma omp parallel for schedule(dynamic, 1) if (int64_t{T} * N * K >= kGemmParallelMinWork)
+  for (int c = 0; c < chunks; ++c) {
+    const int n0 = std::min(N, static_cast<int>(int64_t{groups} * c / chunks) * kPanelRowAlign);
+    const int n1 =
+        std::min(N, static_cast<int>(int64_t{groups} * (c + 1) / chunks) * kPanelRowAlign);
     panel_dispatch(tile, T, n0, n1, std::make_integer_sequence<int, Tile::kPanelMaxT>{});
   }
 }

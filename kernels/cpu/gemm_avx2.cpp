@@ -42,7 +42,7 @@ struct FmaTile {
   static constexpr int kNT = 3;
   static constexpr int kNT1 = 6;
   static constexpr int kPanelMaxT = 4;
-  static constexpr int rows_for(int mt) { return mt == 1 ? 6 : mt == 2 ? 4 : 3; }
+  static constexpr int rows_for(int mt) { return mt == 1 ? 6 : mt == 2 ? 4 : 3; }  // divide 24
   float* out;
   const float* in;
   const W* w;

@@ -47,7 +47,8 @@ inline float hsum(__m512 v) {
 // output walking K in the same steps whatever the tile or batch, so the sums are the same bits.
 // With `pf` set, the rows at pf (the next row group) are prefetched at the same offsets as the
 // tile reads. rows_for(MT): the rows of the decode panel's tile (gemm_blocking.h) for MT <=
-// kPanelMaxT tokens, all sums in registers (MT x NT sums + NT weights + 1 activation <= 32).
+// kPanelMaxT tokens, all sums in registers (MT x NT sums + NT weights + 1 activation <= 32;
+// at T = 1, 12 rows measured 5% more GB/s than 8 and as much as 16).
 
 // f32 activations x weights of type W, 16 lanes over K, FMA.
 template <class W>
@@ -55,7 +56,9 @@ struct FmaTile {
   static constexpr int kNT = 4;
   static constexpr int kNT1 = 8;
   static constexpr int kPanelMaxT = 8;
-  static constexpr int rows_for(int mt) { return mt <= 2 ? 8 : mt == 3 ? 6 : mt <= 6 ? 4 : 3; }
+  static constexpr int rows_for(int mt) {
+    return mt == 1 ? 12 : mt == 2 ? 8 : mt == 3 ? 6 : mt <= 6 ? 4 : 3;
+  }
   float* out;
   const float* in;
   const W* w;
@@ -99,7 +102,9 @@ struct DpbfTile {
   static constexpr int kNT = 4;
   static constexpr int kNT1 = 8;
   static constexpr int kPanelMaxT = 8;
-  static constexpr int rows_for(int mt) { return mt <= 2 ? 8 : mt == 3 ? 6 : mt <= 6 ? 4 : 3; }
+  static constexpr int rows_for(int mt) {
+    return mt == 1 ? 12 : mt == 2 ? 8 : mt == 3 ? 6 : mt <= 6 ? 4 : 3;
+  }
   float* out;
   const uint16_t* in;  // activations already rounded to bf16
   const uint16_t* w;

@@ -63,8 +63,8 @@ inline void blocked(const Tile& tile, int T, int N, int K, int weight_bytes) {
   }
 }
 
-// Rows of a thread's range come in groups of this many.
-constexpr int kPanelRowAlign = 8;
+// Chunks of rows start at multiples of this many (every tile height of the panel divides it).
+constexpr int kPanelRowAlign = 24;
 
 template <class Tile, int MT>
 inline void panel_rows(const Tile& tile, int n0, int n1) {

@@ -24,12 +24,12 @@ namespace {
 const Isa kAll[] = {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512bf16};
 
 // Shapes: K below, at and past the vector widths (8, 16, 32 lanes), T and N past the tiles.
-// T = 1..8 run the decode panel (all tokens in registers), above the blocked GEMM; the last two
-// are big enough to split their rows over the threads.
+// T = 1..8 run the decode panel (all tokens in registers), above the blocked GEMM; the last
+// three are big enough to split their rows over the threads.
 const std::tuple<int, int, int> kShapes[] = {
     {1, 1, 1},    {1, 7, 13},   {2, 9, 8},   {3, 5, 16},    {4, 8, 32},   {5, 17, 33},
     {1, 19, 64},  {9, 33, 172}, {13, 6, 47}, {1, 40, 1000}, {6, 11, 257}, {7, 23, 96},
-    {8, 29, 130}, {2, 70, 300}, {4, 61, 64}, {3, 45, 700},  {8, 37, 260}};
+    {8, 29, 130}, {2, 70, 300}, {4, 61, 64}, {3, 45, 700},  {8, 37, 260}, {1, 100, 700}};
 
 std::vector<float> randn(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -24,8 +24,8 @@
 # prompt), and batched generation: B sequences x 128 new tokens, generated tok/s with prefill
 # included (llama-batched-bench -npp 16 -ntg 128 -npl B; tpinfer --input with B prompts of about
 # 16 tokens, --batch-size B). Read bandwidth: tpinfer-bench-gemm --bw, THREADS threads pinned one
-# per core, 8 streams each, best of 20 passes over 1 GiB, before and after the runs; the higher
-# figure is the bound.
+# per core, the fastest 64 MiB window of 20 passes over 1 GiB (best of 1, 2 and 8 streams per
+# thread), before and after the runs; the higher figure is the bound.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -162,8 +162,8 @@ PY
   done
 done
 
-# --- read bandwidth: tpinfer-bench-gemm --bw (threads pinned one per core, 8 streams each, best of
-# 20 passes over 1 GiB; one stream per thread or a short run gave low and scattered figures) ------
+# --- read bandwidth: tpinfer-bench-gemm --bw (threads pinned one per core, the fastest 64 MiB
+# window; whole passes gave low and scattered figures on a shared machine) -------------------------
 readbw() {
   OMP_NUM_THREADS=$threads OMP_PROC_BIND=close OMP_PLACES=cores "$bench_gemm" --bw --repeats 20
 }
@@ -262,7 +262,8 @@ bw2=$(readbw)
 echo "CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'), $(env -u OMP_NUM_THREADS nproc) cores," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg); $threads threads per engine" \
      "(tpinfer: 1 rank x $threads); medians of $repeats interleaved repeats; $(date -u +%F)"
-echo "Read bandwidth ($threads threads pinned, 8 streams each, best of 20; before / after):" \
+echo "Read bandwidth ($threads threads pinned, fastest 64 MiB window of 20 passes, best of 1/2/8" \
+     "streams per thread; before / after):" \
      "$bw / $bw2 GB/s. llama.cpp from llama-cpp-python $version (GGML_NATIVE); random weights."
 [[ -n $note ]] && echo "$note"
 echo

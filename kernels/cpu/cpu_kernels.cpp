@@ -378,7 +378,7 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
 }
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
-#pragma omp parallel for simd if (n > 4096)
+#pragma omp parallel for simd if (n > 65536)  // decode (one token) is not worth a fork/join
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];

@@ -1,34 +1,58 @@
 #!/usr/bin/env bash
 # tpinfer's CPU backend next to llama.cpp (benchmark, not a test): same Llama shapes with random
-# bf16 weights in both, same thread count, interleaved repeats (llama.cpp, then tpinfer, per
-# repeat and measure), medians. Prints one Markdown table with ratios, the machine's measured
-# read bandwidth and each engine's decode as a percentage of the bandwidth bound
-# (bandwidth / weight bytes read per token).
+# weights in both, same thread count, interleaved repeats (llama.cpp, then tpinfer, per repeat and
+# measure), medians. Prints one Markdown table with ratios: bf16 weights (tpinfer bf16 vs
+# llama.cpp BF16) and int8 weights (tpinfer --dtype int8 vs llama.cpp Q8_0; skipped with a note
+# when this tpinfer does not accept --dummy-weights --dtype int8), the machine's measured read
+# bandwidth and each engine's decode as a percentage of the bandwidth bound (bandwidth / weight
+# bytes read per token).
 #
 # llama.cpp is built from the llama-cpp-python source package on PyPI (pip download
 # --no-binary; its vendored llama.cpp, cmake, GGML_NATIVE=ON) inside WORK, never committed; the
-# GGUF files are written there with the gguf Python package (in a venv there).
+# GGUF files are written there with the gguf Python package (in a venv there). An existing WORK
+# (WORK=/path/of/an/earlier/run) is reused: nothing is rebuilt or rewritten.
 #
-#   scripts/bench_cpu_vs_llamacpp.sh            # both shapes, 3 repeats, 2 threads
-#   SHAPES=100m REPEATS=5 scripts/bench_cpu_vs_llamacpp.sh
+#   scripts/bench_cpu_vs_llamacpp.sh            # both shapes, both dtypes, 3 repeats, 2 threads
+#   SHAPES=1.1b DTYPES=bf16 REPEATS=1 MEASURES="tg128 batch" BATCHES=8 scripts/bench_cpu_vs_llamacpp.sh
+#   QUICK=1 scripts/bench_cpu_vs_llamacpp.sh    # 1 repeat, 1.1b, tg128 + pp64 + batch 8 only
 #
-# Environment: BIN (build/tpinfer), WORK (build/llamacpp), THREADS (nproc), REPEATS (3),
-# SHAPES ("100m 1.1b"), BATCHES ("1 8 32"), JOBS (2, for the llama.cpp build),
-# LLAMA_CPP_PYTHON (the PyPI version, 0.3.36), SETUP_ONLY=1 (build and write models, no runs). Measures: pp64, pp512 (prefill tok/s), tg128
-# (decode tok/s after a short prompt), and batched generation: B sequences x 128 new tokens,
-# generated tok/s with prefill included (llama-batched-bench -npp 16 -ntg 128 -npl B; tpinfer
-# --input with B prompts of about 16 tokens, --batch-size B).
+# Environment: BIN (build/tpinfer), BENCH_GEMM (build/tpinfer-bench-gemm, the bandwidth probe),
+# WORK (build/llamacpp), THREADS (nproc), REPEATS (3), SHAPES ("100m 1.1b"), DTYPES
+# ("bf16 int8"), MEASURES ("pp64 pp512 tg128 batch"), BATCHES ("1 8 32"), JOBS (2, for the
+# llama.cpp build), LLAMA_CPP_PYTHON (the PyPI version, 0.3.36), SETUP_ONLY=1 (build and write
+# models, no runs). Measures: pp64, pp512 (prefill tok/s), tg128 (decode tok/s after a short
+# prompt), and batched generation: B sequences x 128 new tokens, generated tok/s with prefill
+# included (llama-batched-bench -npp 16 -ntg 128 -npl B; tpinfer --input with B prompts of about
+# 16 tokens, --batch-size B). Read bandwidth: tpinfer-bench-gemm --bw, THREADS threads pinned one
+# per core, the fastest 64 MiB window of 20 passes over 1 GiB (best of 1, 2 and 8 streams per
+# thread), before and after the runs; the higher figure is the bound.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=${BIN:-build/tpinfer}
+bench_gemm=${BENCH_GEMM:-build/tpinfer-bench-gemm}
 work=${WORK:-build/llamacpp}
 threads=${THREADS:-$(env -u OMP_NUM_THREADS nproc)}
-repeats=${REPEATS:-3}
-shapes=${SHAPES:-100m 1.1b}
-batches=${BATCHES:-1 8 32}
+if [[ ${QUICK:-0} == 1 ]]; then
+  repeats=${REPEATS:-1} shapes=${SHAPES:-1.1b} measures=${MEASURES:-tg128 pp64 batch}
+  batches=${BATCHES:-8}
+fi
+repeats=${REPEATS:-${repeats:-3}}
+shapes=${SHAPES:-${shapes:-100m 1.1b}}
+dtypes=${DTYPES:-bf16 int8}
+measures=${MEASURES:-${measures:-pp64 pp512 tg128 batch}}
+batches=${BATCHES:-${batches:-1 8 32}}
 version=${LLAMA_CPP_PYTHON:-0.3.36}
 [[ -x $bin ]] || { echo "no $bin: build first (scripts/build.sh)"; exit 1; }
+[[ -x $bench_gemm ]] || { echo "no $bench_gemm: build first (scripts/build.sh)"; exit 1; }
+for d in $dtypes; do
+  [[ $d == bf16 || $d == int8 ]] || { echo "DTYPES: expected bf16 and/or int8, found '$d'"; exit 1; }
+done
+for m in $measures; do
+  case $m in pp64 | pp512 | tg128 | batch) ;; *)
+    echo "MEASURES: expected pp64, pp512, tg128 or batch, found '$m'"; exit 1 ;;
+  esac
+done
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 py=$work/venv/bin/python
@@ -52,7 +76,7 @@ if [[ ! -x $lc/llama-bench || ! -x $lc/llama-batched-bench ]]; then
       --target llama-bench llama-batched-bench >"$work/build.log" 2>&1
 fi
 
-# --- shapes: a tpinfer config directory and a bf16 GGUF each --------------------------------------
+# --- shapes: a tpinfer config directory and a GGUF per dtype (BF16; Q8_0 for int8) ----------------
 # shape NAME -> "hidden layers heads kv_heads ffn"
 shape() {
   case $1 in
@@ -61,17 +85,20 @@ shape() {
     *) echo "unknown shape '$1' (expected 100m or 1.1b)" >&2; exit 1 ;;
   esac
 }
+gguf_name() { [[ $1 == int8 ]] && echo model-q8_0.gguf || echo model-bf16.gguf; }
 for s in $shapes; do
   read -r hidden layers heads kv ffn < <(shape "$s")
   dir=$work/models/llama-$s
   mkdir -p "$dir"
-  [[ -f $dir/model-bf16.gguf ]] && continue
-  "$py" - "$dir" "$hidden" "$layers" "$heads" "$kv" "$ffn" <<'PY'
+  for d in $dtypes; do
+  [[ -f $dir/$(gguf_name "$d") ]] && continue
+  "$py" - "$dir" "$d" "$hidden" "$layers" "$heads" "$kv" "$ffn" <<'PY'
 import json, sys
 import numpy as np
 import gguf
+import gguf.quants
 
-d, hidden, layers, heads, kv, ffn = sys.argv[1], *map(int, sys.argv[2:])
+d, dtype, (hidden, layers, heads, kv, ffn) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
 vocab, hd = 32000, hidden // heads
 cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab,
        "hidden_size": hidden, "intermediate_size": ffn, "num_hidden_layers": layers,
@@ -81,7 +108,8 @@ cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size
        "eos_token_id": 2, "torch_dtype": "bfloat16"}
 json.dump(cfg, open(f"{d}/config.json", "w"), indent=1)
 
-w = gguf.GGUFWriter(f"{d}/model-bf16.gguf", "llama")
+q8 = dtype == "int8"
+w = gguf.GGUFWriter(f"{d}/model-q8_0.gguf" if q8 else f"{d}/model-bf16.gguf", "llama")
 w.add_context_length(4096)
 w.add_embedding_length(hidden)
 w.add_block_count(layers)
@@ -91,7 +119,7 @@ w.add_head_count_kv(kv)
 w.add_rope_dimension_count(hd)
 w.add_layer_norm_rms_eps(1e-5)
 w.add_rope_freq_base(10000.0)
-w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
+w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if q8 else gguf.LlamaFileType.MOSTLY_BF16)
 w.add_tokenizer_model("llama")
 w.add_token_list(["<unk>", "<s>", "</s>"] + [f"<t{i}>" for i in range(3, vocab)])
 w.add_token_scores([0.0] * vocab)
@@ -105,7 +133,12 @@ def bf16(rows, cols):  # random normal * 0.02, truncated to bf16, as raw bytes
     return (x >> 16).astype(np.uint16).view(np.uint8)
 
 def add(name, rows, cols):
-    w.add_tensor(name, bf16(rows, cols), raw_dtype=gguf.GGMLQuantizationType.BF16)
+    if q8:  # llama.cpp's own Q8_0 blocks (32 int8 + an f16 scale), quantized by gguf-py
+        x = rng.standard_normal((rows, cols), dtype=np.float32) * 0.02
+        t = gguf.GGMLQuantizationType.Q8_0
+        w.add_tensor(name, gguf.quants.quantize(x, t), raw_dtype=t)
+    else:
+        w.add_tensor(name, bf16(rows, cols), raw_dtype=gguf.GGMLQuantizationType.BF16)
 
 add("token_embd.weight", vocab, hidden)
 w.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
@@ -126,133 +159,159 @@ w.write_kv_data_to_file()
 w.write_tensors_to_file()
 w.close()
 PY
+  done
 done
 
-# --- read bandwidth: THREADS threads summing a 1 GiB array, best of 5 ------------------------------
-if [[ ! -x $work/readbw ]]; then
-  cat >"$work/readbw.cpp" <<'CPP'
-#include <omp.h>
-#include <chrono>
-#include <cstdio>
-#include <vector>
-int main() {
-  const size_t n = size_t(1) << 28;  // 1 GiB of floats
-  std::vector<float> a(n, 1.0f);
-  double best = 0;
-  for (int r = 0; r < 5; ++r) {
-    float s = 0;
-    auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-    for (size_t i = 0; i < n; ++i) s += a[i];
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s != float(n) && s < 0) std::printf("!");
-    best = std::max(best, n * 4.0 / dt / 1e9);
-  }
-  std::printf("%.1f\n", best);
+# --- read bandwidth: tpinfer-bench-gemm --bw (threads pinned one per core, the fastest 64 MiB
+# window; whole passes gave low and scattered figures on a shared machine) -------------------------
+readbw() {
+  OMP_NUM_THREADS=$threads OMP_PROC_BIND=close OMP_PLACES=cores "$bench_gemm" --bw --repeats 20
 }
-CPP
-  g++ -O3 -march=native -fopenmp "$work/readbw.cpp" -o "$work/readbw"
-fi
 
 [[ ${SETUP_ONLY:-0} == 1 ]] && { echo "set up in $work"; exit 0; }
 
 # --- the runs ------------------------------------------------------------------------------------
-res=$work/results.tsv  # shape measure engine value
+res=$work/results.tsv  # shape measure engine dtype value
 : >"$res"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 words() { /usr/bin/python3 -c "print(' '.join(['the'] * $1))"; }
 
-llama_bench() {  # shape measure args...
-  local s=$1 m=$2
-  shift 2
-  "$lc/llama-bench" -m "$work/models/llama-$s/model-bf16.gguf" -t "$threads" -r 1 -o json "$@" \
+llama_bench() {  # shape dtype measure args...
+  local s=$1 d=$2 m=$3
+  shift 3
+  "$lc/llama-bench" -m "$work/models/llama-$s/$(gguf_name "$d")" -t "$threads" -r 1 -o json "$@" \
       2>/dev/null | "$py" -c "import json,sys; print(json.load(sys.stdin)[0]['avg_ts'])" |
-      sed "s/^/$s\t$m\tllama.cpp\t/" >>"$res"
+      sed "s/^/$s\t$m\tllama.cpp\t$d\t/" >>"$res" || echo "llama-bench $s $d $m failed" >&2
 }
-llama_batched() {  # shape B
-  "$lc/llama-batched-bench" -m "$work/models/llama-$1/model-bf16.gguf" -t "$threads" \
-      -c $((($2 + 1) * 160)) -b 2048 -ub 512 -npp 16 -ntg 128 -npl "$2" \
+llama_batched() {  # shape dtype B
+  "$lc/llama-batched-bench" -m "$work/models/llama-$1/$(gguf_name "$2")" -t "$threads" \
+      -c $((($3 + 1) * 160)) -b 2048 -ub 512 -npp 16 -ntg 128 -npl "$3" \
       --output-format jsonl 2>/dev/null | grep '^{' | tail -1 |
       "$py" -c "import json,sys; r=json.loads(sys.stdin.read()); print(r['pl']*r['tg']/r['t'])" |
-      sed "s/^/$1\tbatch$2\tllama.cpp\t/" >>"$res"
+      sed "s/^/$1\tbatch$3\tllama.cpp\t$2\t/" >>"$res" || echo "llama-batched-bench $1 $2 $3 failed" >&2
 }
-tpinfer() {  # shape measure metric args...
-  local s=$1 m=$2 key=$3
-  shift 3
-  rm -f "$tmp/m.json"
+tpinfer_run() {  # shape dtype args... (no figure: just the run)
+  local s=$1 d=$2
+  shift 2
   TPINFER_LAUNCH_QUIET=1 OMP_NUM_THREADS=$threads scripts/mpirun.sh -np 1 "$bin" \
-      --model "$work/models/llama-$s" --dummy-weights --tokenizer configs/tokenizers/mistral \
-      --threads "$threads" --ignore-eos --temperature 0 --stream=false --log-level warn \
-      --metrics-json "$tmp/m.json" "$@" </dev/null >/dev/null 2>"$tmp/err" ||
-      { cat "$tmp/err"; exit 1; }
+      --model "$work/models/llama-$s" --dummy-weights --dtype "$d" \
+      --tokenizer configs/tokenizers/mistral --threads "$threads" --ignore-eos --temperature 0 \
+      --stream=false --log-level warn "$@" </dev/null >/dev/null 2>"$tmp/err"
+}
+tpinfer() {  # shape dtype measure metric args...
+  local s=$1 d=$2 m=$3 key=$4
+  shift 4
+  rm -f "$tmp/m.json"
+  tpinfer_run "$s" "$d" --metrics-json "$tmp/m.json" "$@" || { cat "$tmp/err"; exit 1; }
   # A run without the figure (seen once under heavy load) is reported and left out of the median.
   /usr/bin/python3 -c "import json; v = json.load(open('$tmp/m.json')).get('$key')
-print(v) if v is not None else print('no $key in the metrics of tpinfer $s $m', file=__import__('sys').stderr)" |
-      sed "s/^/$s\t$m\ttpinfer\t/" >>"$res"
+print(v) if v is not None else print('no $key in the metrics of tpinfer $s $d $m', file=__import__('sys').stderr)" |
+      sed "s/^/$s\t$m\ttpinfer\t$d\t/" >>"$res"
 }
-tpinfer_batched() {  # shape B
-  /usr/bin/python3 - "$2" "$tmp/in.jsonl" <<'PY'
+tpinfer_batched() {  # shape dtype B
+  /usr/bin/python3 - "$3" "$tmp/in.jsonl" <<'PY'
 import json, sys
 n, path = int(sys.argv[1]), sys.argv[2]
 with open(path, "w") as f:
     for i in range(n):
         f.write(json.dumps({"id": i, "prompt": " ".join(["the"] * 15), "max_new_tokens": 128}) + "\n")
 PY
-  tpinfer "$1" "batch$2" generated_tokens_per_s --input "$tmp/in.jsonl" \
-      --output "$tmp/out.jsonl" --batch-size "$2" --progress-interval-s 0
+  tpinfer "$1" "$2" "batch$3" generated_tokens_per_s --input "$tmp/in.jsonl" \
+      --output "$tmp/out.jsonl" --batch-size "$3" --progress-interval-s 0
 }
 
-bw=$("$work/readbw")
+# int8 rows only when this tpinfer takes --dummy-weights --dtype int8 (a one-layer, one-token run).
+run_dtypes=""
+note=""
+for d in $dtypes; do
+  if [[ $d == int8 ]] && ! tpinfer_run "$(set -- $shapes; echo "$1")" int8 --layers 1 \
+      --prompt "the" --max-new-tokens 1; then
+    note="int8 rows skipped: this tpinfer does not accept --dummy-weights --dtype int8 ($(head -c 200 "$tmp/err" | tr '\n' ' '))"
+    continue
+  fi
+  run_dtypes+="$d "
+done
+
+bw=$(readbw)
 for ((r = 1; r <= repeats; ++r)); do
   for s in $shapes; do
-    for pp in 64 512; do
-      llama_bench "$s" "pp$pp" -p "$pp" -n 0
-      tpinfer "$s" "pp$pp" prefill_tokens_per_s --prompt "$(words $((pp - 1)))" --max-new-tokens 1
-    done
-    llama_bench "$s" tg128 -p 0 -n 128
-    tpinfer "$s" tg128 decode_tokens_per_s --prompt "$(words 8)" --max-new-tokens 128
-    for b in $batches; do
-      llama_batched "$s" "$b"
-      tpinfer_batched "$s" "$b"
+    for d in $run_dtypes; do
+      for m in $measures; do
+        case $m in
+          pp64 | pp512)
+            llama_bench "$s" "$d" "$m" -p "${m#pp}" -n 0
+            tpinfer "$s" "$d" "$m" prefill_tokens_per_s --prompt "$(words $((${m#pp} - 1)))" \
+                --max-new-tokens 1 ;;
+          tg128)
+            llama_bench "$s" "$d" tg128 -p 0 -n 128
+            tpinfer "$s" "$d" tg128 decode_tokens_per_s --prompt "$(words 8)" --max-new-tokens 128 ;;
+          batch)
+            for b in $batches; do
+              llama_batched "$s" "$d" "$b"
+              tpinfer_batched "$s" "$d" "$b"
+            done ;;
+        esac
+      done
     done
   done
 done
-bw2=$("$work/readbw")
+bw2=$(readbw)
 
 # --- the table -----------------------------------------------------------------------------------
 echo "CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'), $(env -u OMP_NUM_THREADS nproc) cores," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg); $threads threads per engine" \
      "(tpinfer: 1 rank x $threads); medians of $repeats interleaved repeats; $(date -u +%F)"
-echo "Read bandwidth ($threads threads, best of 5, before / after): $bw / $bw2 GB/s." \
-     "llama.cpp from llama-cpp-python $version (GGML_NATIVE); random bf16 weights in both."
+echo "Read bandwidth ($threads threads pinned, fastest 64 MiB window of 20 passes, best of 1/2/8" \
+     "streams per thread; before / after):" \
+     "$bw / $bw2 GB/s. llama.cpp from llama-cpp-python $version (GGML_NATIVE); random weights."
+[[ -n $note ]] && echo "$note"
 echo
-/usr/bin/python3 - "$res" "$bw" "$shapes" "$batches" <<'PY'
+/usr/bin/python3 - "$res" "$bw" "$bw2" "$shapes" "$batches" "$run_dtypes" "$measures" <<'PY'
 import statistics, sys
 from collections import defaultdict
-res, bw, shapes, batches = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+res, bw1, bw2, shapes, batches, dtypes, measures = sys.argv[1:8]
+bw = max(float(bw1), float(bw2))
+shapes, batches, dtypes, measures = shapes.split(), batches.split(), dtypes.split(), measures.split()
 vals = defaultdict(list)
 for line in open(res):
-    s, m, e, v = line.split("\t")
-    vals[(s, m, e)].append(float(v))
+    s, m, e, d, v = line.rstrip("\n").split("\t")
+    vals[(s, m, e, d)].append(float(v))
 dims = {"100m": (768, 8, 12, 4, 2048), "1.1b": (2048, 22, 32, 4, 5632)}
-print("| shape | measure (tok/s) | llama.cpp bf16 | tpinfer bf16 | tpinfer / llama.cpp |")
-print("|---|---|---|---|---|")
+# Bytes per weight read in decode: bf16 2; llama.cpp Q8_0 34 per 32 (int8 + an f16 scale);
+# tpinfer int8 36 per 32 (int8 + an f32 scale per block of 32).
+bpw = {("bf16", "llama.cpp"): 2.0, ("bf16", "tpinfer"): 2.0,
+       ("int8", "llama.cpp"): 34 / 32, ("int8", "tpinfer"): 36 / 32}
+other = {"bf16": "llama.cpp BF16", "int8": "llama.cpp Q8_0"}
+mine = {"bf16": "tpinfer bf16", "int8": "tpinfer int8"}
+head = "| shape | measure (tok/s) |"
+for d in dtypes:
+    head += f" {other[d]} | {mine[d]} | ratio |"
+print(head)
+print("|---|---|" + "---|---|---|" * len(dtypes))
+med = lambda k: statistics.median(vals[k]) if vals.get(k) else float("nan")
+rows = []
+for m in measures:
+    rows += [f"batch{b}" for b in batches] if m == "batch" else [m]
 for s in shapes:
     h, L, H, kv, f = dims[s]
     hd = h // H
-    # Weight bytes read per decoded token: every layer matrix and the LM head (bf16).
-    per_tok = 2 * (L * (h * (H + 2 * kv) * hd + H * hd * h + 3 * h * f) + 32000 * h)
-    bound = bw * 1e9 / per_tok
-    for m in ["pp64", "pp512", "tg128"] + [f"batch{b}" for b in batches]:
-        a = vals.get((s, m, "llama.cpp"))
-        b = vals.get((s, m, "tpinfer"))
-        ma = statistics.median(a) if a else float("nan")
-        mb = statistics.median(b) if b else float("nan")
+    # Weights read per decoded token: every layer matrix and the LM head.
+    n_w = L * (h * (H + 2 * kv) * hd + H * hd * h + 3 * h * f) + 32000 * h
+    for m in rows:
         label = m if not m.startswith("batch") else f"batch {m[5:]} generated (incl. prefill)"
-        print(f"| {s} | {label} | {ma:.1f} | {mb:.1f} | {mb / ma:.2f}x |")
-    a = statistics.median(vals.get((s, "tg128", "llama.cpp")) or [float("nan")])
-    b = statistics.median(vals.get((s, "tg128", "tpinfer")) or [float("nan")])
-    print(f"| {s} | decode bound {bound:.1f} tok/s ({per_tok / 1e6:.0f} MB/token): % reached "
-          f"| {100 * a / bound:.0f}% | {100 * b / bound:.0f}% | |")
+        line = f"| {s} | {label} |"
+        for d in dtypes:
+            a, b = med((s, m, "llama.cpp", d)), med((s, m, "tpinfer", d))
+            line += f" {a:.1f} | {b:.1f} | {b / a:.2f}x |"
+        print(line)
+    if "tg128" in rows:
+        line = f"| {s} | tg128, % of the decode bound ({bw:.1f} GB/s) |"
+        for d in dtypes:
+            cells = []
+            for e in ("llama.cpp", "tpinfer"):
+                bound = bw * 1e9 / (n_w * bpw[(d, e)])
+                cells.append(f"{100 * med((s, 'tg128', e, d)) / bound:.0f}% of {bound:.1f}")
+            line += f" {cells[0]} | {cells[1]} | |"
+        print(line)
 PY

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -10,18 +11,6 @@
 namespace tpinfer::cpu {
 
 namespace {
-
-inline float dot(const float* a, const float* b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-#pragma omp simd
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  }
-  float s = 0.f;
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
 
 inline float bf16(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;
@@ -85,8 +74,8 @@ void add_rmsnorm(float* out, float* residual, const float* delta, const float* w
 
 // Parallel over output features: each thread streams its rows of w once. A row is converted to
 // f32 in blocks of 8 and reused for up to 4 tokens (prefill, batched decode); at T = 1 this is a
-// bandwidth-bound GEMV. Every token's sum is formed in exactly the order dot() uses (8 lanes, then
-// the tail, then the same pairwise reduction), so results do not depend on the batch size: a
+// bandwidth-bound GEMV. Every token's sum is formed in the same order (8 lanes, then the tail,
+// then the same pairwise reduction), so results do not depend on the batch size: a
 // sequence decoded in a batch gets bitwise the logits it gets alone.
 // Below this many multiply-adds a fork/join costs more than it saves (tiny models, small heads).
 constexpr int64_t kParallelMinWork = 1 << 16;
@@ -186,78 +175,210 @@ void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, c
   }
 }
 
-// Work item: one token and a run of `g` heads that share a KV head (the whole GQA group when there
-// are enough items for the threads, else one head). Two passes over the window: scores of every
-// head against each K row (the row read once for the run), then softmax, then the weighted sum of
-// each V row (read once). Each (token, head) is reduced in the same order whatever the run, the
-// batch or the thread count: batch invariant.
+namespace {
+
+// Keys per block of the tiled attention, and query rows (tokens x heads of a GQA group) per tile.
+constexpr int kAttnKeyBlock = 64;
+constexpr int kAttnMaxRows = 64;
+
+// exp(x) for x <= 0 (softmax weights; x is clamped to [-87, 88]): 2^n * p(r) with n =
+// round(x / ln 2), r = x - n ln 2 in two parts and a degree-6 Taylor polynomial (relative error
+// below 2e-7 on [-ln2/2, ln2/2]). Plain IEEE multiplies and adds (no FMA contraction in this
+// library), so a lane of a vector loop gives the same bits as the scalar tail: exp(0) is 1
+// exactly, below -87 the result is about 1e-38 (a zero weight next to any real one).
+inline float exp_le0(float x) {
+  x = x > -87.0f ? x : -87.0f;
+  x = x < 88.0f ? x : 88.0f;
+  // n = round(x / ln 2) by the 1.5 * 2^23 trick (plain adds: vectorises, no libm call).
+  constexpr float kRound = 12582912.0f;
+  const float t = x * 1.44269504f + kRound;
+  const float n = t - kRound;
+  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kRound);
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  return p * std::bit_cast<float>((ni + 127) << 23);
+}
+
+// Per-thread scratch of attention, grown once and kept (no allocation per call once warm).
+struct AttnScratch {
+  std::vector<float> kt;    // the key block transposed, [hd][kAttnKeyBlock]
+  std::vector<float> acc;   // [rows][hd]
+  std::vector<float> m, l;  // running max and sum per row
+  void fit(int rows, int hd) {
+    const size_t nk = size_t(hd) * kAttnKeyBlock;
+    if (kt.size() < nk) kt.resize(nk);
+    if (acc.size() < size_t(rows) * hd) acc.resize(size_t(rows) * hd);
+    if (m.size() < size_t(rows)) m.resize(rows), l.resize(rows);
+  }
+};
+
+// One query row against one key block (kt: the block transposed, zero past its end): scores,
+// the online-softmax update of the row's max m and sum l, and the weighted value rows added to
+// acc. Keys outside [jlo, jhi] get weight +0 in the fixed-shape sum (adding +0 changes no bits)
+// and are skipped in the values. HD: the head dim when known at compile time (sums in
+// registers), else 0 (hd at run time).
+template <int HD>
+inline void attend_block_row(const float* qr, const float* kt, const float* v0, int64_t v_stride,
+                             int jlo, int jhi, float scale, int hd_rt, float* m, float* l,
+                             float* acc) {
+  constexpr int B = kAttnKeyBlock;
+  const int hd = HD > 0 ? HD : hd_rt;
+  float s[B];
+  for (int j = 0; j < B; ++j) s[j] = 0.0f;
+  for (int d = 0; d < hd; ++d) {
+    const float qd = qr[d];
+    const float* kd = kt + d * B;
+#pragma omp simd
+    for (int j = 0; j < B; ++j) s[j] += qd * kd[j];
+  }
+  float mb = -INFINITY;
+#pragma omp simd reduction(max : mb)
+  for (int j = 0; j < B; ++j) {
+    s[j] = j >= jlo && j <= jhi ? s[j] * scale : -INFINITY;
+    mb = std::max(mb, s[j]);
+  }
+  const float m_new = std::max(*m, mb);
+  const float corr = *m == -INFINITY ? 0.0f : exp_le0(*m - m_new);
+#pragma omp simd
+  for (int j = 0; j < B; ++j) {
+    const float p = exp_le0(s[j] - m_new);  // out of range: s = -inf, clamped, then dropped
+    s[j] = j >= jlo && j <= jhi ? p : 0.0f;
+  }
+  static_assert(B == 64, "the sum below is written for 64-key blocks");
+  float part[16];
+  for (int i = 0; i < 16; ++i) part[i] = (s[i] + s[i + 16]) + (s[i + 32] + s[i + 48]);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) part[i] = part[i] + part[i + w];
+  *l = *l * corr + part[0];
+  *m = m_new;
+  if constexpr (HD > 0) {
+    float a[HD];
+#pragma omp simd
+    for (int d = 0; d < HD; ++d) a[d] = acc[d] * corr;
+    for (int j = jlo; j <= jhi; ++j) {
+      const float p = s[j];
+      const float* vr = v0 + j * v_stride;
+#pragma omp simd
+      for (int d = 0; d < HD; ++d) a[d] += p * vr[d];
+    }
+    for (int d = 0; d < HD; ++d) acc[d] = a[d];
+  } else {
+#pragma omp simd
+    for (int d = 0; d < hd; ++d) acc[d] *= corr;
+    for (int j = jlo; j <= jhi; ++j) {
+      const float p = s[j];
+      const float* vr = v0 + j * v_stride;
+#pragma omp simd
+      for (int d = 0; d < hd; ++d) acc[d] += p * vr[d];
+    }
+  }
+}
+
+}  // namespace
+
+// Tiled (flash-style) attention. A work item is a tile of up to kAttnMaxRows / group consecutive
+// batch tokens of one sequence (same slot) times one KV head, i.e. all heads of its GQA group:
+// each key and value row is read once for every query row of the tile. Keys go in blocks of
+// kAttnKeyBlock at absolute positions (0, 64, 128, ...); per block the K block is transposed so
+// the scores q . k vectorise over keys, then an online softmax per row (running max m and sum l,
+// earlier sums rescaled by exp(m_old - m_new)), then the weighted V rows are added
+// (attend_block_row).
+//
+// Batch invariant: a row's arithmetic depends only on its own q, its own key range and the
+// blocks' fixed boundaries (keys of a block outside its range weigh +0 in the fixed-shape sum and
+// are skipped in the values), so a token gets the same bits alone, in a prefill chunk or in a
+// batch, whatever the tile or the thread count.
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
                const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
                int max_seq, int window, float scale) {
   const int group = n_heads / n_kv_heads;
   const int kv_dim = n_kv_heads * hd;
-  constexpr int kMaxRun = 16;
-  int run = 1;
-  for (int g = std::min(group, kMaxRun); g > 1; --g) {
-    if (group % g == 0 && int64_t{T} * (n_heads / g) >= 2 * omp_get_max_threads()) {
-      run = g;
-      break;
-    }
+  const int tile_tokens = std::max(1, kAttnMaxRows / group);
+  // Tiles: runs of up to tile_tokens consecutive tokens with the same slot.
+  thread_local std::vector<int> tiles;
+  tiles.clear();
+  int64_t work = 0;
+  for (int t = 0; t < T;) {
+    tiles.push_back(t);
+    int e = t + 1;
+    while (e < T && e - t < tile_tokens && slots[e] == slots[t]) ++e;
+    t = e;
   }
-  const int runs_per_token = n_heads / run;
-  int longest = 1;
-  for (int t = 0; t < T; ++t) longest = std::max(longest, pos[t] + 1);
-  if (window > 0) longest = std::min(longest, window);
-#pragma omp parallel if (T * n_heads > 8)
+  for (int t = 0; t < T; ++t) work += int64_t{pos[t] + 1} * n_heads * hd;
+  tiles.push_back(T);
+  const int* tile_at = tiles.data();  // the calling thread's list, read by every thread
+  const int n_tiles = static_cast<int>(tiles.size()) - 1;
+  const int items = n_tiles * n_kv_heads;
+  const int max_rows = std::min(T, tile_tokens) * group;
+#pragma omp parallel if (items > 1 && work > 32768)
   {
-    std::vector<float> scores(static_cast<size_t>(run) * longest);
-    std::vector<float> acc(static_cast<size_t>(run) * hd);
+    thread_local AttnScratch scratch;
+    scratch.fit(max_rows, hd);
+    float* kt = scratch.kt.data();
 #pragma omp for schedule(dynamic, 1)
-    for (int i = 0; i < T * runs_per_token; ++i) {
-      const int t = i / runs_per_token;
-      const int h0 = (i % runs_per_token) * run;
-      const int kvh = h0 / group;
-      const float* q0 = q + (static_cast<int64_t>(t) * n_heads + h0) * hd;
-      const int64_t base = static_cast<int64_t>(slots[t]) * max_seq * kv_dim + kvh * hd;
-      const int end = pos[t];
-      const int start = window > 0 ? std::max(0, end - window + 1) : 0;
-      const int n = end - start + 1;
-      for (int j = 0; j < n; ++j) {
-        const float* kr = k_cache + base + static_cast<int64_t>(start + j) * kv_dim;
-        for (int g = 0; g < run; ++g) scores[g * n + j] = dot(q0 + g * hd, kr, hd) * scale;
-      }
-      float inv[kMaxRun];
-      for (int g = 0; g < run; ++g) {
-        float* sg = scores.data() + g * n;
-        float m = -INFINITY;
-        for (int j = 0; j < n; ++j) m = std::max(m, sg[j]);
-        float l = 0.f;
-        for (int j = 0; j < n; ++j) {
-          sg[j] = std::exp(sg[j] - m);
-          l += sg[j];
+    for (int it = 0; it < items; ++it) {
+      const int t0 = tile_at[it / n_kv_heads], t1 = tile_at[it / n_kv_heads + 1];
+      const int kvh = it % n_kv_heads;
+      const int rows = (t1 - t0) * group;
+      const int64_t base = static_cast<int64_t>(slots[t0]) * max_seq * kv_dim + kvh * hd;
+      auto lo_of = [&](int t) { return window > 0 ? std::max(0, pos[t] - window + 1) : 0; };
+      int lo = lo_of(t0), hi = pos[t0];
+      for (int t = t0 + 1; t < t1; ++t) lo = std::min(lo, lo_of(t)), hi = std::max(hi, pos[t]);
+      float* m = scratch.m.data();
+      float* l = scratch.l.data();
+      std::fill(m, m + rows, -INFINITY);
+      std::fill(l, l + rows, 0.0f);
+      std::fill(scratch.acc.begin(), scratch.acc.begin() + int64_t{rows} * hd, 0.0f);
+      for (int b0 = lo / kAttnKeyBlock * kAttnKeyBlock; b0 <= hi; b0 += kAttnKeyBlock) {
+        const int b1 = std::min(b0 + kAttnKeyBlock, hi + 1);
+        const int nb = b1 - b0;
+        for (int j = 0; j < nb; ++j) {
+          const float* kr = k_cache + base + static_cast<int64_t>(b0 + j) * kv_dim;
+          for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = kr[d];
         }
-        inv[g] = l > 0.f ? 1.0f / l : 0.f;
-      }
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int j = 0; j < n; ++j) {
-        const float* vr = v_cache + base + static_cast<int64_t>(start + j) * kv_dim;
-        for (int g = 0; g < run; ++g) {
-          const float p = scores[g * n + j];
-          float* a = acc.data() + g * hd;
-#pragma omp simd
-          for (int d = 0; d < hd; ++d) a[d] += p * vr[d];
+        for (int j = nb; j < kAttnKeyBlock; ++j)
+          for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
+        const float* v0 = v_cache + base + static_cast<int64_t>(b0) * kv_dim;
+        for (int t = t0; t < t1; ++t) {
+          const int jlo = std::max(b0, lo_of(t)) - b0, jhi = std::min(b1 - 1, pos[t]) - b0;
+          if (jlo > jhi) continue;  // no key of this block in the token's range
+          for (int g = 0; g < group; ++g) {
+            const int r = (t - t0) * group + g;
+            const float* qr = q + (static_cast<int64_t>(t) * n_heads + kvh * group + g) * hd;
+            float* a = scratch.acc.data() + int64_t{r} * hd;
+            switch (hd) {
+              case 64:
+                attend_block_row<64>(qr, kt, v0, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                break;
+              case 128:
+                attend_block_row<128>(qr, kt, v0, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                break;
+              default:
+                attend_block_row<0>(qr, kt, v0, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+            }
+          }
         }
       }
-      for (int g = 0; g < run; ++g) {
-        float* o = out + (static_cast<int64_t>(t) * n_heads + h0 + g) * hd;
-        for (int d = 0; d < hd; ++d) o[d] = acc[g * hd + d] * inv[g];
-      }
+      for (int t = t0; t < t1; ++t)
+        for (int g = 0; g < group; ++g) {
+          const int r = (t - t0) * group + g;
+          const float inv = l[r] > 0.f ? 1.0f / l[r] : 0.f;
+          const float* a = scratch.acc.data() + int64_t{r} * hd;
+          float* o = out + (static_cast<int64_t>(t) * n_heads + kvh * group + g) * hd;
+          for (int d = 0; d < hd; ++d) o[d] = a[d] * inv;
+        }
     }
   }
 }
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
-#pragma omp parallel for simd if (n > 4096)
+#pragma omp parallel for simd if (n > 65536)  // decode (one token) is not worth a fork/join
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];

@@ -42,8 +42,9 @@ void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, c
                const int32_t* pos, int T, int max_seq, int kv_dim);
 
 // out[t, h*hd..] = softmax_j(q[t,h] . K[slot, j, h/group] * scale) V[slot, j, h/group] over
-// j in [max(0, pos[t] - window + 1), pos[t]] (window <= 0: from 0). Two-pass softmax, fp32;
-// each K/V row is read once for all heads of its GQA group.
+// j in [max(0, pos[t] - window + 1), pos[t]] (window <= 0: from 0). Tiled online softmax, fp32:
+// each K/V row is read once per tile of consecutive tokens x the heads of a GQA group; batch
+// invariant (a token's result does not depend on the other tokens of the batch).
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
                const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
                int max_seq, int window, float scale);

@@ -1,7 +1,8 @@
 // Fast matmul for the CPU backend: out[T, N] = in[T, K] @ w[N, K]^T with f32 activations and f32
-// or bf16 weights, cache-blocked over N and register-tiled (up to 4 tokens x 4 rows per tile,
-// 8 rows at T = 1 for more independent load streams), one implementation per instruction set,
-// picked at run time from the CPU's features (one binary, fast on AVX2-only and AVX-512 CPUs).
+// or bf16 weights, one implementation per instruction set, picked at run time from the CPU's
+// features (one binary, fast on AVX2-only and AVX-512 CPUs). Decode and small batches (T up to
+// 8 on AVX-512, 4 on AVX2) stream each weight once for all tokens from one contiguous range of
+// rows per thread; larger T runs cache-blocked over N and register-tiled (4 tokens x 4 rows).
 //
 // Every output element is reduced in the same order whatever the batch size and tile it falls
 // in (vector lanes over K, masked tail, one fixed horizontal sum), so each path is batch
@@ -28,6 +29,14 @@ bool isa_supported(Isa isa);
 Isa best_isa();
 // Parses "portable", "avx2", "avx512", "avx512bf16" (false on anything else).
 bool parse_isa(const char* s, Isa* out);
+
+// Up to this many tokens (and the path's own limit: 8 on AVX-512, 4 on AVX2) the matmul streams
+// each weight row once for all tokens (the panel of gemm_blocking.h: decode and small batches);
+// above, it runs the cache-blocked GEMM (prefill). Both give the same bits. The setter is for
+// benchmarks (clamped to [0, kPanelMaxTokens]).
+constexpr int kPanelMaxTokens = 8;
+int panel_max_tokens();
+void set_panel_max_tokens(int t);
 
 // The matmuls on a chosen path (callers check isa_supported first).
 void gemm_f32(Isa isa, float* out, const float* in, const float* w, int T, int N, int K);

@@ -34,18 +34,22 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-// 16 ymm registers: MT x NT accumulators + NT weight vectors + 1 activation vector.
+// 16 ymm registers: MT x NT accumulators + NT weight vectors + 1 activation vector. With `pf`
+// set, the rows at pf (the next row group) are prefetched at the same offsets as the tile reads.
+// rows_for(MT): the rows of the decode panel's tile (gemm_blocking.h) for MT tokens.
 template <class W>
 struct FmaTile {
   static constexpr int kNT = 3;
   static constexpr int kNT1 = 6;
+  static constexpr int kPanelMaxT = 4;
+  static constexpr int rows_for(int mt) { return mt == 1 ? 6 : mt == 2 ? 4 : 3; }  // divide 24
   float* out;
   const float* in;
   const W* w;
   int N, K;
 
   template <int MT, int NT>
-  void run(int t0, int n0) const {
+  void run(int t0, int n0, const W* pf = nullptr) const {
     __m256 acc[MT][NT];
     for (int i = 0; i < MT; ++i)
       for (int j = 0; j < NT; ++j) acc[i][j] = _mm256_setzero_ps();
@@ -53,6 +57,9 @@ struct FmaTile {
     const W* wr = w + int64_t{n0} * K;
     int k = 0;
     for (; k + 8 <= K; k += 8) {
+      if (pf != nullptr && k % (64 / sizeof(W)) == 0)
+        for (int j = 0; j < NT; ++j)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + int64_t{j} * K + k), _MM_HINT_T0);
       __m256 wv[NT];
       for (int j = 0; j < NT; ++j) wv[j] = load_w(wr + int64_t{j} * K + k);
       for (int i = 0; i < MT; ++i) {
@@ -72,11 +79,11 @@ struct FmaTile {
 }  // namespace
 
 void gemm_f32_avx2(float* out, const float* in, const float* w, int T, int N, int K) {
-  blocked(FmaTile<float>{out, in, w, N, K}, T, N, K, 4);
+  matmul(FmaTile<float>{out, in, w, N, K}, T, N, K, 4);
 }
 
 void gemm_bf16_avx2(float* out, const float* in, const uint16_t* w, int T, int N, int K) {
-  blocked(FmaTile<uint16_t>{out, in, w, N, K}, T, N, K, 2);
+  matmul(FmaTile<uint16_t>{out, in, w, N, K}, T, N, K, 2);
 }
 
 }  // namespace tpinfer::cpu

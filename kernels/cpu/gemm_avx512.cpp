@@ -43,18 +43,29 @@ inline float hsum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+// The tiles below compute out[t0..t0+MT) x [n0..n0+NT) (run<MT, NT>), one accumulator per
+// output walking K in the same steps whatever the tile or batch, so the sums are the same bits.
+// With `pf` set, the rows at pf (the next row group) are prefetched at the same offsets as the
+// tile reads. rows_for(MT): the rows of the decode panel's tile (gemm_blocking.h) for MT <=
+// kPanelMaxT tokens, all sums in registers (MT x NT sums + NT weights + 1 activation <= 32;
+// at T = 1, 12 rows measured 5% more GB/s than 8 and as much as 16).
+
 // f32 activations x weights of type W, 16 lanes over K, FMA.
 template <class W>
 struct FmaTile {
   static constexpr int kNT = 4;
   static constexpr int kNT1 = 8;
+  static constexpr int kPanelMaxT = 8;
+  static constexpr int rows_for(int mt) {
+    return mt == 1 ? 12 : mt == 2 ? 8 : mt == 3 ? 6 : mt <= 6 ? 4 : 3;
+  }
   float* out;
   const float* in;
   const W* w;
   int N, K;
 
   template <int MT, int NT>
-  void run(int t0, int n0) const {
+  void run(int t0, int n0, const W* pf = nullptr) const {
     __m512 acc[MT][NT];
     for (int i = 0; i < MT; ++i)
       for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
@@ -62,6 +73,9 @@ struct FmaTile {
     const W* wr = w + int64_t{n0} * K;
     int k = 0;
     for (; k + 16 <= K; k += 16) {
+      if (pf != nullptr && k % (64 / sizeof(W)) == 0)
+        for (int j = 0; j < NT; ++j)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + int64_t{j} * K + k), _MM_HINT_T0);
       __m512 wv[NT];
       for (int j = 0; j < NT; ++j) wv[j] = load_w(wr + int64_t{j} * K + k);
       for (int i = 0; i < MT; ++i) {
@@ -87,13 +101,17 @@ struct FmaTile {
 struct DpbfTile {
   static constexpr int kNT = 4;
   static constexpr int kNT1 = 8;
+  static constexpr int kPanelMaxT = 8;
+  static constexpr int rows_for(int mt) {
+    return mt == 1 ? 12 : mt == 2 ? 8 : mt == 3 ? 6 : mt <= 6 ? 4 : 3;
+  }
   float* out;
   const uint16_t* in;  // activations already rounded to bf16
   const uint16_t* w;
   int N, K;
 
   template <int MT, int NT>
-  void run(int t0, int n0) const {
+  void run(int t0, int n0, const uint16_t* pf = nullptr) const {
     __m512 acc[MT][NT];
     for (int i = 0; i < MT; ++i)
       for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
@@ -101,6 +119,9 @@ struct DpbfTile {
     const uint16_t* wr = w + int64_t{n0} * K;
     int k = 0;
     for (; k + 32 <= K; k += 32) {
+      if (pf != nullptr)
+        for (int j = 0; j < NT; ++j)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + int64_t{j} * K + k), _MM_HINT_T0);
       __m512i wv[NT];
       for (int j = 0; j < NT; ++j) wv[j] = _mm512_loadu_si512(wr + int64_t{j} * K + k);
       for (int i = 0; i < MT; ++i) {
@@ -136,11 +157,11 @@ inline uint16_t to_bf16(float f) {
 }  // namespace
 
 void gemm_f32_avx512(float* out, const float* in, const float* w, int T, int N, int K) {
-  blocked(FmaTile<float>{out, in, w, N, K}, T, N, K, 4);
+  matmul(FmaTile<float>{out, in, w, N, K}, T, N, K, 4);
 }
 
 void gemm_bf16_avx512(float* out, const float* in, const uint16_t* w, int T, int N, int K) {
-  blocked(FmaTile<uint16_t>{out, in, w, N, K}, T, N, K, 2);
+  matmul(FmaTile<uint16_t>{out, in, w, N, K}, T, N, K, 2);
 }
 
 void gemm_bf16_avx512bf16(float* out, const float* in, const uint16_t* w, int T, int N, int K) {
@@ -153,7 +174,7 @@ void gemm_bf16_avx512bf16(float* out, const float* in, const uint16_t* w, int T,
     _mm512_storeu_si512(xb.data() + i, (__m512i)v);
   }
   for (; i < n; ++i) xb[i] = to_bf16(in[i]);
-  blocked(DpbfTile{out, xb.data(), w, N, K}, T, N, K, 2);
+  matmul(DpbfTile{out, xb.data(), w, N, K}, T, N, K, 2);
 }
 
 }  // namespace tpinfer::cpu

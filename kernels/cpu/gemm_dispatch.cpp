@@ -1,5 +1,6 @@
 // Run-time choice among the paths of gemm.h: what the CPU supports (cpuid through
 // __builtin_cpu_supports) and what was compiled (x86-64 only; elsewhere only the portable path).
+#include <algorithm>
 #include <cstring>
 #include <initializer_list>
 
@@ -7,6 +8,18 @@
 #include "cpu/gemm.h"
 
 namespace tpinfer::cpu {
+
+namespace {
+int g_panel_max_tokens = kPanelMaxTokens;
+}  // namespace
+
+int panel_max_tokens() {
+  return g_panel_max_tokens;
+}
+
+void set_panel_max_tokens(int t) {
+  g_panel_max_tokens = std::clamp(t, 0, kPanelMaxTokens);
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 
 #include <algorithm>
@@ -92,6 +93,8 @@ std::string thread_layout() {
   return os.str();
 }
 
+constexpr size_t kHugePage = size_t{2} << 20;
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& opts)
@@ -148,10 +151,16 @@ class CpuBackend final : public Backend {
       allocated_ += bytes;
       return p;
     }
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    // Big buffers (weights, KV cache) on 2 MiB boundaries with transparent huge pages asked for
+    // (the kernel's default is often "madvise"): a decode streams every weight once per token,
+    // and with 4 KiB pages each weight row of a 1.1B model is its own page and TLB miss, which
+    // measured about 10% slower.
+    const size_t align = bytes >= kHugePage ? kHugePage : 64;
+    const size_t rounded = std::max<size_t>(align, (bytes + align - 1) / align * align);
+    void* p = std::aligned_alloc(align, rounded);
     TPI_CHECK(p != nullptr, "cpu backend: out of host memory allocating " << bytes << " bytes");
-    std::memset(p, 0, rounded == 0 ? 64 : rounded);  // touch now, not in the decode loop
+    if (align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
+    std::memset(p, 0, rounded);  // touch now, not in the decode loop
     sizes_[p] = bytes;
     allocated_ += bytes;
     return p;

@@ -217,6 +217,7 @@ with open(path, "w") as f:
     for i in range(n):
         f.write(json.dumps({"id": i, "prompt": " ".join(["the"] * 15), "max_new_tokens": 128}) + "\n")
 PY
+  rm -f "$tmp/out.jsonl"  # a fresh output: a batch job skips the ids an output already holds
   tpinfer "$1" "$2" "batch$3" generated_tokens_per_s --input "$tmp/in.jsonl" \
       --output "$tmp/out.jsonl" --batch-size "$3" --progress-interval-s 0
 }

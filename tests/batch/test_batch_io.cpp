@@ -172,7 +172,8 @@ TEST_CASE("resume: the output's ids are done and a torn last line is cut", "[bat
   write_file(path, "{\"id\": \"a\"}\ngarbage\n{\"id\": \"b\"}\n");
   CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(path + ":2: not a result line"));
   write_file(path, "{\"text\": \"no id\"}\n");
-  CHECK_THROWS_WITH(tpinfer::scan_output_file(path), Contains(":1: not a result line (no \"id\" or \"custom_id\")"));
+  CHECK_THROWS_WITH(tpinfer::scan_output_file(path),
+                    Contains(":1: not a result line (no \"id\" or \"custom_id\")"));
   std::remove(path.c_str());
 }
 
@@ -277,19 +278,20 @@ TEST_CASE("the writer locks before the scan and leaves no empty file when refuse
 TEST_CASE("OpenAI batch lines: requests, answered refusals, and custom_id as the resume key",
           "[batch]") {
   const std::string in = temp_path("openai_in.jsonl");
-  write_file(in,
-             R"({"custom_id": "q1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "max_tokens": 3, "logprobs": 2}})"
-             "\n"
-             R"({"custom_id": "q2", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "hi"}]}})"
-             "\n"
-             R"({"custom_id": "q3", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "top_p": 7}})"
-             "\n"
-             R"({"custom_id": "q4", "method": "POST", "url": "/v1/completions", "body": {"model": "other", "prompt": "x"}})"
-             "\n"
-             R"({"method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}})"
-             "\n"
-             R"({"custom_id": "q1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "y"}})"
-             "\n");
+  write_file(
+      in,
+      R"({"custom_id": "q1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "max_tokens": 3, "logprobs": 2}})"
+      "\n"
+      R"({"custom_id": "q2", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "hi"}]}})"
+      "\n"
+      R"({"custom_id": "q3", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "top_p": 7}})"
+      "\n"
+      R"({"custom_id": "q4", "method": "POST", "url": "/v1/completions", "body": {"model": "other", "prompt": "x"}})"
+      "\n"
+      R"({"method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}})"
+      "\n"
+      R"({"custom_id": "q1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "y"}})"
+      "\n");
   tpinfer::RequestDefaults d = defaults();
   d.max_new_tokens = 11;
   d.served_model = "mine";
@@ -301,7 +303,7 @@ TEST_CASE("OpenAI batch lines: requests, answered refusals, and custom_id as the
   REQUIRE(f.requests[0].openai);
   CHECK(f.requests[1].messages.size() == 1);
   CHECK(f.requests[1].max_new_tokens == 11);  // no max_tokens: the job's max_new_tokens
-  REQUIRE(f.refused.size() == 2);  // answered in the output with their status
+  REQUIRE(f.refused.size() == 2);             // answered in the output with their status
   CHECK(f.refused[0].first == "\"q3\"");
   CHECK_THAT(f.refused[0].second, Contains("\"status_code\":400") && Contains("top_p"));
   CHECK(f.refused[1].first == "\"q4\"");

@@ -269,10 +269,10 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
       char grace[32];
       std::snprintf(grace, sizeof grace, "%g", opts_.grace_s);
       log_warn(std::string("stop requested (") + stop_signal_name() + ")" +
-               (opts_.grace_s > 0 ? std::string(": no new requests; running ones get up to ") +
-                                        grace + " s"
-                                  : ": finishing the results that are complete, dropping work "
-                                    "in progress"));
+               (opts_.grace_s > 0
+                    ? std::string(": no new requests; running ones get up to ") + grace + " s"
+                    : ": finishing the results that are complete, dropping work "
+                      "in progress"));
       begin_stop(local);
     }
     if (stopping_ && !dropped_ && Clock::now() >= deadline_) {

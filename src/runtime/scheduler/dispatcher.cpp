@@ -251,13 +251,13 @@ void Dispatcher::hand_out_remote() {
       std::optional<ScheduledRequest> r = queue_.pop();
       if (!r) break;
       track(*r, d);
-      reply["requests"].push_back(json::parse(request_to_wire(*r)));
+      reply["requests"].push_back(request_to_wire(*r));
     }
     const bool done = queue_.closed() && queue_.size() == 0;
     if (reply["requests"].empty() && !done) continue;  // the want waits for work
     reply["done"] = done;
     pending_want_[d] = 0;
-    mail_.send(d * world_.tp(), kWork, reply.dump());
+    mail_.send(d * world_.tp(), kWork, reply.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 }
 
@@ -341,7 +341,7 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
     while (std::optional<Message> m = mail_.poll()) {
       if (m->tag == kWork) {
         const json j = json::parse(m->payload);
-        for (const json& w : j.at("requests")) local.push_back(request_from_wire(w.dump()));
+        for (const json& w : j.at("requests")) local.push_back(request_from_wire(w));
         if (j.at("done").get<bool>()) no_more = true;
         requested = false;
       } else if (m->tag == kCancel) {

@@ -273,7 +273,6 @@ const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
     std::copy(rows_.begin(), rows_.begin() + n_rows, p);
     send_header();
     world_.broadcast_tp(plan_.data() + kHeader, sizeof(int32_t) * (3 * n + n_rows));
-    last_broadcast_ = Clock::now();
   }
   const float* logits = engine_.step(ids_.data(), pos_.data(), slot_of_.data(), n, rows_.data(),
                                      n_rows, n_rows > 0, rope_seq_len);

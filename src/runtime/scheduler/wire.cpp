@@ -36,23 +36,22 @@ std::vector<TokenLogprob> logprobs_from_json(const json& a) {
 
 }  // namespace
 
-std::string request_to_wire(const ScheduledRequest& r) {
+json request_to_wire(const ScheduledRequest& r) {
   const GenerationRequest& q = r.request;
-  return dump({{"seq", r.seq},
-               {"ids", q.prompt_ids},
-               {"max_new_tokens", q.max_new_tokens},
-               {"temperature", q.sampling.temperature},
-               {"top_k", q.sampling.top_k},
-               {"top_p", q.sampling.top_p},
-               {"seed", q.sampling.seed},
-               {"stop", q.stop},
-               {"ignore_eos", q.ignore_eos},
-               {"logprobs", q.logprobs},
-               {"stream", q.stream}});
+  return json{{"seq", r.seq},
+              {"ids", q.prompt_ids},
+              {"max_new_tokens", q.max_new_tokens},
+              {"temperature", q.sampling.temperature},
+              {"top_k", q.sampling.top_k},
+              {"top_p", q.sampling.top_p},
+              {"seed", q.sampling.seed},
+              {"stop", q.stop},
+              {"ignore_eos", q.ignore_eos},
+              {"logprobs", q.logprobs},
+              {"stream", q.stream}};
 }
 
-ScheduledRequest request_from_wire(const std::string& text) {
-  const json j = json::parse(text);
+ScheduledRequest request_from_wire(const json& j) {
   ScheduledRequest r;
   r.seq = j.at("seq").get<uint64_t>();
   GenerationRequest& q = r.request;

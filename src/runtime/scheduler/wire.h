@@ -4,14 +4,16 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "runtime/scheduler/request.h"
 
 namespace tpinfer {
 
-std::string request_to_wire(const ScheduledRequest& r);
-ScheduledRequest request_from_wire(const std::string& text);
+// Requests travel in batches inside one work message: JSON values, not text.
+nlohmann::json request_to_wire(const ScheduledRequest& r);
+ScheduledRequest request_from_wire(const nlohmann::json& j);
 
 std::string delta_to_wire(uint64_t seq, const GenerationDelta& d);
 GenerationDelta delta_from_wire(const std::string& text, uint64_t& seq);

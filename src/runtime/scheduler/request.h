@@ -43,12 +43,16 @@ struct GenerationRequest {
   // -1: no logprobs; 0..kMaxTopLogprobs: the sampled token's logprob and this many alternatives.
   int logprobs = -1;
   bool stream = false;  // deltas are sent while the request runs (else only the outcome)
+  // Choices: n sequences continue the same prompt (prefilled once, its KV blocks shared), choice
+  // i sampling with choice_seed(sampling.seed, i). Each choice streams and ends on its own.
+  int n = 1;
 
   std::vector<int32_t> prompt_ids;  // filled by tokenization (rank 0), before the scheduler
 };
 
 // What a running request has produced since its last delta (streaming requests only).
 struct GenerationDelta {
+  int index = 0;                       // the choice (0 .. n-1)
   std::string text;                    // new text; bytes of an unfinished character wait
   std::vector<int32_t> token_ids;      // ids generated since the last delta
   std::vector<TokenLogprob> logprobs;  // one per id when logprobs >= 0
@@ -57,6 +61,7 @@ struct GenerationDelta {
 // How a request ended. For a streaming request, text/token_ids/logprobs still hold the whole
 // completion (the deltas concatenated), so a front end can use either.
 struct GenerationOutcome {
+  int index = 0;  // the choice (0 .. n-1); a request with n choices ends with n outcomes
   std::string text;
   std::string finish_reason;  // "stop" | "length" | "error" | "cancelled"
   std::string error;          // why ("error" only)
@@ -69,6 +74,26 @@ struct GenerationOutcome {
   double total_ms = 0.0;          // slot taken until finished
   std::vector<double> decode_ms;  // per generated token after the first (the CLI's metrics)
   int replica = 0;
+};
+
+// The seed of choice i of a request: choice 0 keeps the request's seed (n = 1 is unchanged),
+// the others get a splitmix64 step of it, so every choice is reproducible and they differ.
+inline uint64_t choice_seed(uint64_t seed, int index) {
+  if (index == 0) return seed;
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// One replica's paged KV cache: the pool now, and counters since the job started.
+struct KvCacheStats {
+  int64_t blocks_total = 0;         // blocks in the pool
+  int64_t blocks_used = 0;          // held by running sequences
+  int64_t blocks_cached = 0;        // free, still holding a reusable prefix (evicted LRU first)
+  int64_t prefix_query_tokens = 0;  // prompt tokens looked up in the prefix cache
+  int64_t prefix_hit_tokens = 0;    // of those, found cached (not prefilled again)
+  int64_t preemptions = 0;          // sequences preempted when the pool ran out
 };
 
 }  // namespace tpinfer

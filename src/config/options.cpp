@@ -196,6 +196,7 @@ std::vector<OptionSpec> build_specs() {
   using C = RunConfig;
   const Range non_negative{0, false, std::nullopt, false};
   const Range unit_interval{0, true, 1.0, false};
+  const Range positive{0, true, std::nullopt, false};
   std::vector<OptionSpec> v;
 
   // Model
@@ -320,6 +321,14 @@ std::vector<OptionSpec> build_specs() {
                       "requests that may wait for a slot; beyond it the answer is 429"));
   v.push_back(number_opt("shutdown_grace_s", nullptr, "Server", &C::shutdown_grace_s, non_negative,
                          "on SIGTERM, seconds running requests get to finish"));
+  v.push_back(int_opt("max_connections", nullptr, "Server", &C::max_connections, 1,
+                      "open HTTP connections; one more is answered 503 with Retry-After"));
+  v.push_back(number_opt("request_timeout_s", nullptr, "Server", &C::request_timeout_s, positive,
+                         "a request's head and body must arrive within this many seconds of its "
+                         "first byte (a new connection's: of the connect)"));
+  v.push_back(number_opt("keep_alive_timeout_s", nullptr, "Server", &C::keep_alive_timeout_s,
+                         positive, "an idle kept-alive connection is closed after this many "
+                         "seconds"));
   return v;
 }
 

@@ -90,6 +90,9 @@ void run_server_job(World& world, const RunConfig& cfg,
       o.port = addr.port;
       o.api_key = cfg.api_key;
       o.max_body_bytes = cfg.max_request_bytes;
+      o.max_connections = cfg.max_connections;
+      o.request_timeout_s = cfg.request_timeout_s;
+      o.keep_alive_timeout_s = cfg.keep_alive_timeout_s;
       o.model_name = service->model_name();
       http = std::make_unique<HttpServer>(*service, o);
       http->start();

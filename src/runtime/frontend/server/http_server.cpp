@@ -1,13 +1,12 @@
 #include "runtime/frontend/server/http_server.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <httplib.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +19,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "runtime/frontend/openai/protocol.h"
+#include "runtime/frontend/server/connections.h"
+#include "runtime/frontend/server/worker_pool.h"
 
 namespace tpinfer {
 namespace {
@@ -74,48 +75,6 @@ std::string endpoint_label(const std::string& path) {
   return "other";
 }
 
-std::string numeric_host(const sockaddr_storage& a, socklen_t len, int* port) {
-  char host[NI_MAXHOST], serv[NI_MAXSERV];
-  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof(host), serv,
-                  sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-    return "";
-  }
-  *port = std::atoi(serv);
-  return host;
-}
-
-// httplib 0.11 does not hand a handler its socket. To notice that the client of a non-streaming
-// request went away, find the socket by its two addresses (httplib names them with the same
-// getnameinfo call), then peek at it while waiting. -1 when not found.
-int find_connection_fd(const httplib::Request& req) {
-  DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return -1;
-  int found = -1;
-  while (dirent* e = readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    sockaddr_storage peer{}, local{};
-    socklen_t peer_len = sizeof(peer), local_len = sizeof(local);
-    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
-      continue;
-    }
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_len) != 0) {
-      continue;
-    }
-    int peer_port = -1, local_port = -1;
-    if (numeric_host(peer, peer_len, &peer_port) == req.remote_addr &&
-        peer_port == req.remote_port &&
-        numeric_host(local, local_len, &local_port) == req.local_addr &&
-        local_port == req.local_port) {
-      found = static_cast<int>(fd);
-      break;
-    }
-  }
-  closedir(dir);
-  return found;
-}
-
 // True when the peer closed its end (EOF or an error pending); pipelined bytes are not a close.
 bool peer_closed(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -136,12 +95,22 @@ bool all_digits(const std::string& s) {
 
 // httplib 0.11 listens with a backlog of 5 (compiled into Debian's library): 32 clients
 // connecting at once overflow it and some wait seconds for a SYN retransmit. Listening again on
-// the bound socket raises the backlog (Linux takes the new value).
+// the bound socket raises the backlog (Linux takes the new value). Each accepted socket is served
+// by Connections (the cap, the request deadline, keep-alive) around httplib's request parser.
 class Server : public httplib::Server {
  public:
   void raise_backlog(int n) {
     const socket_t sock = svr_sock_;
     if (sock != INVALID_SOCKET) ::listen(sock, n);
+  }
+  Connections* connections = nullptr;
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    connections->serve(sock, [this](httplib::Stream& strm, bool close_connection, bool& closed) {
+      return process_request(strm, close_connection, closed, nullptr);
+    });
+    return true;
   }
 };
 
@@ -185,6 +154,7 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   std::string model;
   Server svr;
+  std::unique_ptr<Connections> connections;
   std::thread thread;
   int bound_port = -1;
   std::atomic<bool> shutting{false};
@@ -292,12 +262,12 @@ struct HttpServer::Impl {
       stream(ctx, sub, t0, res);
       handed_to_stream = true;
     } else {
-      wait_and_answer(ctx, sub, t0, req, res);
+      wait_and_answer(ctx, sub, t0, res);
     }
   }
 
   void wait_and_answer(const openai::ResponseContext& ctx, const GenerationService::Submitted& sub,
-                       Clock::time_point t0, const httplib::Request& req, httplib::Response& res) {
+                       Clock::time_point t0, httplib::Response& res) {
     GenerationDelta d;
     GenerationOutcome o;
     int fd = -2;  // -2: not looked for yet; -1: not found
@@ -310,7 +280,7 @@ struct HttpServer::Impl {
         send_error(res, ApiError(503, "the server stopped before the request finished"));
         return;
       }
-      if (fd == -2) fd = find_connection_fd(req);
+      if (fd == -2) fd = Connections::current_fd();
       if (fd >= 0 && peer_closed(fd)) {
         service.cancel(sub.id);
         res.status = 499;  // nginx's "client closed request": only /metrics sees it
@@ -390,8 +360,9 @@ struct HttpServer::Impl {
   }
 
   void setup() {
-    const int threads = options.threads;
-    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    // One worker per connection (up to the cap, plus a few that answer 503 beyond it).
+    const int workers = options.max_connections + 64;
+    svr.new_task_queue = [workers] { return new WorkerPool(workers, 8); };
     svr.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
     // silently: only SO_REUSEADDR here, so a port in use is an error.
@@ -399,11 +370,14 @@ struct HttpServer::Impl {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
-    // An idle keep-alive connection holds its worker up to 5 s (httplib's default), which is
-    // also how long stop() may wait for one.
-    svr.set_keep_alive_timeout(5);
-    svr.set_read_timeout(30, 0);
-    svr.set_write_timeout(30, 0);
+    // What the Keep-Alive header advertises; Connections enforces the timeout and sets no limit
+    // on the requests per connection.
+    svr.set_keep_alive_timeout(static_cast<time_t>(options.keep_alive_timeout_s));
+    svr.set_keep_alive_max_count(1000000);
+    // Socket options httplib sets on each accepted socket; Connections polls with its own
+    // deadlines before every read and write.
+    svr.set_read_timeout(static_cast<time_t>(options.request_timeout_s) + 1, 0);
+    svr.set_write_timeout(static_cast<time_t>(options.write_timeout_s) + 1, 0);
 
     svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       if (shutting) {
@@ -500,6 +474,25 @@ void HttpServer::start() {
                                             "this machine?)");
   }
   m.svr.raise_backlog(1024);
+  // One descriptor per connection: keep the cap below the process's limit (raised to the hard
+  // limit here), with room for the job's own files, sockets and MPI, so that a client beyond the
+  // cap gets a 503 and not an accept() that fails for want of a descriptor.
+  constexpr long kReservedFds = 256;
+  const long fd_limit = raise_fd_limit();
+  ConnectionLimits limits{m.options.max_connections, m.options.request_timeout_s,
+                          m.options.keep_alive_timeout_s, m.options.write_timeout_s};
+  if (fd_limit > 0 && fd_limit - kReservedFds < limits.max_connections) {
+    limits.max_connections = static_cast<int>(std::max(16L, fd_limit - kReservedFds));
+    log_warn("server: max_connections " + std::to_string(m.options.max_connections) +
+             " lowered to " + std::to_string(limits.max_connections) +
+             " by the open-file limit (ulimit -n " + std::to_string(fd_limit) +
+             "); raise the hard limit to allow more");
+  }
+  m.connections = std::make_unique<Connections>(
+      limits, openai::dump(openai::error_json(ApiError(
+                  503, "the server has " + std::to_string(limits.max_connections) +
+                           " connections open (max_connections); retry later"))));
+  m.svr.connections = m.connections.get();
   m.thread = std::thread([&m] { m.svr.listen_after_bind(); });
   // stop() is a no-op until httplib marks itself running: wait for that, so stop() always ends it.
   const auto deadline = Clock::now() + std::chrono::seconds(30);
@@ -507,7 +500,8 @@ void HttpServer::start() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   log_info("server: listening on http://" + m.options.host + ":" + std::to_string(m.bound_port) +
-           " (model '" + m.model + "')");
+           " (model '" + m.model + "', up to " + std::to_string(limits.max_connections) +
+           " connections, open-file limit " + std::to_string(fd_limit) + ")");
 }
 
 int HttpServer::port() const {
@@ -536,6 +530,7 @@ void HttpServer::stop() {
   m.shutting = true;
   m.stopping = true;
   m.svr.stop();
+  if (m.connections) m.connections->close_all();  // idle and slow clients end now, not at a timeout
   m.thread.join();
 }
 

@@ -28,7 +28,14 @@ struct HttpServerOptions {
   std::string api_key;               // "" = /v1/* open; else "Authorization: Bearer KEY"
   int64_t max_body_bytes = 4 << 20;  // a larger body is answered 413
   std::string model_name;            // "" = service.model_name()
-  int threads = 96;                  // HTTP worker threads: concurrent connections served
+  // Connection limits (connections.h): open connections beyond max_connections are answered 503
+  // with Retry-After; a request's head and body must arrive within request_timeout_s of its first
+  // byte; an idle kept-alive connection is closed after keep_alive_timeout_s; one write (to a
+  // client that stopped reading) gives up after write_timeout_s.
+  int max_connections = 2048;
+  double request_timeout_s = 30;
+  double keep_alive_timeout_s = 60;
+  double write_timeout_s = 30;
   // Sampling values of a body that gives none (OpenAI's: temperature 1, top_p 1).
   SamplingParams sampling_defaults = openai::openai_sampling_defaults();
 };

@@ -63,12 +63,16 @@ void numeric_name(int fd, bool peer, std::string& ip, int& port) {
 // buffer lives as long as the connection, so pipelined requests are not lost between requests.
 class ConnectionStream : public httplib::Stream {
  public:
-  ConnectionStream(int fd, double write_timeout_s) : fd_(fd), write_timeout_s_(write_timeout_s) {}
+  ConnectionStream(int fd, double write_timeout_s, int64_t max_read)
+      : fd_(fd), write_timeout_s_(write_timeout_s), max_read_(max_read) {}
 
-  void set_read_deadline(Clock::time_point t) {
+  // A new request: its reads end at `t`, and after max_read bytes.
+  void begin_request(Clock::time_point t) {
     deadline_ = t;
     timed_out_ = false;
+    read_ = 0;
   }
+  // The request ran out of time or of bytes: the connection cannot go on.
   bool timed_out() const { return timed_out_; }
   bool has_buffered() const { return off_ < len_; }
 
@@ -88,6 +92,10 @@ class ConnectionStream : public httplib::Stream {
     return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
   }
   ssize_t read(char* ptr, size_t size) override {
+    if (read_ >= max_read_) {
+      timed_out_ = true;
+      return -1;
+    }
     if (!has_buffered()) {
       if (!is_readable()) return -1;
       ssize_t n;
@@ -101,6 +109,7 @@ class ConnectionStream : public httplib::Stream {
     const size_t k = std::min(size, len_ - off_);
     std::memcpy(ptr, buf_ + off_, k);
     off_ += k;
+    read_ += static_cast<int64_t>(k);
     return static_cast<ssize_t>(k);
   }
   ssize_t write(const char* ptr, size_t size) override {
@@ -122,6 +131,8 @@ class ConnectionStream : public httplib::Stream {
  private:
   const int fd_;
   const double write_timeout_s_;
+  const int64_t max_read_;
+  int64_t read_ = 0;
   Clock::time_point deadline_;
   mutable bool timed_out_ = false;
   char buf_[4096];
@@ -182,14 +193,14 @@ void Connections::refuse(int fd) {
 void Connections::serve(int fd, const ProcessRequest& process) {
   if (admit(fd)) {
     t_fd = fd;
-    ConnectionStream strm(fd, limits_.write_timeout_s);
+    ConnectionStream strm(fd, limits_.write_timeout_s, limits_.max_request_read_bytes);
     // A new connection's first request must be complete this long after the accept; a kept-alive
     // one waits up to the idle timeout for the next request's first byte, which starts its own.
     Clock::time_point wait_until = after(limits_.request_timeout_s);
     bool first = true;
     for (;;) {
       if (!strm.has_buffered() && poll_until(fd, POLLIN, wait_until) <= 0) break;
-      strm.set_read_deadline(first ? wait_until : after(limits_.request_timeout_s));
+      strm.begin_request(first ? wait_until : after(limits_.request_timeout_s));
       first = false;
       bool closed = false;
       bool closing;

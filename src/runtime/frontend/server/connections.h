@@ -25,6 +25,9 @@ struct ConnectionLimits {
   double request_timeout_s = 30;     // the whole request head and body, from its first byte
   double keep_alive_timeout_s = 60;  // an idle connection between requests
   double write_timeout_s = 30;       // one write (a client that stops reading)
+  // Bytes one request may read, head and body (a body over the server's limit is refused from
+  // its Content-Length before it is read; this bounds a head of endless header lines).
+  int64_t max_request_read_bytes = (4 << 20) + (1 << 20);
 };
 
 // Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit in force (-1: unknown).

@@ -480,7 +480,8 @@ void HttpServer::start() {
   constexpr long kReservedFds = 256;
   const long fd_limit = raise_fd_limit();
   ConnectionLimits limits{m.options.max_connections, m.options.request_timeout_s,
-                          m.options.keep_alive_timeout_s, m.options.write_timeout_s};
+                          m.options.keep_alive_timeout_s, m.options.write_timeout_s,
+                          m.options.max_body_bytes + (1 << 20)};
   if (fd_limit > 0 && fd_limit - kReservedFds < limits.max_connections) {
     limits.max_connections = static_cast<int>(std::max(16L, fd_limit - kReservedFds));
     log_warn("server: max_connections " + std::to_string(m.options.max_connections) +

@@ -277,10 +277,30 @@ std::vector<OptionSpec> build_specs() {
                                "refuse a prompt (or batch input line) larger than this, before "
                                "tokenizing it",
                                "4194304 (4 MiB)"));
-  v.push_back(number_opt("step_timeout_s", nullptr, "Resources", &C::step_timeout_s, non_negative,
-                         "abort the job when a step or collective makes no progress for this "
-                         "many seconds; 0 = never",
-                         nullptr));
+  {
+    // A number >= 0, or "auto" (stored as -1): the watchdog's adaptive limit.
+    OptionSpec o = number_opt("step_timeout_s", nullptr, "Resources", &C::step_timeout_s,
+                              non_negative,
+                              "abort the job when a step or collective makes no progress for "
+                              "this many seconds; 0 = never; auto = max(60, 3 x the slowest step)",
+                              "auto");
+    o.expected = "a number >= 0 or auto";
+    auto number_set = o.set;
+    o.set = [number_set](RunConfig& c, const std::string& t) {
+      if (lower(trim(t)) == "auto") {
+        c.step_timeout_s = -1;
+        return true;
+      }
+      return number_set(c, t);
+    };
+    o.get = [](const RunConfig& c) {
+      return c.step_timeout_s < 0 ? std::string("auto") : number_text(c.step_timeout_s);
+    };
+    o.valid = [non_negative](const RunConfig& c) {
+      return c.step_timeout_s == -1 || non_negative.contains(c.step_timeout_s);
+    };
+    v.push_back(std::move(o));
+  }
   v.push_back(bool_opt("deterministic", "Resources", &C::deterministic,
                        "CPU: portable matmul, bitwise the same on every CPU (slower)"));
 

@@ -58,8 +58,9 @@ struct RunConfig {
   bool allow_long_context = false;      // accept prompt + max_new_tokens > max_position_embeddings
   int64_t max_request_bytes = 4 << 20;  // a prompt (or JSONL line) larger than this is refused
   // Watchdog: a rank that sees no progress (no step, no collective completing) for this long
-  // names what it was waiting on and aborts the job. 0 = off.
-  double step_timeout_s = 300.0;
+  // names what it was waiting on and aborts the job. 0 = off; -1 (`auto`) = adaptive:
+  // max(60 s, 3 x the slowest step seen), see core/watchdog.h.
+  double step_timeout_s = -1;
 
   // Output
   std::string metrics_json;  // "" = none; written by rank 0

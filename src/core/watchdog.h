@@ -1,11 +1,15 @@
 // The watchdog: a heartbeat that the job's loops update (what this rank is doing now, and a
-// beat each time something completes) and a thread that watches it. When a rank sees no beat
-// for `step_timeout_s` (a peer stopped, hung or became unreachable, so a collective never
-// completes), it prints one line naming its rank and what it was waiting on, gives the other
-// ranks a moment to say the same, and runs the abort action (MPI_Abort: the whole job ends with
-// a non-zero exit instead of holding its allocation). It measures time without progress, never
-// the length of the run. Updating the heartbeat is a few relaxed atomic stores: no lock, no
-// allocation, no clock read, so it costs nothing in the decode loop.
+// beat each time something completes: a layer, a collective, a step) and a thread that watches
+// it. When a rank sees no beat for its limit (a peer stopped, hung or became unreachable, so a
+// collective never completes), it prints one line naming its rank and what it was waiting on,
+// gives the other ranks a moment to say the same, and runs the abort action (MPI_Abort: the
+// whole job ends with a non-zero exit instead of holding its allocation). It measures time
+// without progress, never the length of the run. The limit is `step_timeout_s` when given, else
+// adaptive: max(60 s, 3 x the longest time without progress seen so far outside loading), and at
+// least 300 s while loading. Rank 0 also watches the replica leaders it hands requests to, which
+// it waits on without a blocking call: one silent for the limit is named (watch_peer).
+// Updating the heartbeat is a few relaxed atomic stores: no lock, no allocation, no clock read,
+// so it costs nothing in the decode loop.
 #pragma once
 
 #include <condition_variable>
@@ -52,10 +56,23 @@ class WatchWait {
 // "step 12, waiting in broadcast (tp group) from rank 0": the current activity.
 std::string describe_activity();
 
+// A peer this rank expects messages from without waiting in a blocking call (rank 0 and the
+// other replicas' leaders). watch_peer(rank, true) starts the clock; each watch_peer_heard(rank)
+// resets it; watch_peer(rank, false) ends the watch. `slowest_step_s`: the longest step that
+// peer has reported (its silence during one step is not a stall). Ranks >= 4096 are not watched.
+void watch_peer(int rank, bool watched) noexcept;
+void watch_peer_heard(int rank, double slowest_step_s = 0) noexcept;
+
+// The adaptive limit's parts. The floor is 60 s; TPINFER_WATCHDOG_FLOOR_S overrides it (tests).
+constexpr double kWatchdogFloorS = 60.0;
+constexpr double kWatchdogStepFactor = 3.0;
+constexpr double kWatchdogLoadS = 300.0;  // the least limit while loading the model
+
 class Watchdog {
  public:
-  // timeout_s <= 0: no thread, nothing watched. on_timeout runs on the watchdog thread after
-  // the message is printed and the grace period; it is expected not to return (MPI_Abort).
+  // timeout_s > 0: that fixed limit; < 0: the adaptive limit; 0: no thread, nothing watched.
+  // on_timeout runs on the watchdog thread after the message is printed and the grace period; it
+  // is expected not to return (MPI_Abort).
   Watchdog(double timeout_s, int rank, std::function<void()> on_timeout);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
@@ -63,8 +80,10 @@ class Watchdog {
 
  private:
   void run();
+  double limit(double slowest_s, bool loading) const;  // the limit in force now
 
   double timeout_s_;
+  double floor_s_ = kWatchdogFloorS;
   int rank_;
   std::function<void()> on_timeout_;
   std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/watchdog.h"
 #include "model/rope.h"
 
 namespace tpinfer {
@@ -134,6 +135,7 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
   if (comm_.size() > 1) comm_.all_reduce_sum(x.data, static_cast<size_t>(x.numel()), x.dtype);
 
   for (int l = 0; l < dims_.n_layers; ++l) {
+    watch_beat();  // a long prefill is progress, layer by layer (tp 1 has no collective to beat)
     const LayerWeights& L = weights.layers[l];
     // Pre-norm; from layer 1 on, the previous MLP's residual add is fused into it.
     if (l == 0) {

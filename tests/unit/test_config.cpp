@@ -128,7 +128,7 @@ TEST_CASE("defaults with only --model", "[config]") {
   CHECK(c.batch_size == 8);
   CHECK(c.on_bad_line == tpinfer::OnBadLine::fail);
   CHECK(c.progress_interval_s == 5.0);
-  CHECK(c.step_timeout_s == 300.0);
+  CHECK(c.step_timeout_s == -1.0);  // auto
   CHECK(c.config_path.empty());
   CHECK_NOTHROW(tpinfer::validate(c));
 }
@@ -401,7 +401,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"verify_checksums", "perhaps", "expected true or false"},
       {"allow_long_context", "2", "expected true or false"},
       {"max_request_bytes", "0", "expected an integer >= 1"},
-      {"step_timeout_s", "-5", "expected a number >= 0"},
+      {"step_timeout_s", "-5", "expected a number >= 0 or auto"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {

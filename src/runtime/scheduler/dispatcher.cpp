@@ -99,7 +99,12 @@ enum Tag : int {
   kCancel = 8,       // 0 -> leader: {"seq": s} the client went away
   kDrain = 9,        // 0 -> leader: take no more work, finish what runs
   kStop = 10,        // 0 -> leader: drop what runs, say BYE
+  kAlive = 11,       // leader <-> 0: {"slowest_step_s": x} every second (for the watchdog)
 };
+
+// How often rank 0 and each other replica leader tell each other they are alive (between their
+// steps): the watchdog names a peer silent for its limit (watch_peer).
+constexpr auto kAliveInterval = std::chrono::seconds(1);
 
 GenerationOutcome cancelled_outcome() {
   GenerationOutcome o;
@@ -117,6 +122,10 @@ class Dispatcher : public RequestEvents {
     pending_want_.assign(static_cast<size_t>(world.dp()), 0);
     said_bye_.assign(static_cast<size_t>(world.dp()), false);
     said_bye_[0] = true;  // this rank
+    for (int d = 1; d < world.dp(); ++d) watch_peer(d * world.tp(), true);
+  }
+  ~Dispatcher() override {
+    for (int d = 1; d < world_.dp(); ++d) watch_peer(d * world_.tp(), false);
   }
 
   // From replica 0's scheduler.
@@ -159,6 +168,8 @@ class Dispatcher : public RequestEvents {
   int n_bye_ = 1;
   bool stop_from_message_ = false, stopping_ = false, dropped_ = false;
   Clock::time_point deadline_;
+  Clock::time_point last_alive_ = Clock::now() - kAliveInterval;
+  double slowest_step_s_ = 0;
   DispatchResult result_;
 };
 
@@ -166,6 +177,11 @@ void Dispatcher::serve_messages() {
   const int tp = world_.tp();
   while (std::optional<Message> m = mail_.poll()) {
     const int replica = m->source / tp;
+    if (m->tag == kAlive) {
+      watch_peer_heard(m->source, json::parse(m->payload).at("slowest_step_s").get<double>());
+      continue;
+    }
+    watch_peer_heard(m->source);
     switch (m->tag) {
       case kWorkRequest:
         pending_want_[replica] = json::parse(m->payload).at("want").get<int>();
@@ -188,6 +204,7 @@ void Dispatcher::serve_messages() {
       case kBye:
         TPI_CHECK(!said_bye_[replica], "dispatcher: two BYEs from rank " << m->source);
         said_bye_[replica] = true;
+        watch_peer(m->source, false);
         pending_want_[replica] = 0;
         ++n_bye_;
         mail_.send(m->source, kByeAck, "");
@@ -289,8 +306,18 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
       track(*r, 0);
       local.admit(std::move(*r));
     }
+    if (Clock::now() - last_alive_ >= kAliveInterval) {
+      const std::string alive = json{{"slowest_step_s", slowest_step_s_}}.dump();
+      for (int d = 1; d < world_.dp(); ++d) {
+        if (!said_bye_[d]) mail_.send(d * world_.tp(), kAlive, alive);
+      }
+      last_alive_ = Clock::now();
+    }
     if (local.active() > 0) {
+      const Clock::time_point t = Clock::now();
       local.step();
+      slowest_step_s_ =
+          std::max(slowest_step_s_, std::chrono::duration<double>(Clock::now() - t).count());
     } else {
       const bool no_more_local = stopping_ || (queue_.closed() && queue_.size() == 0);
       if (no_more_local) {
@@ -333,12 +360,20 @@ class LeaderRelay : public RequestEvents {
 bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
   std::deque<ScheduledRequest> local;
   bool no_more = false, requested = false, told_stop = false, stopped = false;
+  double slowest_step_s = 0;
+  Clock::time_point last_alive = Clock::now() - kAliveInterval;
   auto cancel_waiting = [&] {
     for (const ScheduledRequest& r : local) on_finish(r.seq, cancelled_outcome());
     local.clear();
   };
+  watch_peer(0, true);
   for (;;) {
     while (std::optional<Message> m = mail_.poll()) {
+      if (m->tag == kAlive) {
+        watch_peer_heard(0, json::parse(m->payload).at("slowest_step_s").get<double>());
+        continue;
+      }
+      watch_peer_heard(0);
       if (m->tag == kWork) {
         const json j = json::parse(m->payload);
         for (const json& w : j.at("requests")) local.push_back(request_from_wire(w));
@@ -381,8 +416,15 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
       mail_.send(0, kWorkRequest, json{{"want", want}}.dump());
       requested = true;
     }
+    if (Clock::now() - last_alive >= kAliveInterval) {
+      mail_.send(0, kAlive, json{{"slowest_step_s", slowest_step_s}}.dump());
+      last_alive = Clock::now();
+    }
     if (sched.active() > 0) {
+      const Clock::time_point t = Clock::now();
       sched.step();
+      slowest_step_s =
+          std::max(slowest_step_s, std::chrono::duration<double>(Clock::now() - t).count());
     } else if (no_more && local.empty()) {
       break;
     } else {
@@ -396,8 +438,10 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
   watch_waiting("the mailbox for the dispatcher's acknowledgement", 0);
   for (;;) {  // whatever rank 0 sent before it saw the BYE (a cancel, a stop) is moot now
     const Message m = mail_.wait();
+    watch_peer_heard(0);
     if (m.tag == kByeAck) break;
   }
+  watch_peer(0, false);
   return stopped;
 }
 

@@ -10,6 +10,12 @@
 #                       threads pinned one per core (OMP_PROC_BIND=close, OMP_PLACES=cores);
 #   oversubscribed:     --bind-to none, threads not pinned (the OS balances them).
 # The chosen layout is printed to stderr (set TPINFER_LAUNCH_QUIET=1 to silence it).
+#
+# Stopping: mpirun itself answers SIGTERM by killing the ranks (SIGTERM, then SIGKILL a second
+# later), which drops running requests. This script instead turns a SIGTERM (or SIGINT) it
+# receives into a SIGUSR1 to mpirun, which forwards it to every rank on every node: tpinfer
+# stops as on scancel (the server drains for shutdown_grace_s) and mpirun exits with the job's
+# status. A second SIGTERM kills as plain mpirun would.
 # Recommendation per node: 1 rank x all cores for decode and prefill on one socket (tp=1), one
 # rank per socket / NUMA node x its cores for tp > 1 (docs in README.md, "CPU thread layout").
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -48,4 +54,23 @@ fi
 export OMP_NUM_THREADS=$threads
 [[ ${TPINFER_LAUNCH_QUIET:-0} == 1 ]] ||
   echo "mpirun.sh: $np rank(s) x $threads thread(s) on $cores core(s); $binding" >&2
-exec mpirun "${layout[@]}" "$@"
+mpirun "${layout[@]}" "$@" <&0 &
+pid=$!
+forwarded=0
+on_stop() {
+  if ((forwarded)); then
+    kill -TERM "$pid" 2>/dev/null
+  else
+    forwarded=1
+    [[ ${TPINFER_LAUNCH_QUIET:-0} == 1 ]] ||
+      echo "mpirun.sh: stop requested: SIGUSR1 to every rank (they finish running requests)" >&2
+    kill -USR1 "$pid" 2>/dev/null
+  fi
+}
+trap on_stop TERM INT
+rc=0
+while kill -0 "$pid" 2>/dev/null; do
+  wait "$pid"
+  rc=$?
+done
+exit "$rc"

@@ -279,11 +279,11 @@ std::vector<OptionSpec> build_specs() {
                                "4194304 (4 MiB)"));
   {
     // A number >= 0, or "auto" (stored as -1): the watchdog's adaptive limit.
-    OptionSpec o = number_opt("step_timeout_s", nullptr, "Resources", &C::step_timeout_s,
-                              non_negative,
-                              "abort the job when a step or collective makes no progress for "
-                              "this many seconds; 0 = never; auto = max(60, 3 x the slowest step)",
-                              "auto");
+    OptionSpec o =
+        number_opt("step_timeout_s", nullptr, "Resources", &C::step_timeout_s, non_negative,
+                   "abort the job when a step or collective makes no progress for "
+                   "this many seconds; 0 = never; auto = max(60, 3 x the slowest step)",
+                   "auto");
     o.expected = "a number >= 0 or auto";
     auto number_set = o.set;
     o.set = [number_set](RunConfig& c, const std::string& t) {
@@ -347,7 +347,8 @@ std::vector<OptionSpec> build_specs() {
                          "a request's head and body must arrive within this many seconds of its "
                          "first byte (a new connection's: of the connect)"));
   v.push_back(number_opt("keep_alive_timeout_s", nullptr, "Server", &C::keep_alive_timeout_s,
-                         positive, "an idle kept-alive connection is closed after this many "
+                         positive,
+                         "an idle kept-alive connection is closed after this many "
                          "seconds"));
   return v;
 }

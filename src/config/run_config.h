@@ -79,8 +79,8 @@ struct RunConfig {
   std::string api_key;            // [TPINFER_API_KEY] "" = no key asked for
   std::string served_model_name;  // the model id of /v1/models; "" = the model dir's name
   int max_queue = 256;            // requests waiting for a slot; one more is answered 429
-  double shutdown_grace_s = 30.0;  // SIGTERM: running requests get this long to finish
-  int max_connections = 2048;      // open HTTP connections; one more is answered 503
+  double shutdown_grace_s = 30.0;      // SIGTERM: running requests get this long to finish
+  int max_connections = 2048;          // open HTTP connections; one more is answered 503
   double request_timeout_s = 30.0;     // a request's head and body must arrive within this
   double keep_alive_timeout_s = 60.0;  // an idle kept-alive connection is closed after this
 

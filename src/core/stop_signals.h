@@ -1,4 +1,5 @@
-// SIGTERM (SLURM preemption, scancel, a time limit) and SIGINT for a job's duration: the first
+// SIGTERM (SLURM preemption, scancel, a time limit), SIGINT and SIGUSR1 (what mpirun forwards;
+// scripts/mpirun.sh sends it on SIGTERM) for a job's duration: the first
 // one asks for an orderly stop that the job's loops poll with stop_signalled(); SA_RESETHAND
 // makes a second one kill as usual.
 #pragma once
@@ -15,7 +16,7 @@ class StopSignals {
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  struct sigaction old_term_ = {}, old_int_ = {};
+  struct sigaction old_term_ = {}, old_int_ = {}, old_usr1_ = {};
 };
 
 bool stop_signalled();

@@ -191,9 +191,8 @@ void Watchdog::run() {
         continue;
       }
       const double s_silent = Seconds(now - p.last).count();
-      const double peer_limit =
-          limit(std::max<double>(slowest, g_peer_slowest[r].load(std::memory_order_relaxed)),
-                false);
+      const double peer_limit = limit(
+          std::max<double>(slowest, g_peer_slowest[r].load(std::memory_order_relaxed)), false);
       if (silent < 0 && s_silent >= peer_limit) {
         silent = r;
         silent_s = s_silent;

@@ -145,8 +145,8 @@ long raise_fd_limit() {
   rlimit r{};
   if (getrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
   // An unlimited hard limit cannot be the soft one (the kernel caps it at fs.nr_open).
-  const rlim_t want = r.rlim_max == RLIM_INFINITY ? std::max<rlim_t>(r.rlim_cur, 1 << 20)
-                                                  : r.rlim_max;
+  const rlim_t want =
+      r.rlim_max == RLIM_INFINITY ? std::max<rlim_t>(r.rlim_cur, 1 << 20) : r.rlim_max;
   if (r.rlim_cur < want) {
     rlimit raised = r;
     raised.rlim_cur = want;
@@ -157,9 +157,10 @@ long raise_fd_limit() {
 
 Connections::Connections(ConnectionLimits limits, std::string busy_body)
     : limits_(limits),
-      busy_response_("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                     "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
-                     std::to_string(busy_body.size()) + "\r\n\r\n" + busy_body) {}
+      busy_response_(
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+          "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+          std::to_string(busy_body.size()) + "\r\n\r\n" + busy_body) {}
 
 int Connections::current_fd() noexcept {
   return t_fd;

@@ -490,9 +490,9 @@ void HttpServer::start() {
              "); raise the hard limit to allow more");
   }
   m.connections = std::make_unique<Connections>(
-      limits, openai::dump(openai::error_json(ApiError(
-                  503, "the server has " + std::to_string(limits.max_connections) +
-                           " connections open (max_connections); retry later"))));
+      limits, openai::dump(openai::error_json(
+                  ApiError(503, "the server has " + std::to_string(limits.max_connections) +
+                                    " connections open (max_connections); retry later"))));
   m.svr.connections = m.connections.get();
   m.thread = std::thread([&m] { m.svr.listen_after_bind(); });
   // stop() is a no-op until httplib marks itself running: wait for that, so stop() always ends it.

@@ -42,8 +42,7 @@ void WorkerPool::work() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     ++idle_;
-    const bool woken =
-        cv_.wait_for(lock, idle_exit_, [this] { return stop_ || !jobs_.empty(); });
+    const bool woken = cv_.wait_for(lock, idle_exit_, [this] { return stop_ || !jobs_.empty(); });
     --idle_;
     if (!jobs_.empty()) {
       std::function<void()> fn = std::move(jobs_.front());

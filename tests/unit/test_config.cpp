@@ -402,6 +402,9 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"allow_long_context", "2", "expected true or false"},
       {"max_request_bytes", "0", "expected an integer >= 1"},
       {"step_timeout_s", "-5", "expected a number >= 0 or auto"},
+      {"max_connections", "0", "expected an integer >= 1"},
+      {"request_timeout_s", "0", "expected a number > 0"},
+      {"keep_alive_timeout_s", "-1", "expected a number > 0"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {
@@ -733,4 +736,12 @@ TEST_CASE("configs/demo.yaml parses", "[config]") {
   CHECK(c.temperature == Approx(0.8));
   CHECK(c.top_p == Approx(0.9));
   CHECK(c.seed == 42);
+}
+
+TEST_CASE("step_timeout_s: auto (the default), a number, or 0", "[config]") {
+  CHECK(parse_ok({"--model", "m"}).step_timeout_s == -1.0);
+  CHECK(parse_ok({"--model", "m", "--step-timeout-s", "auto"}).step_timeout_s == -1.0);
+  CHECK(parse_ok({"--model", "m", "--step-timeout-s", "AUTO"}).step_timeout_s == -1.0);
+  CHECK(parse_ok({"--model", "m", "--step-timeout-s", "45"}).step_timeout_s == 45.0);
+  CHECK(parse_ok({"--model", "m", "--step-timeout-s", "0"}).step_timeout_s == 0.0);
 }

@@ -159,7 +159,10 @@ void Watchdog::run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     const Phase phase = static_cast<Phase>(g_phase.load(std::memory_order_relaxed));
-    const bool loading = phase == Phase::startup || phase == Phase::load;
+    // Loading, and rank 0 reading a batch input or a prompt (tokenizing a large file beats no
+    // layer): the old fixed 300 s at least.
+    const bool loading = phase == Phase::startup || phase == Phase::load ||
+                         phase == Phase::prompt || phase == Phase::batch_prepare;
     const double lim = limit(slowest, loading);
     // A tick well below the limit, so a stall is seen within about 1/5 of it late at most.
     const Seconds tick(std::min(1.0, std::max(0.05, lim / 5)));
@@ -226,7 +229,8 @@ void Watchdog::run() {
       } else {
         std::snprintf(why, sizeof why,
                       "adaptive limit %.0f s = max(%g s, %g x the slowest step %.1f s)%s", lim,
-                      floor_s_, kWatchdogStepFactor, slowest, loading ? ", 300 s loading" : "");
+                      floor_s_, kWatchdogStepFactor, slowest,
+                      loading ? ", at least 300 s while loading" : "");
       }
       n = std::snprintf(
           line, sizeof line,

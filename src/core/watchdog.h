@@ -5,11 +5,12 @@
 // gives the other ranks a moment to say the same, and runs the abort action (MPI_Abort: the
 // whole job ends with a non-zero exit instead of holding its allocation). It measures time
 // without progress, never the length of the run. The limit is `step_timeout_s` when given, else
-// adaptive: max(60 s, 3 x the longest time without progress seen so far outside loading), and at
-// least 300 s while loading. Rank 0 also watches the replica leaders it hands requests to, which
-// it waits on without a blocking call: one silent for the limit is named (watch_peer).
-// Updating the heartbeat is a few relaxed atomic stores: no lock, no allocation, no clock read,
-// so it costs nothing in the decode loop.
+// adaptive: max(60 s, 3 x the longest time without progress seen so far outside loading), and
+// at least 300 s while loading (the model, a batch input, a prompt). Rank 0 and the other
+// replica leaders, which wait on each other's messages without a blocking call, also watch
+// each other: one silent for the limit is named (watch_peer). Updating the heartbeat is a few
+// relaxed atomic stores: no lock, no allocation, no clock read, so it costs nothing in the
+// decode loop.
 #pragma once
 
 #include <condition_variable>
@@ -66,7 +67,7 @@ void watch_peer_heard(int rank, double slowest_step_s = 0) noexcept;
 // The adaptive limit's parts. The floor is 60 s; TPINFER_WATCHDOG_FLOOR_S overrides it (tests).
 constexpr double kWatchdogFloorS = 60.0;
 constexpr double kWatchdogStepFactor = 3.0;
-constexpr double kWatchdogLoadS = 300.0;  // the least limit while loading the model
+constexpr double kWatchdogLoadS = 300.0;  // the least limit while loading (model, input)
 
 class Watchdog {
  public:

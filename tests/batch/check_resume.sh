@@ -10,6 +10,15 @@
 #                   appended, as if a write had been cut: the rerun must drop it and redo that id.
 # Usage: check_resume.sh MODE TPINFER CONVERTED_TP2_DIR WORK_DIR
 set -euo pipefail
+# The processes below PID: scripts/mpirun.sh runs mpirun as its child (it forwards SIGTERM as
+# SIGUSR1), and the ranks are mpirun's children.
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    echo "$c"
+    descendants "$c"
+  done
+}
 mode=$1 bin=$2 model=$3 work=$4/resume-$1
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -65,14 +74,14 @@ case $mode in
   term) kill -TERM "$job_pid" ;;
   term-rank3)
     target=""
-    for p in $(pgrep -P "$job_pid"); do
+    for p in $(descendants "$job_pid"); do
       if tr '\0' '\n' <"/proc/$p/environ" | grep -qx "OMPI_COMM_WORLD_RANK=3"; then target=$p; fi
     done
     [[ -n $target ]] || { echo "FAIL: rank 3 not found among the children of mpirun"; exit 1; }
     kill -TERM "$target" ;;
   kill)
     # shellcheck disable=SC2046  # one pid per word
-    kill -KILL $(pgrep -P "$job_pid") ;;
+    kill -KILL $(descendants "$job_pid") ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
 rc=0

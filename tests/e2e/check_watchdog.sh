@@ -11,6 +11,15 @@
 #     not stopped.
 # Usage: check_watchdog.sh TPINFER NP WORK_DIR [RANK]
 set -euo pipefail
+# The processes below PID: scripts/mpirun.sh runs mpirun as its child (it forwards SIGTERM as
+# SIGUSR1), and the ranks are mpirun's children.
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    echo "$c"
+    descendants "$c"
+  done
+}
 bin=$1 np=$2 work=$3/watchdog-np$2 victim=${4:-$(($2 - 1))}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 timeout_s=10 long_timeout_s=5 bound_s=120
@@ -40,7 +49,7 @@ for _ in $(seq 1 3000); do
 done
 [[ -s $work/stall.out ]] || { echo "FAIL: no token after 300 s"; cat "$work/stall.err"; exit 1; }
 # The ranks are mpirun's children (one node); find the victim by its MPI rank.
-for pid in $(pgrep -P "$launcher"); do
+for pid in $(descendants "$launcher"); do
   if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$victim"; then
     stopped=$pid
   fi

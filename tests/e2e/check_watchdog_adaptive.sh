@@ -8,6 +8,15 @@
 #   a prompt whose prefill takes longer than the floor (1 s) is not killed.
 # Usage: check_watchdog_adaptive.sh TPINFER WORK_DIR
 set -euo pipefail
+# The processes below PID: scripts/mpirun.sh runs mpirun as its child (it forwards SIGTERM as
+# SIGUSR1), and the ranks are mpirun's children.
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    echo "$c"
+    descendants "$c"
+  done
+}
 bin=$1 work=$2/watchdog-adaptive
 root=$(cd "$(dirname "$0")/../.." && pwd)
 floor=3 bound_s=90
@@ -42,7 +51,7 @@ run_case() {
   done
   is_ready "$ready" || { echo "FAIL $name: nothing generated in 300 s"; exit 1; }
   sleep 4  # a few steps measured
-  for pid in $(pgrep -P "$launcher"); do
+  for pid in $(descendants "$launcher"); do
     if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$victim"; then
       stopped=$pid
     fi

@@ -134,15 +134,28 @@ class Server:
             return f.read()[-3000:]
 
     def ranks(self):
-        """pid of each rank: mpirun's children, by OMPI_COMM_WORLD_RANK."""
-        found = {}
+        """pid of each rank, by OMPI_COMM_WORLD_RANK: the processes below scripts/mpirun.sh (it
+        runs mpirun as its child, whose children the ranks are)."""
+        parent = {}
         for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+            if pid.isdigit():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        parent[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+
+        def below(pid):
+            while pid in parent and pid > 1:
+                pid = parent[pid]
+                if pid == self.proc.pid:
+                    return True
+            return False
+
+        found = {}
+        for pid in parent:
             try:
-                with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid != self.proc.pid:
+                if not below(pid):
                     continue
                 with open(f"/proc/{pid}/environ", "rb") as f:
                     for var in f.read().split(b"\0"):

@@ -88,3 +88,43 @@ TEST_CASE("watchdog: a timeout of 0 turns it off") {
   }
   CHECK_FALSE(fired.load());
 }
+
+TEST_CASE("watchdog: the adaptive limit grows with the slowest step and keeps its floor") {
+  setenv("TPINFER_WATCHDOG_FLOOR_S", "0.3", 1);
+  std::atomic<bool> fired{false};
+  {
+    Watchdog dog(-1, 0, [&] { fired = true; });
+    // Steps of 0.28 s (under the 0.3 s floor) raise the limit to about 3 x 0.28 s ...
+    for (int i = 0; i < 3; ++i) {
+      watch_phase(Phase::step, i);
+      std::this_thread::sleep_for(280ms);
+    }
+    // ... so a 0.5 s step (over the floor) is not a stall.
+    watch_phase(Phase::step, 3);
+    std::this_thread::sleep_for(500ms);
+    CHECK_FALSE(fired.load());
+    watch_phase(Phase::step, 4);  // then nothing: fires once the adapted limit passes
+    CHECK(wait_for(fired, 60s));
+  }
+  unsetenv("TPINFER_WATCHDOG_FLOOR_S");
+  watch_phase(Phase::startup);
+}
+
+TEST_CASE("watchdog: a watched peer that goes silent is named, one that talks is not") {
+  setenv("TPINFER_WATCHDOG_FLOOR_S", "0.3", 1);
+  std::atomic<bool> fired{false};
+  {
+    Watchdog dog(-1, 0, [&] { fired = true; });
+    watch_phase(Phase::idle);  // this rank itself is idle: only the peer is timed
+    watch_peer(5, true);
+    for (int i = 0; i < 20; ++i) {
+      watch_peer_heard(5);
+      std::this_thread::sleep_for(50ms);
+    }
+    CHECK_FALSE(fired.load());
+    CHECK(wait_for(fired, 60s));  // silent from now on
+  }
+  watch_peer(5, false);
+  unsetenv("TPINFER_WATCHDOG_FLOOR_S");
+  watch_phase(Phase::startup);
+}

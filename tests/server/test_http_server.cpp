@@ -277,9 +277,11 @@ TEST_CASE("models, health and metrics", "[http]") {
   REQUIRE(c.post("/v1/completions", {{"prompt", "a b"}, {"stream", true}}));
   REQUIRE(c.post("/v1/completions", {{"prompt", "a b"}}));
   error_of(c.post("/v1/completions", {{"prompt", 1}}), 400);
+  // Each connection's thread counts its answer after writing it: wait until all three are in.
   CHECK(eventually([&] {
     r = c.get("/metrics");
-    return r && r->body.find("code=\"400\"} 1") != std::string::npos;
+    return r && r->body.find("code=\"400\"} 1") != std::string::npos &&
+           r->body.find("code=\"200\"} 2") != std::string::npos;
   }));
   REQUIRE(r);
   CHECK(r->status == 200);

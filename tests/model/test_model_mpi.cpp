@@ -160,9 +160,11 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
   const bool leader = g_world->tp_rank() == 0;
   // Qwen3, Mistral (sliding window), Llama; Qwen2 (q/k/v biases, yarn), Llama 3 (llama3 RoPE,
   // attention and MLP biases: row-parallel biases too), Mistral Nemo (explicit head_dim, dynamic
-  // RoPE), Phi3 (fused projections split by the converter, longrope).
+  // RoPE), Phi3 (fused projections split by the converter, longrope); the mixtures of experts
+  // Qwen3-MoE (top-3 of 8, a dense layer between sparse ones) and Mixtral (top-2 of 4, sliding
+  // window).
   for (const char* name : {"tiny-qwen3", "tiny-mistral", "tiny-llama", "tiny-qwen2", "tiny-llama3",
-                           "tiny-mistral-nemo", "tiny-phi3"}) {
+                           "tiny-mistral-nemo", "tiny-phi3", "tiny-qwen3-moe", "tiny-mixtral"}) {
     INFO(name);
     const json g = read_json(std::string(TPINFER_TEST_DATA "/goldens/") + name + ".json");
     auto L = load(name, 128, 64, 64);

@@ -179,8 +179,9 @@ TEST_CASE("MoE refusals: expert width, top-k, expert tensors", "[refusal][conver
     CHECK_THAT(refusal(dir, 2), Contains("missing tensor model.layers.2.mlp.experts.5.up_proj."
                                          "weight (expected shape [32, 64]"));
   }
-  SECTION("a layer that mlp_only_layers makes dense must hold a dense MLP") {
+  SECTION("experts in a layer that mlp_only_layers makes dense are refused, not ignored") {
     const std::string dir = fixture("dense", [](json& c) { c["mlp_only_layers"] = {0, 1}; });
-    CHECK_THAT(refusal(dir, 1), Contains("missing tensor model.layers.0.mlp.gate_proj.weight"));
+    CHECK_THAT(refusal(dir, 1), Contains("unexpected tensor model.layers.0.mlp.experts.0."
+                                         "down_proj.weight: not in the qwen3_moe sharding table"));
   }
 }

@@ -238,14 +238,32 @@ TEST_CASE("huge sizes in a manifest or config.json are refused, not overflowed",
 }
 
 TEST_CASE("n_params counts the HF tensors", "[model_config]") {
-  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
+  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama",
+                            "tiny-qwen3-moe", "tiny-mixtral"}) {
     CAPTURE(model);
-    int64_t n = 0;
+    int64_t n = 0, expert = 0;
     for (const auto& [name, t] : io_test::read_safetensors_dir(io_test::model_dir(model))) {
       int64_t numel = 1;
       for (int64_t s : t.shape) numel *= s;
       n += numel;
+      if (name.find(".experts.") != std::string::npos) expert += numel;
     }
-    CHECK(load_hf(model).n_params() == n);
+    const ModelConfig cfg = load_hf(model);
+    CHECK(cfg.n_params() == n);
+    // Active: k of the E experts of each sparse layer.
+    const int64_t inactive =
+        cfg.is_moe() ? expert / cfg.n_experts * (cfg.n_experts - cfg.n_experts_per_tok) : 0;
+    CHECK(cfg.n_active_params() == n - inactive);
   }
+  // The published figures: Qwen3-30B-A3B 30.5B total / 3.3B active, Mixtral 8x7B 46.7B / 12.9B.
+  auto shape = [](const std::string& name) {
+    const std::string dir = io_test::repo_root() + "/configs/models/" + name;
+    return ModelConfig::from_hf(io_test::read_json(dir + "/config.json"), nullptr, dir);
+  };
+  const ModelConfig q = shape("qwen3-30b-a3b");
+  CHECK(q.n_params() / 100000000 == 305);
+  CHECK(q.n_active_params() / 100000000 == 33);
+  const ModelConfig m = shape("mixtral-8x7b");
+  CHECK(m.n_params() / 100000000 == 467);
+  CHECK((m.n_active_params() + 50000000) / 100000000 == 129);  // 12.88B
 }

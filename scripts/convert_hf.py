@@ -361,7 +361,7 @@ def valid_tp_sizes(c, max_tp=64):
     return [tp for tp in range(1, max_tp + 1)
             if c["n_heads"] % tp == 0 and c["n_kv_heads"] % tp == 0
             and c["intermediate_size"] % tp == 0
-            and c.get("moe_intermediate_size", 1) % tp == 0]
+            and (c.get("n_experts", 0) == 0 or c["moe_intermediate_size"] % tp == 0)]
 
 
 def check_tp(c, tp):

@@ -676,8 +676,8 @@ def check_tensors(c, table, st, model_dir):
                            "would ignore it)" % (model_dir, name, c["arch"]))
     for name, shape, _, _ in table:
         if name not in st.entries:
-            raise ConvertError("%s: missing tensor %s (expected shape %s; checked %s)"
-                               % (model_dir, name, shape, ", ".join(st.files)))
+            raise ConvertError("%s: missing tensor %s%s (expected shape %s; checked %s)"
+                               % (model_dir, name, hub_alias(c, name), shape, ", ".join(st.files)))
         _, _, dtype, found, _ = st.entries[name]
         if found != shape:
             raise ConvertError("%s: tensor %s has shape %s but config.json implies %s"
@@ -685,6 +685,20 @@ def check_tensors(c, table, st, model_dir):
         if dtype not in SOURCE_DTYPES:
             raise ConvertError("%s: tensor %s has dtype %s; supported: F32, F16, BF16"
                                % (model_dir, name, dtype))
+
+
+def hub_alias(c, name):
+    """' (Mixtral: <its Hub name>)' for a table name that rename_moe maps from another name."""
+    if c["arch"] != "mixtral":
+        return ""
+    m = re.fullmatch(r"(model\.layers\.\d+\.)mlp\.(gate\.weight|experts\.(\d+)\.(\w+)\.weight)",
+                     name)
+    if not m:
+        return ""
+    if m.group(3) is None:
+        return " (Mixtral: %sblock_sparse_moe.gate.weight)" % m.group(1)
+    w = {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"}[m.group(4)]
+    return " (Mixtral: %sblock_sparse_moe.experts.%s.%s.weight)" % (m.group(1), m.group(3), w)
 
 
 def split_phi3(c, st):

@@ -179,6 +179,17 @@ TEST_CASE("MoE refusals: expert width, top-k, expert tensors", "[refusal][conver
     CHECK_THAT(refusal(dir, 2), Contains("missing tensor model.layers.2.mlp.experts.5.up_proj."
                                          "weight (expected shape [32, 64]"));
   }
+  SECTION("a missing Mixtral expert is named by its Hub name too") {
+    const std::string dir = io_test::scratch_dir("moe-refuse-mixtral") + "/hf";
+    io_test::copy_dir(io_test::model_dir("tiny-mixtral"), dir);
+    io_test::StFile t = io_test::read_safetensors_dir(dir);
+    t.erase("model.layers.1.block_sparse_moe.experts.2.w3.weight");
+    io_test::write_safetensors(dir + "/model.safetensors", t);
+    CHECK_THAT(refusal(dir, 2),
+               Contains("missing tensor model.layers.1.mlp.experts.2.up_proj.weight (Mixtral: "
+                        "model.layers.1.block_sparse_moe.experts.2.w3.weight) (expected shape "
+                        "[64, 64]"));
+  }
   SECTION("experts in a layer that mlp_only_layers makes dense are refused, not ignored") {
     const std::string dir = fixture("dense", [](json& c) { c["mlp_only_layers"] = {0, 1}; });
     CHECK_THAT(refusal(dir, 1), Contains("unexpected tensor model.layers.0.mlp.experts.0."

@@ -111,13 +111,21 @@ read_bw = bw["read_GBps"] * 1e9
 
 def weight_bytes_per_token(cfg):
     """bf16 bytes of weights one decode step reads: every layer, the final norm and the lm_head
-    (the embedding matrix itself when tied); the embedding lookup reads one row."""
+    (the embedding matrix itself when tied); the embedding lookup reads one row. MoE layers
+    (Qwen3-MoE, Mixtral): the router and the k active experts only (the decode bound counts
+    active parameters; every layer counted sparse, as in the bundled shapes)."""
     h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or h // nh
     inter, vocab = cfg["intermediate_size"], cfg["vocab_size"]
-    qk_norm = 2 * hd if cfg.get("model_type") == "qwen3" else 0
-    layer = h * nh * hd + 2 * h * nkv * hd + nh * hd * h + 3 * h * inter + 2 * h + qk_norm
+    qk_norm = 2 * hd if cfg.get("model_type") in ("qwen3", "qwen3_moe") else 0
+    experts = cfg.get("num_experts") or cfg.get("num_local_experts") or 0
+    if experts:
+        width = cfg.get("moe_intermediate_size") or inter
+        mlp = cfg["num_experts_per_tok"] * 3 * h * width + experts * h
+    else:
+        mlp = 3 * h * inter
+    layer = h * nh * hd + 2 * h * nkv * hd + nh * hd * h + mlp + 2 * h + qk_norm
     return 2 * (layers * layer + h + vocab * h)
 
 def fmt_bytes(b):

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Convert a Hugging Face Llama / Mistral / Qwen3 / Qwen2 / Phi3 checkpoint into tpinfer's shards.
+"""Convert a Hugging Face Llama / Mistral / Qwen3 / Qwen2 / Phi3 / Qwen3-MoE / Mixtral checkpoint
+into tpinfer's shards.
 
     /usr/bin/python3 scripts/convert_hf.py --model HF_DIR --tp N --out OUT_DIR \
         [--dtype bf16|f16|f32|int8] [--int8-block 32|0]
@@ -30,6 +31,14 @@ gets per-channel scales of its own slice and blocks that never straddle two rank
 Phi3 checkpoints fuse q/k/v into self_attn.qkv_proj and gate/up into mlp.gate_up_proj; the
 converter splits them (rows [q | k | v] and [gate | up]) into the table's q/k/v_proj and
 gate/up_proj, so each rank gets its own heads and MLP columns as for every other family.
+
+Mixture-of-experts checkpoints: the table names a sparse layer's router mlp.gate and its experts
+mlp.experts.{e}.gate_proj / up_proj / down_proj (Qwen3-MoE's Hub names). Mixtral's
+block_sparse_moe.gate and block_sparse_moe.experts.{e}.w1 / w3 / w2 are renamed to them, and a
+checkpoint saved with transformers' fused in-memory layout (mlp.experts.gate_up_proj [E, 2I, H],
+mlp.experts.down_proj [E, H, I]) is read expert by expert from those tensors. Each expert is split
+like the dense MLP (gate/up by rows, down by columns); the router is replicated and stays float
+under --dtype int8 (expert weights are int8).
 """
 
 import argparse
@@ -58,7 +67,10 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen3ForCausalLM": "qwen3",
     "Qwen2ForCausalLM": "qwen2",
     "Phi3ForCausalLM": "phi3",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "MixtralForCausalLM": "mixtral",
 }
+MOE_ARCHS = ("qwen3_moe", "mixtral")
 SUPPORTED_ROPE = ["linear", "dynamic", "llama3", "yarn", "longrope"]
 SUPPORTED_LIST = ", ".join(SUPPORTED_ARCHITECTURES)
 # Files copied beside the shards when present (the tokenizer is optional: tests feed ids).
@@ -273,17 +285,17 @@ def parse_hf_config(config, generation_config, source):
         raise ConvertError("%s: key 'tie_word_embeddings' must be true or false, found %s"
                            % (source, json.dumps(tie)))
     c["tie_word_embeddings"] = tie
-    c["qk_norm"] = arch == "qwen3"
+    c["qk_norm"] = arch in ("qwen3", "qwen3_moe")
     # Biases as transformers builds the layers: Qwen2 always has q/k/v biases; Llama and Qwen3
     # follow attention_bias (q/k/v/o) and Llama mlp_bias (gate/up/down); Mistral and Phi3 none.
-    attention_bias = arch in ("llama", "qwen3") and config.get("attention_bias") is True
+    attention_bias = arch in ("llama", "qwen3", "qwen3_moe") and config.get("attention_bias") is True
     c["qkv_bias"] = arch == "qwen2" or attention_bias
     c["o_bias"] = attention_bias
     c["mlp_bias"] = arch == "llama" and config.get("mlp_bias") is True
     c["sliding_window"] = 0
-    if arch in ("mistral", "phi3") and _present(config, "sliding_window"):
+    if arch in ("mistral", "phi3", "mixtral") and _present(config, "sliding_window"):
         c["sliding_window"] = _get_positive(config, "sliding_window", source)
-    if arch in ("qwen3", "qwen2") and config.get("use_sliding_window") is True:
+    if arch in ("qwen3", "qwen2", "qwen3_moe") and config.get("use_sliding_window") is True:
         raise ConvertError("%s: use_sliding_window=true is not supported for %s "
                            "(sliding-window layers are not implemented)" % (source, arch))
     if _present(config, "partial_rotary_factor") and \
@@ -302,13 +314,54 @@ def parse_hf_config(config, generation_config, source):
     _add_token_ids(config, "eos_token_id", source, eos)
     _add_token_ids(gen, "eos_token_id", "generation_config.json", eos)
     c["eos_token_ids"] = eos
+    if arch in MOE_ARCHS:
+        parse_moe(config, source, c)
     return c
+
+
+def parse_moe(config, source, c):
+    """The mixture-of-experts keys (twin of parse_moe in src/model/model_config.cpp)."""
+    if c["arch"] == "mixtral":
+        c["n_experts"] = (_get_positive(config, "num_local_experts", source)
+                          if _present(config, "num_local_experts") else 8)
+        c["n_experts_per_tok"] = (_get_positive(config, "num_experts_per_tok", source)
+                                  if _present(config, "num_experts_per_tok") else 2)
+        c["moe_intermediate_size"] = c["intermediate_size"]
+        c["norm_topk_prob"] = True
+        c["decoder_sparse_step"] = 1
+        c["mlp_only_layers"] = []
+    else:
+        # Hub configs say num_experts; transformers 5 saves it as num_local_experts.
+        c["n_experts"] = _get_positive(config, "num_experts" if _present(config, "num_experts")
+                                       else "num_local_experts", source)
+        c["n_experts_per_tok"] = _get_positive(config, "num_experts_per_tok", source)
+        c["moe_intermediate_size"] = _get_positive(config, "moe_intermediate_size", source)
+        c["norm_topk_prob"] = (_get_bool(config, "norm_topk_prob", source)
+                               if _present(config, "norm_topk_prob") else False)
+        c["decoder_sparse_step"] = (_get_positive(config, "decoder_sparse_step", source)
+                                    if _present(config, "decoder_sparse_step") else 1)
+        layers = config.get("mlp_only_layers") or []
+        if not isinstance(layers, list) or not all(_is_int(e) for e in layers):
+            raise ConvertError("%s: key 'mlp_only_layers' must be a list of layer indices, found %s"
+                               % (source, json.dumps(config.get("mlp_only_layers"))))
+        c["mlp_only_layers"] = list(layers)
+    if c["n_experts_per_tok"] > c["n_experts"]:
+        raise ConvertError("%s: num_experts_per_tok=%d exceeds the %d experts"
+                           % (source, c["n_experts_per_tok"], c["n_experts"]))
+
+
+def is_moe_layer(c, layer):
+    """Twin of ModelConfig::is_moe_layer."""
+    if c.get("n_experts", 0) <= 0 or layer in c["mlp_only_layers"]:
+        return False
+    return (layer + 1) % c["decoder_sparse_step"] == 0
 
 
 def valid_tp_sizes(c, max_tp=64):
     return [tp for tp in range(1, max_tp + 1)
             if c["n_heads"] % tp == 0 and c["n_kv_heads"] % tp == 0
-            and c["intermediate_size"] % tp == 0]
+            and c["intermediate_size"] % tp == 0
+            and (c.get("n_experts", 0) == 0 or c["moe_intermediate_size"] % tp == 0)]
 
 
 def check_tp(c, tp):
@@ -320,6 +373,9 @@ def check_tp(c, tp):
                        ("intermediate_size", c["intermediate_size"])):
         if value % tp:
             raise ConvertError("tp=%d does not divide %s=%d; valid tp: %s" % (tp, key, value, valid))
+    if c.get("n_experts", 0) > 0 and c["moe_intermediate_size"] % tp:
+        raise ConvertError("tp=%d does not divide the experts' width moe_intermediate_size=%d; "
+                           "valid tp: %s" % (tp, c["moe_intermediate_size"], valid))
 
 
 # --- sharding table (twin of src/model/sharding.cpp) ------------------------------------------
@@ -352,6 +408,15 @@ def sharding_table(c):
             t.append((p + "self_attn.q_norm.weight", [c["head_dim"]], -1, False))
             t.append((p + "self_attn.k_norm.weight", [c["head_dim"]], -1, False))
         t.append((p + "post_attention_layernorm.weight", [h], -1, False))
+        if is_moe_layer(c, layer):
+            # Replicated router; each expert split like the dense MLP below.
+            t.append((p + "mlp.gate.weight", [c["n_experts"], h], -1, False))
+            for e in range(c["n_experts"]):
+                x = "mlp.experts.%d." % e
+                column(x + "gate_proj", c["moe_intermediate_size"], False)
+                column(x + "up_proj", c["moe_intermediate_size"], False)
+                row(x + "down_proj", c["moe_intermediate_size"], False)
+            continue
         column("mlp.gate_proj", inter, c["mlp_bias"])
         column("mlp.up_proj", inter, c["mlp_bias"])
         row("mlp.down_proj", inter, c["mlp_bias"])
@@ -362,8 +427,10 @@ def sharding_table(c):
 
 
 def int8_quantized(name, shape):
-    """Twin of int8_quantized() in src/model/sharding.cpp: every 2-D weight but the embedding."""
-    return len(shape) == 2 and name != "model.embed_tokens.weight"
+    """Twin of int8_quantized() in src/model/sharding.cpp: every 2-D weight but the embedding and
+    the MoE routers."""
+    return (len(shape) == 2 and name != "model.embed_tokens.weight"
+            and not name.endswith(".mlp.gate.weight"))
 
 
 def int8_scales_name(name):
@@ -489,6 +556,29 @@ class SafetensorsIndex:
                                   nbytes // shape[0] * rows)
             lo += rows
 
+    def rename(self, old, new):
+        if old in self.entries:
+            if new in self.entries:
+                raise ConvertError("checkpoint holds both %s and %s" % (old, new))
+            self.entries[new] = self.entries.pop(old)
+
+    def split_stacked(self, stacked, parts):
+        """Replaces a 3-D tensor [E, rows, cols] (transformers' fused experts) by views of it:
+        parts is [(name, expert, first row, rows)]; each view is contiguous, read on its own."""
+        if stacked not in self.entries:
+            return
+        path, offset, dtype, shape, nbytes = self.entries.pop(stacked)
+        if len(shape) != 3:
+            raise ConvertError("%s: tensor %s has shape %s, expected [experts, rows, cols]"
+                               % (path, stacked, shape))
+        item = SOURCE_DTYPES.get(dtype, (None, 1))[1]
+        for name, e, lo, rows in parts:
+            if e >= shape[0] or lo + rows > shape[1]:
+                raise ConvertError("%s: tensor %s has shape %s but config.json implies expert %d "
+                                   "rows %d..%d" % (path, stacked, shape, e, lo, lo + rows))
+            start = offset + ((e * shape[1] + lo) * shape[2]) * item
+            self.entries[name] = (path, start, dtype, [rows, shape[2]], rows * shape[2] * item)
+
     def read(self, name):
         """The tensor's raw data as a numpy array of its source type (F32/F16/BF16->uint16)."""
         if name in self.splits:
@@ -586,8 +676,8 @@ def check_tensors(c, table, st, model_dir):
                            "would ignore it)" % (model_dir, name, c["arch"]))
     for name, shape, _, _ in table:
         if name not in st.entries:
-            raise ConvertError("%s: missing tensor %s (expected shape %s; checked %s)"
-                               % (model_dir, name, shape, ", ".join(st.files)))
+            raise ConvertError("%s: missing tensor %s%s (expected shape %s; checked %s)"
+                               % (model_dir, name, hub_alias(c, name), shape, ", ".join(st.files)))
         _, _, dtype, found, _ = st.entries[name]
         if found != shape:
             raise ConvertError("%s: tensor %s has shape %s but config.json implies %s"
@@ -595,6 +685,20 @@ def check_tensors(c, table, st, model_dir):
         if dtype not in SOURCE_DTYPES:
             raise ConvertError("%s: tensor %s has dtype %s; supported: F32, F16, BF16"
                                % (model_dir, name, dtype))
+
+
+def hub_alias(c, name):
+    """' (Mixtral: <its Hub name>)' for a table name that rename_moe maps from another name."""
+    if c["arch"] != "mixtral":
+        return ""
+    m = re.fullmatch(r"(model\.layers\.\d+\.)mlp\.(gate\.weight|experts\.(\d+)\.(\w+)\.weight)",
+                     name)
+    if not m:
+        return ""
+    if m.group(3) is None:
+        return " (Mixtral: %sblock_sparse_moe.gate.weight)" % m.group(1)
+    w = {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"}[m.group(4)]
+    return " (Mixtral: %sblock_sparse_moe.experts.%s.%s.weight)" % (m.group(1), m.group(3), w)
 
 
 def split_phi3(c, st):
@@ -610,6 +714,31 @@ def split_phi3(c, st):
                         (p + "self_attn.v_proj.weight", kv_dim)])
         st.split_fused(p + "mlp.gate_up_proj.weight",
                        [(p + "mlp.gate_proj.weight", inter), (p + "mlp.up_proj.weight", inter)])
+
+
+def rename_moe(c, st):
+    """MoE checkpoints -> the table's names: Mixtral's block_sparse_moe (w1 gate, w3 up, w2 down)
+    and transformers' fused expert tensors are mapped onto mlp.gate / mlp.experts.{e}.*_proj."""
+    if c["arch"] not in MOE_ARCHS:
+        return
+    inter, h = c["moe_intermediate_size"], c["hidden_size"]
+    for layer in range(c["n_layers"]):
+        p = "model.layers.%d." % layer
+        if c["arch"] == "mixtral":
+            st.rename(p + "block_sparse_moe.gate.weight", p + "mlp.gate.weight")
+            for e in range(c["n_experts"]):
+                for old, new in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
+                    st.rename(p + "block_sparse_moe.experts.%d.%s.weight" % (e, old),
+                              p + "mlp.experts.%d.%s.weight" % (e, new))
+            for fused in ("gate_up_proj", "down_proj"):
+                st.rename(p + "block_sparse_moe.experts." + fused, p + "mlp.experts." + fused)
+        x = p + "mlp.experts."
+        st.split_stacked(x + "gate_up_proj",
+                         [(x + "%d.%s.weight" % (e, n), e, lo, inter)
+                          for e in range(c["n_experts"])
+                          for n, lo in (("gate_proj", 0), ("up_proj", inter))])
+        st.split_stacked(x + "down_proj",
+                         [(x + "%d.down_proj.weight" % e, e, 0, h) for e in range(c["n_experts"])])
 
 
 def sha256_file(path):
@@ -629,6 +758,7 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
     check_tp(c, tp)
     st = SafetensorsIndex(model_dir)
     split_phi3(c, st)
+    rename_moe(c, st)
     if "lm_head.weight" not in st.entries and not c["tie_word_embeddings"]:
         # No lm_head stored: transformers ties it to the embedding.
         c["tie_word_embeddings"] = True

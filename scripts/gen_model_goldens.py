@@ -17,7 +17,10 @@ padding):
 and greedy: 16 new tokens from model.generate (do_sample=False, its KV cache, eos disabled so all
 16 are produced), checked here against argmax of a full forward over the extended sequence.
 Floats are rounded to 6 significant digits. For tiny-mistral the metadata records how much the
-sliding window changes the logits (the same weights with the window disabled).
+sliding window changes the logits (the same weights with the window disabled). For the MoE models
+(eager experts loop) it records router_margin_min: over every token of every prompt's full forward
+and every sparse layer, the smallest gap between the k-th and (k+1)-th router logit (how far the
+expert choice is from a tie that fp32 rounding could flip).
 """
 
 import argparse
@@ -40,6 +43,8 @@ MODELS = {
     "tiny-llama3": "tests/data/models/tiny-llama3",
     "tiny-mistral-nemo": "tests/data/models/tiny-mistral-nemo",
     "tiny-phi3": "tests/data/models/tiny-phi3",
+    "tiny-qwen3-moe": "tests/data/models/tiny-qwen3-moe",
+    "tiny-mixtral": "tests/data/models/tiny-mixtral",
 }
 PROMPT_LENGTHS = [1, 6, 24, 30]
 NEW_TOKENS = 16
@@ -106,9 +111,13 @@ def margins(logits):
 def golden_for(name, path):
     model_dir = os.path.join(ROOT, path)
     torch.manual_seed(0)
+    extra = {}
+    if "moe" in name or "mixtral" in name:
+        extra["experts_implementation"] = "eager"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                 attn_implementation="eager").eval()
+                                                 attn_implementation="eager", **extra).eval()
     cfg = model.config
+    router_gaps = watch_routers(model)
     model.generation_config.eos_token_id = None  # produce all NEW_TOKENS tokens
     model.generation_config.pad_token_id = 0
     bos = cfg.bos_token_id if cfg.bos_token_id is not None else 0
@@ -190,8 +199,28 @@ def golden_for(name, path):
     }
     if name == "tiny-mistral":
         meta["sliding_window"] = sliding_window_effect(model_dir, records, cfg.sliding_window)
+    if router_gaps is not None:
+        meta["experts_implementation"] = "eager"
+        meta["router_margin_min"] = r6(min(router_gaps))
     return {"model": name, "model_dir": path, "metadata": meta, "config": config,
             "prompts": records}
+
+
+def watch_routers(model):
+    """MoE models: a list that collects each router call's smallest k-th minus (k+1)-th router
+    logit (None for dense models)."""
+    routers = [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+    if not routers:
+        return None
+    gaps = []
+
+    def hook(module, _inputs, output):
+        top = torch.topk(output[0].float(), module.top_k + 1, dim=-1).values
+        gaps.append((top[:, module.top_k - 1] - top[:, module.top_k]).min().item())
+
+    for r in routers:
+        r.register_forward_hook(hook)
+    return gaps
 
 
 def sliding_window_effect(model_dir, records, window):

@@ -24,6 +24,14 @@ tp=2/4 must pad (302, 259) or not (320), and per model:
   tiny-phi3    Phi3: fused qkv_proj and gate_up_proj (the converter splits them), longrope with
                short/long factors, original_max_position_embeddings 16 of 64 (head_dim stays
                hidden/heads: transformers validates Phi3's factors against that)
+  tiny-qwen3-moe  Qwen3-MoE: 3 layers, layer 1 dense (mlp_only_layers, intermediate 128), the
+               others 8 experts of width 32 (tp 4: 8 columns each), top-3 renormalised
+               (norm_topk_prob), q/k RMSNorm, head_dim 16, untied
+  tiny-mixtral Mixtral: 2 layers of 4 experts of width 64, top-2, sliding_window 8
+               (save_pretrained writes the Hub names: block_sparse_moe.experts.{e}.w1/w2/w3)
+
+The MoE routers get a larger spread (std 0.6) so that no token's k-th and (k+1)-th expert
+scores nearly tie: the routing must not depend on fp32 rounding (tp changes the order of sums).
 
 The scaled-RoPE models have a small original context so that the goldens' prompts (up to 30
 tokens + 16 generated) run past it: the scaling is exercised, not just parsed.
@@ -38,8 +46,9 @@ import os
 
 import torch
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
-                          Qwen3ForCausalLM)
+                          MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 COMMON = dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=4, hidden_act="silu",
               max_position_embeddings=256, attention_bias=False)
@@ -92,12 +101,23 @@ MODELS = {
                          "long_factor": [1.0, 2.5, 6.0, 16.0]},
         pad_token_id=0, bos_token_id=1, eos_token_id=2),
         {"bos_token_id": 1, "eos_token_id": [2, 7]}),
+    "tiny-qwen3-moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM, dict(
+        vocab_size=298, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=3,
+        head_dim=16, num_experts=8, num_experts_per_tok=3, norm_topk_prob=True,
+        decoder_sparse_step=1, mlp_only_layers=[1], tie_word_embeddings=False, rope_theta=1e6,
+        rms_norm_eps=1e-6, use_sliding_window=False, bos_token_id=None, eos_token_id=5),
+        {"eos_token_id": 5, "bos_token_id": None}),
+    "tiny-mixtral": (MixtralConfig, MixtralForCausalLM, dict(
+        vocab_size=300, intermediate_size=64, num_hidden_layers=2, num_local_experts=4,
+        num_experts_per_tok=2, sliding_window=8, tie_word_embeddings=False, rope_theta=1e6,
+        rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2),
+        {"bos_token_id": 1, "eos_token_id": 2}),
 }
 
 # Standard deviation per weight kind (by the last name parts).
 STD = {"embed_tokens": 0.4, "lm_head": 0.25, "q_proj": 0.3, "k_proj": 0.3, "v_proj": 0.2,
        "o_proj": 0.15, "gate_proj": 0.2, "up_proj": 0.2, "down_proj": 0.15, "qkv_proj": 0.3,
-       "gate_up_proj": 0.2}
+       "gate_up_proj": 0.2, "experts": 0.2, "gate": 0.6}
 
 
 def randomise(model, seed):

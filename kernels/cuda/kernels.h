@@ -150,4 +150,18 @@ void gather_rows(void* out, const void* in, const int32_t* rows, int n_out_rows,
 int read_probe_blocks();
 void read_probe(float* sink, const void* data, size_t n16, cudaStream_t stream);
 
+// --- moe.cu ------------------------------------------------------------------------------
+// Mixture of experts. Routing: ids/weights [T, k] from f32 logits [T, E]: softmax in f32, the k
+// largest (equal scores: lowest expert index first), divided by their sum when normalize. One
+// warp per token, E floats of shared memory.
+void moe_route(int32_t* ids, float* weights, const float* logits, int n_tokens, int n_experts,
+               int k, bool normalize, cudaStream_t stream);
+// out [T, hidden] = sum over the k routed experts of weights * down_e(silu(gate_e x) * up_e x),
+// experts stacked as gate/up [E * inter, hidden], down [E * hidden, inter]. One GEMV per (token,
+// slot) that reads only the routed expert's rows (the decode path; a prefill reads each expert
+// once per routed token). Scratch h [T * k, inter], y [T * k, hidden].
+void moe_experts(bf16* out, const bf16* x, const bf16* gate, const bf16* up, const bf16* down,
+                 const int32_t* ids, const float* weights, bf16* h, bf16* y, int n_tokens, int k,
+                 int hidden, int inter, cudaStream_t stream);
+
 }  // namespace tpinfer::gpu

@@ -57,6 +57,24 @@ struct RopeTable {
   float attention_factor = 1.0f;
 };
 
+// A mixture-of-experts layer's experts on this rank, stacked: expert e's gate/up rows are
+// [e * I, (e + 1) * I) of gate/up [n_experts * I, H] and its down rows [e * H, (e + 1) * H) of
+// down [n_experts * H, I] (I = the local expert width, moe_intermediate / tp). Any weight dtype
+// matmul() takes, int8 included (scales stacked the same way).
+struct MoeExperts {
+  Tensor gate, up, down;
+  int n_experts = 0;
+};
+
+// Scratch of moe_experts for up to R = T * k routed rows (allocated once by the engine).
+struct MoeScratch {
+  Tensor x;                    // (R, H) the routed rows, grouped by expert
+  Tensor gate, up;             // (R, I)
+  Tensor y;                    // (R, H) each routed row's expert output
+  int32_t* order = nullptr;    // device int array (R): routed row -> t * k + j
+  int32_t* offsets = nullptr;  // device int array (n_experts + 1): each expert's first row
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -143,6 +161,20 @@ class Backend {
   virtual void gather_rows(Tensor out, Tensor in, const int32_t* rows) = 0;
   // Converts between activation dtypes (same shape), e.g. bf16 hidden -> f32 for the host.
   virtual void convert(Tensor out, Tensor in) = 0;
+
+  // --- Mixture of experts (Qwen3-MoE, Mixtral) -----------------------------------------------
+  // Routing as transformers' TopKRouter: p = softmax(logits[t]) in f32 over the E experts, the
+  // k = ids.cols largest (on the CPU, equal scores pick and order experts exactly as
+  // torch.topk on the CPU does), divided by their sum when normalize. logits f32 [T, E]; ids
+  // i32 [T, k]; weights f32 [T, k].
+  virtual void moe_route(Tensor ids, Tensor weights, Tensor logits, bool normalize);
+  // out[T, H] = sum_j weights[t, j] * down_e(silu(gate_e in[t]) * up_e in[t]), e = ids[t, j],
+  // summed from zero in increasing expert index as transformers' experts loop adds them. Tokens
+  // are grouped by expert and each active expert runs once over its tokens: only the active
+  // experts' weights are read. With tp > 1 out is this rank's partial sum (one all-reduce
+  // completes the layer, as for the dense MLP's down_proj).
+  virtual void moe_experts(Tensor out, Tensor in, const MoeExperts& experts, Tensor ids,
+                           Tensor weights, const MoeScratch& scratch);
 };
 
 struct BackendOptions {

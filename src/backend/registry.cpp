@@ -59,6 +59,16 @@ void Backend::upload_int8_weight(Tensor dst, const int8_t* q, const float* scale
                          "or use backend: cpu");
 }
 
+void Backend::moe_route(Tensor, Tensor, Tensor, bool) {
+  TPI_FAIL("backend " << backend_kind_name(kind())
+                      << " cannot run mixture-of-experts models (no moe_route op)");
+}
+
+void Backend::moe_experts(Tensor, Tensor, const MoeExperts&, Tensor, Tensor, const MoeScratch&) {
+  TPI_FAIL("backend " << backend_kind_name(kind())
+                      << " cannot run mixture-of-experts models (no moe_experts op)");
+}
+
 namespace {
 
 // int8 shards on a backend without int8 kernels: one clear error before anything is allocated.

@@ -26,6 +26,13 @@ struct Tensor {
   bool empty() const { return data == nullptr; }
   // The first n rows (a view, no copy).
   Tensor first_rows(int64_t n) const { return Tensor{data, dtype, n, cols, scales, group}; }
+  // Rows [first, first + n) (a view, no copy; int8 scales follow their rows).
+  Tensor slice_rows(int64_t first, int64_t n) const {
+    Tensor t{
+        static_cast<char*>(data) + first * cols * dtype_size(dtype), dtype, n, cols, scales, group};
+    if (scales != nullptr) t.scales = static_cast<float*>(scales) + first * n_groups();
+    return t;
+  }
   Tensor row(int64_t r) const {
     return Tensor{static_cast<char*>(data) + r * cols * dtype_size(dtype), dtype, 1, cols};
   }

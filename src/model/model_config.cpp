@@ -25,6 +25,10 @@ const char* arch_name(Arch a) {
       return "qwen2";
     case Arch::phi3:
       return "phi3";
+    case Arch::qwen3_moe:
+      return "qwen3_moe";
+    case Arch::mixtral:
+      return "mixtral";
   }
   return "?";
 }
@@ -50,7 +54,8 @@ const char* rope_kind_name(RopeKind k) {
 namespace {
 
 constexpr const char* kSupportedArchitectures =
-    "LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM";
+    "LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, "
+    "Qwen3MoeForCausalLM, MixtralForCausalLM";
 constexpr const char* kSupportedRope = "default, linear, dynamic, llama3, yarn, longrope";
 
 struct ArchName {
@@ -62,7 +67,9 @@ constexpr ArchName kArchs[] = {{"LlamaForCausalLM", "llama", Arch::llama},
                                {"MistralForCausalLM", "mistral", Arch::mistral},
                                {"Qwen3ForCausalLM", "qwen3", Arch::qwen3},
                                {"Qwen2ForCausalLM", "qwen2", Arch::qwen2},
-                               {"Phi3ForCausalLM", "phi3", Arch::phi3}};
+                               {"Phi3ForCausalLM", "phi3", Arch::phi3},
+                               {"Qwen3MoeForCausalLM", "qwen3_moe", Arch::qwen3_moe},
+                               {"MixtralForCausalLM", "mixtral", Arch::mixtral}};
 
 bool present(const json& j, const char* key) {
   return j.is_object() && j.contains(key) && !j.at(key).is_null();
@@ -257,6 +264,45 @@ json rope_to_json(const RopeScaling& rs) {
   return j;
 }
 
+// The mixture-of-experts keys of a Qwen3-MoE or Mixtral config.json, as transformers reads them.
+void parse_moe(const json& config, const std::string& source, ModelConfig& c) {
+  if (c.arch == Arch::mixtral) {
+    c.n_experts = present(config, "num_local_experts")
+                      ? get_positive(config, "num_local_experts", source)
+                      : 8;  // MixtralConfig's defaults
+    c.n_experts_per_tok = present(config, "num_experts_per_tok")
+                              ? get_positive(config, "num_experts_per_tok", source)
+                              : 2;
+    c.moe_intermediate_size = c.intermediate_size;
+    c.norm_topk_prob = true;
+  } else {
+    // Hub configs say num_experts; transformers 5 saves it as num_local_experts.
+    c.n_experts = get_positive(
+        config, present(config, "num_experts") ? "num_experts" : "num_local_experts", source);
+    c.n_experts_per_tok = get_positive(config, "num_experts_per_tok", source);
+    c.moe_intermediate_size = get_positive(config, "moe_intermediate_size", source);
+    c.norm_topk_prob = present(config, "norm_topk_prob")
+                           ? get_bool(config, "norm_topk_prob", source)
+                           : false;  // Qwen3MoeConfig's default
+    c.decoder_sparse_step = present(config, "decoder_sparse_step")
+                                ? get_positive(config, "decoder_sparse_step", source)
+                                : 1;
+    if (present(config, "mlp_only_layers")) {
+      const json& m = config.at("mlp_only_layers");
+      TPI_CHECK(m.is_array(), source << ": key 'mlp_only_layers' must be a list of layer indices, "
+                                     << "found " << type_of(m));
+      for (const json& e : m) {
+        TPI_CHECK(e.is_number_integer(), source << ": key 'mlp_only_layers' must be a list of "
+                                                << "layer indices, found " << type_of(e));
+        c.mlp_only_layers.push_back(e.get<int>());
+      }
+    }
+  }
+  TPI_CHECK(c.n_experts_per_tok <= c.n_experts,
+            source << ": num_experts_per_tok=" << c.n_experts_per_tok << " exceeds the "
+                   << c.n_experts << " experts");
+}
+
 std::string join(const std::vector<int>& v) {
   std::ostringstream os;
   for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
@@ -299,9 +345,10 @@ ModelConfig ModelConfig::from_hf(const json& config, const json& generation_conf
   auto flag = [&](const char* key) {
     return present(config, key) && config.at(key).is_boolean() && config.at(key).get<bool>();
   };
-  c.qkv_bias = c.arch == Arch::qwen2 ||
-               ((c.arch == Arch::llama || c.arch == Arch::qwen3) && flag("attention_bias"));
-  c.o_bias = (c.arch == Arch::llama || c.arch == Arch::qwen3) && flag("attention_bias");
+  const bool qwen3_like = c.arch == Arch::qwen3 || c.arch == Arch::qwen3_moe;
+  c.qkv_bias =
+      c.arch == Arch::qwen2 || ((c.arch == Arch::llama || qwen3_like) && flag("attention_bias"));
+  c.o_bias = (c.arch == Arch::llama || qwen3_like) && flag("attention_bias");
   c.mlp_bias = c.arch == Arch::llama && flag("mlp_bias");
   if (present(config, "hidden_act")) {
     const json& act = config.at("hidden_act");
@@ -344,11 +391,12 @@ ModelConfig ModelConfig::from_hf(const json& config, const json& generation_conf
     c.tie_word_embeddings = get_bool(config, "tie_word_embeddings", source);
   }
 
-  c.qk_norm = c.arch == Arch::qwen3;
-  if ((c.arch == Arch::mistral || c.arch == Arch::phi3) && present(config, "sliding_window")) {
+  c.qk_norm = qwen3_like;
+  if ((c.arch == Arch::mistral || c.arch == Arch::phi3 || c.arch == Arch::mixtral) &&
+      present(config, "sliding_window")) {
     c.sliding_window = get_positive(config, "sliding_window", source);
   }
-  if ((c.arch == Arch::qwen3 || c.arch == Arch::qwen2) && flag("use_sliding_window")) {
+  if ((qwen3_like || c.arch == Arch::qwen2) && flag("use_sliding_window")) {
     TPI_FAIL(source << ": use_sliding_window=true is not supported for " << arch_name(c.arch)
                     << " (sliding-window layers are not implemented)");
   }
@@ -358,6 +406,7 @@ ModelConfig ModelConfig::from_hf(const json& config, const json& generation_conf
                      << " is not supported (RoPE over the whole head only)");
   }
   c.rope_scaling = parse_rope(config, c.max_position_embeddings, c.head_dim, source);
+  if (c.arch == Arch::qwen3_moe || c.arch == Arch::mixtral) parse_moe(config, source, c);
 
   const std::string gen_source = "generation_config.json";
   if (present(config, "bos_token_id") && config.at("bos_token_id").is_number_integer()) {
@@ -393,6 +442,14 @@ json ModelConfig::to_manifest() const {
   j["sliding_window"] = sliding_window;
   j["bos_token_id"] = bos_token_id;
   j["eos_token_ids"] = eos_token_ids;
+  if (is_moe()) {
+    j["n_experts"] = n_experts;
+    j["n_experts_per_tok"] = n_experts_per_tok;
+    j["moe_intermediate_size"] = moe_intermediate_size;
+    j["norm_topk_prob"] = norm_topk_prob;
+    j["decoder_sparse_step"] = decoder_sparse_step;
+    j["mlp_only_layers"] = mlp_only_layers;
+  }
   return j;
 }
 
@@ -410,8 +467,8 @@ ModelConfig ModelConfig::from_manifest(const json& j, const std::string& source)
       known = true;
     }
   }
-  TPI_CHECK(known,
-            src << ": unknown arch '" << a << "' (expected llama, mistral, qwen3, qwen2 or phi3)");
+  TPI_CHECK(known, src << ": unknown arch '" << a
+                       << "' (expected llama, mistral, qwen3, qwen2, phi3, qwen3_moe or mixtral)");
   c.vocab_size = get_positive(j, "vocab_size", src);
   c.hidden_size = get_positive(j, "hidden_size", src);
   c.intermediate_size = get_positive(j, "intermediate_size", src);
@@ -443,13 +500,33 @@ ModelConfig ModelConfig::from_manifest(const json& j, const std::string& source)
   add_token_ids(j, "eos_token_ids", src, c.eos_token_ids);
   TPI_CHECK(c.n_heads % c.n_kv_heads == 0,
             src << ": n_kv_heads=" << c.n_kv_heads << " does not divide n_heads=" << c.n_heads);
+  if (c.arch == Arch::qwen3_moe || c.arch == Arch::mixtral) {
+    c.n_experts = get_positive(j, "n_experts", src);
+    c.n_experts_per_tok = get_positive(j, "n_experts_per_tok", src);
+    c.moe_intermediate_size = get_positive(j, "moe_intermediate_size", src);
+    c.norm_topk_prob = get_bool(j, "norm_topk_prob", src);
+    c.decoder_sparse_step = get_positive(j, "decoder_sparse_step", src);
+    TPI_CHECK(j.contains("mlp_only_layers") && j.at("mlp_only_layers").is_array(),
+              src << ": missing key 'mlp_only_layers' (a list of integers)");
+    for (const json& e : j.at("mlp_only_layers")) {
+      TPI_CHECK(e.is_number_integer(),
+                src << ": key 'mlp_only_layers' must be a list of integers, found " << type_of(e));
+      c.mlp_only_layers.push_back(e.get<int>());
+    }
+    TPI_CHECK(c.n_experts_per_tok <= c.n_experts,
+              src << ": n_experts_per_tok=" << c.n_experts_per_tok
+                  << " exceeds n_experts=" << c.n_experts);
+  }
   return c;
 }
 
 std::vector<int> ModelConfig::valid_tp_sizes(int max_tp) const {
   std::vector<int> v;
   for (int tp = 1; tp <= max_tp; ++tp) {
-    if (n_heads % tp == 0 && n_kv_heads % tp == 0 && intermediate_size % tp == 0) v.push_back(tp);
+    if (n_heads % tp == 0 && n_kv_heads % tp == 0 && intermediate_size % tp == 0 &&
+        (!is_moe() || moe_intermediate_size % tp == 0)) {
+      v.push_back(tp);
+    }
   }
   return v;
 }
@@ -463,20 +540,49 @@ void ModelConfig::check_tp(int tp) const {
     TPI_CHECK(value % tp == 0, "tp=" << tp << " does not divide " << key << "=" << value
                                      << "; valid tp: " << join(valid_tp_sizes()));
   }
+  if (is_moe()) {
+    TPI_CHECK(moe_intermediate_size % tp == 0,
+              "tp=" << tp << " does not divide the experts' width moe_intermediate_size="
+                    << moe_intermediate_size << "; valid tp: " << join(valid_tp_sizes()));
+  }
+}
+
+bool ModelConfig::is_moe_layer(int layer) const {
+  if (!is_moe()) return false;
+  if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end()) {
+    return false;
+  }
+  return (layer + 1) % decoder_sparse_step == 0;
 }
 
 int64_t ModelConfig::n_params() const {
   const int64_t h = hidden_size;
   const int64_t q_dim = static_cast<int64_t>(n_heads) * head_dim;
   const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
-  const int64_t per_layer = 2 * h                                     // norms
-                            + q_dim * h + 2 * kv_dim * h + h * q_dim  // q, k, v, o
-                            + (qk_norm ? 2 * static_cast<int64_t>(head_dim) : 0) +
-                            3 * static_cast<int64_t>(intermediate_size) * h +
-                            (qkv_bias ? q_dim + 2 * kv_dim : 0) + (o_bias ? h : 0) +
+  const int64_t attn = 2 * h                                     // norms
+                       + q_dim * h + 2 * kv_dim * h + h * q_dim  // q, k, v, o
+                       + (qk_norm ? 2 * static_cast<int64_t>(head_dim) : 0) +
+                       (qkv_bias ? q_dim + 2 * kv_dim : 0) + (o_bias ? h : 0);
+  const int64_t dense_mlp = 3 * static_cast<int64_t>(intermediate_size) * h +
                             (mlp_bias ? 2 * static_cast<int64_t>(intermediate_size) + h : 0);
+  const int64_t expert = 3 * static_cast<int64_t>(moe_intermediate_size) * h;
+  int64_t layers = 0;
+  for (int l = 0; l < n_layers; ++l) {
+    layers += attn + (is_moe_layer(l) ? static_cast<int64_t>(n_experts) * (h + expert) : dense_mlp);
+  }
   const int64_t embed = static_cast<int64_t>(vocab_size) * h;
-  return embed + n_layers * per_layer + h + (tie_word_embeddings ? 0 : embed);
+  return embed + layers + h + (tie_word_embeddings ? 0 : embed);
+}
+
+int64_t ModelConfig::n_active_params() const {
+  int64_t inactive = 0;
+  for (int l = 0; l < n_layers; ++l) {
+    if (is_moe_layer(l)) {
+      inactive += static_cast<int64_t>(n_experts - n_experts_per_tok) * 3 * moe_intermediate_size *
+                  hidden_size;
+    }
+  }
+  return n_params() - inactive;
 }
 
 }  // namespace tpinfer

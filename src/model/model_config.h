@@ -9,7 +9,7 @@
 
 namespace tpinfer {
 
-enum class Arch { llama, mistral, qwen3, qwen2, phi3 };
+enum class Arch { llama, mistral, qwen3, qwen2, phi3, qwen3_moe, mixtral };
 
 const char* arch_name(Arch a);
 
@@ -54,6 +54,21 @@ struct ModelConfig {
   int bos_token_id = -1;
   std::vector<int> eos_token_ids;  // every id the configs name as end of sequence
 
+  // Mixture of experts (Qwen3-MoE, Mixtral); n_experts == 0 for dense models. A sparse layer's
+  // MLP is a router (gate [n_experts, hidden]) that picks n_experts_per_tok experts per token by
+  // softmax in f32 and top-k (renormalised to sum 1 when norm_topk_prob: always for Mixtral),
+  // each expert a SwiGLU MLP of width moe_intermediate_size (Mixtral: intermediate_size).
+  int n_experts = 0;
+  int n_experts_per_tok = 0;
+  int moe_intermediate_size = 0;
+  bool norm_topk_prob = true;
+  // Qwen3-MoE: layer l is sparse when l is not in mlp_only_layers and (l + 1) %
+  // decoder_sparse_step == 0; the others are dense MLPs of intermediate_size.
+  int decoder_sparse_step = 1;
+  std::vector<int> mlp_only_layers;
+  bool is_moe() const { return n_experts > 0; }
+  bool is_moe_layer(int layer) const;
+
   // Parses a Hugging Face config.json object (plus generation_config.json, may be null).
   // Refuses architectures, rope_scaling kinds and biases that the engine does not implement.
   static ModelConfig from_hf(const nlohmann::json& config, const nlohmann::json& generation_config,
@@ -63,13 +78,15 @@ struct ModelConfig {
   nlohmann::json to_manifest() const;
 
   // Throws with the list of valid tp values when tp does not divide the heads, kv heads or the
-  // MLP width.
+  // MLP width (and, for MoE models, the expert width).
   void check_tp(int tp) const;
   std::vector<int> valid_tp_sizes(int max_tp = 64) const;
 
   // Vocabulary rows per rank: vocab-parallel embedding and lm_head pad to a multiple of tp.
   int vocab_per_rank(int tp) const { return (vocab_size + tp - 1) / tp; }
   int64_t n_params() const;
+  // Parameters one token reads: n_params() with only n_experts_per_tok experts per MoE layer.
+  int64_t n_active_params() const;
 };
 
 }  // namespace tpinfer

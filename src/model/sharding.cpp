@@ -51,8 +51,15 @@ std::string TensorSpec::describe(int tp) const {
   return os.str();
 }
 
+bool is_router(const std::string& name) {
+  static const std::string suffix = ".mlp.gate.weight";
+  return name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 bool int8_quantized(const TensorSpec& spec) {
-  return spec.global_shape.size() == 2 && spec.name != "model.embed_tokens.weight";
+  return spec.global_shape.size() == 2 && spec.name != "model.embed_tokens.weight" &&
+         !is_router(spec.name);
 }
 
 std::string int8_scales_name(const std::string& weight_name) {
@@ -94,6 +101,18 @@ std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
       add(p + "self_attn.k_norm.weight", {cfg.head_dim}, SplitDim::none);
     }
     add(p + "post_attention_layernorm.weight", {hidden}, SplitDim::none);
+    if (cfg.is_moe_layer(l)) {
+      // The router is replicated (every rank routes every token the same way); each expert is a
+      // dense MLP split like the one below, so the layer still ends in one all-reduce.
+      add(p + "mlp.gate.weight", {cfg.n_experts, hidden}, SplitDim::none);
+      for (int e = 0; e < cfg.n_experts; ++e) {
+        const std::string x = "mlp.experts." + std::to_string(e) + ".";
+        column(x + "gate_proj", cfg.moe_intermediate_size, false);
+        column(x + "up_proj", cfg.moe_intermediate_size, false);
+        row(x + "down_proj", cfg.moe_intermediate_size, false);
+      }
+      continue;
+    }
     column("mlp.gate_proj", inter, cfg.mlp_bias);
     column("mlp.up_proj", inter, cfg.mlp_bias);
     row("mlp.down_proj", inter, cfg.mlp_bias);

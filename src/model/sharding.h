@@ -36,11 +36,18 @@ struct TensorSpec {
 // Every tensor of the model, in file order == load order: embed_tokens, then per layer
 // input_layernorm, q, k, v, o, (q_norm, k_norm), post_attention_layernorm, gate, up, down (each
 // weight followed by its bias when the model has one), then model.norm and (untied only) lm_head.
+// A mixture-of-experts layer (ModelConfig::is_moe_layer) has, in place of gate/up/down, the
+// router mlp.gate [n_experts, hidden] (replicated) and per expert e mlp.experts.{e}.gate_proj /
+// up_proj [moe_intermediate, hidden] (split dim 0) and down_proj [hidden, moe_intermediate]
+// (split dim 1): Qwen3-MoE's names; the converter renames Mixtral's block_sparse_moe w1/w3/w2.
 std::vector<TensorSpec> sharding_table(const ModelConfig& cfg);
 
+// An MoE router weight ("model.layers.L.mlp.gate.weight").
+bool is_router(const std::string& name);
 // int8 models (scripts/convert_hf.py --dtype int8): which tensors are stored as int8 with
 // scales: every 2-D weight except the embedding (a lookup table; a tied lm_head shares it, so a
-// tied model's lm_head stays float too). Norms and biases stay float.
+// tied model's lm_head stays float too) and MoE routers (tiny, and a rounded router score can
+// change which experts a token gets). Norms and biases stay float. Expert weights are int8.
 bool int8_quantized(const TensorSpec& spec);
 // The scales dataset of an int8 weight: "<name>_scales" (f32 [rows, n_groups]).
 std::string int8_scales_name(const std::string& weight_name);

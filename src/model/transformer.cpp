@@ -23,6 +23,11 @@ ShardDims ShardDims::make(const ModelConfig& cfg, int tp, int tp_rank, int n_lay
   d.vocab = cfg.vocab_per_rank(tp);
   d.vocab_offset = tp_rank * d.vocab;
   d.n_layers = (n_layers <= 0 || n_layers > cfg.n_layers) ? cfg.n_layers : n_layers;
+  if (cfg.is_moe()) {
+    d.n_experts = cfg.n_experts;
+    d.experts_per_tok = cfg.n_experts_per_tok;
+    d.moe_intermediate = cfg.moe_intermediate_size / tp;
+  }
   return d;
 }
 
@@ -57,6 +62,23 @@ Tensor* ModelWeights::find(const std::string& name) {
   if (rest == "mlp.gate_proj.weight") return &L.gate.weight;
   if (rest == "mlp.up_proj.weight") return &L.up.weight;
   if (rest == "mlp.down_proj.weight") return &L.down.weight;
+  if (rest == "mlp.gate.weight") return &L.router;
+  static const std::string experts = "mlp.experts.";
+  if (rest.compare(0, experts.size(), experts) == 0) {
+    const size_t e_end = rest.find('.', experts.size());
+    if (e_end == std::string::npos) return nullptr;
+    const int e = std::stoi(rest.substr(experts.size(), e_end - experts.size()));
+    const std::string proj = rest.substr(e_end + 1);
+    const int which = proj == "gate_proj.weight"   ? 0
+                      : proj == "up_proj.weight"   ? 1
+                      : proj == "down_proj.weight" ? 2
+                                                   : -1;
+    if (e < 0 || which < 0) return nullptr;
+    if (L.expert_views.size() < 3 * static_cast<size_t>(e + 1)) {
+      L.expert_views.resize(3 * static_cast<size_t>(e + 1));
+    }
+    return &L.expert_views[3 * static_cast<size_t>(e) + which];
+  }
   return nullptr;
 }
 
@@ -72,6 +94,12 @@ size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
   bytes += static_cast<size_t>(max_logit_rows) * d.hidden * a;              // last
   bytes += static_cast<size_t>(max_logit_rows) * d.vocab * 4 * (1 + d.tp);  // logits, logits_all
   bytes += (3 * T + max_logit_rows) * sizeof(int32_t);  // ids, positions, slots, logit_rows
+  if (d.n_experts > 0) {
+    const size_t k = static_cast<size_t>(d.experts_per_tok), R = T * k;
+    bytes += T * d.n_experts * 4 + T * k * 4 * 2;  // router_logits, topk ids, weights
+    bytes += 2 * R * d.hidden * a + 2 * R * d.moe_intermediate * a;  // x, y, gate, up
+    bytes += (R + d.n_experts + 1) * sizeof(int32_t);                // order, offsets
+  }
   return bytes;
 }
 
@@ -152,6 +180,19 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
     L.o.forward(be_, comm_, delta, att);
 
     be_.add_rmsnorm(h, x, delta, L.ffn_norm, eps);
+    if (!L.router.empty()) {
+      // Mixture of experts: every rank routes every token alike (replicated router), runs its
+      // slice of each active expert, and one all-reduce sums the slices, as for the dense MLP.
+      Tensor logits = act.router_logits.first_rows(T);
+      Tensor ids = act.topk_ids.first_rows(T), w = act.topk_weights.first_rows(T);
+      be_.matmul(logits, h, L.router);
+      be_.moe_route(ids, w, logits, cfg_.norm_topk_prob);
+      be_.moe_experts(delta, h, L.experts, ids, w, act.moe);
+      if (comm_.size() > 1) {
+        comm_.all_reduce_sum(delta.data, static_cast<size_t>(delta.numel()), delta.dtype);
+      }
+      continue;
+    }
     L.gate.forward(be_, gate, h);
     L.up.forward(be_, up, h);
     be_.silu_mul(gate, gate, up);

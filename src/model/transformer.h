@@ -1,7 +1,9 @@
 // The Llama-family transformer, written once against Backend and Communicator: Llama (GQA, RoPE,
 // RMSNorm, SwiGLU, tied or untied lm_head), Qwen3 (per-head q/k RMSNorm, free head_dim) and
 // Mistral (sliding-window attention), Qwen2 (q/k/v biases), Phi3 (converted to separate q/k/v and
-// gate/up), with scaled RoPE (src/model/rope.h). Every shape below is per rank.
+// gate/up), with scaled RoPE (src/model/rope.h); Qwen3-MoE and Mixtral, whose sparse layers
+// replace the MLP by a mixture of experts (a replicated router, experts split like the MLP, the
+// same one all-reduce). Every shape below is per rank.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +25,13 @@ struct ShardDims {
   int n_kv_heads = 0;  // local kv heads
   int head_dim = 0;
   int hidden = 0;
-  int intermediate = 0;  // local MLP width
-  int vocab = 0;         // local vocabulary rows (padded: ceil(V / tp))
-  int vocab_offset = 0;  // first global id of this rank's rows
-  int n_layers = 0;      // layers actually run (the `layers` option may cut the model short)
+  int intermediate = 0;      // local MLP width
+  int vocab = 0;             // local vocabulary rows (padded: ceil(V / tp))
+  int vocab_offset = 0;      // first global id of this rank's rows
+  int n_layers = 0;          // layers actually run (the `layers` option may cut the model short)
+  int n_experts = 0;         // MoE: experts per sparse layer (all of them on every rank)
+  int experts_per_tok = 0;   // MoE: k
+  int moe_intermediate = 0;  // MoE: local expert width (moe_intermediate_size / tp)
 
   static ShardDims make(const ModelConfig& cfg, int tp, int tp_rank, int n_layers);
   int q_dim() const { return n_heads * head_dim; }
@@ -39,8 +44,15 @@ struct LayerWeights {
   Tensor q_norm, k_norm;          // (1, head_dim), Qwen3 only (empty otherwise)
   RowParallelLinear o;            // (hidden, n_heads*hd)
   Tensor ffn_norm;                // (1, hidden)
-  ColumnParallelLinear gate, up;  // (intermediate, hidden)
+  ColumnParallelLinear gate, up;  // (intermediate, hidden)      dense layers
   RowParallelLinear down;         // (hidden, intermediate)
+  // MoE layers: the router (n_experts, hidden), replicated, and the stacked experts
+  // (n_experts * moe_intermediate, hidden) x2 and (n_experts * hidden, moe_intermediate).
+  Tensor router;
+  MoeExperts experts;
+  // Each expert's gate, up and down as views into `experts` (the sharding table's tensors), in
+  // that order: expert e at 3e, 3e + 1, 3e + 2.
+  std::vector<Tensor> expert_views;
 };
 
 struct ModelWeights {
@@ -62,13 +74,18 @@ struct ModelWeights {
 struct Activations {
   int max_tokens = 0;
   int max_logit_rows = 0;
-  Tensor x;                // (T, hidden) residual stream
-  Tensor h;                // (T, hidden) normed
-  Tensor delta;            // (T, hidden) attention / MLP output
-  Tensor q;                // (T, q_dim)
-  Tensor k, v;             // (T, kv_dim)
-  Tensor att;              // (T, q_dim)
-  Tensor gate, up;         // (T, intermediate)
+  Tensor x;         // (T, hidden) residual stream
+  Tensor h;         // (T, hidden) normed
+  Tensor delta;     // (T, hidden) attention / MLP output
+  Tensor q;         // (T, q_dim)
+  Tensor k, v;      // (T, kv_dim)
+  Tensor att;       // (T, q_dim)
+  Tensor gate, up;  // (T, intermediate)
+  // MoE layers (empty for dense models); R = T * experts_per_tok routed rows.
+  Tensor router_logits;    // f32 (T, n_experts)
+  Tensor topk_ids;         // i32 (T, k)
+  Tensor topk_weights;     // f32 (T, k)
+  MoeScratch moe;          // x, y (R, hidden); gate, up (R, moe_intermediate); order (R)
   Tensor last;             // (max_logit_rows, hidden) the rows that need logits
   Tensor logits;           // f32 (max_logit_rows, vocab) this rank's vocabulary slice
   Tensor logits_all;       // f32 (tp, max_logit_rows, vocab) gathered slices

@@ -38,6 +38,9 @@ def check(model, work, tp):
             assert hashlib.sha256(f.read()).hexdigest() == entry["sha256"], path
 
     st = convert_hf.SafetensorsIndex(model)
+    _, _, c = convert_hf.read_model(model)
+    convert_hf.split_phi3(c, st)
+    convert_hf.rename_moe(c, st)  # Mixtral's Hub names -> the table's
     files = [h5py.File(os.path.join(out, e["path"]), "r") for e in manifest["files"]]
     for r, f in enumerate(files):
         assert (int(f.attrs["rank"]), int(f.attrs["tp"]), int(f.attrs["format_version"])) == (r, tp, 1)

@@ -85,6 +85,44 @@ TEST_CASE("from_hf reads transformers-5 configs of the tiny models", "[model_con
     CHECK(c.n_layers == 3);
     CHECK(c.eos_token_ids == std::vector<int>{2, 3});
   }
+  SECTION("qwen3-moe: experts (saved as num_local_experts), top-k, a dense layer") {
+    const ModelConfig c = load_hf("tiny-qwen3-moe");
+    CHECK(c.arch == Arch::qwen3_moe);
+    CHECK(c.qk_norm);
+    CHECK(c.n_experts == 8);
+    CHECK(c.n_experts_per_tok == 3);
+    CHECK(c.moe_intermediate_size == 32);
+    CHECK(c.intermediate_size == 128);
+    CHECK(c.norm_topk_prob);
+    CHECK(c.is_moe_layer(0));
+    CHECK_FALSE(c.is_moe_layer(1));  // mlp_only_layers [1]
+    CHECK(c.is_moe_layer(2));
+    CHECK(ModelConfig::from_manifest(c.to_manifest(), "m").to_manifest() == c.to_manifest());
+  }
+  SECTION("qwen3-moe: decoder_sparse_step 2 makes every other layer sparse") {
+    json j = tiny_config("tiny-qwen3-moe");
+    j["decoder_sparse_step"] = 2;
+    j["mlp_only_layers"] = json::array();
+    j.erase("num_local_experts");
+    j["num_experts"] = 4;  // the Hub's key
+    const ModelConfig c = ModelConfig::from_hf(j, nullptr, "x");
+    CHECK(c.n_experts == 4);
+    CHECK_FALSE(c.is_moe_layer(0));
+    CHECK(c.is_moe_layer(1));
+    CHECK_FALSE(c.is_moe_layer(2));
+  }
+  SECTION("mixtral: experts of intermediate_size, top-2 renormalised, sliding window") {
+    const ModelConfig c = load_hf("tiny-mixtral");
+    CHECK(c.arch == Arch::mixtral);
+    CHECK_FALSE(c.qk_norm);
+    CHECK(c.n_experts == 4);
+    CHECK(c.n_experts_per_tok == 2);
+    CHECK(c.moe_intermediate_size == c.intermediate_size);
+    CHECK(c.norm_topk_prob);
+    CHECK(c.sliding_window == 8);
+    CHECK(c.is_moe_layer(0));
+    CHECK(c.is_moe_layer(1));
+  }
 }
 
 TEST_CASE("from_hf defaults and fallbacks", "[model_config]") {
@@ -118,7 +156,8 @@ TEST_CASE("from_hf refuses what the engine does not implement", "[model_config][
     j["architectures"] = json::array({"GemmaForCausalLM"});
     CHECK_THAT(refusal(j), Equals("x/config.json: unsupported architecture 'GemmaForCausalLM'; "
                                   "supported: LlamaForCausalLM, MistralForCausalLM, "
-                                  "Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM"));
+                                  "Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, "
+                                  "Qwen3MoeForCausalLM, MixtralForCausalLM"));
   }
   SECTION("unknown model_type without architectures") {
     j.erase("architectures");
@@ -238,14 +277,32 @@ TEST_CASE("huge sizes in a manifest or config.json are refused, not overflowed",
 }
 
 TEST_CASE("n_params counts the HF tensors", "[model_config]") {
-  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama"}) {
+  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama",
+                            "tiny-qwen3-moe", "tiny-mixtral"}) {
     CAPTURE(model);
-    int64_t n = 0;
+    int64_t n = 0, expert = 0;
     for (const auto& [name, t] : io_test::read_safetensors_dir(io_test::model_dir(model))) {
       int64_t numel = 1;
       for (int64_t s : t.shape) numel *= s;
       n += numel;
+      if (name.find(".experts.") != std::string::npos) expert += numel;
     }
-    CHECK(load_hf(model).n_params() == n);
+    const ModelConfig cfg = load_hf(model);
+    CHECK(cfg.n_params() == n);
+    // Active: k of the E experts of each sparse layer.
+    const int64_t inactive =
+        cfg.is_moe() ? expert / cfg.n_experts * (cfg.n_experts - cfg.n_experts_per_tok) : 0;
+    CHECK(cfg.n_active_params() == n - inactive);
   }
+  // The published figures: Qwen3-30B-A3B 30.5B total / 3.3B active, Mixtral 8x7B 46.7B / 12.9B.
+  auto shape = [](const std::string& name) {
+    const std::string dir = io_test::repo_root() + "/configs/models/" + name;
+    return ModelConfig::from_hf(io_test::read_json(dir + "/config.json"), nullptr, dir);
+  };
+  const ModelConfig q = shape("qwen3-30b-a3b");
+  CHECK(q.n_params() / 100000000 == 305);
+  CHECK(q.n_active_params() / 100000000 == 33);
+  const ModelConfig m = shape("mixtral-8x7b");
+  CHECK(m.n_params() / 100000000 == 467);
+  CHECK((m.n_active_params() + 50000000) / 100000000 == 129);  // 12.88B
 }

@@ -135,7 +135,8 @@ TEST_CASE("converter refuses unsupported configs with the C++ twin's message",
   const std::vector<Case> cases = {
       {"arch", "tiny-llama", [](json& c) { c["architectures"] = json::array({"GPT2LMHeadModel"}); },
        "unsupported architecture 'GPT2LMHeadModel'; supported: LlamaForCausalLM, "
-       "MistralForCausalLM, Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM"},
+       "MistralForCausalLM, Qwen3ForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, "
+       "Qwen3MoeForCausalLM, MixtralForCausalLM"},
       {"rope-scaling", "tiny-llama",
        [](json& c) {
          c["rope_scaling"] = {{"rope_type", "proportional"}, {"factor", 8.0}};

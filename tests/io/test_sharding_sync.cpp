@@ -60,9 +60,14 @@ void check_in_step(const std::string& dir, int tp) {
 }  // namespace
 
 TEST_CASE("converter and C++ sharding tables agree", "[sharding][converter]") {
-  for (const char* model : {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama", "tiny-qwen2",
-                            "tiny-llama3", "tiny-mistral-nemo", "tiny-phi3"}) {
+  for (const char* model :
+       {"stories260K", "tiny-qwen3", "tiny-mistral", "tiny-llama", "tiny-qwen2", "tiny-llama3",
+        "tiny-mistral-nemo", "tiny-phi3", "tiny-qwen3-moe", "tiny-mixtral"}) {
     for (int tp : {1, 2, 4}) check_in_step(io_test::model_dir(model), tp);
+  }
+  // The bundled MoE shapes (18k tensors for Qwen3-30B-A3B) at tp 4.
+  for (const char* shape : {"qwen3-30b-a3b", "mixtral-8x7b"}) {
+    check_in_step(io_test::repo_root() + "/configs/models/" + shape, 4);
   }
   // A 7B-shaped config (no weights needed): Mistral-7B's 32/8 heads, 14336 MLP, tp=8.
   const std::string dir = io_test::scratch_dir("sync_mistral7b");

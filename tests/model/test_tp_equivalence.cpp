@@ -30,10 +30,12 @@ TEST_CASE("logits at tp 2 and tp 4 equal tp 1", "[tp]") {
     const char* name;
     int vocab;
   };
-  for (const Tag tag : {Tag{"stories260K-bos", 512}, Tag{"tiny-qwen3-2", 0}, Tag{"tiny-qwen3-3", 0},
-                        Tag{"tiny-mistral-2", 0}, Tag{"tiny-mistral-3", 0}, Tag{"tiny-llama-3", 0},
-                        Tag{"tiny-qwen2-3", 0}, Tag{"tiny-llama3-3", 0},
-                        Tag{"tiny-mistral-nemo-3", 0}, Tag{"tiny-phi3-3", 0}}) {
+  for (const Tag tag :
+       {Tag{"stories260K-bos", 512}, Tag{"tiny-qwen3-2", 0}, Tag{"tiny-qwen3-3", 0},
+        Tag{"tiny-mistral-2", 0}, Tag{"tiny-mistral-3", 0}, Tag{"tiny-llama-3", 0},
+        Tag{"tiny-qwen2-3", 0}, Tag{"tiny-llama3-3", 0}, Tag{"tiny-mistral-nemo-3", 0},
+        Tag{"tiny-phi3-3", 0}, Tag{"tiny-qwen3-moe-2", 0}, Tag{"tiny-qwen3-moe-3", 0},
+        Tag{"tiny-mixtral-3", 0}}) {
     const std::vector<float> ref = read_f32(dir + tag.name + "-tp1.f32");
     REQUIRE(!ref.empty());
     for (int tp : {2, 4}) {

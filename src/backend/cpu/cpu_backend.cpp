@@ -20,6 +20,7 @@
 #include "cpu/cpu_kernels.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_int8.h"
+#include "cpu/moe.h"
 
 namespace tpinfer {
 namespace {
@@ -273,6 +274,10 @@ class CpuBackend final : public Backend {
   }
   void matmul(Tensor out, Tensor in, Tensor weight) override {
     Scope open(guard_.get());
+    matmul_open(out, in, weight);
+  }
+  // matmul() inside an op that has opened guarded memory already.
+  void matmul_open(Tensor out, Tensor in, Tensor weight) {
     require_f32(out, "matmul", "out");
     require_f32(in, "matmul", "in");
     TPI_CHECK(in.cols == weight.cols && out.rows == in.rows && out.cols == weight.rows,
@@ -367,6 +372,60 @@ class CpuBackend final : public Backend {
     TPI_CHECK(out.dtype == DType::f32 && in.dtype == DType::f32,
               "cpu convert: only f32 -> f32 on the CPU backend");
     if (out.data != in.data) std::memcpy(out.data, in.data, in.bytes());
+  }
+
+  void moe_route(Tensor ids, Tensor weights, Tensor logits, bool normalize) override {
+    Scope open(guard_.get());
+    require_f32(logits, "moe_route", "logits");
+    require_f32(weights, "moe_route", "weights");
+    TPI_CHECK(ids.dtype == DType::i32, "cpu moe_route: ids must be i32");
+    TPI_CHECK(ids.rows == logits.rows && weights.rows == logits.rows && weights.cols == ids.cols &&
+                  ids.cols >= 1 && ids.cols <= logits.cols && ids.cols <= 64,
+              "cpu moe_route: ids [" << ids.rows << "," << ids.cols << "], weights ["
+                                     << weights.rows << "," << weights.cols << "] for logits ["
+                                     << logits.rows << "," << logits.cols << "] (k <= 64)");
+    cpu::moe_route(static_cast<int32_t*>(ids.data), f32(weights), f32(logits),
+                   static_cast<int>(logits.rows), static_cast<int>(logits.cols),
+                   static_cast<int>(ids.cols), normalize);
+  }
+
+  void moe_experts(Tensor out, Tensor in, const MoeExperts& ex, Tensor ids, Tensor weights,
+                   const MoeScratch& s) override {
+    Scope open(guard_.get());
+    require_f32(out, "moe_experts", "out");
+    require_f32(in, "moe_experts", "in");
+    const int T = static_cast<int>(in.rows), H = static_cast<int>(in.cols);
+    const int k = static_cast<int>(ids.cols), E = ex.n_experts;
+    TPI_CHECK(E > 0 && ex.gate.rows % E == 0,
+              "cpu moe_experts: " << ex.gate.rows << " gate rows for " << E << " experts");
+    const int64_t I = ex.gate.rows / E;
+    const int R = T * k;
+    TPI_CHECK(out.rows == T && out.cols == H && ids.rows == T && weights.rows == T &&
+                  weights.cols == k && k <= 64 && ex.up.rows == ex.gate.rows && ex.gate.cols == H &&
+                  ex.down.rows == int64_t{E} * H && ex.down.cols == I && s.x.rows >= R &&
+                  s.gate.rows >= R && s.up.rows >= R && s.y.rows >= R && s.gate.cols == I &&
+                  s.y.cols == H,
+              "cpu moe_experts: shapes do not agree (T " << T << ", H " << H << ", k " << k
+                                                         << ", E " << E << ", I " << I << ")");
+    const auto* id = static_cast<const int32_t*>(ids.data);
+    TPI_CHECK(cpu::moe_group(s.order, s.offsets, id, T, k, E),
+              "cpu moe_experts: an expert id outside [0, " << E << ")");
+    const size_t row_bytes = sizeof(float) * static_cast<size_t>(H);
+    for (int e = 0; e < E; ++e) {
+      const int first = s.offsets[e], n = s.offsets[e + 1] - first;
+      if (n == 0) continue;  // an expert no token picked: its weights are not read
+      Tensor x = s.x.slice_rows(first, n), g = s.gate.slice_rows(first, n);
+      Tensor u = s.up.slice_rows(first, n), y = s.y.slice_rows(first, n);
+      for (int r = 0; r < n; ++r) {
+        std::memcpy(f32(x) + static_cast<int64_t>(r) * H,
+                    f32(in) + static_cast<int64_t>(s.order[first + r] / k) * H, row_bytes);
+      }
+      matmul_open(g, x, ex.gate.slice_rows(e * I, I));
+      matmul_open(u, x, ex.up.slice_rows(e * I, I));
+      cpu::silu_mul(f32(g), f32(g), f32(u), g.numel());
+      matmul_open(y, g, ex.down.slice_rows(int64_t{e} * H, H));
+    }
+    cpu::moe_combine(f32(out), f32(s.y), f32(weights), id, s.order, T, k, H, R);
   }
 
  private:

@@ -73,6 +73,10 @@ class CudaBackend final : public Backend {
   void silu_mul(Tensor out, Tensor gate, Tensor up) override;
   void gather_rows(Tensor out, Tensor in, const int32_t* rows) override;
   void convert(Tensor out, Tensor in) override;
+  // Mixture of experts (cuda_ops.cpp, kernels/cuda/moe.cu): bf16 experts, per-(token, slot) GEMVs.
+  void moe_route(Tensor ids, Tensor weights, Tensor logits, bool normalize) override;
+  void moe_experts(Tensor out, Tensor in, const MoeExperts& experts, Tensor ids, Tensor weights,
+                   const MoeScratch& scratch) override;
 
   // --- CUDA-only API (the NCCL communicator, tests, benchmarks) ---------------------------
   cudaStream_t stream() const { return stream_; }

@@ -314,4 +314,51 @@ void CudaBackend::argmax(Tensor index, Tensor value, Tensor logits, int vocab_of
       to_int(logits.cols, "argmax", "cols"), vocab_offset, stream_));
 }
 
+// --- Mixture of experts -----------------------------------------------------------------------
+
+void CudaBackend::moe_route(Tensor ids, Tensor weights, Tensor logits, bool normalize) {
+  require(ids, DType::i32, "moe_route", "ids");
+  require(weights, DType::f32, "moe_route", "weights");
+  require(logits, DType::f32, "moe_route", "logits");
+  TPI_CHECK(ids.rows == logits.rows && weights.rows == logits.rows && weights.cols == ids.cols &&
+                ids.cols >= 1 && ids.cols <= 32 && ids.cols <= logits.cols && logits.cols <= 8192,
+            "cuda moe_route: ids " << shape(ids) << ", weights " << shape(weights) << ", logits "
+                                   << shape(logits) << " (k <= 32, experts <= 8192)");
+  CUDA_LAUNCH(gpu::moe_route(
+      static_cast<int32_t*>(ids.data), static_cast<float*>(weights.data),
+      static_cast<const float*>(logits.data), to_int(logits.rows, "moe_route", "tokens"),
+      static_cast<int>(logits.cols), static_cast<int>(ids.cols), normalize, stream_));
+}
+
+void CudaBackend::moe_experts(Tensor out, Tensor in, const MoeExperts& ex, Tensor ids,
+                              Tensor weights, const MoeScratch& s) {
+  require(out, DType::bf16, "moe_experts", "out");
+  require(in, DType::bf16, "moe_experts", "in");
+  require(ids, DType::i32, "moe_experts", "ids");
+  require(weights, DType::f32, "moe_experts", "weights");
+  for (const Tensor* w : {&ex.gate, &ex.up, &ex.down}) {
+    TPI_CHECK(w->dtype == DType::bf16,
+              "cuda moe_experts: expert weights must be bf16, found "
+                  << dtype_name(w->dtype)
+                  << " (int8 experts run on the CPU backend only; convert with --dtype bf16)");
+  }
+  const int64_t E = ex.n_experts;
+  TPI_CHECK(E > 0 && ex.gate.rows % E == 0,
+            "cuda moe_experts: " << ex.gate.rows << " gate rows for " << E << " experts");
+  const int64_t I = ex.gate.rows / E, H = in.cols, T = in.rows, k = ids.cols;
+  TPI_CHECK(out.rows == T && out.cols == H && ids.rows == T && weights.rows == T &&
+                weights.cols == k && ex.up.rows == ex.gate.rows && ex.gate.cols == H &&
+                ex.up.cols == H && ex.down.rows == E * H && ex.down.cols == I &&
+                s.gate.dtype == DType::bf16 && s.y.dtype == DType::bf16 && s.gate.rows >= T * k &&
+                s.gate.cols == I && s.y.rows >= T * k && s.y.cols == H,
+            "cuda moe_experts: out " << shape(out) << ", in " << shape(in) << ", ids " << shape(ids)
+                                     << ", gate " << shape(ex.gate) << ", down " << shape(ex.down)
+                                     << " do not agree");
+  CUDA_LAUNCH(gpu::moe_experts(
+      bf(out), bf(in), bf(ex.gate), bf(ex.up), bf(ex.down), static_cast<const int32_t*>(ids.data),
+      static_cast<const float*>(weights.data), bf(s.gate), bf(s.y),
+      to_int(T, "moe_experts", "tokens"), static_cast<int>(k), to_int(H, "moe_experts", "hidden"),
+      to_int(I, "moe_experts", "expert width"), stream_));
+}
+
 }  // namespace tpinfer

@@ -66,6 +66,19 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   act_.positions = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
   act_.slots = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
   act_.logit_rows = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, R).data);
+  if (dims_.n_experts > 0) {
+    const int k = dims_.experts_per_tok;
+    const int64_t routed = static_cast<int64_t>(T) * k;
+    act_.router_logits = alloc_tensor(DType::f32, T, dims_.n_experts);
+    act_.topk_ids = alloc_tensor(DType::i32, T, k);
+    act_.topk_weights = alloc_tensor(DType::f32, T, k);
+    act_.moe.x = alloc_tensor(act, routed, dims_.hidden);
+    act_.moe.y = alloc_tensor(act, routed, dims_.hidden);
+    act_.moe.gate = alloc_tensor(act, routed, dims_.moe_intermediate);
+    act_.moe.up = alloc_tensor(act, routed, dims_.moe_intermediate);
+    act_.moe.order = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, routed).data);
+    act_.moe.offsets = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, dims_.n_experts + 1).data);
+  }
   act_bytes_ = be_.allocated_bytes() - before;
 
   // A communicator that stages through host memory (MPI) cannot be captured into a graph.
@@ -94,9 +107,10 @@ Tensor Engine::alloc_tensor(DType dtype, int64_t rows, int64_t cols) {
 // the backend's weight dtype, 1-D norm weights in its activation dtype.
 void Engine::allocate_weights() {
   const size_t before = be_.allocated_bytes();
+  allocate_experts();
   for (const TensorSpec& spec : sharding_table(cfg_)) {
     Tensor* slot = model_.weights.find(spec.name);
-    if (slot == nullptr) continue;
+    if (slot == nullptr || !slot->empty()) continue;  // not run, or an expert allocated above
     const std::vector<int64_t> shape = spec.local_shape(dims_.tp);
     if (shape.size() == 1) {
       *slot = alloc_tensor(be_.act_dtype(), 1, shape[0]);
@@ -114,6 +128,36 @@ void Engine::allocate_weights() {
     w.rope_inv_freq_long = alloc_tensor(DType::f32, 1, dims_.head_dim / 2);
   }
   weight_bytes_ = be_.allocated_bytes() - before;
+}
+
+// An MoE layer's experts live in three stacked tensors (one matmul kernel can then reach any
+// expert from one base pointer); the sharding table's per-expert tensors are views into them.
+void Engine::allocate_experts() {
+  if (dims_.n_experts == 0) return;
+  const int E = dims_.n_experts, I = dims_.moe_intermediate, H = dims_.hidden;
+  const bool int8 = shape_.int8_group >= 0;
+  auto stacked = [&](int64_t rows, int64_t cols) {
+    if (!int8) return alloc_tensor(be_.weight_dtype(), rows, cols);
+    Tensor t = alloc_tensor(DType::i8, rows, cols);
+    t.group = shape_.int8_group > 0 ? shape_.int8_group : cols;
+    t.scales = alloc_tensor(DType::f32, rows, t.n_groups()).data;
+    return t;
+  };
+  for (int l = 0; l < dims_.n_layers; ++l) {
+    if (!cfg_.is_moe_layer(l)) continue;
+    LayerWeights& L = model_.weights.layers[l];
+    L.experts.n_experts = E;
+    L.experts.gate = stacked(int64_t{E} * I, H);
+    L.experts.up = stacked(int64_t{E} * I, H);
+    L.experts.down = stacked(int64_t{E} * H, I);
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
+    for (int e = 0; e < E; ++e) {
+      const std::string x = p + std::to_string(e) + ".";
+      *model_.weights.find(x + "gate_proj.weight") = L.experts.gate.slice_rows(int64_t{e} * I, I);
+      *model_.weights.find(x + "up_proj.weight") = L.experts.up.slice_rows(int64_t{e} * I, I);
+      *model_.weights.find(x + "down_proj.weight") = L.experts.down.slice_rows(int64_t{e} * H, H);
+    }
+  }
 }
 
 void Engine::finish_weights() {

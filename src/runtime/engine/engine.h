@@ -66,6 +66,7 @@ class Engine {
   Tensor alloc_tensor(DType dtype, int64_t rows, int64_t cols);
   void forward_decode_graph(const BatchView& b, int n_logit_rows);
   void allocate_weights();
+  void allocate_experts();
   void finish_weights();
 
   ModelConfig cfg_;

@@ -28,6 +28,8 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
                        double mem_frac, int ranks_sharing_device, size_t workspace_bytes) {
   MemoryPlan p;
   p.n_params = cfg.n_params();
+  p.n_active_params = cfg.n_active_params();
+  size_t expert_bytes = 0;  // every expert of every sparse layer this rank runs
   ModelWeights probe;
   probe.layers.resize(dims.n_layers);
   for (const TensorSpec& spec : sharding_table(cfg)) {
@@ -35,18 +37,23 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
     const std::vector<int64_t> s = spec.local_shape(dims.tp);
     size_t n = 1;
     for (int64_t d : s) n *= static_cast<size_t>(d);
+    size_t bytes = n * dtype_size(s.size() == 1 ? act_dtype : weight_dtype);
     if (s.size() == 2 && shape.int8_group >= 0 && int8_quantized(spec)) {
       // int8: one byte per weight plus f32 scales per row and group (per channel: one per row).
       const int64_t group = shape.int8_group > 0 ? shape.int8_group : s[1];
-      p.weight_bytes +=
-          n + sizeof(float) * static_cast<size_t>(s[0] * ((s[1] + group - 1) / group));
-      continue;
+      bytes = n + sizeof(float) * static_cast<size_t>(s[0] * ((s[1] + group - 1) / group));
     }
-    p.weight_bytes += n * dtype_size(s.size() == 1 ? act_dtype : weight_dtype);
+    p.weight_bytes += bytes;
+    if (spec.name.find(".mlp.experts.") != std::string::npos) expert_bytes += bytes;
   }
   // The RoPE inv_freq table(s), f32 (two for longrope: short and long factors).
   const size_t rope_tables = cfg.rope_scaling.kind == RopeKind::longrope ? 2 : 1;
   p.weight_bytes += rope_tables * static_cast<size_t>(dims.head_dim / 2) * sizeof(float);
+  p.active_weight_bytes = p.weight_bytes - expert_bytes;
+  if (dims.n_experts > 0) {
+    p.active_weight_bytes += expert_bytes / static_cast<size_t>(dims.n_experts) *
+                             static_cast<size_t>(dims.experts_per_tok);
+  }
   p.kv_bytes =
       2ull * dims.n_layers * shape.n_slots * shape.max_seq * dims.kv_dim() * dtype_size(act_dtype);
   p.activation_bytes =
@@ -67,11 +74,20 @@ std::string MemoryPlan::report() const {
   char params[32];
   std::snprintf(params, sizeof params, "%.3fB", static_cast<double>(n_params) / 1e9);
   os << "memory plan per rank: params "
-     << (n_params >= 100000000 ? params : std::to_string(n_params)) << " | weights "
-     << format_bytes(weight_bytes) << " | kv cache " << format_bytes(kv_bytes) << " | scratch "
-     << format_bytes(activation_bytes) << " | workspace " << format_bytes(workspace_bytes)
-     << " | total " << format_bytes(total_bytes) << " | budget " << format_bytes(budget_bytes)
-     << " (mem_frac " << mem_frac << " of " << format_bytes(device_total_bytes);
+     << (n_params >= 100000000 ? params : std::to_string(n_params));
+  if (n_active_params != n_params) {
+    std::snprintf(params, sizeof params, "%.3fB", static_cast<double>(n_active_params) / 1e9);
+    os << " (" << (n_active_params >= 100000000 ? params : std::to_string(n_active_params))
+       << " active)";
+  }
+  os << " | weights " << format_bytes(weight_bytes);
+  if (active_weight_bytes != weight_bytes) {
+    os << " (" << format_bytes(active_weight_bytes) << " read per decode token)";
+  }
+  os << " | kv cache " << format_bytes(kv_bytes) << " | scratch " << format_bytes(activation_bytes)
+     << " | workspace " << format_bytes(workspace_bytes) << " | total " << format_bytes(total_bytes)
+     << " | budget " << format_bytes(budget_bytes) << " (mem_frac " << mem_frac << " of "
+     << format_bytes(device_total_bytes);
   if (ranks_sharing_device > 1) os << " shared by " << ranks_sharing_device << " ranks";
   os << ", " << format_bytes(device_free_bytes) << " free)";
   return os.str();

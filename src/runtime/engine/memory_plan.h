@@ -16,7 +16,11 @@ namespace tpinfer {
 
 struct MemoryPlan {
   int64_t n_params = 0;         // whole model
-  size_t weight_bytes = 0;      // this rank
+  int64_t n_active_params = 0;  // read per token (MoE: k of E experts; == n_params when dense)
+  size_t weight_bytes = 0;      // this rank: every expert of an MoE layer is allocated
+  // This rank's weight bytes one decode token reads (MoE: its k routed experts per sparse layer;
+  // the bandwidth bound of a single-token decode step).
+  size_t active_weight_bytes = 0;
   size_t kv_bytes = 0;          // this rank
   size_t activation_bytes = 0;  // this rank
   size_t workspace_bytes = 0;   // backend workspace (cuBLAS) and comm staging, estimated

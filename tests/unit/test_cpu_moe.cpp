@@ -1,0 +1,154 @@
+// The CPU backend's mixture-of-experts ops: routing (softmax, top-k, renormalise) against a
+// double-precision reference and, on equal scores, against the experts torch.topk picks on the
+// CPU (its ids below were printed by torch 2.15: torch.topk(torch.softmax(x, -1), k).indices);
+// the experts against a plain reference, batch == single, and only the active experts read.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backend/backend.h"
+
+using namespace tpinfer;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+struct Route {
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+};
+
+Route route(Backend& be, std::vector<float> logits, int T, int E, int k, bool normalize) {
+  Route r{std::vector<int32_t>(static_cast<size_t>(T) * k), std::vector<float>(T * k)};
+  be.moe_route(Tensor{r.ids.data(), DType::i32, T, k}, Tensor{r.weights.data(), DType::f32, T, k},
+               Tensor{logits.data(), DType::f32, T, E}, normalize);
+  return r;
+}
+
+std::unique_ptr<Backend> cpu() {
+  return make_backend(BackendKind::cpu, BackendOptions{0, 1});
+}
+
+}  // namespace
+
+TEST_CASE("moe_route: equal scores pick the experts torch.topk picks on the CPU", "[ops][moe]") {
+  auto be = cpu();
+  struct Case {
+    int E, k;
+    std::vector<int32_t> torch_ids;
+  };
+  // All scores equal (zero logits): nth_element + sort (64 k > E) or partial_sort (64 k <= E).
+  for (const Case& c :
+       {Case{8, 2, {6, 5}}, Case{8, 3, {6, 5, 4}}, Case{128, 8, {84, 87, 86, 85, 82, 81, 88, 83}},
+        Case{128, 2, {0, 1}}, Case{6, 4, {3, 5, 4, 0}}}) {
+    CAPTURE(c.E, c.k);
+    const Route r = route(*be, std::vector<float>(c.E, 0.0f), 1, c.E, c.k, true);
+    CHECK(r.ids == c.torch_ids);
+    for (float w : r.weights) CHECK(w == Approx(1.0 / c.k).epsilon(1e-6));
+  }
+  // Four experts tie for the top score, top-3 takes three of them as torch does.
+  const Route r = route(*be, {0.3f, 1.0f, 1.0f, -0.5f, 1.0f, 0.2f, 1.0f, 0.9f}, 1, 8, 3, false);
+  CHECK(r.ids == std::vector<int32_t>{1, 6, 4});
+}
+
+TEST_CASE("moe_route matches softmax + top-k + renormalisation in double", "[ops][moe]") {
+  auto be = cpu();
+  const int T = 7, E = 16, k = 4;
+  const std::vector<float> logits = randn(T * E, 11, 2.0f);
+  for (bool normalize : {true, false}) {
+    CAPTURE(normalize);
+    const Route r = route(*be, logits, T, E, k, normalize);
+    for (int t = 0; t < T; ++t) {
+      std::vector<double> p(E);
+      double mx = -1e300, sum = 0;
+      for (int e = 0; e < E; ++e) mx = std::max(mx, double(logits[t * E + e]));
+      for (int e = 0; e < E; ++e) sum += p[e] = std::exp(logits[t * E + e] - mx);
+      for (double& v : p) v /= sum;
+      std::vector<int> order(E);
+      for (int e = 0; e < E; ++e) order[e] = e;
+      std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+      double top = 0;
+      for (int j = 0; j < k; ++j) top += p[order[j]];
+      for (int j = 0; j < k; ++j) {
+        CHECK(r.ids[t * k + j] == order[j]);  // random scores: sorted, largest first
+        const double want = normalize ? p[order[j]] / top : p[order[j]];
+        CHECK(std::abs(r.weights[t * k + j] - want) <= 1e-6 + 1e-5 * want);
+      }
+    }
+  }
+}
+
+TEST_CASE("moe_experts: grouped per-expert matmuls equal the per-token reference", "[ops][moe]") {
+  auto be = cpu();
+  const int E = 6, k = 2, H = 16, I = 8, T = 9;
+  std::vector<float> gate = randn(E * I * H, 1, 0.3f), up = randn(E * I * H, 2, 0.3f);
+  std::vector<float> down = randn(E * H * I, 3, 0.3f), x = randn(T * H, 4);
+  // Expert 5 is never routed to: NaN weights would poison the output if it were read.
+  std::fill(gate.begin() + 5 * I * H, gate.end(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<int32_t> ids(T * k);
+  std::vector<float> w(T * k);
+  std::mt19937 rng(5);
+  for (int t = 0; t < T; ++t) {
+    ids[t * k] = static_cast<int32_t>(rng() % 5);
+    ids[t * k + 1] = static_cast<int32_t>((ids[t * k] + 1 + rng() % 4) % 5);
+    w[t * k] = 0.25f + 0.5f * static_cast<float>(rng() % 100) / 100.0f;
+    w[t * k + 1] = 1.0f - w[t * k];
+  }
+  MoeExperts ex{Tensor{gate.data(), DType::f32, E * I, H}, Tensor{up.data(), DType::f32, E * I, H},
+                Tensor{down.data(), DType::f32, E * H, I}, E};
+  const int R = T * k;
+  std::vector<float> sx(R * H), sg(R * I), su(R * I), sy(R * H);
+  std::vector<int32_t> order(R), offsets(E + 1);
+  MoeScratch s{Tensor{sx.data(), DType::f32, R, H},
+               Tensor{sg.data(), DType::f32, R, I},
+               Tensor{su.data(), DType::f32, R, I},
+               Tensor{sy.data(), DType::f32, R, H},
+               order.data(),
+               offsets.data()};
+  std::vector<float> out(T * H, -1.0f);
+  be->moe_experts(Tensor{out.data(), DType::f32, T, H}, Tensor{x.data(), DType::f32, T, H}, ex,
+                  Tensor{ids.data(), DType::i32, T, k}, Tensor{w.data(), DType::f32, T, k}, s);
+  for (int t = 0; t < T; ++t) {
+    for (int h = 0; h < H; ++h) {
+      double ref = 0;
+      for (int j = 0; j < k; ++j) {
+        const int e = ids[t * k + j];
+        double y = 0;
+        for (int i = 0; i < I; ++i) {
+          double g = 0, u = 0;
+          for (int c = 0; c < H; ++c) {
+            g += double(gate[(e * I + i) * H + c]) * x[t * H + c];
+            u += double(up[(e * I + i) * H + c]) * x[t * H + c];
+          }
+          y += double(down[(e * H + h) * I + i]) * (g / (1 + std::exp(-g)) * u);
+        }
+        ref += w[t * k + j] * y;
+      }
+      INFO("token " << t << " col " << h);
+      REQUIRE(std::abs(out[t * H + h] - ref) <= 1e-5 + 1e-5 * std::abs(ref));
+    }
+  }
+  // Batch == single: each token alone gives the same bits as in the batch.
+  for (int t = 0; t < T; ++t) {
+    std::vector<float> one(H);
+    be->moe_experts(Tensor{one.data(), DType::f32, 1, H},
+                    Tensor{x.data() + t * H, DType::f32, 1, H}, ex,
+                    Tensor{ids.data() + t * k, DType::i32, 1, k},
+                    Tensor{w.data() + t * k, DType::f32, 1, k}, s);
+    for (int h = 0; h < H; ++h) REQUIRE(one[h] == out[t * H + h]);
+  }
+  // An expert id out of range is refused.
+  ids[3] = E;
+  CHECK_THROWS(
+      be->moe_experts(Tensor{out.data(), DType::f32, T, H}, Tensor{x.data(), DType::f32, T, H}, ex,
+                      Tensor{ids.data(), DType::i32, T, k}, Tensor{w.data(), DType::f32, T, k}, s));
+}

@@ -1,5 +1,6 @@
 #include "runtime/engine/memory_plan.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -96,6 +97,28 @@ void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const Sha
   }
   (void)dims;
   throw Error(hint.str());
+}
+
+size_t kv_block_bytes(const ShardDims& dims, int block_size, DType act_dtype) {
+  return 2ull * dims.n_layers * static_cast<size_t>(block_size) * dims.kv_dim() *
+         dtype_size(act_dtype);
+}
+
+int64_t choose_kv_blocks(const MemoryPlan& probe, const EngineShape& shape, size_t block_bytes,
+                         int64_t asked, bool fill_device) {
+  // The pool's size must fit an int (block ids are int32 in the tables).
+  constexpr int64_t kMaxBlocks = int64_t{1} << 30;
+  TPI_CHECK(asked <= kMaxBlocks,
+            "kv_cache_blocks must be at most " << kMaxBlocks << ", found " << asked);
+  if (asked > 0) return asked;
+  const int64_t one_seq = shape.blocks_per_seq();
+  const int64_t reservation = int64_t{shape.n_slots} * one_seq;
+  const size_t fixed = probe.total_bytes - probe.kv_bytes;
+  const int64_t room = probe.budget_bytes > fixed && block_bytes > 0
+                           ? static_cast<int64_t>((probe.budget_bytes - fixed) / block_bytes)
+                           : 0;
+  if (fill_device) return std::max(one_seq, std::min(room, kMaxBlocks));
+  return std::max(one_seq, std::min(reservation, room));
 }
 
 }  // namespace tpinfer

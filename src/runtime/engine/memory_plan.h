@@ -41,4 +41,16 @@ void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const Sha
 
 std::string format_bytes(size_t bytes);
 
+// Bytes of one KV block on this rank: K and V of block_size positions in every layer.
+size_t kv_block_bytes(const ShardDims& dims, int block_size, DType act_dtype);
+
+// The KV pool's size (EngineShape::n_blocks), in one place. `asked` (kv_cache_blocks) when > 0;
+// else, filling the device (a GPU), every block the budget leaves after weights, scratch and
+// workspace (vLLM's gpu_memory_utilization); else (the CPU: host memory every rank and process
+// shares) the blocks of n_slots sequences of max_seq, fewer when the budget is smaller. Never
+// fewer than one sequence of max_seq: check_memory_plan then says what does not fit.
+// `probe` is a plan of the same shape with the default pool (n_blocks = 0).
+int64_t choose_kv_blocks(const MemoryPlan& probe, const EngineShape& shape, size_t block_bytes,
+                         int64_t asked, bool fill_device);
+
 }  // namespace tpinfer

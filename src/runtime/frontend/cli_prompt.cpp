@@ -164,6 +164,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   const double launch_to_ready_ms = ms_since(launch);
   DispatchOptions opts;
   opts.keep_reserve = false;
+  opts.prefix_caching = cfg.prefix_caching;
   const DispatchResult run = run_replicas(world, *eng.engine, model.tokenizer.get(), model.stop_ids,
                                           model.sample_vocab, &queue, &events, opts);
   if (do_stream) {

@@ -228,12 +228,7 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   bopts.deterministic = cfg.deterministic;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
-  KvLayer kv_shape;
-  kv_shape.n_slots = shape.n_slots;
-  kv_shape.max_seq = shape.max_seq;
-  kv_shape.n_kv_heads = model.dims.n_kv_heads;
-  kv_shape.head_dim = model.dims.head_dim;
-  kv_shape.dtype = e.backend->act_dtype();
+  const KvLayer kv_shape = kv_layer_shape(shape, model.dims, e.backend->act_dtype());
   const size_t backend_workspace = e.backend->workspace_bytes(kv_shape, model.dims.n_heads);
   // Ranks of a node share its host memory on the CPU backend.
   const int sharing = e.backend_kind == BackendKind::cpu ? world.local_size() : 1;

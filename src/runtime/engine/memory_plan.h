@@ -18,6 +18,8 @@ struct MemoryPlan {
   int64_t n_params = 0;         // whole model
   size_t weight_bytes = 0;      // this rank
   size_t kv_bytes = 0;          // this rank
+  int kv_blocks = 0;            // blocks in the KV pool (per layer)
+  int kv_block_size = 0;        // positions per block
   size_t activation_bytes = 0;  // this rank
   size_t workspace_bytes = 0;   // backend workspace (cuBLAS) and comm staging, estimated
   size_t total_bytes = 0;

@@ -16,12 +16,14 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// Step plan layout, shared by leader and followers: [cmd, n_tokens, n_logit_rows, rope_seq_len]
-// then ids[n], positions[n], slots[n], logit_rows[n_logit_rows] packed one after the other.
+// Step plan layout, shared by leader and followers: [cmd, n_tokens, n_logit_rows, rope_seq_len,
+// n_table_rows, table_stride] then ids[n], positions[n], slots[n], logit_rows[n_logit_rows] and
+// the block table [n_table_rows, table_stride] packed one after the other. (Until the block
+// allocator plans tables, the table is the engine's identity table: slot i owns its own blocks.)
 constexpr int32_t kCmdDone = 0;
 constexpr int32_t kCmdStep = 1;
 constexpr int32_t kCmdIdle = 2;  // no forward: the leader is alive and polls the stop flags
-constexpr int kHeader = 4;
+constexpr int kHeader = 6;
 // An idle leader tells its followers it is alive this often (well under any watchdog timeout).
 constexpr double kHeartbeatMs = 2000.0;
 
@@ -77,7 +79,8 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
   rows_.resize(R);
   row_slot_.resize(R);
   prefill_order_.reserve(slots_.size());
-  plan_.resize(kHeader + 3 * T + R);
+  const std::vector<int32_t>& table = engine.identity_block_table();
+  plan_.resize(kHeader + 3 * T + R + table.size());
   // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
   // passes original_max_position_embeddings; there transformers' Phi3 drops its cache and
   // recomputes the whole sequence with the long factors. So do we, once per request.
@@ -261,21 +264,27 @@ void ReplicaScheduler::send_header() {
 }
 
 const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
+  const std::vector<int32_t>& table = engine_.identity_block_table();
+  const int n_table_rows = engine_.shape().n_slots, stride = engine_.shape().blocks_per_seq();
   if (world_.tp() > 1) {  // the plan goes to the followers packed: header, then the four arrays
     plan_[0] = kCmdStep;
     plan_[1] = n;
     plan_[2] = n_rows;
     plan_[3] = rope_seq_len;
+    plan_[4] = n_table_rows;
+    plan_[5] = stride;
     int32_t* p = plan_.data() + kHeader;
     p = std::copy(ids_.begin(), ids_.begin() + n, p);
     p = std::copy(pos_.begin(), pos_.begin() + n, p);
     p = std::copy(slot_of_.begin(), slot_of_.begin() + n, p);
-    std::copy(rows_.begin(), rows_.begin() + n_rows, p);
+    p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
+    std::copy(table.begin(), table.end(), p);
     send_header();
-    world_.broadcast_tp(plan_.data() + kHeader, sizeof(int32_t) * (3 * n + n_rows));
+    world_.broadcast_tp(plan_.data() + kHeader, sizeof(int32_t) * (3 * n + n_rows + table.size()));
   }
-  const float* logits = engine_.step(ids_.data(), pos_.data(), slot_of_.data(), n, rows_.data(),
-                                     n_rows, n_rows > 0, rope_seq_len);
+  const float* logits =
+      engine_.step(ids_.data(), pos_.data(), slot_of_.data(), n, table.data(), n_table_rows, stride,
+                   rows_.data(), n_rows, n_rows > 0, rope_seq_len);
   stop_requested_ = any_in_tp_group(world_, stop_signal_()) || stop_requested_;
   return logits;
 }
@@ -401,7 +410,7 @@ void ReplicaScheduler::idle_heartbeat() {
   }
   if (ms_between(last_broadcast_, Clock::now()) < kHeartbeatMs) return;
   plan_[0] = kCmdIdle;
-  plan_[1] = plan_[2] = plan_[3] = 0;
+  plan_[1] = plan_[2] = plan_[3] = plan_[4] = plan_[5] = 0;
   send_header();
   stop_requested_ = any_in_tp_group(world_, stop_signal_()) || stop_requested_;
   last_broadcast_ = Clock::now();
@@ -412,13 +421,14 @@ void ReplicaScheduler::release_followers() {
   released_ = true;
   if (world_.tp() == 1) return;
   plan_[0] = kCmdDone;
-  plan_[1] = plan_[2] = plan_[3] = 0;
+  plan_[1] = plan_[2] = plan_[3] = plan_[4] = plan_[5] = 0;
   send_header();
 }
 
 void follow_replica_leader(Engine& engine, World& world, const std::function<bool()>& stop_signal) {
   const EngineShape& shape = engine.shape();
-  std::vector<int32_t> buf(3 * static_cast<size_t>(shape.max_tokens) + shape.max_logit_rows);
+  std::vector<int32_t> buf(3 * static_cast<size_t>(shape.max_tokens) + shape.max_logit_rows +
+                           static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq());
   int32_t header[kHeader];
   for (int64_t n_steps = 0;; ++n_steps) {
     watch_phase(Phase::step, n_steps);
@@ -431,12 +441,14 @@ void follow_replica_leader(Engine& engine, World& world, const std::function<boo
       continue;
     }
     TPI_CHECK(header[0] == kCmdStep && header[1] > 0 && header[1] <= shape.max_tokens &&
-                  header[2] >= 0 && header[2] <= shape.max_logit_rows && header[3] >= 0,
+                  header[2] >= 0 && header[2] <= shape.max_logit_rows && header[3] >= 0 &&
+                  header[4] > 0 && header[4] <= shape.n_slots && header[5] > 0 &&
+                  header[5] <= shape.blocks_per_seq(),
               "follower: malformed step plan from the leader");
-    const int n = header[1], n_rows = header[2];
-    world.broadcast_tp(buf.data(), sizeof(int32_t) * (3 * n + n_rows));
-    engine.step(buf.data(), buf.data() + n, buf.data() + 2 * n, n, buf.data() + 3 * n, n_rows,
-                false, header[3]);
+    const int n = header[1], n_rows = header[2], n_table_rows = header[4], stride = header[5];
+    world.broadcast_tp(buf.data(), sizeof(int32_t) * (3 * n + n_rows + n_table_rows * stride));
+    engine.step(buf.data(), buf.data() + n, buf.data() + 2 * n, n, buf.data() + 3 * n + n_rows,
+                n_table_rows, stride, buf.data() + 3 * n, n_rows, false, header[3]);
     any_in_tp_group(world, stop_signal());
   }
 }

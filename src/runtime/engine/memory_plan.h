@@ -18,6 +18,9 @@ struct MemoryPlan {
   int64_t n_params = 0;         // whole model
   size_t weight_bytes = 0;      // this rank
   size_t kv_bytes = 0;          // this rank
+  int kv_blocks = 0;            // blocks in the KV pool (per layer)
+  int kv_block_size = 0;        // positions per block
+  int kv_max_seq = 0;           // the configured context (how many such sequences fit)
   size_t activation_bytes = 0;  // this rank
   size_t workspace_bytes = 0;   // backend workspace (cuBLAS) and comm staging, estimated
   size_t total_bytes = 0;
@@ -29,6 +32,12 @@ struct MemoryPlan {
 
   std::string report() const;  // multi-line, for stderr
   bool fits() const { return total_bytes <= budget_bytes; }
+  // Sequences of max_seq the KV pool holds at once.
+  int64_t kv_sequences() const {
+    const int64_t per_seq =
+        kv_block_size > 0 ? (kv_max_seq + kv_block_size - 1) / kv_block_size : 0;
+    return per_seq > 0 ? kv_blocks / per_seq : 0;
+  }
 };
 
 MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,

@@ -82,8 +82,8 @@ Tensor* ModelWeights::find(const std::string& name) {
   return nullptr;
 }
 
-size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
-                                 int max_logit_rows) {
+size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens, int max_logit_rows,
+                                 int64_t table_entries) {
   const size_t a = dtype_size(act);
   const size_t T = static_cast<size_t>(max_tokens);
   size_t bytes = 0;
@@ -100,6 +100,7 @@ size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
     bytes += 2 * R * d.hidden * a + 2 * R * d.moe_intermediate * a;  // x, y, gate, up
     bytes += (R + d.n_experts + 1) * sizeof(int32_t);                // order, offsets
   }
+  bytes += static_cast<size_t>(table_entries) * sizeof(int32_t);  // block_tables
   return bytes;
 }
 

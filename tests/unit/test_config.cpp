@@ -405,6 +405,8 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"max_connections", "0", "expected an integer >= 1"},
       {"request_timeout_s", "0", "expected a number > 0"},
       {"keep_alive_timeout_s", "-1", "expected a number > 0"},
+      {"kv_cache_blocks", "-1", "expected an integer >= 0"},
+      {"prefix_caching", "sometimes", "expected true or false"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {

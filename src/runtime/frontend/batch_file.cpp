@@ -401,6 +401,7 @@ void run_batch_job(World& world, const RunConfig& cfg,
   DispatchOptions opts;
   opts.keep_reserve = true;  // throughput: a finished slot refills at once
   opts.grace_s = 0.0;        // a stop drops work in progress: a rerun redoes it
+  opts.prefix_caching = cfg.prefix_caching;
   if (coordinator) opts.tick = [&progress] { progress->maybe_report(); };
   const Clock::time_point t_start = Clock::now();
   const DispatchResult outcome =

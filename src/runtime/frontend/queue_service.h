@@ -33,6 +33,8 @@ class QueueService : public GenerationService, public RequestEvents {
   int max_seq() const override { return max_seq_; }
   int64_t created_unix() const override { return created_; }
   Load load() const override;
+  // The engine's KV pool: requests that cannot fit it are refused up front (400).
+  void set_kv_limits(const KvLimits& kv) { limits_.kv = kv; }
 
   // From the dispatcher (the job's main thread).
   void on_delta(uint64_t seq, GenerationDelta delta) override;

@@ -38,13 +38,14 @@ std::optional<ScheduledRequest> RequestQueue::pop() {
   return r;
 }
 
-bool RequestQueue::remove(uint64_t seq) {
+int RequestQueue::remove(uint64_t seq) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(items_.begin(), items_.end(),
                          [seq](const ScheduledRequest& r) { return r.seq == seq; });
-  if (it == items_.end()) return false;
+  if (it == items_.end()) return 0;
+  const int n = std::max(1, it->request.n);
   items_.erase(it);
-  return true;
+  return n;
 }
 
 void RequestQueue::close() {
@@ -52,11 +53,11 @@ void RequestQueue::close() {
   closed_ = true;
 }
 
-std::vector<uint64_t> RequestQueue::drain() {
+std::vector<std::pair<uint64_t, int>> RequestQueue::drain() {
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
-  std::vector<uint64_t> seqs;
-  for (const ScheduledRequest& r : items_) seqs.push_back(r.seq);
+  std::vector<std::pair<uint64_t, int>> seqs;
+  for (const ScheduledRequest& r : items_) seqs.emplace_back(r.seq, std::max(1, r.request.n));
   items_.clear();
   return seqs;
 }
@@ -106,10 +107,16 @@ enum Tag : int {
 // steps): the watchdog names a peer silent for its limit (watch_peer).
 constexpr auto kAliveInterval = std::chrono::seconds(1);
 
-GenerationOutcome cancelled_outcome() {
+GenerationOutcome cancelled_outcome(int index) {
   GenerationOutcome o;
+  o.index = index;
   o.finish_reason = "cancelled";
   return o;
+}
+
+// A request that never ran ends with one "cancelled" outcome per choice.
+void end_cancelled(RequestEvents& events, uint64_t seq, int n) {
+  for (int i = 0; i < n; ++i) events.on_finish(seq, cancelled_outcome(i));
 }
 
 // --- Rank 0 ------------------------------------------------------------------------------------
@@ -135,9 +142,12 @@ class Dispatcher : public RequestEvents {
   void on_finish(uint64_t seq, GenerationOutcome o) override {
     auto it = in_flight_.find(seq);
     if (it == in_flight_.end()) return;  // already ended (dropped at a stop)
-    o.queue_ms =
-        std::chrono::duration<double, std::milli>(it->second.handed - it->second.queued).count();
-    in_flight_.erase(it);
+    InFlight& f = it->second;
+    const size_t index = static_cast<size_t>(o.index);
+    if (index >= f.done.size() || f.done[index]) return;  // that choice has ended already
+    f.done[index] = 1;
+    o.queue_ms = std::chrono::duration<double, std::milli>(f.handed - f.queued).count();
+    if (--f.left == 0) in_flight_.erase(it);  // every choice has its outcome
     front_.on_finish(seq, std::move(o));
   }
 
@@ -147,6 +157,8 @@ class Dispatcher : public RequestEvents {
   struct InFlight {
     int replica = 0;
     Clock::time_point queued, handed;
+    std::vector<char> done;  // per choice: its outcome was delivered
+    int left = 1;            // choices without an outcome
   };
   void serve_messages();
   void apply_cancels(ReplicaScheduler& local);
@@ -154,7 +166,9 @@ class Dispatcher : public RequestEvents {
   void drop_running(ReplicaScheduler& local);
   void hand_out_remote();
   void track(const ScheduledRequest& r, int replica) {
-    in_flight_[r.seq] = InFlight{replica, r.queued, Clock::now()};
+    const int n = std::max(1, r.request.n);
+    in_flight_[r.seq] =
+        InFlight{replica, r.queued, Clock::now(), std::vector<char>(static_cast<size_t>(n), 0), n};
   }
 
   World& world_;
@@ -217,8 +231,8 @@ void Dispatcher::serve_messages() {
 
 void Dispatcher::apply_cancels(ReplicaScheduler& local) {
   for (uint64_t seq : queue_.take_cancels()) {
-    if (queue_.remove(seq)) {  // never handed out: it ends here
-      front_.on_finish(seq, cancelled_outcome());
+    if (const int n = queue_.remove(seq)) {  // never handed out: it ends here
+      end_cancelled(front_, seq, n);
       continue;
     }
     auto it = in_flight_.find(seq);
@@ -236,7 +250,7 @@ void Dispatcher::begin_stop(ReplicaScheduler& local) {
   result_.stopped = true;
   result_.signal = stop_signal_name();
   if (opts_.on_stop) opts_.on_stop();
-  for (uint64_t seq : queue_.drain()) front_.on_finish(seq, cancelled_outcome());
+  for (const auto& [seq, n] : queue_.drain()) end_cancelled(front_, seq, n);
   if (opts_.grace_s <= 0) {
     drop_running(local);
     return;
@@ -332,10 +346,14 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
     if (opts_.tick) opts_.tick();
   }
   // Whatever was handed out and never finished (dropped at a stop) ends "cancelled".
-  std::vector<uint64_t> left;
-  for (const auto& [seq, f] : in_flight_) left.push_back(seq);
+  std::vector<std::pair<uint64_t, std::vector<char>>> left;
+  for (const auto& [seq, f] : in_flight_) left.emplace_back(seq, f.done);
   std::sort(left.begin(), left.end());
-  for (uint64_t seq : left) on_finish(seq, cancelled_outcome());
+  for (const auto& [seq, done] : left) {
+    for (size_t i = 0; i < done.size(); ++i) {
+      if (!done[i]) on_finish(seq, cancelled_outcome(static_cast<int>(i)));
+    }
+  }
   return result_;
 }
 
@@ -363,7 +381,7 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
   double slowest_step_s = 0;
   Clock::time_point last_alive = Clock::now() - kAliveInterval;
   auto cancel_waiting = [&] {
-    for (const ScheduledRequest& r : local) on_finish(r.seq, cancelled_outcome());
+    for (const ScheduledRequest& r : local) end_cancelled(*this, r.seq, std::max(1, r.request.n));
     local.clear();
   };
   watch_peer(0, true);
@@ -384,8 +402,9 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
         auto it = std::find_if(local.begin(), local.end(),
                                [seq](const ScheduledRequest& r) { return r.seq == seq; });
         if (it != local.end()) {
+          const int n = std::max(1, it->request.n);
           local.erase(it);
-          on_finish(seq, cancelled_outcome());
+          end_cancelled(*this, seq, n);
         } else {
           sched.cancel(seq);
         }
@@ -463,12 +482,13 @@ DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* token
       TPI_CHECK(queue && events, "run_replicas: rank 0 needs the queue and the events");
       Dispatcher dispatcher(world, mail, *queue, *events, options);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, 0, stop_signalled,
-                             dispatcher);
+                             dispatcher, options.prefix_caching);
       result = dispatcher.run(sched);
+      result.kv = sched.kv_stats();
     } else {
       LeaderRelay relay(mail);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, world.dp_rank(),
-                             stop_signalled, relay);
+                             stop_signalled, relay, options.prefix_caching);
       relay.run(sched, options.keep_reserve);
     }
     mail.flush();

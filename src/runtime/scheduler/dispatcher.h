@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "comm/world.h"
@@ -39,9 +40,10 @@ class RequestQueue {
   enum class Push { ok, full, closed };
   Push push(ScheduledRequest r);
   std::optional<ScheduledRequest> pop();
-  bool remove(uint64_t seq);      // takes a request out if it still waits here
-  void close();                   // refuses every later push
-  std::vector<uint64_t> drain();  // closes, and takes out everything waiting (their seqs)
+  int remove(uint64_t seq);  // takes a request out if it still waits here: its n, else 0
+  void close();              // refuses every later push
+  // Closes, and takes out everything waiting: (seq, n) of each.
+  std::vector<std::pair<uint64_t, int>> drain();
   bool closed() const;
   size_t size() const;
   // Cancels from any thread; the dispatcher applies them between steps.
@@ -65,11 +67,13 @@ struct DispatchOptions {
   double grace_s = 0.0;
   std::function<void()> on_stop;  // rank 0, once, when a stop begins (e.g. stop accepting)
   std::function<void()> tick;     // rank 0, every turn of the loop (progress reports)
+  bool prefix_caching = true;     // the replicas reuse cached prompt blocks (config key)
 };
 
 struct DispatchResult {
   bool stopped = false;  // a stop signal ended the run (on every rank)
   const char* signal = "";
+  KvCacheStats kv;  // replica 0's paged KV cache at the end (rank 0)
 };
 
 // The caller holds a StopSignals (core/stop_signals.h) for the job's duration.

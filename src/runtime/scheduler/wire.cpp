@@ -48,7 +48,8 @@ json request_to_wire(const ScheduledRequest& r) {
               {"stop", q.stop},
               {"ignore_eos", q.ignore_eos},
               {"logprobs", q.logprobs},
-              {"stream", q.stream}};
+              {"stream", q.stream},
+              {"n", q.n}};
 }
 
 ScheduledRequest request_from_wire(const json& j) {
@@ -65,18 +66,23 @@ ScheduledRequest request_from_wire(const json& j) {
   q.ignore_eos = j.at("ignore_eos").get<bool>();
   q.logprobs = j.at("logprobs").get<int>();
   q.stream = j.at("stream").get<bool>();
+  q.n = j.at("n").get<int>();
   return r;
 }
 
 std::string delta_to_wire(uint64_t seq, const GenerationDelta& d) {
-  return dump(
-      {{"seq", seq}, {"text", d.text}, {"ids", d.token_ids}, {"lp", logprobs_to_json(d.logprobs)}});
+  return dump({{"seq", seq},
+               {"index", d.index},
+               {"text", d.text},
+               {"ids", d.token_ids},
+               {"lp", logprobs_to_json(d.logprobs)}});
 }
 
 GenerationDelta delta_from_wire(const std::string& text, uint64_t& seq) {
   const json j = json::parse(text);
   seq = j.at("seq").get<uint64_t>();
   GenerationDelta d;
+  d.index = j.at("index").get<int>();
   d.text = j.at("text").get<std::string>();
   d.token_ids = j.at("ids").get<std::vector<int32_t>>();
   d.logprobs = logprobs_from_json(j.at("lp"));
@@ -85,6 +91,7 @@ GenerationDelta delta_from_wire(const std::string& text, uint64_t& seq) {
 
 std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o) {
   return dump({{"seq", seq},
+               {"index", o.index},
                {"text", o.text},
                {"finish_reason", o.finish_reason},
                {"error", o.error},
@@ -102,6 +109,7 @@ GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq) {
   const json j = json::parse(text);
   seq = j.at("seq").get<uint64_t>();
   GenerationOutcome o;
+  o.index = j.at("index").get<int>();
   o.text = j.at("text").get<std::string>();
   o.finish_reason = j.at("finish_reason").get<std::string>();
   o.error = j.at("error").get<std::string>();

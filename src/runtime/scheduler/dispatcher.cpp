@@ -26,7 +26,9 @@ RequestQueue::Push RequestQueue::push(ScheduledRequest r) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Push::closed;
   if (items_.size() >= capacity_) return Push::full;
-  items_.push_back(std::move(r));
+  for (ScheduledRequest& c : fanout_.split(std::move(r), [this] { return next_seq_++; })) {
+    items_.push_back(std::move(c));
+  }
   return Push::ok;
 }
 
@@ -38,13 +40,14 @@ std::optional<ScheduledRequest> RequestQueue::pop() {
   return r;
 }
 
-bool RequestQueue::remove(uint64_t seq) {
+std::optional<ScheduledRequest> RequestQueue::remove(uint64_t seq) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(items_.begin(), items_.end(),
                          [seq](const ScheduledRequest& r) { return r.seq == seq; });
-  if (it == items_.end()) return false;
+  if (it == items_.end()) return std::nullopt;
+  ScheduledRequest r = std::move(*it);
   items_.erase(it);
-  return true;
+  return r;
 }
 
 void RequestQueue::close() {
@@ -52,13 +55,13 @@ void RequestQueue::close() {
   closed_ = true;
 }
 
-std::vector<uint64_t> RequestQueue::drain() {
+std::vector<ScheduledRequest> RequestQueue::drain() {
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
-  std::vector<uint64_t> seqs;
-  for (const ScheduledRequest& r : items_) seqs.push_back(r.seq);
+  std::vector<ScheduledRequest> out(std::make_move_iterator(items_.begin()),
+                                    std::make_move_iterator(items_.end()));
   items_.clear();
-  return seqs;
+  return out;
 }
 
 bool RequestQueue::closed() const {
@@ -79,8 +82,43 @@ void RequestQueue::cancel(uint64_t seq) {
 std::vector<uint64_t> RequestQueue::take_cancels() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<uint64_t> out;
-  out.swap(cancels_);
+  for (uint64_t seq : cancels_) {
+    for (uint64_t target : fanout_.cancel_targets(seq)) out.push_back(target);
+  }
+  cancels_.clear();
   return out;
+}
+
+// --- KvStatsBoard ------------------------------------------------------------------------------
+
+void KvStatsBoard::set(int replica, const KvCacheStats& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t r = static_cast<size_t>(replica);
+  if (r >= per_replica_.size()) {
+    per_replica_.resize(r + 1);
+    reported_.resize(r + 1, false);
+  }
+  per_replica_[r] = s;
+  reported_[r] = true;
+}
+
+KvCacheStats KvStatsBoard::total() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  KvCacheStats t;
+  for (const KvCacheStats& s : per_replica_) {
+    t.blocks_total += s.blocks_total;
+    t.blocks_used += s.blocks_used;
+    t.blocks_cached += s.blocks_cached;
+    t.prefix_query_tokens += s.prefix_query_tokens;
+    t.prefix_hit_tokens += s.prefix_hit_tokens;
+    t.preemptions += s.preemptions;
+  }
+  return t;
+}
+
+int KvStatsBoard::replicas() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(std::count(reported_.begin(), reported_.end(), true));
 }
 
 namespace {
@@ -101,10 +139,16 @@ enum Tag : int {
   kStop = 10,        // 0 -> leader: drop what runs, say BYE
 };
 
-GenerationOutcome cancelled_outcome() {
+GenerationOutcome cancelled_outcome(int index = 0) {
   GenerationOutcome o;
+  o.index = index;
   o.finish_reason = "cancelled";
   return o;
+}
+
+// Ends every choice of a request that never ran: one "cancelled" outcome per choice.
+void end_cancelled(RequestEvents& events, const ScheduledRequest& r) {
+  for (int i = 0; i < std::max(1, r.request.n); ++i) events.on_finish(r.seq, cancelled_outcome(i));
 }
 
 // --- Rank 0 ------------------------------------------------------------------------------------
@@ -126,9 +170,12 @@ class Dispatcher : public RequestEvents {
   void on_finish(uint64_t seq, GenerationOutcome o) override {
     auto it = in_flight_.find(seq);
     if (it == in_flight_.end()) return;  // already ended (dropped at a stop)
-    o.queue_ms =
-        std::chrono::duration<double, std::milli>(it->second.handed - it->second.queued).count();
-    in_flight_.erase(it);
+    InFlight& f = it->second;
+    const size_t index = static_cast<size_t>(o.index);
+    if (index >= f.ended.size() || f.ended[index]) return;  // this choice already ended
+    f.ended[index] = true;
+    o.queue_ms = std::chrono::duration<double, std::milli>(f.handed - f.queued).count();
+    if (--f.left == 0) in_flight_.erase(it);
     front_.on_finish(seq, std::move(o));
   }
 
@@ -138,6 +185,8 @@ class Dispatcher : public RequestEvents {
   struct InFlight {
     int replica = 0;
     Clock::time_point queued, handed;
+    std::vector<bool> ended;  // per choice
+    int left = 1;             // choices not ended yet
   };
   void serve_messages();
   void apply_cancels(ReplicaScheduler& local);
@@ -145,7 +194,12 @@ class Dispatcher : public RequestEvents {
   void drop_running(ReplicaScheduler& local);
   void hand_out_remote();
   void track(const ScheduledRequest& r, int replica) {
-    in_flight_[r.seq] = InFlight{replica, r.queued, Clock::now()};
+    const int n = std::max(1, r.request.n);
+    in_flight_[r.seq] =
+        InFlight{replica, r.queued, Clock::now(), std::vector<bool>(static_cast<size_t>(n)), n};
+  }
+  void note_kv(int replica, const KvCacheStats& s) {
+    if (opts_.kv_stats) opts_.kv_stats->set(replica, s);
   }
 
   World& world_;
@@ -167,9 +221,12 @@ void Dispatcher::serve_messages() {
   while (std::optional<Message> m = mail_.poll()) {
     const int replica = m->source / tp;
     switch (m->tag) {
-      case kWorkRequest:
-        pending_want_[replica] = json::parse(m->payload).at("want").get<int>();
+      case kWorkRequest: {
+        const json j = json::parse(m->payload);
+        pending_want_[replica] = j.at("want").get<int>();
+        if (j.contains("kv")) note_kv(replica, kv_stats_from_wire(j.at("kv")));
         break;
+      }
       case kDelta: {
         uint64_t seq = 0;
         GenerationDelta d = delta_from_wire(m->payload, seq);
@@ -178,7 +235,9 @@ void Dispatcher::serve_messages() {
       }
       case kOutcome: {
         uint64_t seq = 0;
-        GenerationOutcome o = outcome_from_wire(m->payload, seq);
+        std::optional<KvCacheStats> kv;
+        GenerationOutcome o = outcome_from_wire(m->payload, seq, &kv);
+        if (kv) note_kv(replica, *kv);
         on_finish(seq, std::move(o));
         break;
       }
@@ -200,8 +259,8 @@ void Dispatcher::serve_messages() {
 
 void Dispatcher::apply_cancels(ReplicaScheduler& local) {
   for (uint64_t seq : queue_.take_cancels()) {
-    if (queue_.remove(seq)) {  // never handed out: it ends here
-      front_.on_finish(seq, cancelled_outcome());
+    if (std::optional<ScheduledRequest> r = queue_.remove(seq)) {  // never handed out: ends here
+      end_cancelled(front_, *r);
       continue;
     }
     auto it = in_flight_.find(seq);
@@ -219,7 +278,7 @@ void Dispatcher::begin_stop(ReplicaScheduler& local) {
   result_.stopped = true;
   result_.signal = stop_signal_name();
   if (opts_.on_stop) opts_.on_stop();
-  for (uint64_t seq : queue_.drain()) front_.on_finish(seq, cancelled_outcome());
+  for (const ScheduledRequest& r : queue_.drain()) end_cancelled(front_, r);
   if (opts_.grace_s <= 0) {
     drop_running(local);
     return;
@@ -291,6 +350,7 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
     }
     if (local.active() > 0) {
       local.step();
+      note_kv(0, local.kv_stats());
     } else {
       const bool no_more_local = stopping_ || (queue_.closed() && queue_.size() == 0);
       if (no_more_local) {
@@ -308,7 +368,12 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
   std::vector<uint64_t> left;
   for (const auto& [seq, f] : in_flight_) left.push_back(seq);
   std::sort(left.begin(), left.end());
-  for (uint64_t seq : left) on_finish(seq, cancelled_outcome());
+  for (uint64_t seq : left) {
+    const std::vector<bool> ended = in_flight_.at(seq).ended;
+    for (size_t i = 0; i < ended.size(); ++i) {
+      if (!ended[i]) on_finish(seq, cancelled_outcome(static_cast<int>(i)));
+    }
+  }
   return result_;
 }
 
@@ -320,21 +385,25 @@ class LeaderRelay : public RequestEvents {
   void on_delta(uint64_t seq, GenerationDelta d) override {
     mail_.send(0, kDelta, delta_to_wire(seq, d));
   }
+  // Outcomes carry the replica's KV cache counters as they stand (no message of their own).
   void on_finish(uint64_t seq, GenerationOutcome o) override {
-    mail_.send(0, kOutcome, outcome_to_wire(seq, o));
+    const KvCacheStats kv = sched_ ? sched_->kv_stats() : KvCacheStats{};
+    mail_.send(0, kOutcome, outcome_to_wire(seq, o, sched_ ? &kv : nullptr));
   }
+  void attach(const ReplicaScheduler& sched) { sched_ = &sched; }
   // Returns whether rank 0 told this replica to stop.
   bool run(ReplicaScheduler& sched, bool keep_reserve);
 
  private:
   Mailbox& mail_;
+  const ReplicaScheduler* sched_ = nullptr;
 };
 
 bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
   std::deque<ScheduledRequest> local;
   bool no_more = false, requested = false, told_stop = false, stopped = false;
   auto cancel_waiting = [&] {
-    for (const ScheduledRequest& r : local) on_finish(r.seq, cancelled_outcome());
+    for (const ScheduledRequest& r : local) end_cancelled(*this, r);
     local.clear();
   };
   for (;;) {
@@ -349,8 +418,9 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
         auto it = std::find_if(local.begin(), local.end(),
                                [seq](const ScheduledRequest& r) { return r.seq == seq; });
         if (it != local.end()) {
+          const ScheduledRequest r = std::move(*it);
           local.erase(it);
-          on_finish(seq, cancelled_outcome());
+          end_cancelled(*this, r);
         } else {
           sched.cancel(seq);
         }
@@ -378,7 +448,8 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
     const int reserve = keep_reserve ? sched.n_slots() : 0;
     const int want = sched.free_slots() + reserve - static_cast<int>(local.size());
     if (!no_more && !requested && want > 0) {
-      mail_.send(0, kWorkRequest, json{{"want", want}}.dump());
+      mail_.send(0, kWorkRequest,
+                 json{{"want", want}, {"kv", kv_stats_to_wire(sched.kv_stats())}}.dump());
       requested = true;
     }
     if (sched.active() > 0) {
@@ -417,7 +488,8 @@ DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* token
       follow_replica_leader(engine, world, stop_signalled);
     } else if (world.rank() == 0) {
       TPI_CHECK(queue && events, "run_replicas: rank 0 needs the queue and the events");
-      Dispatcher dispatcher(world, mail, *queue, *events, options);
+      ChoiceJoin join(queue->fanout(), *events);  // the choices' stand-in (choice_fanout.h)
+      Dispatcher dispatcher(world, mail, *queue, join, options);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, 0, stop_signalled,
                              dispatcher);
       result = dispatcher.run(sched);
@@ -425,6 +497,7 @@ DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* token
       LeaderRelay relay(mail);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, world.dp_rank(),
                              stop_signalled, relay);
+      relay.attach(sched);
       relay.run(sched, options.keep_reserve);
     }
     mail.flush();

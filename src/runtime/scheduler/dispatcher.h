@@ -25,13 +25,14 @@
 #include <vector>
 
 #include "comm/world.h"
+#include "runtime/scheduler/choice_fanout.h"
 #include "runtime/scheduler/replica_scheduler.h"
 #include "runtime/scheduler/request.h"
 
 namespace tpinfer {
 
 // The requests waiting on rank 0, filled by a front end from any thread. Bounded: a push beyond
-// the capacity is refused, never blocks.
+// the capacity is refused, never blocks (a request's choices count as one push).
 class RequestQueue {
  public:
   explicit RequestQueue(size_t capacity = SIZE_MAX) : capacity_(capacity) {}
@@ -39,22 +40,41 @@ class RequestQueue {
   enum class Push { ok, full, closed };
   Push push(ScheduledRequest r);
   std::optional<ScheduledRequest> pop();
-  bool remove(uint64_t seq);      // takes a request out if it still waits here
-  void close();                   // refuses every later push
-  std::vector<uint64_t> drain();  // closes, and takes out everything waiting (their seqs)
+  // Takes a request out if it still waits here.
+  std::optional<ScheduledRequest> remove(uint64_t seq);
+  void close();  // refuses every later push
+  // Closes, and takes out everything waiting.
+  std::vector<ScheduledRequest> drain();
   bool closed() const;
   size_t size() const;
   // Cancels from any thread; the dispatcher applies them between steps.
   void cancel(uint64_t seq);
   std::vector<uint64_t> take_cancels();
+  // The stand-in that splits a request's choices (see choice_fanout.h).
+  ChoiceFanout& fanout() { return fanout_; }
 
  private:
+  ChoiceFanout fanout_;
   mutable std::mutex mu_;
   std::deque<ScheduledRequest> items_;
   std::vector<uint64_t> cancels_;
   size_t capacity_;
   uint64_t next_seq_ = 1;
   bool closed_ = false;
+};
+
+// The replicas' KV cache counters as rank 0 last heard them. Thread-safe (a /metrics scrape
+// reads while the dispatcher writes).
+class KvStatsBoard {
+ public:
+  void set(int replica, const KvCacheStats& s);
+  KvCacheStats total() const;  // summed over the replicas
+  int replicas() const;        // how many have reported
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<KvCacheStats> per_replica_;
+  std::vector<bool> reported_;
 };
 
 struct DispatchOptions {
@@ -65,6 +85,9 @@ struct DispatchOptions {
   double grace_s = 0.0;
   std::function<void()> on_stop;  // rank 0, once, when a stop begins (e.g. stop accepting)
   std::function<void()> tick;     // rank 0, every turn of the loop (progress reports)
+  // Rank 0: where each replica's KV cache counters land (replica 0's every turn, the others'
+  // with their outcomes and work requests). Null: not collected.
+  KvStatsBoard* kv_stats = nullptr;
 };
 
 struct DispatchResult {

@@ -38,6 +38,9 @@ class ReplicaScheduler {
   int n_slots() const { return static_cast<int>(slots_.size()); }
   int free_slots() const;
   int active() const { return n_slots() - free_slots(); }
+  // The KV cache's counters. The slot model has no block pool: all zero (the paged scheduler,
+  // issue 16, reports its pool here).
+  KvCacheStats kv_stats() const { return {}; }
 
   // Puts a tokenized request into a free slot (there must be one). A request for 0 new tokens
   // needs no forward and finishes at once.

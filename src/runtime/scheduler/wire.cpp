@@ -48,7 +48,8 @@ json request_to_wire(const ScheduledRequest& r) {
               {"stop", q.stop},
               {"ignore_eos", q.ignore_eos},
               {"logprobs", q.logprobs},
-              {"stream", q.stream}};
+              {"stream", q.stream},
+              {"n", q.n}};
 }
 
 ScheduledRequest request_from_wire(const json& j) {
@@ -65,26 +66,48 @@ ScheduledRequest request_from_wire(const json& j) {
   q.ignore_eos = j.at("ignore_eos").get<bool>();
   q.logprobs = j.at("logprobs").get<int>();
   q.stream = j.at("stream").get<bool>();
+  q.n = j.at("n").get<int>();
   return r;
 }
 
 std::string delta_to_wire(uint64_t seq, const GenerationDelta& d) {
-  return dump(
-      {{"seq", seq}, {"text", d.text}, {"ids", d.token_ids}, {"lp", logprobs_to_json(d.logprobs)}});
+  return dump({{"seq", seq},
+               {"index", d.index},
+               {"text", d.text},
+               {"ids", d.token_ids},
+               {"lp", logprobs_to_json(d.logprobs)}});
 }
 
 GenerationDelta delta_from_wire(const std::string& text, uint64_t& seq) {
   const json j = json::parse(text);
   seq = j.at("seq").get<uint64_t>();
   GenerationDelta d;
+  d.index = j.at("index").get<int>();
   d.text = j.at("text").get<std::string>();
   d.token_ids = j.at("ids").get<std::vector<int32_t>>();
   d.logprobs = logprobs_from_json(j.at("lp"));
   return d;
 }
 
-std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o) {
+json kv_stats_to_wire(const KvCacheStats& s) {
+  return json::array({s.blocks_total, s.blocks_used, s.blocks_cached, s.prefix_query_tokens,
+                      s.prefix_hit_tokens, s.preemptions});
+}
+
+KvCacheStats kv_stats_from_wire(const json& j) {
+  KvCacheStats s;
+  s.blocks_total = j.at(0).get<int64_t>();
+  s.blocks_used = j.at(1).get<int64_t>();
+  s.blocks_cached = j.at(2).get<int64_t>();
+  s.prefix_query_tokens = j.at(3).get<int64_t>();
+  s.prefix_hit_tokens = j.at(4).get<int64_t>();
+  s.preemptions = j.at(5).get<int64_t>();
+  return s;
+}
+
+std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o, const KvCacheStats* kv) {
   return dump({{"seq", seq},
+               {"index", o.index},
                {"text", o.text},
                {"finish_reason", o.finish_reason},
                {"error", o.error},
@@ -95,13 +118,16 @@ std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o) {
                {"ttft_ms", o.ttft_ms},
                {"total_ms", o.total_ms},
                {"decode_ms", o.decode_ms},
-               {"replica", o.replica}});
+               {"replica", o.replica},
+               {"kv", kv ? kv_stats_to_wire(*kv) : json()}});
 }
 
-GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq) {
+GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq,
+                                    std::optional<KvCacheStats>* kv) {
   const json j = json::parse(text);
   seq = j.at("seq").get<uint64_t>();
   GenerationOutcome o;
+  o.index = j.at("index").get<int>();
   o.text = j.at("text").get<std::string>();
   o.finish_reason = j.at("finish_reason").get<std::string>();
   o.error = j.at("error").get<std::string>();
@@ -113,6 +139,8 @@ GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq) {
   o.total_ms = j.at("total_ms").get<double>();
   o.decode_ms = j.at("decode_ms").get<std::vector<double>>();
   o.replica = j.at("replica").get<int>();
+  const json& k = j.at("kv");
+  if (kv && !k.is_null()) *kv = kv_stats_from_wire(k);
   return o;
 }
 

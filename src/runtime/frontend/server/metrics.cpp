@@ -106,7 +106,8 @@ void ServerMetrics::observe_e2e(double s) {
   e2e_.observe(s);
 }
 
-std::string ServerMetrics::render(const GenerationService::Load& load) const {
+std::string ServerMetrics::render(const GenerationService::Load& load,
+                                  const KvCacheStats& kv) const {
   std::ostringstream os;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -128,6 +129,25 @@ std::string ServerMetrics::render(const GenerationService::Load& load) const {
   os << "tpinfer_requests_running " << load.running << "\n";
   header(os, "tpinfer_slots", "gauge", "Request slots over all replicas.");
   os << "tpinfer_slots " << load.slots << "\n";
+  header(os, "tpinfer_kv_blocks_total", "gauge", "KV cache blocks in the pools of all replicas.");
+  os << "tpinfer_kv_blocks_total " << kv.blocks_total << "\n";
+  header(os, "tpinfer_kv_blocks_used", "gauge", "KV cache blocks held by running sequences.");
+  os << "tpinfer_kv_blocks_used " << kv.blocks_used << "\n";
+  header(os, "tpinfer_kv_blocks_free", "gauge",
+         "KV cache blocks not held by a sequence (cached prefixes included).");
+  os << "tpinfer_kv_blocks_free " << std::max<int64_t>(kv.blocks_total - kv.blocks_used, 0) << "\n";
+  header(os, "tpinfer_kv_blocks_cached", "gauge",
+         "Free KV cache blocks that still hold a reusable prefix (evicted least recently used).");
+  os << "tpinfer_kv_blocks_cached " << kv.blocks_cached << "\n";
+  header(os, "tpinfer_prefix_cache_queries_tokens_total", "counter",
+         "Prompt tokens looked up in the prefix cache.");
+  os << "tpinfer_prefix_cache_queries_tokens_total " << kv.prefix_query_tokens << "\n";
+  header(os, "tpinfer_prefix_cache_hits_tokens_total", "counter",
+         "Prompt tokens found in the prefix cache (not prefilled again).");
+  os << "tpinfer_prefix_cache_hits_tokens_total " << kv.prefix_hit_tokens << "\n";
+  header(os, "tpinfer_preemptions_total", "counter",
+         "Sequences preempted when the KV cache ran out (resumed later by recomputing).");
+  os << "tpinfer_preemptions_total " << kv.preemptions << "\n";
   header(os, "tpinfer_time_to_first_token_seconds", "histogram",
          "From the request's arrival to its first generated token.");
   os << ttft_.render("tpinfer_time_to_first_token_seconds");

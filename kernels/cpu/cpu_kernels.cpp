@@ -166,10 +166,13 @@ void add_bias(float* out, const float* bias, int64_t T, int64_t N) {
   }
 }
 
-void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
-               const int32_t* pos, int T, int max_seq, int kv_dim) {
+void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* rows,
+               const int32_t* pos, const int32_t* block_tables, int table_stride, int T,
+               int block_size, int kv_dim) {
   for (int t = 0; t < T; ++t) {
-    const int64_t off = (static_cast<int64_t>(slots[t]) * max_seq + pos[t]) * kv_dim;
+    const int32_t block =
+        block_tables[static_cast<int64_t>(rows[t]) * table_stride + pos[t] / block_size];
+    const int64_t off = (static_cast<int64_t>(block) * block_size + pos[t] % block_size) * kv_dim;
     std::memcpy(k_cache + off, k + static_cast<int64_t>(t) * kv_dim, sizeof(float) * kv_dim);
     std::memcpy(v_cache + off, v + static_cast<int64_t>(t) * kv_dim, sizeof(float) * kv_dim);
   }
@@ -218,15 +221,31 @@ struct AttnScratch {
   }
 };
 
-// One query row against one key block (kt: the block transposed, zero past its end): scores,
+// One key tile [b0, b1) of a sequence as pieces that each lie in one block of the paged cache:
+// piece i holds tile keys [start[i], start[i + 1]) and its V rows begin at v[i] (for this kv
+// head; consecutive keys kv_dim apart). Pieces wholly before the tile's first key (blocks out of
+// every token's window, which may be -1 in the table) have v = nullptr and are never read.
+struct KeyTile {
+  static constexpr int kMaxPieces = kAttnKeyBlock + 1;
+  int n = 0;
+  int start[kMaxPieces + 1];
+  const float* v[kMaxPieces];
+  int segment_of(int j) const {  // the piece holding tile key j (a handful of pieces)
+    int i = 0;
+    while (start[i + 1] <= j) ++i;
+    return i;
+  }
+};
+
+// One query row against one key tile (kt: the tile transposed, zero past its end): scores,
 // the online-softmax update of the row's max m and sum l, and the weighted value rows added to
 // acc. Keys outside [jlo, jhi] get weight +0 in the fixed-shape sum (adding +0 changes no bits)
 // and are skipped in the values. HD: the head dim when known at compile time (sums in
 // registers), else 0 (hd at run time).
 template <int HD>
-inline void attend_block_row(const float* qr, const float* kt, const float* v0, int64_t v_stride,
-                             int jlo, int jhi, float scale, int hd_rt, float* m, float* l,
-                             float* acc) {
+inline void attend_block_row(const float* qr, const float* kt, const KeyTile& tile,
+                             int64_t v_stride, int jlo, int jhi, float scale, int hd_rt, float* m,
+                             float* l, float* acc) {
   constexpr int B = kAttnKeyBlock;
   const int hd = HD > 0 ? HD : hd_rt;
   float s[B];
@@ -257,25 +276,34 @@ inline void attend_block_row(const float* qr, const float* kt, const float* v0, 
     for (int i = 0; i < w; ++i) part[i] = part[i] + part[i + w];
   *l = *l * corr + part[0];
   *m = m_new;
+  // V rows in ascending key order, one run per piece of the tile (one block each): the same
+  // sums, in the same order, as over a contiguous cache.
+  const int seg_lo = tile.segment_of(jlo), seg_hi = tile.segment_of(jhi);
   if constexpr (HD > 0) {
     float a[HD];
 #pragma omp simd
     for (int d = 0; d < HD; ++d) a[d] = acc[d] * corr;
-    for (int j = jlo; j <= jhi; ++j) {
-      const float p = s[j];
-      const float* vr = v0 + j * v_stride;
+    for (int sg = seg_lo; sg <= seg_hi; ++sg) {
+      const int j0 = std::max(jlo, tile.start[sg]), j1 = std::min(jhi, tile.start[sg + 1] - 1);
+      const float* vr = tile.v[sg] + (j0 - tile.start[sg]) * v_stride;
+      for (int j = j0; j <= j1; ++j, vr += v_stride) {
+        const float p = s[j];
 #pragma omp simd
-      for (int d = 0; d < HD; ++d) a[d] += p * vr[d];
+        for (int d = 0; d < HD; ++d) a[d] += p * vr[d];
+      }
     }
     for (int d = 0; d < HD; ++d) acc[d] = a[d];
   } else {
 #pragma omp simd
     for (int d = 0; d < hd; ++d) acc[d] *= corr;
-    for (int j = jlo; j <= jhi; ++j) {
-      const float p = s[j];
-      const float* vr = v0 + j * v_stride;
+    for (int sg = seg_lo; sg <= seg_hi; ++sg) {
+      const int j0 = std::max(jlo, tile.start[sg]), j1 = std::min(jhi, tile.start[sg + 1] - 1);
+      const float* vr = tile.v[sg] + (j0 - tile.start[sg]) * v_stride;
+      for (int j = j0; j <= j1; ++j, vr += v_stride) {
+        const float p = s[j];
 #pragma omp simd
-      for (int d = 0; d < hd; ++d) acc[d] += p * vr[d];
+        for (int d = 0; d < hd; ++d) acc[d] += p * vr[d];
+      }
     }
   }
 }
@@ -283,31 +311,34 @@ inline void attend_block_row(const float* qr, const float* kt, const float* v0, 
 }  // namespace
 
 // Tiled (flash-style) attention. A work item is a tile of up to kAttnMaxRows / group consecutive
-// batch tokens of one sequence (same slot) times one KV head, i.e. all heads of its GQA group:
-// each key and value row is read once for every query row of the tile. Keys go in blocks of
-// kAttnKeyBlock at absolute positions (0, 64, 128, ...); per block the K block is transposed so
-// the scores q . k vectorise over keys, then an online softmax per row (running max m and sum l,
-// earlier sums rescaled by exp(m_old - m_new)), then the weighted V rows are added
-// (attend_block_row).
+// batch tokens of one sequence (same block-table row) times one KV head, i.e. all heads of its
+// GQA group: each key and value row is read once for every query row of the tile. Keys go in
+// tiles of kAttnKeyBlock at absolute positions (0, 64, 128, ...); per tile the K rows are
+// gathered block by block through the table and transposed so the scores q . k vectorise over
+// keys, then an online softmax per row (running max m and sum l, earlier sums rescaled by
+// exp(m_old - m_new)), then the weighted V rows are added piece by piece (attend_block_row).
+// The table is read once per block of a tile, never per key.
 //
 // Batch invariant: a row's arithmetic depends only on its own q, its own key range and the
-// blocks' fixed boundaries (keys of a block outside its range weigh +0 in the fixed-shape sum and
+// tiles' fixed boundaries (keys of a tile outside its range weigh +0 in the fixed-shape sum and
 // are skipped in the values), so a token gets the same bits alone, in a prefill chunk or in a
-// batch, whatever the tile or the thread count.
+// batch, whatever the tile, the thread count or where its blocks sit in the pool.
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
-               int max_seq, int window, float scale) {
+               const int32_t* rows, const int32_t* pos, const int32_t* block_tables,
+               int table_stride, int T, int n_heads, int n_kv_heads, int hd, int block_size,
+               int window, float scale) {
   const int group = n_heads / n_kv_heads;
   const int kv_dim = n_kv_heads * hd;
+  const int64_t block_elems = static_cast<int64_t>(block_size) * kv_dim;
   const int tile_tokens = std::max(1, kAttnMaxRows / group);
-  // Tiles: runs of up to tile_tokens consecutive tokens with the same slot.
+  // Tiles: runs of up to tile_tokens consecutive tokens with the same row.
   thread_local std::vector<int> tiles;
   tiles.clear();
   int64_t work = 0;
   for (int t = 0; t < T;) {
     tiles.push_back(t);
     int e = t + 1;
-    while (e < T && e - t < tile_tokens && slots[e] == slots[t]) ++e;
+    while (e < T && e - t < tile_tokens && rows[e] == rows[t]) ++e;
     t = e;
   }
   for (int t = 0; t < T; ++t) work += int64_t{pos[t] + 1} * n_heads * hd;
@@ -325,42 +356,62 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
     for (int it = 0; it < items; ++it) {
       const int t0 = tile_at[it / n_kv_heads], t1 = tile_at[it / n_kv_heads + 1];
       const int kvh = it % n_kv_heads;
-      const int rows = (t1 - t0) * group;
-      const int64_t base = static_cast<int64_t>(slots[t0]) * max_seq * kv_dim + kvh * hd;
+      const int n_rows = (t1 - t0) * group;
+      const int32_t* table = block_tables + static_cast<int64_t>(rows[t0]) * table_stride;
       auto lo_of = [&](int t) { return window > 0 ? std::max(0, pos[t] - window + 1) : 0; };
       int lo = lo_of(t0), hi = pos[t0];
       for (int t = t0 + 1; t < t1; ++t) lo = std::min(lo, lo_of(t)), hi = std::max(hi, pos[t]);
       float* m = scratch.m.data();
       float* l = scratch.l.data();
-      std::fill(m, m + rows, -INFINITY);
-      std::fill(l, l + rows, 0.0f);
-      std::fill(scratch.acc.begin(), scratch.acc.begin() + int64_t{rows} * hd, 0.0f);
+      std::fill(m, m + n_rows, -INFINITY);
+      std::fill(l, l + n_rows, 0.0f);
+      std::fill(scratch.acc.begin(), scratch.acc.begin() + int64_t{n_rows} * hd, 0.0f);
+      KeyTile tile;
       for (int b0 = lo / kAttnKeyBlock * kAttnKeyBlock; b0 <= hi; b0 += kAttnKeyBlock) {
         const int b1 = std::min(b0 + kAttnKeyBlock, hi + 1);
         const int nb = b1 - b0;
-        for (int j = 0; j < nb; ++j) {
-          const float* kr = k_cache + base + static_cast<int64_t>(b0 + j) * kv_dim;
-          for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = kr[d];
+        // Pieces of [b0, b1), one block each; K rows transposed into kt. Keys before lo belong
+        // to no token of the tile: zeros (their block may be out of the window, -1).
+        tile.n = 0;
+        for (int p = b0; p < b1;) {
+          const int off = p % block_size;
+          const int len = std::min(block_size - off, b1 - p);
+          const int j0 = p - b0;
+          tile.start[tile.n] = j0;
+          if (p + len <= lo) {
+            tile.v[tile.n] = nullptr;
+            for (int j = j0; j < j0 + len; ++j)
+              for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
+          } else {
+            const int64_t at =
+                table[p / block_size] * block_elems + int64_t{off} * kv_dim + kvh * hd;
+            tile.v[tile.n] = v_cache + at;
+            const float* kr = k_cache + at;
+            for (int j = j0; j < j0 + len; ++j, kr += kv_dim)
+              for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = kr[d];
+          }
+          ++tile.n;
+          p += len;
         }
+        tile.start[tile.n] = nb;
         for (int j = nb; j < kAttnKeyBlock; ++j)
           for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
-        const float* v0 = v_cache + base + static_cast<int64_t>(b0) * kv_dim;
         for (int t = t0; t < t1; ++t) {
           const int jlo = std::max(b0, lo_of(t)) - b0, jhi = std::min(b1 - 1, pos[t]) - b0;
-          if (jlo > jhi) continue;  // no key of this block in the token's range
+          if (jlo > jhi) continue;  // no key of this tile in the token's range
           for (int g = 0; g < group; ++g) {
             const int r = (t - t0) * group + g;
             const float* qr = q + (static_cast<int64_t>(t) * n_heads + kvh * group + g) * hd;
             float* a = scratch.acc.data() + int64_t{r} * hd;
             switch (hd) {
               case 64:
-                attend_block_row<64>(qr, kt, v0, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                attend_block_row<64>(qr, kt, tile, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
                 break;
               case 128:
-                attend_block_row<128>(qr, kt, v0, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                attend_block_row<128>(qr, kt, tile, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
                 break;
               default:
-                attend_block_row<0>(qr, kt, v0, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                attend_block_row<0>(qr, kt, tile, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
             }
           }
         }

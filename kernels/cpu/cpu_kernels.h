@@ -37,17 +37,28 @@ void qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm, 
 // out[t, n] += bias[n] for t < T, n < N.
 void add_bias(float* out, const float* bias, int64_t T, int64_t N);
 
-// Cache layout [n_slots, max_seq, kv_dim]: writes k[t], v[t] at (slots[t], pos[t]).
-void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
-               const int32_t* pos, int T, int max_seq, int kv_dim);
+// The paged KV cache: K and V each a pool [n_blocks, block_size, kv_dim] (kv_dim = n_kv * hd).
+// Token t's sequence uses row rows[t] of block_tables [n_rows, table_stride]; its position p
+// lives in block block_tables[rows[t] * table_stride + p / block_size] at offset
+// p % block_size. The kernels read only the entries of blocks a token writes or attends to
+// (entries past a sequence's end, or of blocks wholly outside its sliding window, may be -1),
+// and trust those to be valid block ids (the engine checks each step's table on the host).
 
-// out[t, h*hd..] = softmax_j(q[t,h] . K[slot, j, h/group] * scale) V[slot, j, h/group] over
-// j in [max(0, pos[t] - window + 1), pos[t]] (window <= 0: from 0). Tiled online softmax, fp32:
-// each K/V row is read once per tile of consecutive tokens x the heads of a GQA group; batch
-// invariant (a token's result does not depend on the other tokens of the batch).
+// Writes k[t], v[t] at (rows[t], pos[t]) through the block table.
+void kv_append(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* rows,
+               const int32_t* pos, const int32_t* block_tables, int table_stride, int T,
+               int block_size, int kv_dim);
+
+// out[t, h*hd..] = softmax_j(q[t,h] . K[row_t, j, h/group] * scale) V[row_t, j, h/group] over
+// j in [max(0, pos[t] - window + 1), pos[t]] (window <= 0: from 0), K and V read through the
+// block table. Tiled online softmax, fp32: each K/V row is read once per tile of consecutive
+// tokens x the heads of a GQA group; batch invariant (a token's result does not depend on the
+// other tokens of the batch) and independent of the block table (the same bits for any
+// placement of the blocks, and as a contiguous cache).
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-               const int32_t* slots, const int32_t* pos, int T, int n_heads, int n_kv_heads, int hd,
-               int max_seq, int window, float scale);
+               const int32_t* rows, const int32_t* pos, const int32_t* block_tables,
+               int table_stride, int T, int n_heads, int n_kv_heads, int hd, int block_size,
+               int window, float scale);
 
 // out[i] = silu(gate[i]) * up[i].
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);

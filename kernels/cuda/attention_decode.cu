@@ -4,13 +4,16 @@
 // are processed in chunks of 64: scores (lanes_per_key lanes dot one key with 128-bit loads),
 // an online-softmax update per head, then P.V with each thread owning one or two of the hd
 // columns for all heads. With several splits, partial (o, m, l) go to a workspace and
-// combine_kernel merges them. Positions and slots come from device memory; the grid depends
-// only on host sizes, so the step can be captured once and replayed at any position.
+// combine_kernel merges them. Keys are read through the block table (kv_pages.cuh): at the start
+// of each chunk the block's threads look up the pool row of its 64 keys once, into shared
+// memory. Positions, rows and the table come from device memory; the grid depends only on host
+// sizes, so the step can be captured once and replayed at any position with any table.
 #include <cmath>
 
 #include "attention_split.h"
 #include "common.cuh"
 #include "kernels.h"
+#include "kv_pages.cuh"
 
 namespace tpinfer::gpu {
 namespace {
@@ -28,18 +31,18 @@ struct DecodeArgs {
   float* ws_o;          // [T, n_heads, n_splits, hd] unnormalised partial outputs (n_splits > 1)
   float2* ws_ml;        // [T, n_heads, n_splits] (running max in log2 units, sum of exp2)
   const bf16* q;        // [T, n_heads * hd]
-  const bf16* k_cache;  // [n_slots, max_seq, n_kv_heads, hd]
+  const bf16* k_cache;  // pool [n_blocks, block_size, n_kv_heads, hd]
   const bf16* v_cache;
-  const int32_t* slots;
+  const int32_t* rows;  // [T] block-table row of each token
   const int32_t* positions;
-  int n_heads, n_kv_heads, head_dim, n_slots, max_seq, window, n_splits, head_blocks;
+  KvPages pages;
+  int n_heads, n_kv_heads, head_dim, window, n_splits, head_blocks;
   int lanes_per_key;  // power of two with 8 * lanes_per_key >= hd, <= 32
   float scale_log2;   // softmax scale * log2(e): scores live in base 2
 };
 
-__device__ __forceinline__ KeySplit token_split(const DecodeArgs& a, int slot, int pos, int split) {
-  const bool valid = slot >= 0 && slot < a.n_slots && pos >= 0 && pos < a.max_seq;
-  if (!valid) return KeySplit{1, 0, 0};
+__device__ __forceinline__ KeySplit token_split(const DecodeArgs& a, int row, int pos, int split) {
+  if (!paged_token_ok(a.pages, row, pos)) return KeySplit{1, 0, 0};
   return decode_key_split(attention_first_key(pos, a.window), pos, split, a.n_splits);
 }
 
@@ -52,14 +55,15 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   const int h0 = kv_head * group + head_block * kMaxHeads;
   const int n_h = min(kMaxHeads, group - head_block * kMaxHeads);
   const int D = a.head_dim;
-  const int slot = a.slots[t];
+  const int row = a.rows[t];
   const int pos = a.positions[t];
-  const KeySplit ks = token_split(a, slot, pos, split);
+  const KeySplit ks = token_split(a, row, pos, split);
   if (split >= ks.n_active) return;  // this token needs fewer splits: nothing to do
 
   __shared__ __align__(16) float s_q[kMaxHeads * kMaxDim];
   __shared__ float s_p[kMaxHeads][kChunk];
   __shared__ float s_m[kMaxHeads], s_l[kMaxHeads], s_alpha[kMaxHeads];
+  __shared__ long long s_krow[kChunk];  // pool row of each key of the chunk (-1: none)
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -86,20 +90,27 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   const int d0 = (lane % lpk) * 8;
   const bool lane_has_dims = d0 < D;
   const size_t kv_stride = static_cast<size_t>(a.n_kv_heads) * D;  // one position
-  const size_t kv_base = static_cast<size_t>(ks.end > ks.begin ? slot : 0) * a.max_seq * kv_stride +
-                         static_cast<size_t>(kv_head) * D;
-  const bf16* k_base = a.k_cache + kv_base;
-  const bf16* v_base = a.v_cache + kv_base;
+  const bf16* k_base = a.k_cache + static_cast<size_t>(kv_head) * D;
+  const bf16* v_base = a.v_cache + static_cast<size_t>(kv_head) * D;
+  PagedRow paged;
+  if (ks.end > ks.begin) paged = paged_row(a.pages, row);
 
   for (int c0 = ks.begin; c0 < ks.end; c0 += kChunk) {
     const int nc = min(kChunk, ks.end - c0);
+    // The chunk's keys through the table, once (the previous chunk's readers are past the
+    // barrier at the end of the loop).
+    for (int kk = tid; kk < kChunk; kk += kThreads) {
+      s_krow[kk] = kk < nc ? paged.cache_row(c0 + kk) : -1;
+    }
+    __syncthreads();
     // Scores. kChunk is a multiple of kWarps * keys_per_warp (or of 2 * 32 when one lane holds
     // a whole key), so every lane of a warp runs the same trip count: full-mask shuffles are safe.
     for (int kk = warp * keys_per_warp + sub; kk < kChunk; kk += kWarps * keys_per_warp) {
       const bool key_ok = kk < nc;
+      const long long krow = s_krow[kk];  // -1 past nc, or a bad entry: a key of zeros
       float kf[8];
-      if (key_ok && lane_has_dims) {
-        load8(k_base + static_cast<size_t>(c0 + kk) * kv_stride + d0, kf);
+      if (krow >= 0 && lane_has_dims) {
+        load8(k_base + static_cast<size_t>(krow) * kv_stride + d0, kf);
       } else {
 #pragma unroll
         for (int j = 0; j < 8; ++j) kf[j] = 0.0f;
@@ -148,7 +159,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
         }
 #pragma unroll 4
         for (int kk = 0; kk < nc; ++kk) {
-          const float v = __bfloat162float(v_base[static_cast<size_t>(c0 + kk) * kv_stride + d]);
+          const long long vrow = s_krow[kk];
+          const float v = vrow >= 0
+                              ? __bfloat162float(v_base[static_cast<size_t>(vrow) * kv_stride + d])
+                              : 0.0f;
 #pragma unroll
           for (int hh = 0; hh < kMaxHeads; ++hh) {
             if (hh < n_h) acc[r][hh] = fmaf(s_p[hh][kk], v, acc[r][hh]);
@@ -186,7 +200,7 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const DecodeArgs a) {
   const int h = blockIdx.x;
   const int t = blockIdx.y;
   const int D = a.head_dim;
-  const KeySplit ks = token_split(a, a.slots[t], a.positions[t], 0);
+  const KeySplit ks = token_split(a, a.rows[t], a.positions[t], 0);
   const int n_active = ks.n_active;  // <= n_splits <= 32
   const size_t row = static_cast<size_t>(t) * a.n_heads + h;
   __shared__ float s_w[32];
@@ -233,26 +247,26 @@ size_t attention_decode_workspace_bytes(int n_tokens, int n_heads, int head_dim,
 }
 
 void attention_decode(bf16* out, float* workspace, const bf16* q, const bf16* k_cache,
-                      const bf16* v_cache, const int32_t* slots, const int32_t* positions,
-                      const AttentionShape& s, int n_splits, cudaStream_t stream) {
+                      const bf16* v_cache, const int32_t* rows, const int32_t* positions,
+                      const KvPages& pages, const AttentionShape& s, int n_splits,
+                      cudaStream_t stream) {
   if (s.n_tokens <= 0) return;
   DecodeArgs a;
   a.out = out;
-  const size_t rows = static_cast<size_t>(s.n_tokens) * s.n_heads * n_splits;
+  const size_t ws_rows = static_cast<size_t>(s.n_tokens) * s.n_heads * n_splits;
   a.ws_o = workspace;
-  // hd % 8 == 0, so the float2 array after rows * hd floats is 8-byte aligned.
+  // hd % 8 == 0, so the float2 array after ws_rows * hd floats is 8-byte aligned.
   a.ws_ml =
-      workspace != nullptr ? reinterpret_cast<float2*>(workspace + rows * s.head_dim) : nullptr;
+      workspace != nullptr ? reinterpret_cast<float2*>(workspace + ws_rows * s.head_dim) : nullptr;
   a.q = q;
   a.k_cache = k_cache;
   a.v_cache = v_cache;
-  a.slots = slots;
+  a.rows = rows;
   a.positions = positions;
+  a.pages = pages;
   a.n_heads = s.n_heads;
   a.n_kv_heads = s.n_kv_heads;
   a.head_dim = s.head_dim;
-  a.n_slots = s.n_slots;
-  a.max_seq = s.max_seq;
   a.window = s.sliding_window;
   a.n_splits = n_splits;
   a.head_blocks = static_cast<int>(ceil_div(s.n_heads / s.n_kv_heads, kMaxHeads));

@@ -4,9 +4,11 @@
 // from device positions). Each warp owns 16 query rows end to end: S = Q K^T for its strip,
 // the online softmax of its rows (two lanes per row), O += P V for its strip; only the K/V
 // tile loads need the whole block. O stays in fp32 shared memory so the softmax rescale is a
-// plain per-row multiply. Tokens of a tile that sit in different slots are processed one slot
-// group after another (rows outside the group see only masked keys, which leaves them as
-// they were), so any batch is correct and a real prefill needs one pass.
+// plain per-row multiply. Tokens of a tile that belong to different sequences (block-table rows)
+// are processed one row group after another (rows outside the group see only masked keys, which
+// leaves them as they were), so any batch is correct and a real prefill needs one pass. K/V
+// tiles are gathered through the group's block-table row (kv_pages.cuh): the 64 keys' pool rows
+// are looked up once per tile, into shared memory.
 #include <mma.h>
 
 #include <climits>
@@ -15,6 +17,7 @@
 #include "attention_split.h"
 #include "common.cuh"
 #include "kernels.h"
+#include "kv_pages.cuh"
 
 namespace tpinfer::gpu {
 namespace {
@@ -50,11 +53,12 @@ struct Layout {
 struct PrefillArgs {
   bf16* out;            // [T, n_heads * hd]
   const bf16* q;        // [T, n_heads * hd]
-  const bf16* k_cache;  // [n_slots, max_seq, n_kv_heads, hd]
+  const bf16* k_cache;  // pool [n_blocks, block_size, n_kv_heads, hd]
   const bf16* v_cache;
-  const int32_t* slots;
+  const int32_t* rows;  // [T] block-table row of each token
   const int32_t* positions;
-  int n_tokens, n_heads, n_kv_heads, n_slots, max_seq, window;
+  KvPages pages;
+  int n_tokens, n_heads, n_kv_heads, window;
   float scale_log2;
 };
 
@@ -74,6 +78,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
   float* sO = reinterpret_cast<float*>(smem + L::kO);
   __shared__ int s_pos[kBM], s_lo[kBM], s_slot[kBM], s_pending[kBM], s_active[kBM];
   __shared__ int s_cur_slot, s_kmin, s_kmax;
+  __shared__ long long s_krow[kBN];  // pool row of each key of the tile (-1: a key of zeros)
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -91,8 +96,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
     bool ok = false;
     if (t < a.n_tokens) {
       pos = a.positions[t];
-      slot = a.slots[t];
-      ok = slot >= 0 && slot < a.n_slots && pos >= 0 && pos < a.max_seq;
+      slot = a.rows[t];
+      ok = paged_token_ok(a.pages, slot, pos);
     }
     s_pos[r] = pos;
     s_lo[r] = ok ? attention_first_key(pos, a.window) : 0;
@@ -157,18 +162,26 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
     const bool row_active = s_active[my_row] != 0;
     const int row_pos = s_pos[my_row];
     const int row_lo = s_lo[my_row];
-    const size_t cache_base =
-        static_cast<size_t>(cur) * a.max_seq * kv_stride + static_cast<size_t>(kv_head) * D;
+    const size_t head_off = static_cast<size_t>(kv_head) * D;
+    const PagedRow paged = paged_row(a.pages, cur);
 
     for (int k0 = (kmin / kBN) * kBN; k0 <= kmax; k0 += kBN) {
+      // The tile's keys through the table (keys outside [kmin, kmax] are not looked up: their
+      // blocks may be out of the window, -1). The previous tile's readers are past the barrier
+      // at the end of the loop.
+      for (int c = tid; c < kBN; c += kThreads) {
+        const int j = k0 + c;
+        s_krow[c] = j >= kmin && j <= kmax ? paged.cache_row(j) : -1;
+      }
+      __syncthreads();
       // K/V tile; keys outside [kmin, kmax] are zeros so that 0 * garbage never reaches O.
       for (int i = tid; i < kBN * kVecPerRow; i += kThreads) {
         const int c = i / kVecPerRow;
         const int d = (i % kVecPerRow) * 8;
-        const int j = k0 + c;
+        const long long krow = s_krow[c];
         uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-        if (j >= kmin && j <= kmax) {
-          const size_t off = cache_base + static_cast<size_t>(j) * kv_stride + d;
+        if (krow >= 0) {
+          const size_t off = static_cast<size_t>(krow) * kv_stride + head_off + d;
           kv = *reinterpret_cast<const uint4*>(a.k_cache + off);
           vv = *reinterpret_cast<const uint4*>(a.v_cache + off);
         }
@@ -286,21 +299,20 @@ cudaError_t attention_prefill_init() {
 }
 
 void attention_prefill(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache,
-                       const int32_t* slots, const int32_t* positions, const AttentionShape& s,
-                       cudaStream_t stream) {
+                       const int32_t* rows, const int32_t* positions, const KvPages& pages,
+                       const AttentionShape& s, cudaStream_t stream) {
   if (s.n_tokens <= 0) return;
   PrefillArgs a;
   a.out = out;
   a.q = q;
   a.k_cache = k_cache;
   a.v_cache = v_cache;
-  a.slots = slots;
+  a.rows = rows;
   a.positions = positions;
+  a.pages = pages;
   a.n_tokens = s.n_tokens;
   a.n_heads = s.n_heads;
   a.n_kv_heads = s.n_kv_heads;
-  a.n_slots = s.n_slots;
-  a.max_seq = s.max_seq;
   a.window = s.sliding_window;
   a.scale_log2 = s.scale * kLog2e;
   if (s.head_dim == 64) {

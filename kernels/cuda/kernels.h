@@ -4,8 +4,8 @@
 // returns at once; launch errors surface through cudaGetLastError() in the caller.
 //
 // Graph capture: no launcher allocates, synchronizes or reads device data on the host. Token
-// positions, slots and ids are read from device arrays inside the kernels and every launch
-// shape depends only on host sizes, so a captured step can be replayed with new positions.
+// positions, rows, block tables and ids are read from device arrays inside the kernels and every
+// launch shape depends only on host sizes, so a captured step can be replayed with new positions.
 //
 // Shapes: T = tokens, hd = head_dim. bf16 storage, fp32 arithmetic everywhere.
 #pragma once
@@ -60,40 +60,51 @@ void add_bias(bf16* out, const bf16* bias, int64_t rows, int64_t cols, cudaStrea
 // out[i] = silu(gate[i]) * up[i] for i < n.
 void silu_mul(bf16* out, const bf16* gate, const bf16* up, int64_t n, cudaStream_t stream);
 
-// --- kv_cache.cu --------------------------------------------------------------------------
-// Cache layout [n_slots, max_seq, kv_width] with kv_width = n_kv_heads * hd. Writes k[t] and v[t]
-// at (slots[t], positions[t]); tokens whose slot or position is out of range are skipped.
-void kv_append(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
-               const int32_t* positions, int n_tokens, int n_slots, int max_seq, int kv_width,
+// --- the paged KV cache (kv_cache.cu, attention_prefill.cu, attention_decode.cu) -----------
+// K and V are each a pool [n_blocks, block_size, kv_width] (kv_width = n_kv_heads * hd). Token t
+// belongs to the sequence whose block table is row rows[t] of block_tables [n_rows,
+// table_stride]; its position p lives in block block_tables[rows[t] * table_stride + p /
+// block_size], offset p % block_size. Kernels read only the entries of blocks a token writes or
+// attends to (others may be -1: past a sequence's end, or wholly outside its sliding window).
+// A token whose row or position is out of range is skipped (kv_append) or gets zeros
+// (attention); an entry outside [0, n_blocks) reads as a block of zeros and is never written.
+struct KvPages {
+  const int32_t* block_tables = nullptr;  // device int array [n_rows, table_stride]
+  int table_stride = 0;
+  int n_rows = 0;
+  int n_blocks = 0;
+  int block_size = 0;  // a power of two
+  int max_seq = 0;     // positions are below it
+};
+
+// Writes k[t] and v[t] at (rows[t], positions[t]) through the block table.
+void kv_append(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* rows,
+               const int32_t* positions, const KvPages& pages, int n_tokens, int kv_width,
                cudaStream_t stream);
 
-// --- attention (attention_prefill.cu, attention_decode.cu) --------------------------------
-// out[t, h*hd:(h+1)*hd] = softmax_j(q[t,h] . K[slot_t, j, h/group] * scale) V[slot_t, j, h/group]
+// out[t, h*hd:(h+1)*hd] = softmax_j(q[t,h] . K[row_t, j, h/group] * scale) V[row_t, j, h/group]
 // over j in [max(0, pos_t - window + 1), pos_t] (window <= 0: no window), group = n_heads /
-// n_kv_heads. Reads the KV cache only (append first). Tokens with a slot or position out of
-// range get zeros.
+// n_kv_heads, K and V read through the block table. Reads the KV cache only (append first).
 struct AttentionShape {
   int n_tokens = 0;
   int n_heads = 0;
   int n_kv_heads = 0;
   int head_dim = 0;
-  int n_slots = 0;
-  int max_seq = 0;
   int sliding_window = 0;
   float scale = 1.0f;
 };
 
 // Prefill: flash-attention tiling on bf16 tensor cores (WMMA, sm_80+), 64 queries x 64 keys per
-// tile, one block per (query tile, head). Queries of a tile that belong to different slots are
-// handled one slot group after the other, so any batch is correct; it is fast when a tile's
-// tokens share one slot (a prefill). hd in {64, 128}.
+// tile, one block per (query tile, head). Queries of a tile that belong to different sequences
+// (rows) are handled one row group after the other, so any batch is correct; it is fast when a
+// tile's tokens share one row (a prefill). hd in {64, 128}.
 bool attention_prefill_supports(int head_dim);
 // Raises the dynamic shared memory limit of the prefill kernels; call once per device before
 // any launch (outside graph capture). Returns the CUDA status.
 cudaError_t attention_prefill_init();
 void attention_prefill(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache,
-                       const int32_t* slots, const int32_t* positions, const AttentionShape& s,
-                       cudaStream_t stream);
+                       const int32_t* rows, const int32_t* positions, const KvPages& pages,
+                       const AttentionShape& s, cudaStream_t stream);
 
 // Decode: flash-decoding. Grid (n_splits, n_kv_heads * head blocks, T); a block handles one
 // token, one kv head and its query heads (up to 16 at a time), one split of the key range. The
@@ -104,8 +115,9 @@ void attention_prefill(bf16* out, const bf16* q, const bf16* k_cache, const bf16
 int attention_decode_splits(int n_tokens, int n_heads, int n_kv_heads, int max_seq, int n_sms);
 size_t attention_decode_workspace_bytes(int n_tokens, int n_heads, int head_dim, int n_splits);
 void attention_decode(bf16* out, float* workspace, const bf16* q, const bf16* k_cache,
-                      const bf16* v_cache, const int32_t* slots, const int32_t* positions,
-                      const AttentionShape& s, int n_splits, cudaStream_t stream);
+                      const bf16* v_cache, const int32_t* rows, const int32_t* positions,
+                      const KvPages& pages, const AttentionShape& s, int n_splits,
+                      cudaStream_t stream);
 
 // --- gemv.cu ------------------------------------------------------------------------------
 // The bandwidth-bound projection for small batches: out[t, n] = sum_k x[t, k] * w[n, k] for

@@ -3,7 +3,7 @@
 // live in kernels/<device>/ as framework-free launchers; a backend validates and dispatches.
 //
 // Shapes below are per rank. T = tokens in the batch, H = hidden size, hd = head_dim.
-// "Device int arrays" (ids, positions, slots) are int32 arrays in backend memory.
+// "Device int arrays" (ids, positions, slots, block tables) are int32 arrays in backend memory.
 #pragma once
 
 #include <cstddef>
@@ -24,24 +24,36 @@ struct DeviceMemory {
   size_t free_bytes = 0;
 };
 
-// One layer's KV cache: K and V each [n_slots, max_seq, n_kv_heads_local, head_dim].
+// One layer's KV cache, paged: K and V each a pool [n_blocks, block_size, n_kv_heads_local,
+// head_dim] of fixed-size blocks that sequences take through their block tables (BatchView).
+// max_seq and max_rows bound what one step may ask for: a position is below max_seq (a table
+// row has ceil(max_seq / block_size) entries) and a step uses at most max_rows table rows (the
+// sequences of a batched decode, which sizes the CUDA flash-decoding workspace).
 struct KvLayer {
   void* k = nullptr;
   void* v = nullptr;
   DType dtype = DType::f32;
-  int n_slots = 0;
-  int max_seq = 0;
+  int n_blocks = 0;
+  int block_size = 0;  // positions per block, a power of two (kKvBlockSize in engine.h)
   int n_kv_heads = 0;
   int head_dim = 0;
+  int max_seq = 0;
+  int max_rows = 0;
 };
 
-// What attention needs to know about the batch: token t belongs to KV slot slots[t] and sits at
-// position positions[t]; it attends to positions [max(0, pos - window + 1), pos] of its slot.
-// A prefill is T tokens of one slot; a batched decode is one token of each of T slots.
+// What attention needs to know about the batch: token t sits at position positions[t] of the
+// sequence whose block table is row slots[t] of block_tables; it attends to positions
+// [max(0, pos - window + 1), pos] of that sequence. Position p of row r lives in block
+// block_tables[r * table_stride + p / block_size], at offset p % block_size. A prefill is T
+// tokens of one row; a batched decode is one token of each of T rows. Entries past what a
+// sequence uses, or of blocks wholly before the window of every token of its row in the step,
+// may be -1: kernels never read them.
 struct BatchView {
   int n_tokens = 0;
-  const int32_t* positions = nullptr;  // device int array [T]
-  const int32_t* slots = nullptr;      // device int array [T]
+  const int32_t* positions = nullptr;     // device int array [T]
+  const int32_t* slots = nullptr;         // device int array [T]: the block-table row of token t
+  const int32_t* block_tables = nullptr;  // device int array [n_rows, table_stride]: block ids
+  int table_stride = 0;
   int max_position = 0;  // largest entry of positions: a host-side hint, stale under replay()
   // RoPE kinds that depend on the length (dynamic, longrope) pick their frequencies for
   // max(max_position + 1, rope_seq_len): a sequence recomputed in chunks keeps the frequencies
@@ -94,15 +106,16 @@ class Backend {
   // Bytes currently held through alloc() (for the memory report: planned vs real).
   virtual size_t allocated_bytes() const = 0;
   // Bytes the backend will hold for itself (cuBLAS workspace, flash-decoding partials) when it
-  // runs attention over a KV cache of this shape with n_heads local query heads, so the memory
-  // plan can count them before anything is allocated.
+  // runs attention over a KV cache of this shape (the pool's block size and count, max_seq,
+  // max_rows) with n_heads local query heads, so the memory plan can count them before anything
+  // is allocated.
   virtual size_t workspace_bytes(const KvLayer& cache_shape, int n_heads) const { return 0; }
 
   // Optional whole-step capture (CUDA graphs). The engine enqueues one decode step between
   // capture_begin() and capture_end(); replay() then re-runs it. Every input the step reads
-  // (token ids, positions, slots) lives at fixed device addresses that the engine rewrites
-  // before each replay, so ops must read positions from device memory, not from host hints.
-  // Backends without graphs return false from capture_begin() and the engine runs eagerly.
+  // (token ids, positions, slots, block tables) lives at fixed device addresses that the engine
+  // rewrites before each replay, so ops must read positions from device memory, not from host
+  // hints. Backends without graphs return false from capture_begin() and the engine runs eagerly.
   virtual bool capture_begin() { return false; }
   virtual void capture_end() {}
   virtual void replay() {}
@@ -131,10 +144,12 @@ class Backend {
                             int head_dim, const RopeTable& rope, float eps) = 0;
   // out[T, N] += bias[1, N] (linear layers with biases; bias in the activation dtype).
   virtual void add_bias(Tensor out, Tensor bias) = 0;
-  // Writes k and v [T, n_kv_heads*hd] into the cache at (slots[t], positions[t]).
+  // Writes k and v [T, n_kv_heads*hd] into the cache at positions[t] of row slots[t], through
+  // the block table.
   virtual void kv_append(const KvLayer& cache, Tensor k, Tensor v, const BatchView& b) = 0;
-  // out[T, n_heads*hd] = softmax(q k^T * scale) v over the cached positions of each token's slot,
-  // causal, grouped-query (n_heads / n_kv_heads queries share a kv head), sliding window if > 0.
+  // out[T, n_heads*hd] = softmax(q k^T * scale) v over the cached positions of each token's
+  // sequence (read through its block-table row), causal, grouped-query (n_heads / n_kv_heads
+  // queries share a kv head), sliding window if > 0 (blocks wholly outside it are not read).
   virtual void attention(Tensor out, Tensor q, const KvLayer& cache, const BatchView& b,
                          int n_heads, int sliding_window, float scale) = 0;
   // out[T, I] = silu(gate) * up.

@@ -253,6 +253,14 @@ std::vector<OptionSpec> build_specs() {
   // Resources and parallelism
   v.push_back(int_opt("max_seq", "MAX_SEQ", "Resources", &C::max_seq, 0,
                       "KV cache length in tokens; 0 = chosen by the engine", "0 (auto)"));
+  v.push_back(int_opt<int64_t>(
+      "kv_cache_blocks", nullptr, "Resources", &C::kv_cache_blocks, 0,
+      "KV cache blocks of 16 tokens per replica; 0 = auto (GPU: what mem_frac leaves after "
+      "weights and scratch; CPU: batch_size sequences of max_seq, within the memory budget)",
+      "0 (auto)"));
+  v.push_back(bool_opt("prefix_caching", "Resources", &C::prefix_caching,
+                       "reuse the KV cache of prompt prefixes seen before (greedy output is "
+                       "the same with it off)"));
   v.push_back(number_opt("mem_frac", "MEM_FRAC", "Resources", &C::mem_frac, unit_interval,
                          "fraction of free GPU memory tpinfer may use"));
   v.push_back(choice_opt(
@@ -302,7 +310,8 @@ std::vector<OptionSpec> build_specs() {
   v.push_back(string_opt("output", nullptr, "Batch", "PATH", &C::output,
                          "JSONL file for the batch results"));
   v.push_back(
-      int_opt("batch_size", nullptr, "Batch", &C::batch_size, 1, "prompts decoded together"));
+      int_opt("batch_size", nullptr, "Batch", &C::batch_size, 1,
+              "sequences a replica runs at once (their KV cache comes from the block pool)"));
   v.push_back(choice_opt("on_bad_line", nullptr, "Batch", &C::on_bad_line,
                          {{"skip", OnBadLine::skip}, {"fail", OnBadLine::fail}},
                          "an input line that does not parse: skip it or stop"));

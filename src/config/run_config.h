@@ -47,8 +47,12 @@ struct RunConfig {
   int logprobs = -1;  // metrics_json: each token's logprob and this many alternatives; -1 = off
 
   // Resources and parallelism
-  int max_seq = 0;        // [MAX_SEQ] 0 = chosen by the engine
-  float mem_frac = 0.9f;  // [MEM_FRAC] in (0, 1]
+  int max_seq = 0;  // [MAX_SEQ] 0 = chosen by the engine
+  // KV cache blocks per replica (16 tokens each); 0 = auto: on a GPU what mem_frac leaves after
+  // weights, scratch and workspace, on the CPU batch_size sequences of max_seq (within budget).
+  int64_t kv_cache_blocks = 0;
+  bool prefix_caching = true;  // reuse the KV blocks of a prompt prefix seen before
+  float mem_frac = 0.9f;       // [MEM_FRAC] in (0, 1]
   BackendChoice backend = BackendChoice::auto_;
   CommChoice comm = CommChoice::auto_;
   bool allow_gpu_sharing = false;

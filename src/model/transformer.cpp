@@ -59,8 +59,8 @@ Tensor* ModelWeights::find(const std::string& name) {
   return nullptr;
 }
 
-size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
-                                 int max_logit_rows) {
+size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens, int max_logit_rows,
+                                 int64_t table_entries) {
   const size_t a = dtype_size(act);
   const size_t T = static_cast<size_t>(max_tokens);
   size_t bytes = 0;
@@ -71,6 +71,7 @@ size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens,
   bytes += static_cast<size_t>(max_logit_rows) * d.hidden * a;              // last
   bytes += static_cast<size_t>(max_logit_rows) * d.vocab * 4 * (1 + d.tp);  // logits, logits_all
   bytes += (3 * T + max_logit_rows) * sizeof(int32_t);  // ids, positions, slots, logit_rows
+  bytes += static_cast<size_t>(table_entries) * sizeof(int32_t);  // block_tables
   return bytes;
 }
 

@@ -75,16 +75,19 @@ struct Activations {
   int32_t* ids = nullptr;  // device int arrays (max_tokens)
   int32_t* positions = nullptr;
   int32_t* slots = nullptr;
-  int32_t* logit_rows = nullptr;  // (max_logit_rows)
+  int32_t* logit_rows = nullptr;    // (max_logit_rows)
+  int32_t* block_tables = nullptr;  // (table_entries) the step's block table, fixed stride
 
-  static size_t bytes_needed(const ShardDims& d, DType act, int max_tokens, int max_logit_rows);
+  static size_t bytes_needed(const ShardDims& d, DType act, int max_tokens, int max_logit_rows,
+                             int64_t table_entries);
 };
 
 class Transformer {
  public:
   Transformer(const ModelConfig& cfg, const ShardDims& dims, Backend& backend, Communicator& comm);
 
-  // One forward over a batch whose metadata is already in act.ids/positions/slots/logit_rows.
+  // One forward over a batch whose metadata is already in act.ids/positions/slots/logit_rows
+  // and the block tables b points at.
   // Leaves f32 logits of the n_logit_rows requested rows in act.logits_all (every rank).
   void forward(const std::vector<KvLayer>& kv, Activations& act, const BatchView& batch,
                int n_logit_rows);

@@ -228,15 +228,20 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   bopts.deterministic = cfg.deterministic;
   e.backend = make_backend(e.backend_kind, bopts);
   const DeviceMemory devmem = e.backend->memory();
-  KvLayer kv_shape;
-  kv_shape.n_slots = shape.n_slots;
-  kv_shape.max_seq = shape.max_seq;
-  kv_shape.n_kv_heads = model.dims.n_kv_heads;
-  kv_shape.head_dim = model.dims.head_dim;
-  kv_shape.dtype = e.backend->act_dtype();
+  const KvLayer kv_shape = kv_layer_shape(shape, model.dims, e.backend->act_dtype());
   const size_t backend_workspace = e.backend->workspace_bytes(kv_shape, model.dims.n_heads);
   // Ranks of a node share its host memory on the CPU backend.
   const int sharing = e.backend_kind == BackendKind::cpu ? world.local_size() : 1;
+  e.plan = plan_memory(model.config, model.dims, shape, e.backend->weight_dtype(),
+                       e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes, cfg.mem_frac,
+                       sharing, backend_workspace);
+  // The KV pool: what kv_cache_blocks asks, or what the budget leaves (choose_kv_blocks). Every
+  // rank takes the smallest any rank can hold, so a leader's block tables are valid on its
+  // followers (and every replica has the same pool).
+  const int64_t blocks = choose_kv_blocks(
+      e.plan, shape, kv_block_bytes(model.dims, shape.block_size, e.backend->act_dtype()),
+      cfg.kv_cache_blocks, e.backend_kind == BackendKind::cuda);
+  shape.n_blocks = static_cast<int>(-world.all_reduce_max_world(-blocks));
   e.plan = plan_memory(model.config, model.dims, shape, e.backend->weight_dtype(),
                        e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes, cfg.mem_frac,
                        sharing, backend_workspace);
@@ -251,7 +256,7 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
                  << " node(s): tp=" << world.tp() << " dp=" << world.dp() << ", backend "
                  << e.backend->describe() << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "")
                  << ", comm " << comm_kind_name(e.comm_kind) << ", max_seq " << shape.max_seq
-                 << " x " << shape.n_slots << " slot(s)";
+                 << ", batch_size " << shape.n_slots;
     TPI_LOG_INFO << e.plan.report();
   }
   std::string err;

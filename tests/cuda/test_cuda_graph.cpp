@@ -1,7 +1,8 @@
 // CUDA-graph capture of a decode step: a miniature layer (embed, add_rmsnorm, GEMV projections,
 // q/k norm + RoPE, KV append, attention, SwiGLU, f32 logits, argmax) is captured once and
-// replayed at new token ids and positions written in place; every replay must equal the same
-// step run eagerly. Also: what is refused inside a capture, that a refused op leaves the
+// replayed at new token ids, positions and block tables written in place (the second replay
+// moves every KV block elsewhere in the pool); every replay must equal the same step run
+// eagerly. Also: what is refused inside a capture, that a refused op leaves the
 // capture closable, and that capture_abort after a failed op leaves the stream usable.
 #include <cmath>
 
@@ -12,11 +13,12 @@ namespace {
 
 struct MiniModel {
   static constexpr int kVocab = 300, kHidden = 256, kHeads = 4, kKvHeads = 2, kHd = 64;
-  static constexpr int kInter = 512, kSlots = 2, kMaxSeq = 256;
+  static constexpr int kInter = 512, kSlots = 2, kMaxSeq = 256, kBlock = 16;
+  static constexpr int kStride = kMaxSeq / kBlock, kBlocks = 2 * kSlots * kStride;
   Tensor embed, norm, wq, wk, wv, wo, q_norm, k_norm, w_gate, w_up, w_down, lm_head;
   KvLayer cache;
   // Step state at fixed addresses (what the engine rewrites before each replay).
-  int32_t *ids, *positions, *slots;
+  int32_t *ids, *positions, *slots, *table;  // table: [kSlots, kStride] block ids
   Tensor x, h, q, k, v, attn, o, gate, up, act, logits, index, inv_freq;
 
   explicit MiniModel(Arena& a) {
@@ -37,16 +39,20 @@ struct MiniModel {
     w_up = w(kInter, kHidden);
     w_down = w(kHidden, kInter);
     lm_head = w(kVocab, kHidden);
-    cache.k = a.empty(DType::bf16, kSlots * kMaxSeq, kKvHeads * kHd).data;
-    cache.v = a.empty(DType::bf16, kSlots * kMaxSeq, kKvHeads * kHd).data;
+    // A pool with room for every slot twice: the table can move a sequence's blocks.
+    cache.k = a.empty(DType::bf16, kBlocks * kBlock, kKvHeads * kHd).data;
+    cache.v = a.empty(DType::bf16, kBlocks * kBlock, kKvHeads * kHd).data;
     cache.dtype = DType::bf16;
-    cache.n_slots = kSlots;
+    cache.n_blocks = kBlocks;
+    cache.block_size = kBlock;
     cache.max_seq = kMaxSeq;
+    cache.max_rows = kSlots;
     cache.n_kv_heads = kKvHeads;
     cache.head_dim = kHd;
     ids = a.ints(std::vector<int32_t>(kSlots, 0));
     positions = a.ints(std::vector<int32_t>(kSlots, 0));
     slots = a.ints(std::vector<int32_t>(kSlots, 0));
+    table = a.ints(table_at(0));
     x = a.empty(DType::bf16, kSlots, kHidden);
     h = a.empty(DType::bf16, kSlots, kHidden);
     q = a.empty(DType::bf16, kSlots, kHeads * kHd);
@@ -64,9 +70,20 @@ struct MiniModel {
     inv_freq = a.from_floats(DType::f32, 1, kHd / 2, freq);
   }
 
-  // One decode step for n tokens (one per slot): reads ids/positions/slots from the device only.
+  // A block table: slot s owns blocks (odd * s + i) * ... interleaved across the pool; shift
+  // picks the first or the second half of the pool (the same sequence, its blocks moved).
+  static std::vector<int32_t> table_at(int shift) {
+    std::vector<int32_t> t(kSlots * kStride);
+    for (int s = 0; s < kSlots; ++s)
+      for (int i = 0; i < kStride; ++i)
+        t[s * kStride + i] = shift * kSlots * kStride + (kStride - 1 - i) * kSlots + s;
+    return t;
+  }
+
+  // One decode step for n tokens (one per slot): reads ids/positions/slots and the block table
+  // from the device only.
   void step(CudaBackend& be, int n) {
-    const BatchView b{n, positions, slots, 0};
+    const BatchView b{n, positions, slots, table, kStride, 0};
     be.embed(x.first_rows(n), embed, ids, 0);
     be.rmsnorm(h.first_rows(n), x.first_rows(n), norm, 1e-6f);
     be.matmul(q.first_rows(n), h.first_rows(n), wq);
@@ -132,6 +149,17 @@ TEST_CASE("cuda graph: a captured decode step replays like the eager step", "[cu
       }
       a.write_ints(m.positions, pos);
       a.write_ints(m.ids, ids);
+      if (p == 41) {
+        // Move every block of the sequences to the other half of the pool and replay with the
+        // new table: the graph reads the table from its fixed address, so nothing changes.
+        const size_t block_bytes = size_t{MiniModel::kBlock} * MiniModel::kKvHeads *
+                                   MiniModel::kHd * dtype_size(DType::bf16);
+        const size_t half = size_t{MiniModel::kSlots} * MiniModel::kStride * block_bytes;
+        for (void* pool : {m.cache.k, m.cache.v}) {
+          be.copy_device(static_cast<char*>(pool) + half, pool, half);
+        }
+        a.write_ints(m.table, MiniModel::table_at(1));
+      }
       be.replay();
       // Same kernels, same inputs, same cache contents: bit-identical results.
       REQUIRE_CLOSE("replayed logits", a.read(m.logits.first_rows(n)), eager_logits[p - 40], 0.0,
@@ -140,6 +168,7 @@ TEST_CASE("cuda graph: a captured decode step replays like the eager step", "[cu
                     0.0);
     }
     be.release_graph();
+    a.write_ints(m.table, MiniModel::table_at(0));
   }
 }
 

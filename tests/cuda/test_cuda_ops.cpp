@@ -156,8 +156,8 @@ TEST_CASE("cuda qk_norm_rope matches the CPU backend", "[cuda]") {
         }
         const Tensor fc = c.from_floats(DType::f32, 1, hd / 2, inv_freq);
         const Tensor fg = g.from_floats(DType::f32, 1, hd / 2, inv_freq);
-        BatchView bc{T, c.ints(pos), c.ints(std::vector<int32_t>(T, 0)), 40959};
-        BatchView bg{T, g.ints(pos), g.ints(std::vector<int32_t>(T, 0)), 40959};
+        BatchView bc{T, c.ints(pos), c.ints(std::vector<int32_t>(T, 0)), nullptr, 0, 40959};
+        BatchView bg{T, g.ints(pos), g.ints(std::vector<int32_t>(T, 0)), nullptr, 0, 40959};
         c.backend().qk_norm_rope(qc, kc, qnc, knc, bc, hd,
                                  RopeTable{static_cast<const float*>(fc.data), factor}, 1e-6f);
         g.backend().qk_norm_rope(qg, kg, qng, kng, bg, hd,

@@ -402,6 +402,8 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"allow_long_context", "2", "expected true or false"},
       {"max_request_bytes", "0", "expected an integer >= 1"},
       {"step_timeout_s", "-5", "expected a number >= 0"},
+      {"kv_cache_blocks", "-1", "expected an integer >= 0"},
+      {"prefix_caching", "sometimes", "expected true or false"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {

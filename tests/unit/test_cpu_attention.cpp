@@ -1,7 +1,10 @@
-// The tiled CPU attention (kernels/cpu attention) against a plain double-precision causal GQA
-// softmax, on shapes past its blocks: prompts over several 64-key blocks, prefill in chunks,
-// GQA groups of 1, 4 and 8, a sliding window across block boundaries, and its batch invariance
-// (a token gets the same bits alone, in a prefill chunk, or next to other sequences).
+// The tiled CPU attention and kv_append (kernels/cpu) over the paged KV cache against a plain
+// double-precision causal GQA softmax over contiguous K/V: random (shuffled, non-contiguous)
+// block tables, prompts over several 64-key tiles, prefill in chunks, GQA groups of 1, 4 and 8,
+// sliding windows across tile and block boundaries with dropped (-1) blocks, batched decode of
+// sequences of different lengths, block sizes 1 to 128, and batch invariance (a token gets the
+// same bits alone, in a prefill chunk, next to other sequences, or with its blocks elsewhere).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -20,46 +23,90 @@ std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
   return v;
 }
 
-// One sequence's keys and values in slot `slot` of a [n_slots, max_seq, kv_dim] cache, and its
-// queries for every position.
+// Keys, values and queries of n_rows sequences of up to max_seq positions, kept logically
+// ([row, position, kv_dim]) for the reference and scattered into a paged pool through a block
+// table that places every row's blocks at shuffled, non-contiguous pool blocks (spare blocks in
+// between hold garbage). Entries of blocks below `first_block[row]` can be set to -1 (a sliding
+// window's dropped blocks): the kernel must never read them.
 struct Case {
-  int n_slots, max_seq, nh, nkv, hd, window;
-  std::vector<float> kc, vc, q;
-  Case(int n_slots_, int max_seq_, int nh_, int nkv_, int hd_, int window_, uint64_t seed)
-      : n_slots(n_slots_), max_seq(max_seq_), nh(nh_), nkv(nkv_), hd(hd_), window(window_) {
-    kc = randn(size_t(n_slots) * max_seq * nkv * hd, seed);
-    vc = randn(kc.size(), seed + 1);
+  int n_rows, max_seq, nh, nkv, hd, window, block_size, stride, n_blocks;
+  std::vector<float> kl, vl,
+      q;                       // logical K, V [n_rows, max_seq, kv_dim]; q [n_rows, max_seq, nh*hd]
+  std::vector<float> kc, vc;   // the pool [n_blocks, block_size, kv_dim]
+  std::vector<int32_t> table;  // [n_rows, stride]
+  Case(int n_rows_, int max_seq_, int nh_, int nkv_, int hd_, int window_, uint64_t seed,
+       int block_size_ = 16)
+      : n_rows(n_rows_),
+        max_seq(max_seq_),
+        nh(nh_),
+        nkv(nkv_),
+        hd(hd_),
+        window(window_),
+        block_size(block_size_) {
+    const size_t kv_dim = size_t(nkv) * hd;
+    kl = randn(size_t(n_rows) * max_seq * kv_dim, seed);
+    vl = randn(kl.size(), seed + 1);
     // Scaled queries: scores of a few units, so the softmax is neither flat nor one-hot.
-    q = randn(size_t(n_slots) * max_seq * nh * hd, seed + 2, 2.0f);
+    q = randn(size_t(n_rows) * max_seq * nh * hd, seed + 2, 2.0f);
+    stride = (max_seq + block_size - 1) / block_size;
+    n_blocks = n_rows * stride + 5;  // spare blocks that no row uses
+    std::vector<int32_t> perm(n_blocks);
+    for (int i = 0; i < n_blocks; ++i) perm[i] = i;
+    std::mt19937_64 rng(seed + 3);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    table.assign(perm.begin(), perm.begin() + size_t(n_rows) * stride);
+    // Garbage (huge values) everywhere in the pool, then every row's positions in place.
+    kc.assign(size_t(n_blocks) * block_size * kv_dim, 1e30f);
+    vc.assign(kc.size(), -1e30f);
+    for (int r = 0; r < n_rows; ++r)
+      for (int p = 0; p < max_seq; ++p) {
+        const size_t at = cell(r, p) * kv_dim, from = (size_t(r) * max_seq + p) * kv_dim;
+        std::memcpy(kc.data() + at, kl.data() + from, sizeof(float) * kv_dim);
+        std::memcpy(vc.data() + at, vl.data() + from, sizeof(float) * kv_dim);
+      }
   }
-  const float* q_at(int slot, int p) const {
-    return q.data() + (size_t(slot) * max_seq + p) * nh * hd;
+  // The pool row (block * block_size + offset) of (row, position).
+  size_t cell(int r, int p) const {
+    return size_t(table[size_t(r) * stride + p / block_size]) * block_size + p % block_size;
   }
+  // Marks row r's blocks wholly before position `lo` as dropped (-1): their pool blocks are
+  // filled with NaN, so a read of them would show in the output.
+  void drop_before(int r, int lo) {
+    const size_t kv_dim = size_t(nkv) * hd, block = size_t(block_size) * kv_dim;
+    for (int b = 0; (b + 1) * block_size <= lo; ++b) {
+      int32_t& e = table[size_t(r) * stride + b];
+      if (e < 0) continue;
+      std::fill(kc.begin() + e * block, kc.begin() + (e + 1) * block, NAN);
+      std::fill(vc.begin() + e * block, vc.begin() + (e + 1) * block, NAN);
+      e = -1;
+    }
+  }
+  const float* q_at(int r, int p) const { return q.data() + (size_t(r) * max_seq + p) * nh * hd; }
   float scale() const { return 1.0f / std::sqrt(float(hd)); }
 
-  // Attention of the listed (slot, position) tokens, in that order, as one call.
-  std::vector<float> run(const std::vector<int32_t>& slots, const std::vector<int32_t>& pos) const {
-    const int T = static_cast<int>(slots.size());
+  // Attention of the listed (row, position) tokens, in that order, as one call.
+  std::vector<float> run(const std::vector<int32_t>& rows, const std::vector<int32_t>& pos) const {
+    const int T = static_cast<int>(rows.size());
     std::vector<float> qb(size_t(T) * nh * hd), out(qb.size(), NAN);
     for (int t = 0; t < T; ++t)
-      std::memcpy(qb.data() + size_t(t) * nh * hd, q_at(slots[t], pos[t]), sizeof(float) * nh * hd);
-    tpinfer::cpu::attention(out.data(), qb.data(), kc.data(), vc.data(), slots.data(), pos.data(),
-                            T, nh, nkv, hd, max_seq, window, scale());
+      std::memcpy(qb.data() + size_t(t) * nh * hd, q_at(rows[t], pos[t]), sizeof(float) * nh * hd);
+    tpinfer::cpu::attention(out.data(), qb.data(), kc.data(), vc.data(), rows.data(), pos.data(),
+                            table.data(), stride, T, nh, nkv, hd, block_size, window, scale());
     return out;
   }
 
-  // The reference for one token (double precision), all heads.
-  std::vector<double> reference(int slot, int p) const {
+  // The reference for one token (double precision, the logical contiguous K and V), all heads.
+  std::vector<double> reference(int r, int p) const {
     const int kv_dim = nkv * hd, group = nh / nkv;
     std::vector<double> ref(size_t(nh) * hd);
     const int start = window > 0 ? std::max(0, p - window + 1) : 0;
     for (int h = 0; h < nh; ++h) {
       const int g = h / group;
-      const float* qh = q_at(slot, p) + h * hd;
+      const float* qh = q_at(r, p) + h * hd;
       std::vector<double> s;
       double m = -1e300;
       for (int j = start; j <= p; ++j) {
-        const float* kr = kc.data() + (size_t(slot) * max_seq + j) * kv_dim + g * hd;
+        const float* kr = kl.data() + (size_t(r) * max_seq + j) * kv_dim + g * hd;
         double d = 0;
         for (int i = 0; i < hd; ++i) d += double(qh[i]) * kr[i];
         s.push_back(d * scale());
@@ -70,20 +117,20 @@ struct Case {
       for (int i = 0; i < hd; ++i) {
         double acc = 0;
         for (int j = start; j <= p; ++j)
-          acc += s[j - start] / z * vc[(size_t(slot) * max_seq + j) * kv_dim + g * hd + i];
+          acc += s[j - start] / z * vl[(size_t(r) * max_seq + j) * kv_dim + g * hd + i];
         ref[size_t(h) * hd + i] = acc;
       }
     }
     return ref;
   }
 
-  void require_matches_reference(const std::vector<float>& out, const std::vector<int32_t>& slots,
+  void require_matches_reference(const std::vector<float>& out, const std::vector<int32_t>& rows,
                                  const std::vector<int32_t>& pos) const {
-    for (size_t t = 0; t < slots.size(); ++t) {
-      const auto ref = reference(slots[t], pos[t]);
+    for (size_t t = 0; t < rows.size(); ++t) {
+      const auto ref = reference(rows[t], pos[t]);
       for (int i = 0; i < nh * hd; ++i) {
         const float got = out[t * nh * hd + i];
-        INFO("token " << t << " (slot " << slots[t] << ", position " << pos[t] << "), element " << i
+        INFO("token " << t << " (row " << rows[t] << ", position " << pos[t] << "), element " << i
                       << ": got " << got << ", reference " << ref[i]);
         REQUIRE(std::abs(got - ref[i]) <= 2e-5 + 1e-4 * std::abs(ref[i]));
       }
@@ -156,4 +203,116 @@ TEST_CASE("cpu attention: prefill in chunks, decode and mixed batches give the s
       REQUIRE(same_bits(one.data(), mixed.data() + t * row, row));
     }
   }
+}
+
+TEST_CASE(
+    "cpu attention: any block size and placement gives the same bits as one block per "
+    "sequence",
+    "[ops][attention][paged]") {
+  // The same logical sequences with block sizes 1 to 128, shuffled: the reference within
+  // tolerance, and bit-identical to a single block per sequence (block_size = max_seq, the
+  // contiguous cache), for a prefill, chunks and a decode batch.
+  for (int window : {0, 37}) {
+    const int len = 150, nh = 8, nkv = 2, hd = 64;
+    Case contiguous(2, 160, nh, nkv, hd, window, 900, 256);
+    const std::vector<int32_t> pos = range(0, len), rows(len, 1);
+    const auto whole = contiguous.run(rows, pos);
+    contiguous.require_matches_reference(whole, rows, pos);
+    const size_t row = size_t(nh) * hd;
+    for (int bs : {1, 2, 4, 8, 16, 32, 64, 128}) {
+      INFO("block size " << bs << ", window " << window);
+      Case c(2, 160, nh, nkv, hd, window, 900, bs);  // the same seed: the same logical data
+      REQUIRE(same_bits(c.run(rows, pos).data(), whole.data(), whole.size()));
+      const auto chunk = c.run(std::vector<int32_t>(50, 1), range(70, 120));
+      REQUIRE(same_bits(chunk.data(), whole.data() + 70 * row, 50 * row));
+      const std::vector<int32_t> drows = {0, 1, 0, 1}, dpos = {3, 149, 130, 64};
+      const auto dec = c.run(drows, dpos);
+      c.require_matches_reference(dec, drows, dpos);
+      const auto dec_contiguous = contiguous.run(drows, dpos);
+      REQUIRE(same_bits(dec.data(), dec_contiguous.data(), dec.size()));
+    }
+  }
+}
+
+TEST_CASE("cpu attention: GQA 1/4/8 over random block tables, sliding window with dropped blocks",
+          "[ops][attention][paged]") {
+  struct Shape {
+    int nh, nkv, hd, window, block_size;
+  };
+  const Shape shapes[] = {{4, 4, 16, 0, 16},  {16, 4, 32, 0, 16},  {16, 2, 64, 0, 32},
+                          {8, 8, 64, 48, 16}, {16, 4, 32, 40, 16}, {32, 4, 128, 70, 32},
+                          {8, 1, 64, 16, 16}, {8, 1, 64, 17, 8}};
+  for (const Shape& sh : shapes) {
+    INFO("heads " << sh.nh << "/" << sh.nkv << ", head_dim " << sh.hd << ", window " << sh.window
+                  << ", block size " << sh.block_size);
+    Case c(4, 220, sh.nh, sh.nkv, sh.hd, sh.window, 300 + sh.nh + sh.window, sh.block_size);
+    // Decode of four sequences of different lengths in one batch.
+    const std::vector<int32_t> rows = {0, 1, 2, 3}, pos = {0, 63, 140, 219};
+    const auto full = c.run(rows, pos);
+    c.require_matches_reference(full, rows, pos);
+    if (sh.window <= 0) continue;
+    // Drop every block wholly before each token's window (NaN in the pool, -1 in the table):
+    // the same bits, so nothing dropped was read.
+    for (size_t t = 0; t < rows.size(); ++t)
+      c.drop_before(rows[t], std::max(0, pos[t] - sh.window + 1));
+    const auto dropped = c.run(rows, pos);
+    REQUIRE(same_bits(dropped.data(), full.data(), full.size()));
+    // A prefill chunk [180, 220) of row 3 after its blocks before 180 - window + 1 are dropped.
+    Case p(4, 220, sh.nh, sh.nkv, sh.hd, sh.window, 300 + sh.nh + sh.window, sh.block_size);
+    const std::vector<int32_t> crows(40, 3), cpos = range(180, 220);
+    const auto before = p.run(crows, cpos);
+    p.require_matches_reference(before, crows, cpos);
+    p.drop_before(3, 180 - sh.window + 1);
+    const auto after = p.run(crows, cpos);
+    REQUIRE(same_bits(after.data(), before.data(), before.size()));
+  }
+}
+
+TEST_CASE("cpu attention: chunked prefill over a paged cache attends to earlier chunks",
+          "[ops][attention][paged]") {
+  // Two sequences prefilled in interleaved chunks in one batch each step, then decoded together;
+  // every token against the reference and against the whole-prompt run.
+  Case c(3, 200, 16, 4, 64, 0, 77, 16);
+  const size_t row = size_t(16) * 64;
+  const auto whole1 = c.run(std::vector<int32_t>(130, 1), range(0, 130));
+  const auto whole2 = c.run(std::vector<int32_t>(90, 2), range(0, 90));
+  int f1 = 0, f2 = 0;
+  for (int step = 0; step < 3; ++step) {
+    const int n1 = step == 2 ? 130 - f1 : 47, n2 = step == 2 ? 90 - f2 : 29;
+    std::vector<int32_t> rows(n1, 1), pos = range(f1, f1 + n1);
+    rows.insert(rows.end(), size_t(n2), 2);
+    const auto p2 = range(f2, f2 + n2);
+    pos.insert(pos.end(), p2.begin(), p2.end());
+    const auto out = c.run(rows, pos);
+    c.require_matches_reference(out, rows, pos);
+    REQUIRE(same_bits(out.data(), whole1.data() + f1 * row, n1 * row));
+    REQUIRE(same_bits(out.data() + n1 * row, whole2.data() + f2 * row, n2 * row));
+    f1 += n1;
+    f2 += n2;
+  }
+}
+
+TEST_CASE("cpu kv_append writes exactly the cells of the block table", "[ops][paged]") {
+  const int n_blocks = 12, bs = 4, nkv = 2, hd = 8, kv_dim = nkv * hd, stride = 5;
+  // Row 0: blocks 7 3 10; row 1: blocks 2 -1 (never written) 5 0.
+  const std::vector<int32_t> table = {7, 3, 10, -1, -1, 2, -1, 5, 0, -1};
+  const std::vector<int32_t> rows = {0, 0, 1, 0, 1, 1}, pos = {0, 5, 9, 11, 15, 2};
+  const int T = static_cast<int>(rows.size());
+  const auto k = randn(size_t(T) * kv_dim, 5), v = randn(size_t(T) * kv_dim, 6);
+  std::vector<float> kc(size_t(n_blocks) * bs * kv_dim, 0.0f), vc(kc.size(), 0.0f);
+  tpinfer::cpu::kv_append(kc.data(), vc.data(), k.data(), v.data(), rows.data(), pos.data(),
+                          table.data(), stride, T, bs, kv_dim);
+  std::vector<float> ek(kc.size(), 0.0f), ev(kc.size(), 0.0f);
+  for (int t = 0; t < T; ++t) {
+    const int blk = table[size_t(rows[t]) * stride + pos[t] / bs];
+    const size_t at = (size_t(blk) * bs + pos[t] % bs) * kv_dim;
+    std::memcpy(ek.data() + at, k.data() + size_t(t) * kv_dim, sizeof(float) * kv_dim);
+    std::memcpy(ev.data() + at, v.data() + size_t(t) * kv_dim, sizeof(float) * kv_dim);
+  }
+  // Spelled out for two of them: row 0 position 5 is block 3 offset 1; row 1 position 15 is
+  // block 0 offset 3.
+  REQUIRE(ek[(3 * bs + 1) * kv_dim] == k[1 * kv_dim]);
+  REQUIRE(ek[(0 * bs + 3) * kv_dim + kv_dim - 1] == k[4 * kv_dim + kv_dim - 1]);
+  REQUIRE(kc == ek);
+  REQUIRE(vc == ev);
 }

@@ -175,17 +175,19 @@ TEST_CASE("cpu add_bias adds the bias to every row", "[ops]") {
 
 TEST_CASE("cpu kv_append + attention match causal GQA attention with a sliding window", "[ops]") {
   auto be = make_backend(BackendKind::cpu, {});
-  const int n_slots = 2, max_seq = 24, nh = 8, nkv = 2, hd = 8;
+  const int n_blocks = 8, block_size = 4, nh = 8, nkv = 2, hd = 8;
   const int kv_dim = nkv * hd;
   for (int window : {0, 5}) {
-    std::vector<float> kc(n_slots * max_seq * kv_dim), vc(kc.size());
-    KvLayer cache{kc.data(), vc.data(), DType::f32, n_slots, max_seq, nkv, hd};
-    // Prefill 20 tokens into slot 1, then check every token's attention against the reference.
-    const int T = 20;
+    std::vector<float> kc(n_blocks * block_size * kv_dim), vc(kc.size());
+    KvLayer cache{kc.data(), vc.data(), DType::f32, n_blocks, block_size, nkv, hd, 24, 2};
+    // Prefill 20 tokens of the sequence in table row 1 (blocks 6 2 7 0 4, shuffled); row 0 is
+    // never used. Then check every token's attention against the reference.
+    const int T = 20, stride = 6;
+    std::vector<int32_t> table = {-1, -1, -1, -1, -1, -1, 6, 2, 7, 0, 4, -1};
     auto q = randn(T * nh * hd, 21), k = randn(T * kv_dim, 22), v = randn(T * kv_dim, 23);
     std::vector<int32_t> pos(T), slots(T, 1);
     for (int t = 0; t < T; ++t) pos[t] = t;
-    BatchView b{T, pos.data(), slots.data(), T - 1};
+    BatchView b{T, pos.data(), slots.data(), table.data(), stride, T - 1};
     be->kv_append(cache, view(k, T, kv_dim), view(v, T, kv_dim), b);
     std::vector<float> out(T * nh * hd);
     const float scale = 1.0f / std::sqrt(float(hd));
@@ -213,8 +215,10 @@ TEST_CASE("cpu kv_append + attention match causal GQA attention with a sliding w
         }
       }
     require_close(out, ref, 1e-5, 1e-4);
-    // Slot 0 was never written: the cache is still zero there.
-    for (int i = 0; i < max_seq * kv_dim; ++i) REQUIRE(kc[i] == 0.0f);
+    // Blocks 1, 3 and 5 were never written: the pool is still zero there.
+    for (int blk : {1, 3, 5})
+      for (int i = 0; i < block_size * kv_dim; ++i)
+        REQUIRE(kc[blk * block_size * kv_dim + i] == 0.0f);
   }
 }
 

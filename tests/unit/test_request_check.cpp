@@ -55,6 +55,35 @@ TEST_CASE("request length: max_seq, then the model's positions unless allowed", 
   CHECK_NOTHROW(check_request_bytes(4194304, "x", l));
 }
 
+TEST_CASE("the KV pool: a request that cannot fit even alone is refused with the numbers",
+          "[request][kv]") {
+  KvLimits kv;  // block_size 0: the pool is not known yet, nothing to check
+  CHECK_NOTHROW(check_request_kv(100000, 100000, 50, kv));
+  kv.block_size = 16;
+  kv.n_blocks = 4;
+  kv.max_running = 2;
+  // 40 + 24 = 64 positions = 4 blocks: fits exactly; one more token does not.
+  CHECK(kv_blocks_needed(40, 24, 1, 16) == 4);
+  CHECK_NOTHROW(check_request_kv(40, 24, 1, kv));
+  CHECK_THROWS_WITH(check_request_kv(40, 30, 1, kv),
+                    "prompt (40 tokens) + max_new_tokens (30) needs 5 KV cache blocks of 16 "
+                    "tokens, but the pool holds 4 (64 tokens); lower max_new_tokens, or raise "
+                    "kv_cache_blocks (or mem_frac on a GPU)");
+  // n choices share the prompt's full blocks: 32 + 8 tokens is 2 shared + 1 each.
+  CHECK(kv_blocks_needed(32, 8, 2, 16) == 4);
+  CHECK(kv_blocks_needed(33, 8, 2, 16) == 2 + 2 * 1);
+  CHECK(kv_blocks_needed(20, 20, 3, 16) == 1 + 3 * 2);
+  CHECK_NOTHROW(check_request_kv(32, 8, 2, kv));
+  CHECK_THROWS_WITH(check_request_kv(20, 20, 2, kv),
+                    Contains("for n=2 choices needs 5 KV cache blocks"));
+  CHECK_THROWS_WITH(check_request_kv(4, 4, 3, kv), Contains("n (3 choices) exceeds batch_size=2"));
+  // check_request_tokens applies the pool rule (n = 1) once the limits carry the pool.
+  RequestLimits l;
+  l.kv = kv;
+  CHECK_THROWS_WITH(check_request_tokens(40, 30, l), Contains("needs 5 KV cache blocks"));
+  CHECK(check_request_tokens(40, 24, l).empty());
+}
+
 TEST_CASE("file arguments: the key, the path, what was expected", "[request][paths]") {
   const std::string dir =
       fs::temp_directory_path().string() + "/tpinfer_paths_" + std::to_string(::getpid());

@@ -33,6 +33,15 @@ void require_f32(const Tensor& t, const char* op, const char* what) {
             "cpu " << op << ": " << what << " must be f32, found " << dtype_name(t.dtype));
 }
 
+// The shape checks of the paged ops (the table's entries are the engine's to check, per step).
+void require_paged(const KvLayer& c, const BatchView& b, const char* op) {
+  TPI_CHECK(c.block_size > 0 && c.n_blocks > 0, "cpu " << op << ": empty KV pool (" << c.n_blocks
+                                                       << " blocks of " << c.block_size << ")");
+  TPI_CHECK(b.n_tokens == 0 || (b.block_tables != nullptr && b.slots != nullptr &&
+                                b.positions != nullptr && b.table_stride > 0),
+            "cpu " << op << ": the batch has no block table, rows or positions");
+}
+
 // The matmul path: the portable kernel in deterministic mode, TPINFER_CPU_ISA when set, else the
 // fastest this CPU supports.
 cpu::Isa pick_isa(bool deterministic) {
@@ -330,8 +339,10 @@ class CpuBackend final : public Backend {
     TPI_CHECK(k.cols == int64_t{c.n_kv_heads} * c.head_dim && v.cols == k.cols,
               "cpu kv_append: k/v have " << k.cols << " columns, cache expects "
                                          << c.n_kv_heads * c.head_dim);
+    require_paged(c, b, "kv_append");
     cpu::kv_append(static_cast<float*>(c.k), static_cast<float*>(c.v), f32(k), f32(v), b.slots,
-                   b.positions, b.n_tokens, c.max_seq, c.n_kv_heads * c.head_dim);
+                   b.positions, b.block_tables, b.table_stride, b.n_tokens, c.block_size,
+                   c.n_kv_heads * c.head_dim);
   }
   void attention(Tensor out, Tensor q, const KvLayer& c, const BatchView& b, int n_heads,
                  int sliding_window, float scale) override {
@@ -340,9 +351,10 @@ class CpuBackend final : public Backend {
                   out.cols == q.cols && c.head_dim <= 512,
               "cpu attention: bad shapes (n_heads " << n_heads << ", n_kv_heads " << c.n_kv_heads
                                                     << ", head_dim " << c.head_dim << ")");
+    require_paged(c, b, "attention");
     cpu::attention(f32(out), f32(q), static_cast<const float*>(c.k), static_cast<const float*>(c.v),
-                   b.slots, b.positions, b.n_tokens, n_heads, c.n_kv_heads, c.head_dim, c.max_seq,
-                   sliding_window, scale);
+                   b.slots, b.positions, b.block_tables, b.table_stride, b.n_tokens, n_heads,
+                   c.n_kv_heads, c.head_dim, c.block_size, sliding_window, scale);
   }
   void silu_mul(Tensor out, Tensor gate, Tensor up) override {
     Scope open(guard_.get());

@@ -127,7 +127,7 @@ class CudaBackend final : public Backend {
   CudaMatmulPath matmul_path_ = CudaMatmulPath::automatic;
 
   // Flash-decoding partials, and the cache shape (n_heads, n_kv_heads, head_dim, max_seq,
-  // n_slots) they were last sized for.
+  // max_rows) they were last sized for.
   using WorkspaceKey = std::tuple<int, int, int, int, int>;
   float* attn_workspace_ = nullptr;
   size_t attn_workspace_bytes_ = 0;

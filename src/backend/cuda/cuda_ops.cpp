@@ -15,9 +15,9 @@
 namespace tpinfer {
 namespace {
 
-// Batches up to this many tokens (or up to the cache's slot count, whichever is larger) use the
-// flash-decoding kernel: a decode step never has more tokens than slots, so a captured step
-// always takes that path, and short prompts are cheap on it too.
+// Batches up to this many tokens (or up to the cache's max_rows, whichever is larger) use the
+// flash-decoding kernel: a decode step never has more tokens than sequences (table rows), so a
+// captured step always takes that path, and short prompts are cheap on it too.
 constexpr int kDecodeKernelMinTokens = 16;
 
 gpu::bf16* bf(const Tensor& t) {
@@ -39,13 +39,33 @@ int to_int(int64_t v, const char* op, const char* what) {
 // The largest batch whose flash-decoding partials must be reserved for this cache. A batch of
 // T tokens needs partials only when it gets more than one split, i.e. when T * n_kv_heads *
 // head blocks < 2 * n_sms (attention_decode_splits), so T <= 2 * n_sms + 1 bounds every case.
-// With a head_dim the prefill kernel takes, the decode kernel sees at most max(n_slots, 16)
+// With a head_dim the prefill kernel takes, the decode kernel sees at most max(max_rows, 16)
 // tokens; with any other head_dim it runs every batch (prefills too), so the bound is the full
 // 2 * n_sms + 1.
 int decode_batch_bound(const KvLayer& cache, int n_sms) {
   const int all = 2 * n_sms + 1;
   if (!gpu::attention_prefill_supports(cache.head_dim)) return all;
-  return std::min(std::max(cache.n_slots, kDecodeKernelMinTokens), all);
+  return std::min(std::max(cache.max_rows, kDecodeKernelMinTokens), all);
+}
+
+// The paged cache as the kernels see it; one clear line when the pool or the batch's table is
+// malformed (the table's entries are the engine's to check, once per step on the host).
+gpu::KvPages pages_of(const KvLayer& c, const BatchView& b, const char* op) {
+  TPI_CHECK(c.n_blocks > 0 && c.block_size > 0 && (c.block_size & (c.block_size - 1)) == 0 &&
+                c.max_seq > 0 && c.max_rows > 0,
+            "cuda " << op << ": KV pool of " << c.n_blocks << " blocks of " << c.block_size
+                    << " (a power of two), max_seq " << c.max_seq << ", max_rows " << c.max_rows);
+  TPI_CHECK(b.n_tokens == 0 || (b.slots != nullptr && b.positions != nullptr &&
+                                b.block_tables != nullptr && b.table_stride > 0),
+            "cuda " << op << ": rows, positions or the block table is null");
+  gpu::KvPages p;
+  p.block_tables = b.block_tables;
+  p.table_stride = b.table_stride;
+  p.n_rows = c.max_rows;
+  p.n_blocks = c.n_blocks;
+  p.block_size = c.block_size;
+  p.max_seq = c.max_seq;
+  return p;
 }
 
 std::string shape(const Tensor& t) {
@@ -142,16 +162,15 @@ void CudaBackend::kv_append(const KvLayer& c, Tensor k, Tensor v, const BatchVie
   TPI_CHECK(k.cols == width && v.cols == width && k.rows == b.n_tokens && v.rows == b.n_tokens,
             "cuda kv_append: k " << shape(k) << " / v " << shape(v) << " must be [n_tokens="
                                  << b.n_tokens << ", n_kv_heads * head_dim=" << width << "]");
-  TPI_CHECK((b.slots != nullptr && b.positions != nullptr) || b.n_tokens == 0,
-            "cuda kv_append: slots or positions is null");
+  const gpu::KvPages pages = pages_of(c, b, "kv_append");
   CUDA_LAUNCH(gpu::kv_append(static_cast<gpu::bf16*>(c.k), static_cast<gpu::bf16*>(c.v), bf(k),
-                             bf(v), b.slots, b.positions, b.n_tokens, c.n_slots, c.max_seq,
+                             bf(v), b.slots, b.positions, pages, b.n_tokens,
                              to_int(width, "kv_append", "kv width"), stream_));
 }
 
 bool CudaBackend::use_prefill_kernel(int n_tokens, const KvLayer& cache) const {
   return gpu::attention_prefill_supports(cache.head_dim) &&
-         n_tokens > std::max(cache.n_slots, kDecodeKernelMinTokens);
+         n_tokens > std::max(cache.max_rows, kDecodeKernelMinTokens);
 }
 
 std::string CudaBackend::attention_kernel_for(int n_tokens, const KvLayer& cache,
@@ -175,11 +194,11 @@ size_t CudaBackend::workspace_bytes(const KvLayer& cache, int n_heads) const {
 }
 
 // The flash-decoding partials. Reserved, once per cache shape, for the largest need of any
-// decode batch this cache can see (a decode step has at most n_slots tokens) on the first
+// decode batch this cache can see (a decode step has at most max_rows tokens) on the first
 // attention call, whichever kernel that call uses: the eager prefill before a captured decode
 // step is then enough, and a captured step never has to grow it.
 void CudaBackend::reserve_decode_workspace(const KvLayer& cache, int n_heads, size_t need) {
-  const WorkspaceKey key{n_heads, cache.n_kv_heads, cache.head_dim, cache.max_seq, cache.n_slots};
+  const WorkspaceKey key{n_heads, cache.n_kv_heads, cache.head_dim, cache.max_seq, cache.max_rows};
   if (key != workspace_key_ && !capturing_) {  // under capture only this call's need counts
     const int t_max = decode_batch_bound(cache, sm_count_);
     for (int t = 1; t <= t_max; ++t) {
@@ -219,21 +238,17 @@ void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchV
   TPI_CHECK(
       c.n_kv_heads > 0 && n_heads > 0 && n_heads % c.n_kv_heads == 0,
       "cuda attention: n_heads " << n_heads << " is not a multiple of n_kv_heads " << c.n_kv_heads);
-  TPI_CHECK(c.n_slots > 0 && c.max_seq > 0, "cuda attention: empty KV cache");
   const int64_t width = int64_t{n_heads} * c.head_dim;
   TPI_CHECK(q.cols == width && out.cols == width && q.rows == b.n_tokens && out.rows == b.n_tokens,
             "cuda attention: q " << shape(q) << " / out " << shape(out) << " must be [n_tokens="
                                  << b.n_tokens << ", n_heads * head_dim=" << width << "]");
-  TPI_CHECK((b.slots != nullptr && b.positions != nullptr) || b.n_tokens == 0,
-            "cuda attention: slots or positions is null");
+  const gpu::KvPages pages = pages_of(c, b, "attention");
   if (b.n_tokens == 0) return;
   gpu::AttentionShape s;
   s.n_tokens = b.n_tokens;
   s.n_heads = n_heads;
   s.n_kv_heads = c.n_kv_heads;
   s.head_dim = c.head_dim;
-  s.n_slots = c.n_slots;
-  s.max_seq = c.max_seq;
   s.sliding_window = sliding_window;
   s.scale = scale;
   const auto* kc = static_cast<const gpu::bf16*>(c.k);
@@ -245,7 +260,8 @@ void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchV
   reserve_decode_workspace(
       c, n_heads, gpu::attention_decode_workspace_bytes(b.n_tokens, n_heads, c.head_dim, splits));
   if (prefill) {
-    CUDA_LAUNCH(gpu::attention_prefill(bf(out), bf(q), kc, vc, b.slots, b.positions, s, stream_));
+    CUDA_LAUNCH(
+        gpu::attention_prefill(bf(out), bf(q), kc, vc, b.slots, b.positions, pages, s, stream_));
     return;
   }
   TPI_CHECK(b.n_tokens <= 65535, "cuda attention: " << b.n_tokens
@@ -253,7 +269,7 @@ void CudaBackend::attention(Tensor out, Tensor q, const KvLayer& c, const BatchV
                                                        "most 65535 with head_dim "
                                                     << c.head_dim << ")");
   CUDA_LAUNCH(gpu::attention_decode(bf(out), attn_workspace_, bf(q), kc, vc, b.slots, b.positions,
-                                    s, splits, stream_));
+                                    pages, s, splits, stream_));
 }
 
 void CudaBackend::silu_mul(Tensor out, Tensor gate, Tensor up) {

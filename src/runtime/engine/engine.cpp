@@ -14,6 +14,18 @@
 
 namespace tpinfer {
 
+KvLayer kv_layer_shape(const EngineShape& shape, const ShardDims& dims, DType act_dtype) {
+  KvLayer L;
+  L.dtype = act_dtype;
+  L.n_blocks = shape.pool_blocks();
+  L.block_size = shape.block_size;
+  L.n_kv_heads = dims.n_kv_heads;
+  L.head_dim = dims.head_dim;
+  L.max_seq = shape.max_seq;
+  L.max_rows = shape.n_slots;
+  return L;
+}
+
 Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape& shape,
                Backend& backend, Communicator& comm)
     : cfg_(cfg),
@@ -25,23 +37,25 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   TPI_CHECK(shape_.max_seq > 0, "engine: max_seq must be positive");
   TPI_CHECK(shape_.max_tokens >= shape_.n_slots && shape_.max_logit_rows >= shape_.n_slots,
             "engine: max_tokens and max_logit_rows must cover n_slots");
+  TPI_CHECK(
+      shape_.block_size > 0 && shape_.block_size <= 1024 &&
+          (shape_.block_size & (shape_.block_size - 1)) == 0,
+      "engine: the KV block size must be a power of two in [1, 1024], found " << shape_.block_size);
+  TPI_CHECK(shape_.n_blocks >= 0,
+            "engine: n_blocks must be >= 0 (0: the default pool), found " << shape_.n_blocks);
   allocate_weights();
 
-  // KV cache: every layer, every slot, every position, allocated once.
+  // KV cache: every layer, a pool of blocks, allocated once.
   const DType act = be_.act_dtype();
-  const size_t kv_layer_bytes =
-      static_cast<size_t>(shape_.n_slots) * shape_.max_seq * dims_.kv_dim() * dtype_size(act);
+  const size_t kv_layer_bytes = static_cast<size_t>(shape_.pool_blocks()) * shape_.block_size *
+                                dims_.kv_dim() * dtype_size(act);
   kv_.resize(dims_.n_layers);
   for (KvLayer& L : kv_) {
+    L = kv_layer_shape(shape_, dims_, act);
     L.k = be_.alloc(kv_layer_bytes);
     L.v = be_.alloc(kv_layer_bytes);
     owned_.push_back(L.k);
     owned_.push_back(L.v);
-    L.dtype = act;
-    L.n_slots = shape_.n_slots;
-    L.max_seq = shape_.max_seq;
-    L.n_kv_heads = dims_.n_kv_heads;
-    L.head_dim = dims_.head_dim;
     kv_bytes_ += 2 * kv_layer_bytes;
   }
 
@@ -66,6 +80,8 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   act_.positions = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
   act_.slots = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, T).data);
   act_.logit_rows = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, R).data);
+  const int64_t table_entries = int64_t{shape_.n_slots} * shape_.blocks_per_seq();
+  act_.block_tables = static_cast<int32_t*>(alloc_tensor(DType::i32, 1, table_entries).data);
   act_bytes_ = be_.allocated_bytes() - before;
 
   // A communicator that stages through host memory (MPI) cannot be captured into a graph.
@@ -74,6 +90,9 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   graph_.enabled = comm_.capturable() && !rope_depends_on_length(cfg_);
   host_gathered_.resize(static_cast<size_t>(dims_.tp) * R * dims_.vocab);
   host_logits_.resize(static_cast<size_t>(R) * cfg_.vocab_size);
+  host_table_.resize(static_cast<size_t>(table_entries));
+  row_lo_.resize(static_cast<size_t>(shape_.n_slots));
+  row_hi_.resize(static_cast<size_t>(shape_.n_slots));
 }
 
 Engine::~Engine() {
@@ -210,13 +229,46 @@ void Engine::load_dummy(uint64_t seed) {
 }
 
 void Engine::warm_up() {
-  const int n = std::min({shape_.max_tokens, shape_.max_seq - 1, 16});
+  // A prompt of n tokens at positions [0, n), then one decode token at n, in one table row of
+  // blocks 0, 1, ... (as many as the pool has).
+  const int bs = shape_.block_size;
+  const int n =
+      std::min({shape_.max_tokens, shape_.max_seq - 1, 16, shape_.pool_blocks() * bs - 1});
   if (n < 1) return;
+  const int stride = shape_.blocks_per_seq();
+  std::vector<int32_t> table(static_cast<size_t>(stride), -1);
+  for (int b = 0; b <= n / bs; ++b) table[static_cast<size_t>(b)] = b;
   std::vector<int32_t> ids(n, 0), positions(n), slots(n, 0);
   for (int i = 0; i < n; ++i) positions[i] = i;
   const int32_t last = n - 1, first = 0;
-  step(ids.data(), positions.data(), slots.data(), n, &last, 1, true);
-  step(ids.data(), &n, slots.data(), 1, &first, 1, true);
+  step(ids.data(), positions.data(), slots.data(), n, table.data(), 1, stride, &last, 1, true);
+  step(ids.data(), &n, slots.data(), 1, table.data(), 1, stride, &first, 1, true);
+}
+
+const std::vector<int32_t>& Engine::identity_block_table() const {
+  if (identity_table_.empty()) {
+    const int stride = shape_.blocks_per_seq();
+    identity_table_.resize(static_cast<size_t>(shape_.n_slots) * stride);
+    for (size_t i = 0; i < identity_table_.size(); ++i)
+      identity_table_[i] = static_cast<int32_t>(i);
+  }
+  return identity_table_;
+}
+
+void Engine::copy_block(int dst, int src) {
+  const int n = shape_.pool_blocks();
+  TPI_CHECK(dst >= 0 && dst < n && src >= 0 && src < n,
+            "copy_block: block " << (dst >= 0 && dst < n ? src : dst) << " outside the KV pool [0, "
+                                 << n << ")");
+  if (dst == src) return;
+  const size_t bytes =
+      static_cast<size_t>(shape_.block_size) * dims_.kv_dim() * dtype_size(be_.act_dtype());
+  for (const KvLayer& L : kv_) {
+    be_.copy_device(static_cast<char*>(L.k) + bytes * dst, static_cast<char*>(L.k) + bytes * src,
+                    bytes);
+    be_.copy_device(static_cast<char*>(L.v) + bytes * dst, static_cast<char*>(L.v) + bytes * src,
+                    bytes);
+  }
 }
 
 // The first decode step of a batch size runs eagerly (it sizes workspaces, plans cuBLAS calls and
@@ -255,6 +307,56 @@ void Engine::forward_decode_graph(const BatchView& b, int n_logit_rows) {
 const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
                           const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
                           int rope_seq_len) {
+  TPI_CHECK(shape_.pool_blocks() >= shape_.n_slots * shape_.blocks_per_seq(),
+            "step: the identity block table needs " << shape_.n_slots * shape_.blocks_per_seq()
+                                                    << " KV blocks, the pool has "
+                                                    << shape_.pool_blocks());
+  return step(ids, positions, slots, n, identity_block_table().data(), shape_.n_slots,
+              shape_.blocks_per_seq(), logit_rows, n_logit_rows, want_host_logits, rope_seq_len);
+}
+
+void Engine::check_block_table(const int32_t* positions, const int32_t* slots, int n,
+                               const int32_t* block_table, int n_table_rows, int table_stride) {
+  TPI_CHECK(
+      block_table != nullptr && n_table_rows > 0 && n_table_rows <= shape_.n_slots,
+      "step: " << n_table_rows << " block-table rows, the engine holds 1 to " << shape_.n_slots);
+  TPI_CHECK(table_stride > 0 && table_stride <= shape_.blocks_per_seq(),
+            "step: block-table stride "
+                << table_stride << ", expected 1 to " << shape_.blocks_per_seq() << " (max_seq "
+                << shape_.max_seq << " / block size " << shape_.block_size << ", rounded up)");
+  // Per row, the blocks the step writes or reads: from the first key of the earliest window to
+  // the last position.
+  std::fill(row_lo_.begin(), row_lo_.begin() + n_table_rows, shape_.max_seq);
+  std::fill(row_hi_.begin(), row_hi_.begin() + n_table_rows, -1);
+  const int window = cfg_.sliding_window;
+  for (int i = 0; i < n; ++i) {
+    TPI_CHECK(slots[i] >= 0 && slots[i] < n_table_rows,
+              "step: token " << i << " uses block-table row " << slots[i] << ", the table has "
+                             << n_table_rows);
+    const int lo = window > 0 ? std::max(0, positions[i] - window + 1) : 0;
+    row_lo_[slots[i]] = std::min(row_lo_[slots[i]], lo);
+    row_hi_[slots[i]] = std::max(row_hi_[slots[i]], positions[i]);
+  }
+  const int bs = shape_.block_size, pool = shape_.pool_blocks();
+  for (int r = 0; r < n_table_rows; ++r) {
+    if (row_hi_[r] < 0) continue;
+    TPI_CHECK(row_hi_[r] / bs < table_stride,
+              "step: position " << row_hi_[r] << " of block-table row " << r
+                                << " is past the row's " << table_stride << " blocks");
+    const int32_t* row = block_table + static_cast<int64_t>(r) * table_stride;
+    for (int b = row_lo_[r] / bs; b <= row_hi_[r] / bs; ++b) {
+      TPI_CHECK(row[b] >= 0 && row[b] < pool,
+                "step: block-table row " << r << " entry " << b << " (positions " << b * bs
+                                         << " to " << b * bs + bs - 1 << ") is block " << row[b]
+                                         << ", outside the KV pool [0, " << pool << ")");
+    }
+  }
+}
+
+const float* Engine::step(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
+                          const int32_t* block_table, int n_table_rows, int table_stride,
+                          const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
+                          int rope_seq_len) {
   TPI_CHECK(n > 0 && n <= shape_.max_tokens,
             "step: " << n << " tokens, the engine holds " << shape_.max_tokens);
   int max_pos = 0;
@@ -262,21 +364,35 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
     TPI_CHECK(positions[i] >= 0 && positions[i] < shape_.max_seq,
               "step: position " << positions[i] << " outside the KV cache (max_seq "
                                 << shape_.max_seq << ")");
-    TPI_CHECK(slots[i] >= 0 && slots[i] < shape_.n_slots,
-              "step: slot " << slots[i] << " out of range");
     TPI_CHECK(
         ids[i] >= 0 && ids[i] < cfg_.vocab_size,
         "step: token id " << ids[i] << " outside the vocabulary [0, " << cfg_.vocab_size << ")");
     max_pos = std::max(max_pos, positions[i]);
   }
+  check_block_table(positions, slots, n, block_table, n_table_rows, table_stride);
+  // The device table has a fixed stride (blocks_per_seq), so a captured decode step replays
+  // with whatever table the next step brings; only the rows this step uses are copied.
+  const int stride = shape_.blocks_per_seq();
+  const int32_t* table = block_table;
+  if (table_stride != stride) {
+    for (int r = 0; r < n_table_rows; ++r) {
+      int32_t* dst = host_table_.data() + static_cast<size_t>(r) * stride;
+      std::copy_n(block_table + static_cast<size_t>(r) * table_stride, table_stride, dst);
+      std::fill(dst + table_stride, dst + stride, -1);
+    }
+    table = host_table_.data();
+  }
   be_.copy_to_device(act_.ids, ids, sizeof(int32_t) * n);
   be_.copy_to_device(act_.positions, positions, sizeof(int32_t) * n);
   be_.copy_to_device(act_.slots, slots, sizeof(int32_t) * n);
   be_.copy_to_device(act_.logit_rows, logit_rows, sizeof(int32_t) * n_logit_rows);
+  be_.copy_to_device(act_.block_tables, table, sizeof(int32_t) * n_table_rows * stride);
   BatchView b;
   b.n_tokens = n;
   b.positions = act_.positions;
   b.slots = act_.slots;
+  b.block_tables = act_.block_tables;
+  b.table_stride = stride;
   b.max_position = max_pos;
   b.rope_seq_len = rope_seq_len;
   const bool decode_shape = n == n_logit_rows && n <= shape_.n_slots;

@@ -1,5 +1,6 @@
 #include "runtime/engine/memory_plan.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -47,10 +48,15 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
   // The RoPE inv_freq table(s), f32 (two for longrope: short and long factors).
   const size_t rope_tables = cfg.rope_scaling.kind == RopeKind::longrope ? 2 : 1;
   p.weight_bytes += rope_tables * static_cast<size_t>(dims.head_dim / 2) * sizeof(float);
-  p.kv_bytes =
-      2ull * dims.n_layers * shape.n_slots * shape.max_seq * dims.kv_dim() * dtype_size(act_dtype);
+  // The KV pool: n_blocks blocks of block_size positions, K and V, every layer.
+  p.kv_blocks = shape.pool_blocks();
+  p.kv_block_size = shape.block_size;
+  p.kv_max_seq = shape.max_seq;
+  p.kv_bytes = 2ull * dims.n_layers * static_cast<size_t>(p.kv_blocks) * shape.block_size *
+               dims.kv_dim() * dtype_size(act_dtype);
   p.activation_bytes =
-      Activations::bytes_needed(dims, act_dtype, shape.max_tokens, shape.max_logit_rows);
+      Activations::bytes_needed(dims, act_dtype, shape.max_tokens, shape.max_logit_rows,
+                                int64_t{shape.n_slots} * shape.blocks_per_seq());
   p.workspace_bytes = workspace_bytes;
   p.total_bytes = p.weight_bytes + p.kv_bytes + p.activation_bytes + p.workspace_bytes;
   p.device_total_bytes = device_total;
@@ -68,7 +74,9 @@ std::string MemoryPlan::report() const {
   std::snprintf(params, sizeof params, "%.3fB", static_cast<double>(n_params) / 1e9);
   os << "memory plan per rank: params "
      << (n_params >= 100000000 ? params : std::to_string(n_params)) << " | weights "
-     << format_bytes(weight_bytes) << " | kv cache " << format_bytes(kv_bytes) << " | scratch "
+     << format_bytes(weight_bytes) << " | kv cache " << format_bytes(kv_bytes) << " (" << kv_blocks
+     << " blocks of " << kv_block_size << " = " << int64_t{kv_blocks} * kv_block_size
+     << " tokens: " << kv_sequences() << " sequence(s) of max_seq " << kv_max_seq << ") | scratch "
      << format_bytes(activation_bytes) << " | workspace " << format_bytes(workspace_bytes)
      << " | total " << format_bytes(total_bytes) << " | budget " << format_bytes(budget_bytes)
      << " (mem_frac " << mem_frac << " of " << format_bytes(device_total_bytes);
@@ -83,11 +91,13 @@ void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const Sha
   std::ostringstream hint;
   const size_t over = plan.total_bytes - plan.budget_bytes;
   hint << "does not fit: each rank needs " << format_bytes(plan.total_bytes) << " (weights "
-       << format_bytes(plan.weight_bytes) << ", kv cache " << format_bytes(plan.kv_bytes)
-       << " for max_seq=" << shape.max_seq << " x " << shape.n_slots << " slot(s), scratch "
-       << format_bytes(plan.activation_bytes) << ") but the budget is "
+       << format_bytes(plan.weight_bytes) << ", kv cache " << format_bytes(plan.kv_bytes) << " for "
+       << plan.kv_blocks << " blocks of " << shape.block_size
+       << " positions: max_seq=" << shape.max_seq << " x " << shape.n_slots << " sequence(s)"
+       << ", scratch " << format_bytes(plan.activation_bytes) << ") but the budget is "
        << format_bytes(plan.budget_bytes) << " (mem_frac " << plan.mem_frac << "), "
-       << format_bytes(over) << " over; lower max_seq, use more ranks (tp), or raise mem_frac";
+       << format_bytes(over) << " over; lower max_seq, batch_size or kv_cache_blocks, use more "
+       << "ranks (tp), or raise mem_frac";
   const std::vector<int> valid = cfg.valid_tp_sizes();
   if (!valid.empty()) {
     hint << " (valid tp for this model:";
@@ -96,6 +106,28 @@ void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const Sha
   }
   (void)dims;
   throw Error(hint.str());
+}
+
+size_t kv_block_bytes(const ShardDims& dims, int block_size, DType act_dtype) {
+  return 2ull * dims.n_layers * static_cast<size_t>(block_size) * dims.kv_dim() *
+         dtype_size(act_dtype);
+}
+
+int64_t choose_kv_blocks(const MemoryPlan& probe, const EngineShape& shape, size_t block_bytes,
+                         int64_t asked, bool fill_device) {
+  // The pool's size must fit an int (block ids are int32 in the tables).
+  constexpr int64_t kMaxBlocks = int64_t{1} << 30;
+  TPI_CHECK(asked <= kMaxBlocks,
+            "kv_cache_blocks must be at most " << kMaxBlocks << ", found " << asked);
+  if (asked > 0) return asked;
+  const int64_t one_seq = shape.blocks_per_seq();
+  const int64_t reservation = int64_t{shape.n_slots} * one_seq;
+  const size_t fixed = probe.total_bytes - probe.kv_bytes;
+  const int64_t room = probe.budget_bytes > fixed && block_bytes > 0
+                           ? static_cast<int64_t>((probe.budget_bytes - fixed) / block_bytes)
+                           : 0;
+  if (fill_device) return std::max(one_seq, std::min(room, kMaxBlocks));
+  return std::max(one_seq, std::min(reservation, room));
 }
 
 }  // namespace tpinfer

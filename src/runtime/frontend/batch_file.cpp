@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -389,7 +390,16 @@ void run_batch_job(World& world, const RunConfig& cfg,
     }
   }
   world.agree(err.empty(), err);
-  int64_t shape_info[2] = {static_cast<int64_t>(prep.todo.size()), prep.max_needed};
+  // The sequences to run: a request with n choices runs n, all on one replica (a replica's
+  // slots are sized by them: at least the largest n, within batch_size).
+  int64_t n_sequences = 0;
+  int max_n = 1;
+  for (const BatchRequest& r : prep.todo) {
+    n_sequences += std::max(1, r.n);
+    max_n = std::max(max_n, r.n);
+  }
+  n_sequences = std::max<int64_t>(n_sequences, static_cast<int64_t>(max_n) * dp);
+  int64_t shape_info[3] = {static_cast<int64_t>(prep.todo.size()), prep.max_needed, n_sequences};
   world.broadcast_world(shape_info, sizeof shape_info);
   const int n_todo = static_cast<int>(shape_info[0]);
   if (coordinator) {
@@ -405,8 +415,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
 
   std::unique_ptr<ResultWriter> writer = std::move(prep.writer);  // opened and locked above
 
-  const EngineShape shape =
-      size_engine(cfg, model.config, static_cast<int>(shape_info[1]), n_todo, dp);
+  const EngineShape shape = size_engine(
+      cfg, model.config, static_cast<int>(shape_info[1]),
+      static_cast<int>(std::min<int64_t>(shape_info[2], std::numeric_limits<int>::max())), dp);
   EngineHandle eng = start_engine(world, cfg, model, shape);
 
   std::unique_ptr<Progress> progress;
@@ -429,6 +440,7 @@ void run_batch_job(World& world, const RunConfig& cfg,
   opts.kv_stats = &kv_board;
   opts.keep_reserve = true;  // throughput: a finished slot refills at once
   opts.grace_s = 0.0;        // a stop drops work in progress: a rerun redoes it
+  opts.prefix_caching = cfg.prefix_caching;
   if (coordinator) opts.tick = [&progress] { progress->maybe_report(); };
   const Clock::time_point t_start = Clock::now();
   const DispatchResult outcome =

@@ -168,6 +168,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   DispatchOptions opts;
   opts.keep_reserve = false;
   opts.kv_stats = &kv_board;
+  opts.prefix_caching = cfg.prefix_caching;
   const DispatchResult run = run_replicas(world, *eng.engine, model.tokenizer.get(), model.stop_ids,
                                           model.sample_vocab, &queue, &events, opts);
   if (do_stream) {

@@ -56,6 +56,10 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
     if (limits_.max_position_embeddings > 0 && !limits_.allow_long_context) {
       room = std::min(room, limits_.max_position_embeddings - n_prompt);
     }
+    if (limits_.kv.block_size > 0) {  // and what the KV pool holds for one sequence
+      room = static_cast<int>(
+          std::min<int64_t>(room, limits_.kv.n_blocks * limits_.kv.block_size - n_prompt));
+    }
     r.max_new_tokens = std::max(room, 0);
     if (r.max_new_tokens == 0) {
       throw RequestRefused(400,
@@ -67,6 +71,7 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
   }
   try {
     check_request_tokens(n_prompt, r.max_new_tokens, limits_);
+    check_request_kv(n_prompt, r.max_new_tokens, std::max(1, r.n), limits_.kv);
   } catch (const std::exception& e) {
     throw RequestRefused(400, e.what(), prompt_field, "context_length_exceeded");
   }

@@ -36,6 +36,8 @@ class QueueService : public GenerationService, public RequestEvents {
   KvCacheStats kv_stats() const override;
   // Where the dispatcher leaves the replicas' KV cache counters (DispatchOptions::kv_stats).
   void set_kv_board(const KvStatsBoard* board) { kv_board_ = board; }
+  // The engine's KV pool: requests that cannot fit it are refused up front (400).
+  void set_kv_limits(const KvLimits& kv) { limits_.kv = kv; }
 
   // From the dispatcher (the job's main thread).
   void on_delta(uint64_t seq, GenerationDelta delta) override;

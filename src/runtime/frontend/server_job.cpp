@@ -87,6 +87,7 @@ void run_server_job(World& world, const RunConfig& cfg,
       service =
           std::make_unique<QueueService>(queue, *model.tokenizer, cfg, model.config, shape.max_seq,
                                          shape.n_slots * world.dp(), served_model_name(cfg));
+      service->set_kv_limits(kv_limits(eng.engine->shape()));
       HttpServerOptions o;
       o.host = addr.host;
       o.port = addr.port;
@@ -111,6 +112,7 @@ void run_server_job(World& world, const RunConfig& cfg,
   if (rank0) service->set_kv_board(&kv_board);
   DispatchOptions opts;
   opts.keep_reserve = false;  // a request waits at rank 0, where any replica can take it
+  opts.prefix_caching = cfg.prefix_caching;
   opts.grace_s = cfg.shutdown_grace_s;
   opts.kv_stats = &kv_board;
   if (rank0) opts.on_stop = [&http] { http->begin_shutdown(); };

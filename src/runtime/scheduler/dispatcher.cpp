@@ -26,9 +26,7 @@ RequestQueue::Push RequestQueue::push(ScheduledRequest r) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Push::closed;
   if (items_.size() >= capacity_) return Push::full;
-  for (ScheduledRequest& c : fanout_.split(std::move(r), [this] { return next_seq_++; })) {
-    items_.push_back(std::move(c));
-  }
+  items_.push_back(std::move(r));
   return Push::ok;
 }
 
@@ -40,14 +38,14 @@ std::optional<ScheduledRequest> RequestQueue::pop() {
   return r;
 }
 
-std::optional<ScheduledRequest> RequestQueue::remove(uint64_t seq) {
+int RequestQueue::remove(uint64_t seq) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(items_.begin(), items_.end(),
                          [seq](const ScheduledRequest& r) { return r.seq == seq; });
-  if (it == items_.end()) return std::nullopt;
-  ScheduledRequest r = std::move(*it);
+  if (it == items_.end()) return 0;
+  const int n = std::max(1, it->request.n);
   items_.erase(it);
-  return r;
+  return n;
 }
 
 void RequestQueue::close() {
@@ -55,13 +53,13 @@ void RequestQueue::close() {
   closed_ = true;
 }
 
-std::vector<ScheduledRequest> RequestQueue::drain() {
+std::vector<std::pair<uint64_t, int>> RequestQueue::drain() {
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
-  std::vector<ScheduledRequest> out(std::make_move_iterator(items_.begin()),
-                                    std::make_move_iterator(items_.end()));
+  std::vector<std::pair<uint64_t, int>> seqs;
+  for (const ScheduledRequest& r : items_) seqs.emplace_back(r.seq, std::max(1, r.request.n));
   items_.clear();
-  return out;
+  return seqs;
 }
 
 bool RequestQueue::closed() const {
@@ -82,10 +80,7 @@ void RequestQueue::cancel(uint64_t seq) {
 std::vector<uint64_t> RequestQueue::take_cancels() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<uint64_t> out;
-  for (uint64_t seq : cancels_) {
-    for (uint64_t target : fanout_.cancel_targets(seq)) out.push_back(target);
-  }
-  cancels_.clear();
+  out.swap(cancels_);
   return out;
 }
 
@@ -139,16 +134,16 @@ enum Tag : int {
   kStop = 10,        // 0 -> leader: drop what runs, say BYE
 };
 
-GenerationOutcome cancelled_outcome(int index = 0) {
+GenerationOutcome cancelled_outcome(int index) {
   GenerationOutcome o;
   o.index = index;
   o.finish_reason = "cancelled";
   return o;
 }
 
-// Ends every choice of a request that never ran: one "cancelled" outcome per choice.
-void end_cancelled(RequestEvents& events, const ScheduledRequest& r) {
-  for (int i = 0; i < std::max(1, r.request.n); ++i) events.on_finish(r.seq, cancelled_outcome(i));
+// A request that never ran ends with one "cancelled" outcome per choice.
+void end_cancelled(RequestEvents& events, uint64_t seq, int n) {
+  for (int i = 0; i < n; ++i) events.on_finish(seq, cancelled_outcome(i));
 }
 
 // --- Rank 0 ------------------------------------------------------------------------------------
@@ -172,10 +167,10 @@ class Dispatcher : public RequestEvents {
     if (it == in_flight_.end()) return;  // already ended (dropped at a stop)
     InFlight& f = it->second;
     const size_t index = static_cast<size_t>(o.index);
-    if (index >= f.ended.size() || f.ended[index]) return;  // this choice already ended
-    f.ended[index] = true;
+    if (index >= f.done.size() || f.done[index]) return;  // that choice has ended already
+    f.done[index] = 1;
     o.queue_ms = std::chrono::duration<double, std::milli>(f.handed - f.queued).count();
-    if (--f.left == 0) in_flight_.erase(it);
+    if (--f.left == 0) in_flight_.erase(it);  // every choice has its outcome
     front_.on_finish(seq, std::move(o));
   }
 
@@ -185,8 +180,8 @@ class Dispatcher : public RequestEvents {
   struct InFlight {
     int replica = 0;
     Clock::time_point queued, handed;
-    std::vector<bool> ended;  // per choice
-    int left = 1;             // choices not ended yet
+    std::vector<char> done;  // per choice: its outcome was delivered
+    int left = 1;            // choices without an outcome
   };
   void serve_messages();
   void apply_cancels(ReplicaScheduler& local);
@@ -196,7 +191,7 @@ class Dispatcher : public RequestEvents {
   void track(const ScheduledRequest& r, int replica) {
     const int n = std::max(1, r.request.n);
     in_flight_[r.seq] =
-        InFlight{replica, r.queued, Clock::now(), std::vector<bool>(static_cast<size_t>(n)), n};
+        InFlight{replica, r.queued, Clock::now(), std::vector<char>(static_cast<size_t>(n), 0), n};
   }
   void note_kv(int replica, const KvCacheStats& s) {
     if (opts_.kv_stats) opts_.kv_stats->set(replica, s);
@@ -259,8 +254,8 @@ void Dispatcher::serve_messages() {
 
 void Dispatcher::apply_cancels(ReplicaScheduler& local) {
   for (uint64_t seq : queue_.take_cancels()) {
-    if (std::optional<ScheduledRequest> r = queue_.remove(seq)) {  // never handed out: ends here
-      end_cancelled(front_, *r);
+    if (const int n = queue_.remove(seq)) {  // never handed out: it ends here
+      end_cancelled(front_, seq, n);
       continue;
     }
     auto it = in_flight_.find(seq);
@@ -278,7 +273,7 @@ void Dispatcher::begin_stop(ReplicaScheduler& local) {
   result_.stopped = true;
   result_.signal = stop_signal_name();
   if (opts_.on_stop) opts_.on_stop();
-  for (const ScheduledRequest& r : queue_.drain()) end_cancelled(front_, r);
+  for (const auto& [seq, n] : queue_.drain()) end_cancelled(front_, seq, n);
   if (opts_.grace_s <= 0) {
     drop_running(local);
     return;
@@ -365,13 +360,12 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
     if (opts_.tick) opts_.tick();
   }
   // Whatever was handed out and never finished (dropped at a stop) ends "cancelled".
-  std::vector<uint64_t> left;
-  for (const auto& [seq, f] : in_flight_) left.push_back(seq);
+  std::vector<std::pair<uint64_t, std::vector<char>>> left;
+  for (const auto& [seq, f] : in_flight_) left.emplace_back(seq, f.done);
   std::sort(left.begin(), left.end());
-  for (uint64_t seq : left) {
-    const std::vector<bool> ended = in_flight_.at(seq).ended;
-    for (size_t i = 0; i < ended.size(); ++i) {
-      if (!ended[i]) on_finish(seq, cancelled_outcome(static_cast<int>(i)));
+  for (const auto& [seq, done] : left) {
+    for (size_t i = 0; i < done.size(); ++i) {
+      if (!done[i]) on_finish(seq, cancelled_outcome(static_cast<int>(i)));
     }
   }
   return result_;
@@ -403,7 +397,7 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
   std::deque<ScheduledRequest> local;
   bool no_more = false, requested = false, told_stop = false, stopped = false;
   auto cancel_waiting = [&] {
-    for (const ScheduledRequest& r : local) end_cancelled(*this, r);
+    for (const ScheduledRequest& r : local) end_cancelled(*this, r.seq, std::max(1, r.request.n));
     local.clear();
   };
   for (;;) {
@@ -418,9 +412,9 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
         auto it = std::find_if(local.begin(), local.end(),
                                [seq](const ScheduledRequest& r) { return r.seq == seq; });
         if (it != local.end()) {
-          const ScheduledRequest r = std::move(*it);
+          const int n = std::max(1, it->request.n);
           local.erase(it);
-          end_cancelled(*this, r);
+          end_cancelled(*this, seq, n);
         } else {
           sched.cancel(seq);
         }
@@ -488,15 +482,15 @@ DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* token
       follow_replica_leader(engine, world, stop_signalled);
     } else if (world.rank() == 0) {
       TPI_CHECK(queue && events, "run_replicas: rank 0 needs the queue and the events");
-      ChoiceJoin join(queue->fanout(), *events);  // the choices' stand-in (choice_fanout.h)
-      Dispatcher dispatcher(world, mail, *queue, join, options);
+      Dispatcher dispatcher(world, mail, *queue, *events, options);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, 0, stop_signalled,
-                             dispatcher);
+                             dispatcher, options.prefix_caching);
       result = dispatcher.run(sched);
+      result.kv = sched.kv_stats();
     } else {
       LeaderRelay relay(mail);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, world.dp_rank(),
-                             stop_signalled, relay);
+                             stop_signalled, relay, options.prefix_caching);
       relay.attach(sched);
       relay.run(sched, options.keep_reserve);
     }

@@ -22,17 +22,17 @@
 #include <mutex>
 #include <optional>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "comm/world.h"
-#include "runtime/scheduler/choice_fanout.h"
 #include "runtime/scheduler/replica_scheduler.h"
 #include "runtime/scheduler/request.h"
 
 namespace tpinfer {
 
 // The requests waiting on rank 0, filled by a front end from any thread. Bounded: a push beyond
-// the capacity is refused, never blocks (a request's choices count as one push).
+// the capacity is refused, never blocks.
 class RequestQueue {
  public:
   explicit RequestQueue(size_t capacity = SIZE_MAX) : capacity_(capacity) {}
@@ -40,21 +40,17 @@ class RequestQueue {
   enum class Push { ok, full, closed };
   Push push(ScheduledRequest r);
   std::optional<ScheduledRequest> pop();
-  // Takes a request out if it still waits here.
-  std::optional<ScheduledRequest> remove(uint64_t seq);
-  void close();  // refuses every later push
-  // Closes, and takes out everything waiting.
-  std::vector<ScheduledRequest> drain();
+  int remove(uint64_t seq);  // takes a request out if it still waits here: its n, else 0
+  void close();              // refuses every later push
+  // Closes, and takes out everything waiting: (seq, n) of each.
+  std::vector<std::pair<uint64_t, int>> drain();
   bool closed() const;
   size_t size() const;
   // Cancels from any thread; the dispatcher applies them between steps.
   void cancel(uint64_t seq);
   std::vector<uint64_t> take_cancels();
-  // The stand-in that splits a request's choices (see choice_fanout.h).
-  ChoiceFanout& fanout() { return fanout_; }
 
  private:
-  ChoiceFanout fanout_;
   mutable std::mutex mu_;
   std::deque<ScheduledRequest> items_;
   std::vector<uint64_t> cancels_;
@@ -85,14 +81,16 @@ struct DispatchOptions {
   double grace_s = 0.0;
   std::function<void()> on_stop;  // rank 0, once, when a stop begins (e.g. stop accepting)
   std::function<void()> tick;     // rank 0, every turn of the loop (progress reports)
-  // Rank 0: where each replica's KV cache counters land (replica 0's every turn, the others'
-  // with their outcomes and work requests). Null: not collected.
+  bool prefix_caching = true;     // the replicas reuse cached prompt blocks (config key)
+  // Rank 0: where each replica's KV cache counters land (replica 0's after every step, the
+  // others' with their outcomes and work requests: no message of their own). Null: not kept.
   KvStatsBoard* kv_stats = nullptr;
 };
 
 struct DispatchResult {
   bool stopped = false;  // a stop signal ended the run (on every rank)
   const char* signal = "";
+  KvCacheStats kv;  // replica 0's paged KV cache at the end (rank 0)
 };
 
 // The caller holds a StopSignals (core/stop_signals.h) for the job's duration.

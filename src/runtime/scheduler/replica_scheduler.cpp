@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/watchdog.h"
 #include "runtime/engine/logprobs.h"
+#include "runtime/scheduler/request_check.h"
 
 namespace tpinfer {
 namespace {
@@ -16,12 +17,13 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// Step plan layout, shared by leader and followers: [cmd, n_tokens, n_logit_rows, rope_seq_len]
-// then ids[n], positions[n], slots[n], logit_rows[n_logit_rows] packed one after the other.
+// Step plan layout, shared by leader and followers: a header, then ids[n], positions[n],
+// table_rows[n], logit_rows[n_logit_rows], table[n_table_rows * table_stride] and block copies
+// (dst, src)[n_copies] packed one after the other. Copies run before the forward.
 constexpr int32_t kCmdDone = 0;
 constexpr int32_t kCmdStep = 1;
 constexpr int32_t kCmdIdle = 2;  // no forward: the leader is alive and polls the stop flags
-constexpr int kHeader = 4;
+enum Header { kCmd, kTokens, kLogitRows, kRopeSeqLen, kTableRows, kTableStride, kCopies, kHeader };
 // An idle leader tells its followers it is alive this often (well under any watchdog timeout).
 constexpr double kHeartbeatMs = 2000.0;
 
@@ -31,15 +33,34 @@ size_t utf8_boundary(const std::string& text, size_t at) {
   return at;
 }
 
+int blocks_for(int positions, int block_size) {
+  return (positions + block_size - 1) / block_size;
+}
+
+// The plan's buffer: header + 3 max_tokens + max_logit_rows + the table + 2 n_slots copies.
+size_t plan_ints(const EngineShape& shape) {
+  return kHeader + 3 * static_cast<size_t>(shape.max_tokens) + shape.max_logit_rows +
+         static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq() + 2 * shape.n_slots;
+}
+
 }  // namespace
 
-struct ReplicaScheduler::Slot {
-  bool busy = false;
+struct ReplicaScheduler::Seq {
+  enum class State { free, waiting_fork, running, preempted };
+  State state = State::free;
   uint64_t seq = 0;
+  int index = 0;      // the choice
+  int n_choices = 1;  // of its request
   GenerationRequest req;
-  uint64_t order = 0;       // admission order: prefill goes first come, first served
-  int n_prefilled = 0;      // prompt tokens already in the KV cache
-  int32_t next_token = -1;  // the sampled token to feed at `position` (decoding slots)
+  uint64_t order = 0;       // admission order: prefill first come, first served; the newest
+                            // (largest order, then index) is preempted first
+  std::vector<int> blocks;  // the block table: position p is in blocks[p / block_size]
+  int n_cached = 0;         // positions [0, n_cached) hold this sequence's KV
+  int target = 0;           // prefill until n_cached == target (the prompt, or resumed tokens)
+  PrefixCache::Link chain;  // the cached block that ends the sequence's first n_chained blocks
+  int n_chained = 0;
+  bool recompute_pending = false;  // longrope: resumed past the switch, recompute before decoding
+  int32_t next_token = -1;         // the sampled token to feed at `position` (decoding)
   int position = 0;
   size_t max_stop = 0;  // longest stop string (bytes)
   std::vector<int32_t> generated;
@@ -49,16 +70,22 @@ struct ReplicaScheduler::Slot {
   std::string text;
   size_t streamed = 0;    // bytes of text already sent in deltas
   size_t delta_from = 0;  // first generated id not yet sent in a delta
-  Clock::time_point admitted, prefilled, first_token, last_token;
+  int step_row = -1;      // its row in this step's table (-1: none yet)
+  Clock::time_point queued, admitted, prefilled, first_token, last_token;
   std::vector<double> decode_ms;
 
-  bool decoding() const { return busy && n_prefilled == static_cast<int>(req.prompt_ids.size()); }
-  bool prefilling() const { return busy && !decoding(); }
+  bool running() const { return state == State::running; }
+  bool prefilling() const { return running() && n_cached < target; }
+  bool decoding() const { return running() && n_cached >= target && next_token >= 0; }
+  bool newer_than(const Seq& o) const {
+    return order != o.order ? order > o.order : index > o.index;
+  }
 };
 
 ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer* tokenizer,
                                    std::vector<int32_t> stop_ids, int sample_vocab, int replica,
-                                   std::function<bool()> stop_signal, RequestEvents& events)
+                                   std::function<bool()> stop_signal, RequestEvents& events,
+                                   bool prefix_caching)
     : engine_(engine),
       world_(world),
       tokenizer_(tokenizer),
@@ -66,72 +93,327 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
       sample_vocab_(sample_vocab),
       replica_(replica),
       stop_signal_(std::move(stop_signal)),
-      events_(events) {
+      events_(events),
+      block_size_(engine.shape().block_size),
+      pool_(engine.shape().pool_blocks()) {
   const EngineShape& shape = engine.shape();
-  for (int i = 0; i < shape.n_slots; ++i) slots_.push_back(std::make_unique<Slot>());
+  // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
+  // passes original_max_position_embeddings; there transformers' Phi3 drops its cache and
+  // recomputes the whole sequence with the long factors. So do we, once per request. A
+  // recompute rewrites the sequence's blocks, so they can be neither cached nor shared.
+  const RopeScaling& rope = engine.config().rope_scaling;
+  if (rope.kind == RopeKind::longrope) recompute_at_ = rope.original_max_position_embeddings;
+  if (prefix_caching && recompute_at_ < 0) {
+    cache_ = std::make_unique<PrefixCache>(pool_, block_size_);
+  }
+  stats_.blocks_total = pool_.n_blocks();
+  for (int i = 0; i < shape.n_slots; ++i) seqs_.push_back(std::make_unique<Seq>());
   const size_t T = static_cast<size_t>(shape.max_tokens),
                R = static_cast<size_t>(shape.max_logit_rows);
   ids_.resize(T);
   pos_.resize(T);
-  slot_of_.resize(T);
+  row_of_.resize(T);
   rows_.resize(R);
-  row_slot_.resize(R);
-  prefill_order_.reserve(slots_.size());
-  plan_.resize(kHeader + 3 * T + R);
-  // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
-  // passes original_max_position_embeddings; there transformers' Phi3 drops its cache and
-  // recomputes the whole sequence with the long factors. So do we, once per request.
-  const RopeScaling& rope = engine.config().rope_scaling;
-  if (rope.kind == RopeKind::longrope) recompute_at_ = rope.original_max_position_embeddings;
+  row_seq_.resize(R);
+  table_.resize(static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq());
+  table_seq_.resize(static_cast<size_t>(shape.n_slots));
+  copies_.reserve(2 * static_cast<size_t>(shape.n_slots));
+  order_.reserve(seqs_.size());
+  plan_.resize(plan_ints(shape));
   last_broadcast_ = Clock::now();
 }
 
 ReplicaScheduler::~ReplicaScheduler() = default;
 
 int ReplicaScheduler::free_slots() const {
-  return static_cast<int>(std::count_if(slots_.begin(), slots_.end(),
-                                        [](const std::unique_ptr<Slot>& s) { return !s->busy; }));
+  int free = 0;
+  for (const std::unique_ptr<Seq>& s : seqs_) free += s->state == Seq::State::free;
+  for (const ScheduledRequest& r : waiting_) free -= std::max(1, r.request.n);
+  return std::max(0, free);
+}
+
+int ReplicaScheduler::active() const {
+  int busy = static_cast<int>(waiting_.size());
+  for (const std::unique_ptr<Seq>& s : seqs_) busy += s->state != Seq::State::free;
+  return busy;
+}
+
+KvCacheStats ReplicaScheduler::kv_stats() const {
+  KvCacheStats k = stats_;
+  k.blocks_total = pool_.n_blocks();
+  k.blocks_used = pool_.n_used();
+  k.blocks_cached = pool_.n_cached_free();
+  return k;
 }
 
 void ReplicaScheduler::admit(ScheduledRequest request) {
-  auto it = std::find_if(slots_.begin(), slots_.end(),
-                         [](const std::unique_ptr<Slot>& s) { return !s->busy; });
-  TPI_CHECK(it != slots_.end(), "scheduler: admit with no free slot");
   GenerationRequest& req = request.request;
   const int n_prompt = static_cast<int>(req.prompt_ids.size());
-  TPI_CHECK(n_prompt > 0 && n_prompt + req.max_new_tokens <= engine_.shape().max_seq,
-            "request " << request.seq << ": prompt " << n_prompt << " + max_new_tokens "
-                       << req.max_new_tokens << " does not fit max_seq "
-                       << engine_.shape().max_seq);
-  Slot& s = **it;
-  s.busy = true;
-  s.seq = request.seq;
-  s.order = admitted_++;
-  s.n_prefilled = 0;
-  s.next_token = -1;
-  s.position = 0;
-  s.generated.clear();
-  s.logprobs.clear();
-  s.text.clear();
-  s.streamed = 0;
-  s.delta_from = 0;
-  s.decode_ms.clear();
-  s.max_stop = 0;
-  for (const std::string& stop : req.stop) s.max_stop = std::max(s.max_stop, stop.size());
-  s.sampler = std::make_unique<Sampler>(sample_vocab_, req.sampling);
-  if (tokenizer_) {
-    s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, true);
-    // The prompt gives the decoder its context, so the text is the exact continuation (a
-    // leading space of the first new word is kept: prompt + text reads as the whole).
-    for (int32_t id : req.prompt_ids) s.decoder->push(id);
+  const int n = std::max(1, req.n);
+  req.n = n;
+  std::string error;
+  try {
+    TPI_CHECK(n_prompt > 0 && n_prompt + req.max_new_tokens <= engine_.shape().max_seq,
+              "prompt " << n_prompt << " + max_new_tokens " << req.max_new_tokens
+                        << " does not fit max_seq " << engine_.shape().max_seq);
+    check_request_kv(n_prompt, req.max_new_tokens, n, kv_limits(engine_.shape()));
+  } catch (const std::exception& e) {
+    error = e.what();
   }
-  s.admitted = Clock::now();
-  s.prefilled = s.first_token = s.last_token = s.admitted;
-  s.req = std::move(req);
-  if (s.req.max_new_tokens == 0) finish(s, "length");
+  if (!error.empty() || req.max_new_tokens == 0) {
+    // Nothing to run: every choice ends at once ("length" for 0 tokens, else the refusal).
+    for (int i = 0; i < n; ++i) {
+      GenerationOutcome o;
+      o.index = i;
+      o.finish_reason = error.empty() ? "length" : "error";
+      o.error = error;
+      o.prompt_tokens = n_prompt;
+      o.replica = replica_;
+      events_.on_finish(request.seq, std::move(o));
+    }
+    return;
+  }
+  waiting_.push_back(std::move(request));
 }
 
-void ReplicaScheduler::send_delta(Slot& s, bool final) {
+int32_t ReplicaScheduler::token_at(const Seq& s, int position) const {
+  const int n_prompt = static_cast<int>(s.req.prompt_ids.size());
+  return position < n_prompt ? s.req.prompt_ids[static_cast<size_t>(position)]
+                             : s.generated[static_cast<size_t>(position - n_prompt)];
+}
+
+void ReplicaScheduler::release_blocks(Seq& s) {
+  // Last block first: the pool's LRU then evicts a prefix's tail before its head.
+  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) pool_.release(*it);
+  s.blocks.clear();
+  s.n_cached = 0;
+  s.chain = PrefixCache::Link{};
+  s.n_chained = 0;
+}
+
+bool ReplicaScheduler::take_blocks(Seq& s, int upto, bool use_cache) {
+  // The sequence's first `upto` tokens, contiguous for the prefix lookup.
+  std::vector<int32_t> tokens(s.req.prompt_ids);
+  tokens.insert(tokens.end(), s.generated.begin(), s.generated.end());
+  std::vector<int> got;
+  PrefixCache::Link link;
+  if (cache_ && use_cache) {
+    // A fresh prompt computes at least its last token (its logits give the first new one); a
+    // resumed sequence already knows its next token and may find every block cached.
+    const bool fresh = s.next_token < 0;
+    const int max_blocks = fresh ? (upto - 1) / block_size_ : upto / block_size_;
+    got = cache_->match(tokens.data(), upto, max_blocks, &link);
+  }
+  const int need = blocks_for(upto, block_size_) - static_cast<int>(got.size());
+  if (pool_.n_free() < need) {
+    for (auto it = got.rbegin(); it != got.rend(); ++it) pool_.release(*it);
+    return false;
+  }
+  for (int i = 0; i < need; ++i) got.push_back(pool_.allocate());
+  s.blocks = std::move(got);
+  s.n_cached = cache_ && use_cache ? static_cast<int>(s.blocks.size() - need) * block_size_ : 0;
+  s.n_cached = std::min(s.n_cached, upto);
+  s.n_chained = s.n_cached / block_size_;
+  s.chain = link;
+  s.target = upto;
+  return true;
+}
+
+bool ReplicaScheduler::start_waiting() {
+  if (waiting_.empty()) return false;
+  ScheduledRequest& r = waiting_.front();
+  const int n = r.request.n;
+  const int n_prompt = static_cast<int>(r.request.prompt_ids.size());
+  std::vector<Seq*> rows;
+  for (std::unique_ptr<Seq>& s : seqs_) {
+    if (s->state == Seq::State::free && static_cast<int>(rows.size()) < n) rows.push_back(s.get());
+  }
+  if (static_cast<int>(rows.size()) < n) return false;
+  // The other choices each need their own copy of a partial last prompt block.
+  const int partial = n_prompt % block_size_ != 0 ? 1 : 0;
+  Seq& lead = *rows[0];
+  lead.req = r.request;  // (copied: choice 0 keeps the request if the blocks are not there)
+  lead.generated.clear();
+  lead.next_token = -1;
+  if (!take_blocks(lead, n_prompt, true)) return false;
+  if (pool_.n_free() < (n - 1) * partial) {
+    release_blocks(lead);
+    return false;
+  }
+  if (cache_) {
+    stats_.prefix_query_tokens += n_prompt;
+    stats_.prefix_hit_tokens += lead.n_cached;
+  }
+  const Clock::time_point now = Clock::now();
+  const uint64_t order = admitted_++;
+  for (int i = 0; i < n; ++i) {
+    Seq& s = *rows[i];
+    if (i > 0) {
+      s.req = r.request;
+      s.blocks.clear();
+      if (partial) s.blocks.push_back(pool_.allocate());  // reserved for the fork's copy
+      s.n_cached = s.target = 0;
+      s.chain = PrefixCache::Link{};
+      s.n_chained = 0;
+    }
+    s.state = i == 0 ? Seq::State::running : Seq::State::waiting_fork;
+    s.seq = r.seq;
+    s.index = i;
+    s.n_choices = n;
+    s.order = order;
+    s.recompute_pending = false;
+    s.next_token = -1;
+    s.position = 0;
+    s.generated.clear();
+    s.logprobs.clear();
+    s.text.clear();
+    s.streamed = 0;
+    s.delta_from = 0;
+    s.decode_ms.clear();
+    s.max_stop = 0;
+    for (const std::string& stop : s.req.stop) s.max_stop = std::max(s.max_stop, stop.size());
+    SamplingParams sampling = s.req.sampling;
+    sampling.seed = choice_seed(sampling.seed, i);
+    s.sampler = std::make_unique<Sampler>(sample_vocab_, sampling);
+    if (tokenizer_) {
+      s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, true);
+      // The prompt gives the decoder its context, so the text is the exact continuation (a
+      // leading space of the first new word is kept: prompt + text reads as the whole).
+      for (int32_t id : s.req.prompt_ids) s.decoder->push(id);
+    } else {
+      s.decoder.reset();
+    }
+    s.queued = r.queued;
+    s.admitted = now;
+    s.prefilled = s.first_token = s.last_token = now;
+  }
+  waiting_.pop_front();
+  return true;
+}
+
+bool ReplicaScheduler::resume(Seq& s) {
+  // A sequence preempted while decoding recomputes every position before `position` (its next
+  // token is known); one preempted during its first prefill starts that prefill again.
+  const int upto = s.next_token >= 0 ? s.position : static_cast<int>(s.req.prompt_ids.size());
+  const bool longrope_past = recompute_at_ >= 0 && s.next_token >= 0 && upto > recompute_at_;
+  // Keep a block of headroom so the resumed sequence does not preempt at once.
+  if (pool_.n_free() < blocks_for(upto, block_size_) - (cache_ ? upto / block_size_ : 0) + 1 &&
+      active_running() > 0) {
+    return false;
+  }
+  if (!take_blocks(s, longrope_past ? upto + 1 : upto, !longrope_past)) return false;
+  if (s.next_token < 0 && s.req.prompt_ids.size() % block_size_ != 0) {
+    // Choice 0 of n: its siblings' blocks for the fork's copy (see preempt()).
+    std::vector<Seq*> siblings;
+    for (std::unique_ptr<Seq>& sib : seqs_) {
+      if (sib->state == Seq::State::waiting_fork && sib->seq == s.seq)
+        siblings.push_back(sib.get());
+    }
+    if (pool_.n_free() < static_cast<int>(siblings.size())) {
+      release_blocks(s);
+      return false;
+    }
+    for (Seq* sib : siblings) sib->blocks.assign(1, pool_.allocate());
+  }
+  if (longrope_past) {
+    // recompute() rewrites positions [0, position] alone, with the long factors.
+    s.n_cached = s.target = upto;
+    s.recompute_pending = true;
+  }
+  s.state = Seq::State::running;
+  return true;
+}
+
+int ReplicaScheduler::active_running() const {
+  int n = 0;
+  for (const std::unique_ptr<Seq>& s : seqs_) n += s->running();
+  return n;
+}
+
+void ReplicaScheduler::preempt(Seq& s) {
+  release_blocks(s);
+  // Choice 0 preempted before its prompt's logits: its waiting siblings give back the blocks
+  // they keep for the fork (resume() takes them again), so they cannot starve another request.
+  if (s.next_token < 0) {
+    for (std::unique_ptr<Seq>& sib : seqs_) {
+      if (sib->state == Seq::State::waiting_fork && sib->seq == s.seq) release_blocks(*sib);
+    }
+  }
+  s.state = Seq::State::preempted;
+  s.target = 0;
+  ++stats_.preemptions;
+}
+
+ReplicaScheduler::Seq* ReplicaScheduler::newest_running() {
+  Seq* newest = nullptr;
+  for (std::unique_ptr<Seq>& s : seqs_) {
+    if (!s->running() || s->blocks.empty()) continue;
+    if (!newest || s->newer_than(*newest)) newest = s.get();
+  }
+  return newest;
+}
+
+bool ReplicaScheduler::ensure_block(Seq& s, int position) {
+  while (position / block_size_ >= static_cast<int>(s.blocks.size())) {
+    const int b = pool_.allocate();
+    if (b >= 0) {
+      s.blocks.push_back(b);
+      continue;
+    }
+    Seq* victim = newest_running();
+    if (victim == nullptr || victim == &s) {
+      preempt(s);
+      return false;
+    }
+    preempt(*victim);
+  }
+  return true;
+}
+
+void ReplicaScheduler::cache_full_blocks(Seq& s) {
+  if (!cache_) return;
+  while ((s.n_chained + 1) * block_size_ <= s.n_cached) {
+    const int b = s.n_chained;
+    int32_t ids[64];
+    std::vector<int32_t> big;
+    int32_t* p = ids;
+    if (block_size_ > 64) {
+      big.resize(static_cast<size_t>(block_size_));
+      p = big.data();
+    }
+    for (int k = 0; k < block_size_; ++k) p[k] = token_at(s, b * block_size_ + k);
+    s.chain = cache_->insert(s.chain, p, s.blocks[static_cast<size_t>(b)]);
+    ++s.n_chained;
+  }
+}
+
+void ReplicaScheduler::fork_siblings(Seq& lead, const float* logits) {
+  if (lead.n_choices == 1) return;
+  const int n_prompt = static_cast<int>(lead.req.prompt_ids.size());
+  const int full = n_prompt / block_size_;
+  cache_full_blocks(lead);
+  for (std::unique_ptr<Seq>& sp : seqs_) {
+    Seq& s = *sp;
+    if (s.state != Seq::State::waiting_fork || s.seq != lead.seq) continue;
+    std::vector<int> blocks(lead.blocks.begin(), lead.blocks.begin() + full);
+    for (int b : blocks) pool_.retain(b);
+    if (n_prompt % block_size_ != 0) {
+      const int mine = s.blocks.at(0);
+      blocks.push_back(mine);
+      copies_.push_back(mine);
+      copies_.push_back(lead.blocks[static_cast<size_t>(full)]);
+    }
+    s.blocks = std::move(blocks);
+    s.n_cached = s.target = s.position = n_prompt;
+    s.chain = lead.chain;
+    s.n_chained = std::min(lead.n_chained, full);
+    s.state = Seq::State::running;
+    s.prefilled = lead.prefilled;
+    accept_token(s, logits);
+  }
+}
+
+void ReplicaScheduler::send_delta(Seq& s, bool final) {
   if (!s.req.stream) return;
   size_t upto = s.text.size();
   if (!final && s.max_stop > 1) {  // a stop string may still start in the last max_stop-1 bytes
@@ -140,6 +422,7 @@ void ReplicaScheduler::send_delta(Slot& s, bool final) {
   }
   if (upto == s.streamed && s.delta_from == s.generated.size()) return;
   GenerationDelta d;
+  d.index = s.index;
   d.text = s.text.substr(s.streamed, upto - s.streamed);
   d.token_ids.assign(s.generated.begin() + static_cast<std::ptrdiff_t>(s.delta_from),
                      s.generated.end());
@@ -152,7 +435,7 @@ void ReplicaScheduler::send_delta(Slot& s, bool final) {
   events_.on_delta(s.seq, std::move(d));
 }
 
-void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& error) {
+void ReplicaScheduler::finish(Seq& s, const char* reason, const std::string& error) {
   std::string finish_reason = reason;
   const bool ok = finish_reason == "stop" || finish_reason == "length";
   if (ok) {
@@ -173,6 +456,7 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& er
     send_delta(s, true);
   }
   GenerationOutcome o;
+  o.index = s.index;
   o.text = std::move(s.text);
   o.finish_reason = finish_reason;
   o.error = error;
@@ -185,7 +469,9 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& er
   o.total_ms = ms_between(s.admitted, now);
   o.decode_ms = std::move(s.decode_ms);
   o.replica = replica_;
-  s.busy = false;
+  release_blocks(s);
+  s.state = Seq::State::free;
+  s.recompute_pending = false;
   s.sampler.reset();
   s.decoder.reset();
   s.text.clear();
@@ -195,14 +481,14 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& er
   events_.on_finish(s.seq, std::move(o));
 }
 
-void ReplicaScheduler::fail(Slot& s, const std::string& error) {
+void ReplicaScheduler::fail(Seq& s, const std::string& error) {
   finish(s, "error", "token " + std::to_string(s.generated.size() + 1) + ": " + error);
 }
 
-void ReplicaScheduler::accept_token(Slot& s, const float* logits) {
+void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
   // A failure here belongs to this request alone (non-finite logits, an id the tokenizer cannot
-  // decode): it ends with an error and the other slots go on. The followers need not know: the
-  // slot simply takes no more tokens, as after a stop.
+  // decode): it ends with an error and the other sequences go on. The followers need not know: the
+  // sequence simply takes no more tokens, as after a stop.
   int32_t tok = -1;
   std::string piece;
   const Clock::time_point now = Clock::now();
@@ -260,138 +546,234 @@ void ReplicaScheduler::send_header() {
   last_broadcast_ = Clock::now();
 }
 
+int ReplicaScheduler::table_row(Seq& s) {
+  if (s.step_row < 0) {
+    s.step_row = n_table_rows_;
+    table_seq_[static_cast<size_t>(n_table_rows_++)] = &s;
+  }
+  return s.step_row;
+}
+
 const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
-  if (world_.tp() > 1) {  // the plan goes to the followers packed: header, then the four arrays
-    plan_[0] = kCmdStep;
-    plan_[1] = n;
-    plan_[2] = n_rows;
-    plan_[3] = rope_seq_len;
+  // This step's table: one row per sequence in it, as wide as the longest (unused entries -1).
+  int stride = 1;
+  for (int r = 0; r < n_table_rows_; ++r) {
+    stride = std::max(stride, static_cast<int>(table_seq_[static_cast<size_t>(r)]->blocks.size()));
+  }
+  for (int r = 0; r < n_table_rows_; ++r) {
+    Seq& s = *table_seq_[static_cast<size_t>(r)];
+    int32_t* row = table_.data() + static_cast<size_t>(r) * stride;
+    std::fill(std::copy(s.blocks.begin(), s.blocks.end(), row), row + stride, -1);
+    s.step_row = -1;
+  }
+  const int n_table = n_table_rows_ * stride;
+  const int n_copies = static_cast<int>(copies_.size() / 2);
+  if (world_.tp() > 1) {  // the plan goes to the followers packed: header, then the arrays
+    plan_[kCmd] = kCmdStep;
+    plan_[kTokens] = n;
+    plan_[kLogitRows] = n_rows;
+    plan_[kRopeSeqLen] = rope_seq_len;
+    plan_[kTableRows] = n_table_rows_;
+    plan_[kTableStride] = stride;
+    plan_[kCopies] = n_copies;
     int32_t* p = plan_.data() + kHeader;
     p = std::copy(ids_.begin(), ids_.begin() + n, p);
     p = std::copy(pos_.begin(), pos_.begin() + n, p);
-    p = std::copy(slot_of_.begin(), slot_of_.begin() + n, p);
-    std::copy(rows_.begin(), rows_.begin() + n_rows, p);
+    p = std::copy(row_of_.begin(), row_of_.begin() + n, p);
+    p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
+    p = std::copy(table_.begin(), table_.begin() + n_table, p);
+    std::copy(copies_.begin(), copies_.end(), p);
     send_header();
-    world_.broadcast_tp(plan_.data() + kHeader, sizeof(int32_t) * (3 * n + n_rows));
+    world_.broadcast_tp(plan_.data() + kHeader,
+                        sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * n_copies));
   }
-  const float* logits = engine_.step(ids_.data(), pos_.data(), slot_of_.data(), n, rows_.data(),
-                                     n_rows, n_rows > 0, rope_seq_len);
+  for (int c = 0; c < n_copies; ++c) {
+    engine_.copy_block(copies_[2 * static_cast<size_t>(c)],
+                       copies_[2 * static_cast<size_t>(c) + 1]);
+  }
+  copies_.clear();
+  const float* logits =
+      engine_.step(ids_.data(), pos_.data(), row_of_.data(), n, table_.data(), n_table_rows_,
+                   stride, rows_.data(), n_rows, n_rows > 0, rope_seq_len);
+  n_table_rows_ = 0;
   stop_requested_ = any_in_tp_group(world_, stop_signal_()) || stop_requested_;
   return logits;
 }
 
-const float* ReplicaScheduler::recompute(int i) {
-  Slot& s = *slots_[i];
+const float* ReplicaScheduler::recompute(Seq& s) {
+  // The recompute rewrites every position: a block shared with a sibling choice becomes this
+  // sequence's own first (no copy needed). Without a free block the sequence waits preempted.
+  for (int& b : s.blocks) {
+    if (pool_.refcount(b) == 1) continue;
+    const int mine = pool_.allocate();
+    if (mine < 0) {
+      preempt(s);
+      s.recompute_pending = false;
+      return nullptr;
+    }
+    pool_.release(b);
+    b = mine;
+  }
   // The sequence so far: the prompt, then every generated token (the last one, next_token, is
   // the one this step feeds at `position`).
-  std::vector<int32_t> sequence = s.req.prompt_ids;
-  sequence.insert(sequence.end(), s.generated.begin(), s.generated.end());
   const int n = s.position + 1;
   const int chunk = engine_.shape().max_tokens;
   const float* logits = nullptr;
   for (int start = 0; start < n; start += chunk) {
     const int m = std::min(chunk, n - start);
     for (int k = 0; k < m; ++k) {
-      ids_[k] = sequence[static_cast<size_t>(start + k)];
+      ids_[k] = token_at(s, start + k);
       pos_[k] = start + k;
-      slot_of_[k] = i;
+      row_of_[k] = table_row(s);
     }
     const bool last = start + m == n;
     rows_[0] = m - 1;
     logits = run_plan(m, last ? 1 : 0, n);
   }
+  s.recompute_pending = false;
   return logits;
 }
 
 void ReplicaScheduler::step() {
   watch_phase(Phase::step, n_steps_++);
-  // longrope: a slot about to feed the token at original_max_position_embeddings recomputes its
-  // whole sequence alone, once (a prompt longer than that was prefilled with the long factors).
+  auto by_age = [&](int a, int b) {
+    return seqs_[static_cast<size_t>(b)]->newer_than(*seqs_[static_cast<size_t>(a)]);
+  };
+  auto collect = [&](auto pred) {
+    order_.clear();
+    for (int i = 0; i < n_slots(); ++i) {
+      if (pred(*seqs_[static_cast<size_t>(i)])) order_.push_back(i);
+    }
+    std::sort(order_.begin(), order_.end(), by_age);
+  };
+
+  // Preempted sequences resume first, oldest first; new requests start when none waits.
+  collect([](const Seq& s) { return s.state == Seq::State::preempted; });
+  bool all_resumed = true;
+  for (int i : order_) {
+    if (!resume(*seqs_[static_cast<size_t>(i)])) {
+      all_resumed = false;
+      break;
+    }
+  }
+  while (all_resumed && start_waiting()) {
+  }
+
+  // longrope: a sequence about to feed the token at original_max_position_embeddings
+  // recomputes its whole sequence alone, once (a prompt longer than that was prefilled with
+  // the long factors); so does one resumed past it.
   for (int i = 0; i < n_slots() && recompute_at_ >= 0; ++i) {
-    Slot& s = *slots_[i];
-    if (!s.decoding() || s.next_token < 0 || s.position != recompute_at_ ||
-        static_cast<int>(s.req.prompt_ids.size()) > recompute_at_) {
+    Seq& s = *seqs_[static_cast<size_t>(i)];
+    if (!s.decoding() ||
+        (!s.recompute_pending && (s.position != recompute_at_ ||
+                                  static_cast<int>(s.req.prompt_ids.size()) > recompute_at_))) {
       continue;
     }
-    const float* logits = recompute(i);
+    if (!ensure_block(s, s.position)) continue;
+    const float* logits = recompute(s);
+    if (!logits) continue;
     ++s.position;
+    s.n_cached = s.position;
     accept_token(s, logits);
   }
 
   const int budget = engine_.shape().max_tokens;
   int n = 0, n_rows = 0;
-  auto add_token = [&](int32_t id, int position, int slot) {
+  auto add_token = [&](int32_t id, int position, Seq& s) {
     ids_[n] = id;
     pos_[n] = position;
-    slot_of_[n] = slot;
+    row_of_[n] = table_row(s);
     ++n;
   };
-  auto add_row = [&](int slot) {
-    row_slot_[n_rows] = slot;
+  auto add_row = [&](int i) {
+    row_seq_[n_rows] = i;
     rows_[n_rows++] = n - 1;
   };
 
-  // Decode tokens first: one per decoding slot (n_slots <= max_tokens, so they always fit).
-  for (int i = 0; i < n_slots(); ++i) {
-    Slot& s = *slots_[i];
-    if (!s.decoding()) continue;
-    add_token(s.next_token, s.position, i);
+  // Decode tokens first, oldest first (so the pool's last blocks go to the oldest and the
+  // newest is the one preempted): one per decoding sequence (n_slots <= max_tokens).
+  collect([](const Seq& s) { return s.decoding(); });
+  for (int i : order_) {
+    Seq& s = *seqs_[static_cast<size_t>(i)];
+    if (!s.decoding() || !ensure_block(s, s.position)) continue;
+    add_token(s.next_token, s.position, s);
     add_row(i);
   }
-  // Then prefill chunks, oldest admission first, with what is left of the token budget.
-  prefill_order_.clear();
-  for (int i = 0; i < n_slots(); ++i) {
-    if (slots_[i]->prefilling()) prefill_order_.push_back(i);
-  }
-  std::sort(prefill_order_.begin(), prefill_order_.end(),
-            [&](int a, int b) { return slots_[a]->order < slots_[b]->order; });
-  for (int i : prefill_order_) {
+  // Then prefill chunks, oldest first, with what is left of the token budget (a prefilling
+  // sequence holds the blocks of its whole prefill since it started).
+  collect([](const Seq& s) { return s.prefilling(); });
+  for (int i : order_) {
     if (n == budget) break;
-    Slot& s = *slots_[i];
-    const int n_prompt = static_cast<int>(s.req.prompt_ids.size());
-    const int take = std::min(budget - n, n_prompt - s.n_prefilled);
-    for (int k = 0; k < take; ++k) {
-      add_token(s.req.prompt_ids[s.n_prefilled + k], s.n_prefilled + k, i);
-    }
-    s.n_prefilled += take;
-    if (s.n_prefilled == n_prompt) add_row(i);  // the prompt's last token gives the first new one
+    Seq& s = *seqs_[static_cast<size_t>(i)];
+    if (!s.prefilling()) continue;
+    const int take = std::min(budget - n, s.target - s.n_cached);
+    for (int k = 0; k < take; ++k) add_token(token_at(s, s.n_cached + k), s.n_cached + k, s);
+    s.n_cached += take;
+    // The prompt's last token gives the first new one; a resumed sequence knows its next token.
+    if (s.n_cached == s.target && s.next_token < 0) add_row(i);
   }
   if (n == 0) return;
 
   const float* logits = run_plan(n, n_rows, 0);
   const Clock::time_point done = Clock::now();
+  for (int r = 0; r < n_rows; ++r) {  // a decoding sequence's fed token is now in the cache
+    Seq& s = *seqs_[static_cast<size_t>(row_seq_[r])];
+    if (s.next_token >= 0) s.n_cached = ++s.position;
+  }
+  for (std::unique_ptr<Seq>& s : seqs_) {
+    if (s->running()) cache_full_blocks(*s);
+  }
   const size_t vocab = static_cast<size_t>(engine_.config().vocab_size);
   for (int r = 0; r < n_rows; ++r) {
-    Slot& s = *slots_[row_slot_[r]];
+    Seq& s = *seqs_[static_cast<size_t>(row_seq_[r])];
+    const float* row = logits + r * vocab;
     if (s.next_token < 0) {  // a finished prefill starts after the prompt
       s.prefilled = done;
       s.position = static_cast<int>(s.req.prompt_ids.size());
-    } else {  // a decoding slot's fed token is now in the cache
-      ++s.position;
+      fork_siblings(s, row);
     }
-    accept_token(s, logits + r * vocab);
+    accept_token(s, row);
   }
 }
 
 bool ReplicaScheduler::cancel(uint64_t seq) {
-  for (std::unique_ptr<Slot>& s : slots_) {
-    if (!s->busy || s->seq != seq) continue;
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    if (it->seq != seq) continue;
+    const int n = it->request.n;
+    const int n_prompt = static_cast<int>(it->request.prompt_ids.size());
+    waiting_.erase(it);
+    for (int i = 0; i < n; ++i) {
+      GenerationOutcome o;
+      o.index = i;
+      o.finish_reason = "cancelled";
+      o.prompt_tokens = n_prompt;
+      o.replica = replica_;
+      events_.on_finish(seq, std::move(o));
+    }
+    return true;
+  }
+  bool found = false;
+  for (std::unique_ptr<Seq>& s : seqs_) {
+    if (s->state == Seq::State::free || s->seq != seq) continue;
     if (s->decoder) s->decoder->reset();
     s->req.stop.clear();
     s->req.stream = false;  // no more deltas: the client is gone
     finish(*s, "cancelled");
-    return true;
+    found = true;
   }
-  return false;
+  return found;
 }
 
 void ReplicaScheduler::abandon_all() {
-  for (std::unique_ptr<Slot>& s : slots_) {
-    s->busy = false;
+  for (std::unique_ptr<Seq>& s : seqs_) {
+    release_blocks(*s);
+    s->state = Seq::State::free;
     s->sampler.reset();
     s->decoder.reset();
     s->req = GenerationRequest();
   }
+  waiting_.clear();
+  copies_.clear();
 }
 
 void ReplicaScheduler::idle_heartbeat() {
@@ -400,8 +782,8 @@ void ReplicaScheduler::idle_heartbeat() {
     return;
   }
   if (ms_between(last_broadcast_, Clock::now()) < kHeartbeatMs) return;
-  plan_[0] = kCmdIdle;
-  plan_[1] = plan_[2] = plan_[3] = 0;
+  std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
+  plan_[kCmd] = kCmdIdle;
   send_header();
   stop_requested_ = any_in_tp_group(world_, stop_signal_()) || stop_requested_;
   last_broadcast_ = Clock::now();
@@ -411,32 +793,38 @@ void ReplicaScheduler::release_followers() {
   if (released_) return;
   released_ = true;
   if (world_.tp() == 1) return;
-  plan_[0] = kCmdDone;
-  plan_[1] = plan_[2] = plan_[3] = 0;
+  std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
+  plan_[kCmd] = kCmdDone;
   send_header();
 }
 
 void follow_replica_leader(Engine& engine, World& world, const std::function<bool()>& stop_signal) {
   const EngineShape& shape = engine.shape();
-  std::vector<int32_t> buf(3 * static_cast<size_t>(shape.max_tokens) + shape.max_logit_rows);
-  int32_t header[kHeader];
+  std::vector<int32_t> buf(plan_ints(shape));
+  int32_t h[kHeader];
   for (int64_t n_steps = 0;; ++n_steps) {
     watch_phase(Phase::step, n_steps);
     // The leader may have nothing to run for a long time (an idle server): wait without
     // spinning; its heartbeats keep this wait well inside the watchdog's timeout.
-    world.broadcast_tp_sleepy(header, sizeof header);
-    if (header[0] == kCmdDone) return;
-    if (header[0] == kCmdIdle) {
+    world.broadcast_tp_sleepy(h, sizeof h);
+    if (h[kCmd] == kCmdDone) return;
+    if (h[kCmd] == kCmdIdle) {
       any_in_tp_group(world, stop_signal());
       continue;
     }
-    TPI_CHECK(header[0] == kCmdStep && header[1] > 0 && header[1] <= shape.max_tokens &&
-                  header[2] >= 0 && header[2] <= shape.max_logit_rows && header[3] >= 0,
+    const int n = h[kTokens], n_rows = h[kLogitRows], n_table = h[kTableRows] * h[kTableStride];
+    TPI_CHECK(h[kCmd] == kCmdStep && n > 0 && n <= shape.max_tokens && n_rows >= 0 &&
+                  n_rows <= shape.max_logit_rows && h[kRopeSeqLen] >= 0 && h[kTableRows] > 0 &&
+                  h[kTableRows] <= shape.n_slots && h[kTableStride] > 0 &&
+                  h[kTableStride] <= shape.blocks_per_seq() && h[kCopies] >= 0 &&
+                  h[kCopies] <= shape.n_slots,
               "follower: malformed step plan from the leader");
-    const int n = header[1], n_rows = header[2];
-    world.broadcast_tp(buf.data(), sizeof(int32_t) * (3 * n + n_rows));
-    engine.step(buf.data(), buf.data() + n, buf.data() + 2 * n, n, buf.data() + 3 * n, n_rows,
-                false, header[3]);
+    world.broadcast_tp(buf.data(), sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * h[kCopies]));
+    const int32_t* table = buf.data() + 3 * n + n_rows;
+    const int32_t* copies = table + n_table;
+    for (int c = 0; c < h[kCopies]; ++c) engine.copy_block(copies[2 * c], copies[2 * c + 1]);
+    engine.step(buf.data(), buf.data() + n, buf.data() + 2 * n, n, table, h[kTableRows],
+                h[kTableStride], buf.data() + 3 * n, n_rows, false, h[kRopeSeqLen]);
     any_in_tp_group(world, stop_signal());
   }
 }

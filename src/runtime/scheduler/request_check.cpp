@@ -2,6 +2,7 @@
 #include "runtime/scheduler/request_check.h"
 
 #include <cmath>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -32,6 +33,38 @@ void check_request_params(int64_t max_new_tokens, const SamplingParams& s) {
   TPI_CHECK(s.top_p > 0.0f && s.top_p <= 1.0f, "top_p must be in (0, 1], found " << s.top_p);
 }
 
+KvLimits kv_limits(const EngineShape& shape) {
+  KvLimits k;
+  k.block_size = shape.block_size;
+  k.n_blocks = shape.pool_blocks();
+  k.max_running = shape.n_slots;
+  return k;
+}
+
+int64_t kv_blocks_needed(int64_t n_prompt, int64_t max_new_tokens, int64_t n, int block_size) {
+  const int64_t bs = block_size, shared = n_prompt / bs;
+  const int64_t whole = (n_prompt + max_new_tokens + bs - 1) / bs;
+  return shared + n * (whole - shared);
+}
+
+void check_request_kv(int64_t n_prompt, int64_t max_new_tokens, int64_t n, const KvLimits& kv) {
+  if (kv.block_size <= 0) return;
+  TPI_CHECK(n <= kv.max_running, "n (" << n << " choices) exceeds batch_size=" << kv.max_running
+                                       << " (the sequences a replica runs at once); lower n or "
+                                          "raise batch_size");
+  const int64_t needed = kv_blocks_needed(n_prompt, max_new_tokens, n, kv.block_size);
+  if (needed <= kv.n_blocks) return;
+  std::ostringstream os;
+  os << "prompt (" << n_prompt << " tokens) + max_new_tokens (" << max_new_tokens << ")";
+  if (n > 1) os << " for n=" << n << " choices";
+  os << " needs " << needed << " KV cache blocks of " << kv.block_size
+     << " tokens, but the pool holds " << kv.n_blocks << " (" << kv.n_blocks * kv.block_size
+     << " tokens); lower max_new_tokens";
+  if (n > 1) os << " or n";
+  os << ", or raise kv_cache_blocks (or mem_frac on a GPU)";
+  throw Error(os.str());
+}
+
 std::string check_request_tokens(int64_t n_prompt, int64_t max_new_tokens,
                                  const RequestLimits& limits) {
   TPI_CHECK(n_prompt > 0,
@@ -42,6 +75,7 @@ std::string check_request_tokens(int64_t n_prompt, int64_t max_new_tokens,
             "prompt (" << n_prompt << " tokens) + max_new_tokens (" << max_new_tokens
                        << ") = " << needed << " exceeds max_seq=" << limits.max_seq
                        << "; raise max_seq or lower max_new_tokens");
+  check_request_kv(n_prompt, max_new_tokens, 1, limits.kv);
   const int64_t positions = limits.max_position_embeddings;
   if (positions <= 0 || needed <= positions) return "";
   TPI_CHECK(limits.allow_long_context,

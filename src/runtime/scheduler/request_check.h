@@ -11,6 +11,7 @@
 
 #include "config/run_config.h"
 #include "model/model_config.h"
+#include "runtime/engine/engine.h"
 #include "runtime/engine/sampler.h"
 
 namespace tpinfer {
@@ -19,11 +20,22 @@ namespace tpinfer {
 // that prompt + max_new_tokens never overflows an int.
 constexpr int64_t kMaxNewTokensCap = int64_t{1} << 24;
 
+// The paged KV cache of one replica, as far as a request's size goes.
+struct KvLimits {
+  int block_size = 0;  // positions per block; 0 = not known yet (no check)
+  int64_t n_blocks = 0;
+  int max_running = 0;  // batch_size: rows for running sequences (a request's n choices)
+};
+
+// The limits of an engine's shape.
+KvLimits kv_limits(const EngineShape& shape);
+
 struct RequestLimits {
   int64_t max_request_bytes = 4 << 20;  // prompt text (or input line) size
   int max_position_embeddings = 0;      // the model's; 0 = unknown
   bool allow_long_context = false;      // accept beyond max_position_embeddings, with a warning
   int max_seq = 0;                      // the KV cache length asked for; 0 = sized per request
+  KvLimits kv;                          // set once the engine is sized (else no pool check)
 };
 
 // The limits a run's configuration and model set.
@@ -36,9 +48,19 @@ void check_request_bytes(size_t bytes, const std::string& what, const RequestLim
 // (0, 1]. Throws naming the field.
 void check_request_params(int64_t max_new_tokens, const SamplingParams& sampling);
 
-// After tokenizing: a non-empty prompt whose prompt + max_new_tokens fits max_seq (when given) and
-// the model's positions (unless allow_long_context). Returns a warning to log ("" if none).
+// After tokenizing: a non-empty prompt whose prompt + max_new_tokens fits max_seq (when given),
+// the model's positions (unless allow_long_context) and, once the engine is sized, the KV pool
+// (check_request_kv with n = 1). Returns a warning to log ("" if none).
 std::string check_request_tokens(int64_t n_prompt, int64_t max_new_tokens,
                                  const RequestLimits& limits);
+
+// The pool rule, in one place (front ends refuse up front; the scheduler refuses what reaches it
+// anyway): n choices of prompt + max_new_tokens must run to the end together in an empty pool
+// (the prompt's full blocks shared, the rest per choice), and n <= max_running. Throws with the
+// numbers and what to change. No check while kv.block_size is 0.
+void check_request_kv(int64_t n_prompt, int64_t max_new_tokens, int64_t n, const KvLimits& kv);
+
+// Blocks that n choices of prompt + max_new_tokens hold at their longest.
+int64_t kv_blocks_needed(int64_t n_prompt, int64_t max_new_tokens, int64_t n, int block_size);
 
 }  // namespace tpinfer

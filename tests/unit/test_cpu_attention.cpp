@@ -4,10 +4,14 @@
 // sliding windows across tile and block boundaries with dropped (-1) blocks, batched decode of
 // sequences of different lengths, block sizes 1 to 128, and batch invariance (a token gets the
 // same bits alone, in a prefill chunk, next to other sequences, or with its blocks elsewhere).
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -23,6 +27,37 @@ std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
   return v;
 }
 
+// Float storage between two unreadable page ranges (mmap + PROT_NONE), each at least `guard`
+// bytes: a kernel that reads a block through a -1 entry (the block just before the pool) or
+// past the pool's end faults at once, instead of reading garbage that the softmax mask hides.
+class GuardedFloats {
+ public:
+  GuardedFloats(size_t n, size_t guard) : n_(n) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    guard_ = (guard + page - 1) / page * page + page;
+    body_ = (n * sizeof(float) + page - 1) / page * page;
+    base_ = mmap(nullptr, 2 * guard_ + body_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+    REQUIRE(base_ != MAP_FAILED);
+    char* b = static_cast<char*>(base_);
+    REQUIRE(mprotect(b, guard_, PROT_NONE) == 0);
+    REQUIRE(mprotect(b + guard_ + body_, guard_, PROT_NONE) == 0);
+    data_ = reinterpret_cast<float*>(b + guard_);
+  }
+  ~GuardedFloats() { munmap(base_, 2 * guard_ + body_); }
+  GuardedFloats(const GuardedFloats&) = delete;
+  GuardedFloats& operator=(const GuardedFloats&) = delete;
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  size_t size() const { return n_; }
+  void fill(size_t from, size_t to, float x) { std::fill(data_ + from, data_ + to, x); }
+
+ private:
+  size_t n_, guard_ = 0, body_ = 0;
+  void* base_ = nullptr;
+  float* data_ = nullptr;
+};
+
 // Keys, values and queries of n_rows sequences of up to max_seq positions, kept logically
 // ([row, position, kv_dim]) for the reference and scattered into a paged pool through a block
 // table that places every row's blocks at shuffled, non-contiguous pool blocks (spare blocks in
@@ -31,9 +66,9 @@ std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
 struct Case {
   int n_rows, max_seq, nh, nkv, hd, window, block_size, stride, n_blocks;
   std::vector<float> kl, vl,
-      q;                       // logical K, V [n_rows, max_seq, kv_dim]; q [n_rows, max_seq, nh*hd]
-  std::vector<float> kc, vc;   // the pool [n_blocks, block_size, kv_dim]
-  std::vector<int32_t> table;  // [n_rows, stride]
+      q;  // logical K, V [n_rows, max_seq, kv_dim]; q [n_rows, max_seq, nh*hd]
+  std::unique_ptr<GuardedFloats> kc, vc;  // the pool [n_blocks, block_size, kv_dim]
+  std::vector<int32_t> table;             // [n_rows, stride]
   Case(int n_rows_, int max_seq_, int nh_, int nkv_, int hd_, int window_, uint64_t seed,
        int block_size_ = 16)
       : n_rows(n_rows_),
@@ -56,28 +91,31 @@ struct Case {
     std::shuffle(perm.begin(), perm.end(), rng);
     table.assign(perm.begin(), perm.begin() + size_t(n_rows) * stride);
     // Garbage (huge values) everywhere in the pool, then every row's positions in place.
-    kc.assign(size_t(n_blocks) * block_size * kv_dim, 1e30f);
-    vc.assign(kc.size(), -1e30f);
+    const size_t pool = size_t(n_blocks) * block_size * kv_dim;
+    kc = std::make_unique<GuardedFloats>(pool, size_t(block_size) * kv_dim * sizeof(float));
+    vc = std::make_unique<GuardedFloats>(pool, size_t(block_size) * kv_dim * sizeof(float));
+    kc->fill(0, pool, 1e30f);
+    vc->fill(0, pool, -1e30f);
     for (int r = 0; r < n_rows; ++r)
       for (int p = 0; p < max_seq; ++p) {
         const size_t at = cell(r, p) * kv_dim, from = (size_t(r) * max_seq + p) * kv_dim;
-        std::memcpy(kc.data() + at, kl.data() + from, sizeof(float) * kv_dim);
-        std::memcpy(vc.data() + at, vl.data() + from, sizeof(float) * kv_dim);
+        std::memcpy(kc->data() + at, kl.data() + from, sizeof(float) * kv_dim);
+        std::memcpy(vc->data() + at, vl.data() + from, sizeof(float) * kv_dim);
       }
   }
   // The pool row (block * block_size + offset) of (row, position).
   size_t cell(int r, int p) const {
     return size_t(table[size_t(r) * stride + p / block_size]) * block_size + p % block_size;
   }
-  // Marks row r's blocks wholly before position `lo` as dropped (-1): their pool blocks are
-  // filled with NaN, so a read of them would show in the output.
+  // Marks row r's blocks wholly before position `lo` as dropped (-1, the pool's guard page if
+  // read); their pool blocks are filled with NaN, as a released block would hold anything.
   void drop_before(int r, int lo) {
     const size_t kv_dim = size_t(nkv) * hd, block = size_t(block_size) * kv_dim;
     for (int b = 0; (b + 1) * block_size <= lo; ++b) {
       int32_t& e = table[size_t(r) * stride + b];
       if (e < 0) continue;
-      std::fill(kc.begin() + e * block, kc.begin() + (e + 1) * block, NAN);
-      std::fill(vc.begin() + e * block, vc.begin() + (e + 1) * block, NAN);
+      kc->fill(e * block, (e + 1) * block, NAN);
+      vc->fill(e * block, (e + 1) * block, NAN);
       e = -1;
     }
   }
@@ -90,7 +128,7 @@ struct Case {
     std::vector<float> qb(size_t(T) * nh * hd), out(qb.size(), NAN);
     for (int t = 0; t < T; ++t)
       std::memcpy(qb.data() + size_t(t) * nh * hd, q_at(rows[t], pos[t]), sizeof(float) * nh * hd);
-    tpinfer::cpu::attention(out.data(), qb.data(), kc.data(), vc.data(), rows.data(), pos.data(),
+    tpinfer::cpu::attention(out.data(), qb.data(), kc->data(), vc->data(), rows.data(), pos.data(),
                             table.data(), stride, T, nh, nkv, hd, block_size, window, scale());
     return out;
   }

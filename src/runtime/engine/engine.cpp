@@ -369,6 +369,12 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
         "step: token id " << ids[i] << " outside the vocabulary [0, " << cfg_.vocab_size << ")");
     max_pos = std::max(max_pos, positions[i]);
   }
+  TPI_CHECK(n_logit_rows >= 0 && n_logit_rows <= shape_.max_logit_rows,
+            "step: " << n_logit_rows << " logit rows, the engine holds " << shape_.max_logit_rows);
+  for (int r = 0; r < n_logit_rows; ++r) {
+    TPI_CHECK(logit_rows[r] >= 0 && logit_rows[r] < n,
+              "step: logit row " << logit_rows[r] << " outside the batch of " << n << " tokens");
+  }
   check_block_table(positions, slots, n, block_table, n_table_rows, table_stride);
   // The device table has a fixed stride (blocks_per_seq), so a captured decode step replays
   // with whatever table the next step brings; only the rows this step uses are copied.

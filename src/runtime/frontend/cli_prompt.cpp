@@ -144,6 +144,9 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   const EngineShape shape =
       size_engine(cfg, model.config, n_prompt + cfg.max_new_tokens, /*max_requests=*/1, 1);
   EngineHandle eng = start_engine(world, cfg, model, shape);
+  // The KV pool (kv_cache_blocks can make it smaller than the request): refused before running,
+  // the same on every rank.
+  check_request_kv(n_prompt, cfg.max_new_tokens, 1, kv_limits(eng.engine->shape()));
 
   const bool do_stream = printer && cfg.stream;
   PrintEvents events(do_stream);

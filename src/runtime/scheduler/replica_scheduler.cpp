@@ -71,7 +71,7 @@ struct ReplicaScheduler::Seq {
   size_t streamed = 0;    // bytes of text already sent in deltas
   size_t delta_from = 0;  // first generated id not yet sent in a delta
   int step_row = -1;      // its row in this step's table (-1: none yet)
-  Clock::time_point queued, admitted, prefilled, first_token, last_token;
+  Clock::time_point admitted, prefilled, first_token, last_token;
   std::vector<double> decode_ms;
 
   bool running() const { return state == State::running; }
@@ -128,7 +128,7 @@ ReplicaScheduler::~ReplicaScheduler() = default;
 int ReplicaScheduler::free_slots() const {
   int free = 0;
   for (const std::unique_ptr<Seq>& s : seqs_) free += s->state == Seq::State::free;
-  for (const ScheduledRequest& r : waiting_) free -= std::max(1, r.request.n);
+  for (const Waiting& w : waiting_) free -= w.request.request.n;
   return std::max(0, free);
 }
 
@@ -173,7 +173,7 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
     }
     return;
   }
-  waiting_.push_back(std::move(request));
+  waiting_.push_back(Waiting{std::move(request), Clock::now()});
 }
 
 int32_t ReplicaScheduler::token_at(const Seq& s, int position) const {
@@ -221,7 +221,8 @@ bool ReplicaScheduler::take_blocks(Seq& s, int upto, bool use_cache) {
 
 bool ReplicaScheduler::start_waiting() {
   if (waiting_.empty()) return false;
-  ScheduledRequest& r = waiting_.front();
+  ScheduledRequest& r = waiting_.front().request;
+  const Clock::time_point since = waiting_.front().since;
   const int n = r.request.n;
   const int n_prompt = static_cast<int>(r.request.prompt_ids.size());
   std::vector<Seq*> rows;
@@ -244,7 +245,6 @@ bool ReplicaScheduler::start_waiting() {
     stats_.prefix_query_tokens += n_prompt;
     stats_.prefix_hit_tokens += lead.n_cached;
   }
-  const Clock::time_point now = Clock::now();
   const uint64_t order = admitted_++;
   for (int i = 0; i < n; ++i) {
     Seq& s = *rows[i];
@@ -283,9 +283,8 @@ bool ReplicaScheduler::start_waiting() {
     } else {
       s.decoder.reset();
     }
-    s.queued = r.queued;
-    s.admitted = now;
-    s.prefilled = s.first_token = s.last_token = now;
+    s.admitted = since;
+    s.prefilled = s.first_token = s.last_token = since;
   }
   waiting_.pop_front();
   return true;
@@ -738,9 +737,9 @@ void ReplicaScheduler::step() {
 
 bool ReplicaScheduler::cancel(uint64_t seq) {
   for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
-    if (it->seq != seq) continue;
-    const int n = it->request.n;
-    const int n_prompt = static_cast<int>(it->request.prompt_ids.size());
+    if (it->request.seq != seq) continue;
+    const int n = it->request.request.n;
+    const int n_prompt = static_cast<int>(it->request.request.prompt_ids.size());
     waiting_.erase(it);
     for (int i = 0; i < n; ++i) {
       GenerationOutcome o;

@@ -136,7 +136,11 @@ class ReplicaScheduler {
   uint64_t admitted_ = 0;
   Clock::time_point last_broadcast_;
   std::vector<std::unique_ptr<Seq>> seqs_;  // (n_slots) one per row
-  std::deque<ScheduledRequest> waiting_;    // admitted, not started (rows or blocks lacking)
+  struct Waiting {
+    ScheduledRequest request;
+    Clock::time_point since;  // admit(): the outcome's times count from here
+  };
+  std::deque<Waiting> waiting_;  // admitted, not started (rows or blocks lacking)
   // One step's plan, sized once (max_tokens tokens, max_logit_rows rows, n_slots table rows):
   // nothing is allocated per step.
   std::vector<int32_t> ids_, pos_, row_of_;  // (max_tokens) row_of_: the step-table row

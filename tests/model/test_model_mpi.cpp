@@ -19,6 +19,7 @@
 #include "comm/communicator.h"
 #include "comm/world.h"
 #include "io/model_dir.h"
+#include "model_test_support.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/scheduler/dispatcher.h"
@@ -28,40 +29,13 @@ using json = nlohmann::json;
 
 namespace {
 
-World* g_world = nullptr;
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v ? v : fallback;
-}
-
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return json::parse(in);
-}
-
-struct Loaded {
-  ModelDir dir;
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Communicator> comm;
-  std::unique_ptr<Engine> engine;
-};
+using test::env_or;
+using test::Loaded;
+using test::read_json;
 
 std::unique_ptr<Loaded> load(const std::string& name, int max_seq, int max_tokens = 64,
                              int max_logit_rows = 64) {
-  World& w = *g_world;
-  auto L = std::make_unique<Loaded>();
-  const std::string path = env_or("TPI_MODELS", TPINFER_BUILD_DIR "/test-models") + "/" + name +
-                           "-tp" + std::to_string(w.size());
-  L->dir = ModelDir::open(path);
-  const ShardDims dims = ShardDims::make(L->dir.config, w.tp(), w.tp_rank(), 0);
-  L->backend = make_backend(BackendKind::cpu, BackendOptions{0, 1});
-  L->comm = make_communicator(w.tp() == 1 ? CommKind::null : CommKind::mpi, w, *L->backend);
-  EngineShape shape{max_seq, 1, max_tokens, max_logit_rows};
-  L->engine = std::make_unique<Engine>(L->dir.config, dims, shape, *L->backend, *L->comm);
-  L->engine->load(L->dir, w.rank());
-  return L;
+  return test::load_model(name, EngineShape{max_seq, 1, max_tokens, max_logit_rows});
 }
 
 // Greedy continuation through the job's own request path (dispatcher, scheduler, followers).
@@ -76,7 +50,7 @@ GenerationOutcome run_greedy(Engine& e, const std::vector<int32_t>& prompt, int 
                              int top_logprobs = -1) {
   RequestQueue queue;
   KeepOutcome events;
-  if (g_world->rank() == 0) {
+  if (test::world().rank() == 0) {
     GenerationRequest r;
     r.prompt_ids = prompt;
     r.max_new_tokens = n;  // no stop ids: the goldens run a fixed number of steps
@@ -84,7 +58,8 @@ GenerationOutcome run_greedy(Engine& e, const std::vector<int32_t>& prompt, int 
     queue.push(ScheduledRequest{queue.new_seq(), std::move(r)});
     queue.close();
   }
-  run_replicas(*g_world, e, nullptr, {}, e.config().vocab_size, &queue, &events, DispatchOptions{});
+  run_replicas(test::world(), e, nullptr, {}, e.config().vocab_size, &queue, &events,
+               DispatchOptions{});
   return events.outcome;
 }
 
@@ -93,9 +68,9 @@ std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n
   events.outcome = run_greedy(e, prompt, n);
   // Every rank gets the ids (the tests compare on rank 0, but keep all ranks alike).
   int32_t count = static_cast<int32_t>(events.outcome.token_ids.size());
-  g_world->broadcast_world(&count, sizeof count);
+  test::world().broadcast_world(&count, sizeof count);
   events.outcome.token_ids.resize(static_cast<size_t>(count));
-  g_world->broadcast_world(events.outcome.token_ids.data(), sizeof(int32_t) * count);
+  test::world().broadcast_world(events.outcome.token_ids.data(), sizeof(int32_t) * count);
   return events.outcome.token_ids;
 }
 
@@ -104,16 +79,16 @@ std::vector<float> prompt_logits(Engine& e, const std::vector<int32_t>& ids) {
   const int n = static_cast<int>(ids.size());
   std::vector<int32_t> pos(n), slots(n, 0), rows(n);
   for (int i = 0; i < n; ++i) pos[i] = rows[i] = i;
-  const bool leader = g_world->tp_rank() == 0;
+  const bool leader = test::world().tp_rank() == 0;
   const float* l = e.step(ids.data(), pos.data(), slots.data(), n, rows.data(), n, leader);
   if (!leader) return {};
   return std::vector<float>(l, l + static_cast<size_t>(n) * e.config().vocab_size);
 }
 
 void save_logits(const std::string& tag, const std::vector<float>& logits) {
-  if (g_world->rank() != 0) return;
+  if (test::world().rank() != 0) return;
   const std::string out = env_or("TPI_OUT", TPINFER_BUILD_DIR "/test-out");
-  std::ofstream f(out + "/" + tag + "-tp" + std::to_string(g_world->size()) + ".f32",
+  std::ofstream f(out + "/" + tag + "-tp" + std::to_string(test::world().size()) + ".f32",
                   std::ios::binary);
   REQUIRE(f.good());
   f.write(reinterpret_cast<const char*>(logits.data()),
@@ -125,7 +100,7 @@ void save_logits(const std::string& tag, const std::vector<float>& logits) {
 TEST_CASE("stories260K reproduces the golden greedy ids", "[stories]") {
   const json g = read_json(TPINFER_TEST_DATA "/stories260K_golden_greedy.json");
   auto L = load("stories260K", 512);
-  const bool leader = g_world->tp_rank() == 0;
+  const bool leader = test::world().tp_rank() == 0;
 
   SECTION("no prompt: 256 greedy steps from BOS, and the top logits at position 0") {
     const std::vector<int32_t> prompt = g["no_prompt"]["prompt_ids"];
@@ -157,7 +132,7 @@ TEST_CASE("stories260K reproduces the golden greedy ids", "[stories]") {
 }
 
 TEST_CASE("tiny models of every family match transformers' logits and greedy ids", "[tiny]") {
-  const bool leader = g_world->tp_rank() == 0;
+  const bool leader = test::world().tp_rank() == 0;
   // Qwen3, Mistral (sliding window), Llama; Qwen2 (q/k/v biases, yarn), Llama 3 (llama3 RoPE,
   // attention and MLP biases: row-parallel biases too), Mistral Nemo (explicit head_dim, dynamic
   // RoPE), Phi3 (fused projections split by the converter, longrope).
@@ -203,7 +178,7 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
         }
         INFO("first mismatch: " << first_bad << "; max |logit - transformers| = " << max_err);
         CHECK(n_bad == 0);
-        WARN(name << " tp=" << g_world->tp() << " prompt " << c["name"].get<std::string>()
+        WARN(name << " tp=" << test::world().tp() << " prompt " << c["name"].get<std::string>()
                   << ": max |logit - transformers| = " << max_err);
         const std::vector<int> ref_argmax = c["argmax"];
         std::vector<int> got_argmax;
@@ -214,7 +189,7 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
       const std::vector<int32_t> got = greedy(*L->engine, prompt, static_cast<int>(expect.size()));
       if (leader) {
         CHECK(got == expect);
-        WARN(name << " tp=" << g_world->tp() << " prompt " << c["name"].get<std::string>()
+        WARN(name << " tp=" << test::world().tp() << " prompt " << c["name"].get<std::string>()
                   << ": greedy " << (got == expect ? "equal" : "DIFFERENT"));
       }
       ++case_no;
@@ -224,7 +199,7 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
 
 TEST_CASE("logprobs equal transformers' log_softmax of a greedy continuation", "[logprobs]") {
   const json g = read_json(TPINFER_TEST_DATA "/goldens/logprobs.json");
-  const bool rank0 = g_world->rank() == 0;
+  const bool rank0 = test::world().rank() == 0;
   constexpr double kTol = 2e-4;  // f32 engine against a float64 log_softmax of f32 logits
   for (const auto& [name, m] : g["models"].items()) {
     auto L = load(name, 64);
@@ -232,7 +207,7 @@ TEST_CASE("logprobs equal transformers' log_softmax of a greedy continuation", "
     const json& steps = m["steps"];
     const GenerationOutcome o = run_greedy(*L->engine, prompt, static_cast<int>(steps.size()), 5);
     if (!rank0) continue;
-    INFO(name << " tp=" << g_world->tp());
+    INFO(name << " tp=" << test::world().tp());
     REQUIRE(o.logprobs.size() == steps.size());
     double max_err = 0.0;
     for (size_t i = 0; i < steps.size(); ++i) {
@@ -253,19 +228,11 @@ TEST_CASE("logprobs equal transformers' log_softmax of a greedy continuation", "
       CHECK(lp.top[0].first == lp.id);  // greedy: the chosen id is the most likely
     }
     CHECK(max_err < kTol);
-    WARN(name << " tp=" << g_world->tp() << ": logprobs max |err| vs transformers = " << max_err);
+    WARN(name << " tp=" << test::world().tp()
+              << ": logprobs max |err| vs transformers = " << max_err);
   }
 }
 
 int main(int argc, char** argv) {
-  World world(&argc, &argv);
-  g_world = &world;
-  Catch::Session session;
-  if (world.rank() != 0) session.configData().outputFilename = "/dev/null";
-  const int rc = session.applyCommandLine(argc, argv);
-  if (rc != 0) return rc;
-  // Every rank runs every test (the collectives need all of them); rank 0 checks the logits.
-  int failed = session.run();
-  int any = world.all_reduce_max_world(failed) > 0 ? 1 : 0;
-  return any;
+  return test::run_all_ranks(argc, argv);
 }

@@ -23,6 +23,7 @@
 #include "comm/communicator.h"
 #include "comm/world.h"
 #include "io/model_dir.h"
+#include "model_test_support.h"
 #include "runtime/engine/engine.h"
 #include "runtime/scheduler/dispatcher.h"
 
@@ -31,46 +32,19 @@ using json = nlohmann::json;
 
 namespace {
 
-World* g_world = nullptr;
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v ? v : fallback;
-}
-
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return json::parse(in);
-}
-
-struct Loaded {
-  ModelDir dir;
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Communicator> comm;
-  std::unique_ptr<Engine> engine;
-};
+using test::Loaded;
+using test::read_json;
 
 // batch_size sequences of max_seq; n_blocks = 0: room for all of them.
 std::unique_ptr<Loaded> load(const std::string& name, int max_seq, int batch_size,
                              int n_blocks = 0) {
-  World& w = *g_world;
-  auto L = std::make_unique<Loaded>();
-  const std::string path = env_or("TPI_MODELS", TPINFER_BUILD_DIR "/test-models") + "/" + name +
-                           "-tp" + std::to_string(w.size());
-  L->dir = ModelDir::open(path);
-  const ShardDims dims = ShardDims::make(L->dir.config, w.tp(), w.tp_rank(), 0);
-  L->backend = make_backend(BackendKind::cpu, BackendOptions{0, 1});
-  L->comm = make_communicator(w.tp() == 1 ? CommKind::null : CommKind::mpi, w, *L->backend);
   EngineShape shape;
   shape.max_seq = max_seq;
   shape.n_slots = batch_size;
   shape.max_tokens = 64;
   shape.max_logit_rows = batch_size;
   shape.n_blocks = n_blocks;
-  L->engine = std::make_unique<Engine>(L->dir.config, dims, shape, *L->backend, *L->comm);
-  L->engine->load(L->dir, w.rank());
-  return L;
+  return test::load_model(name, shape);
 }
 
 // Every outcome by (request number, choice), on rank 0.
@@ -97,7 +71,7 @@ Run run(Engine& e, const std::vector<GenerationRequest>& reqs, bool prefix_cachi
   RequestQueue queue;
   Collect events;
   std::vector<uint64_t> seqs;
-  if (g_world->rank() == 0) {
+  if (test::world().rank() == 0) {
     for (const GenerationRequest& r : reqs) {
       seqs.push_back(queue.new_seq());
       queue.push(ScheduledRequest{seqs.back(), r});
@@ -107,7 +81,7 @@ Run run(Engine& e, const std::vector<GenerationRequest>& reqs, bool prefix_cachi
   DispatchOptions opts;
   opts.prefix_caching = prefix_caching;
   const DispatchResult res =
-      run_replicas(*g_world, e, nullptr, {}, e.config().vocab_size, &queue, &events, opts);
+      run_replicas(test::world(), e, nullptr, {}, e.config().vocab_size, &queue, &events, opts);
   Run r;
   r.kv = res.kv;
   r.streamed = events.streamed;
@@ -155,7 +129,7 @@ std::vector<int32_t> random_ids(uint64_t seed, int n, int vocab) {
 }  // namespace
 
 TEST_CASE("prefix caching changes no id and no logprob bit (stories260K)", "[paged][prefix]") {
-  const bool rank0 = g_world->rank() == 0;
+  const bool rank0 = test::world().rank() == 0;
   const json g = read_json(TPINFER_TEST_DATA "/stories260K_golden_greedy.json");
   // batch_size 2: later requests start after earlier ones cached their blocks.
   auto L = load("stories260K", 256, 2);
@@ -200,7 +174,7 @@ TEST_CASE("prefix caching changes no id and no logprob bit (stories260K)", "[pag
 }
 
 TEST_CASE("tiny models keep their transformers goldens on a prefix-cache hit", "[paged][tiny]") {
-  const bool rank0 = g_world->rank() == 0;
+  const bool rank0 = test::world().rank() == 0;
   for (const char* name : {"tiny-qwen3", "tiny-mistral", "tiny-llama", "tiny-qwen2", "tiny-llama3",
                            "tiny-mistral-nemo", "tiny-phi3"}) {
     INFO(name);
@@ -234,7 +208,7 @@ TEST_CASE("tiny models keep their transformers goldens on a prefix-cache hit", "
 
 TEST_CASE("a pool of a few blocks: 16 requests of mixed lengths end as they do alone",
           "[paged][preempt]") {
-  const bool rank0 = g_world->rank() == 0;
+  const bool rank0 = test::world().rank() == 0;
   // 8 rows, 6 blocks of 16 = 96 positions: one request at a time fits, 8 at once do not.
   auto L = load("stories260K", 96, 8, 6);
   const int vocab = L->engine->config().vocab_size;
@@ -279,7 +253,7 @@ TEST_CASE("a pool of a few blocks: 16 requests of mixed lengths end as they do a
 }
 
 TEST_CASE("n = 3 choices share the prompt's blocks", "[paged][n]") {
-  const bool rank0 = g_world->rank() == 0;
+  const bool rank0 = test::world().rank() == 0;
   auto L = load("stories260K", 128, 4);
   const int vocab = L->engine->config().vocab_size;
   for (int n_prompt : {21, 32}) {  // a partial last block (copied) and none
@@ -314,7 +288,7 @@ TEST_CASE("n = 3 choices share the prompt's blocks", "[paged][n]") {
 }
 
 TEST_CASE("a request too big for the pool is refused with the numbers", "[paged][refuse]") {
-  const bool rank0 = g_world->rank() == 0;
+  const bool rank0 = test::world().rank() == 0;
   auto L = load("stories260K", 128, 2, 4);  // 4 blocks = 64 positions
   const int vocab = L->engine->config().vocab_size;
   GenerationRequest big = greedy_request(random_ids(3, 40, vocab), 30);
@@ -335,14 +309,5 @@ TEST_CASE("a request too big for the pool is refused with the numbers", "[paged]
 }
 
 int main(int argc, char** argv) {
-  World world(&argc, &argv);
-  g_world = &world;
-  Catch::Session session;
-  if (world.rank() != 0) session.configData().outputFilename = "/dev/null";
-  const int rc = session.applyCommandLine(argc, argv);
-  if (rc != 0) return rc;
-  // Every rank runs every test (the collectives need all of them); rank 0 checks.
-  int failed = session.run();
-  int any = world.all_reduce_max_world(failed) > 0 ? 1 : 0;
-  return any;
+  return test::run_all_ranks(argc, argv);
 }

@@ -352,7 +352,9 @@ def check_choices(client, url, model, ref_text):
                                                          for x in c.choices), f"chat n=2: {c}")
     s, body = call("POST", url + "/v1/completions", {"prompt": PROMPT, "n": 129})
     expect_error(s, body, 400, "n = 129", param="n")
-    say("  chat n=2: two assistant choices; n=129: 400 naming 'n'")
+    s, body = call("POST", url + "/v1/completions", {"prompt": PROMPT, "n": 9})
+    expect_error(s, body, 400, "n = 9 > batch_size 8", param="n")
+    say("  chat n=2: two assistant choices; n=129 and n=9 (> batch_size): 400 naming 'n'")
 
 
 def check_logprobs(client, model):

@@ -40,6 +40,11 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
   } catch (const std::exception& e) {
     throw RequestRefused(400, e.what());
   }
+  try {
+    check_request_choices(std::max(1, r.n), limits_.kv);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what(), "n");
+  }
   if (r.prompt_ids.empty()) {
     try {
       check_request_bytes(r.prompt.size(), "the prompt", limits_);

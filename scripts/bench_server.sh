@@ -8,7 +8,8 @@
 #       --tokenizer configs/tokenizers/mistral -- --concurrency 1 8 32 --requests 32
 #
 # Environment: TPINFER_BIN (default build/tpinfer), TPINFER_PORT (default: a free port),
-# BENCH_HEALTH_WAIT_S (default 300).
+# BENCH_HEALTH_WAIT_S (default 300), BENCH_PY (default scripts/bench_server.py; e.g.
+# scripts/bench_kv.py for the paged KV cache's benchmarks: BENCH_ARGS then start with its mode).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if (($# < 3)) || [[ $3 != -- ]]; then sed -n 2,10p "$0" >&2; exit 2; fi
@@ -45,4 +46,4 @@ until curl -sf "$url/health" >/dev/null 2>&1; do
   sleep 0.5
 done
 grep -m1 "serving the OpenAI API" "$log" >&2 || true
-python3 "$root/scripts/bench_server.py" --url "$url" --label "$label" "${bench_args[@]}"
+python3 "${BENCH_PY:-$root/scripts/bench_server.py}" --url "$url" --label "$label" "${bench_args[@]}"

@@ -117,6 +117,55 @@ TEST_CASE("bad request lines say what is wrong", "[batch]") {
              Contains("must not be empty"));
   CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "stop": 5})"),
              Contains("\"stop\" must be a string or an array"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "n": 0})"),
+             Contains("\"n\" must be in [1, 128], found 0"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "n": 129})"),
+             Contains("\"n\" must be in [1, 128], found 129"));
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "n": "3"})"),
+             Contains("\"n\" must be an integer"));
+}
+
+TEST_CASE("n: a line asks for choices; their line lists them by index", "[batch][n]") {
+  CHECK(tpinfer::parse_request_line(R"({"id": "a", "prompt": "x"})", defaults()).request.n == 1);
+  const auto p = tpinfer::parse_request_line(R"({"id": "a", "prompt": "x", "n": 3})", defaults());
+  CHECK(p.request.n == 3);
+  CHECK(p.unknown_keys.empty());  // "n" is a known key
+
+  const char* const kTexts[] = {"t0", "t1", "t2"};
+  std::vector<tpinfer::BatchResult> choices(3);
+  for (int i = 0; i < 3; ++i) {
+    tpinfer::BatchResult& r = choices[static_cast<size_t>(i)];
+    r.id = "a";
+    r.text = kTexts[i];
+    r.finish_reason = i == 2 ? "stop" : "length";
+    r.prompt_tokens = 4;
+    r.token_ids = std::vector<int32_t>(static_cast<size_t>(i + 1), 9);
+    r.logprobs_asked = true;
+    r.logprobs = std::vector<tpinfer::TokenLogprob>(static_cast<size_t>(i + 1),
+                                                    tpinfer::TokenLogprob{9, -0.5f, {}});
+  }
+  const std::string line = tpinfer::format_choices_line(choices);
+  CHECK(line.rfind("{\"id\":\"a\",\"n\":3,", 0) == 0);  // the id first: resume reads it
+  const nlohmann::json j = nlohmann::json::parse(line);
+  CHECK(j["prompt_tokens"] == 4);      // once
+  CHECK(j["completion_tokens"] == 6);  // over all choices
+  REQUIRE(j["choices"].size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    const nlohmann::json& c = j["choices"][static_cast<size_t>(i)];
+    CHECK(c["index"] == i);
+    CHECK(c["text"] == kTexts[i]);
+    CHECK(c["completion_tokens"] == i + 1);
+    CHECK(c["logprobs"].size() == static_cast<size_t>(i + 1));
+    CHECK_FALSE(c.contains("prompt_tokens"));
+  }
+  CHECK(j["choices"][2]["finish_reason"] == "stop");
+  // One choice: the plain line, unchanged.
+  CHECK(tpinfer::format_choices_line({choices[0]}) == tpinfer::format_result_line(choices[0]));
+  // The output scan finds the id of a choices line (a rerun skips the request).
+  const std::string path = temp_path("choices.jsonl");
+  write_file(path, line + "\n");
+  CHECK(tpinfer::scan_output_file(path).done_keys.count("\"a\"") == 1);
+  std::remove(path.c_str());
 }
 
 TEST_CASE("the input file reports bad lines by number and skips blank ones", "[batch]") {

@@ -1,7 +1,8 @@
 // A GenerationService for the server tests, without a model: the completion of a prompt is its
 // words, one token per word ("w " each), produced by a thread per request with a small delay.
-// Honours max_new_tokens, logprobs, streaming and cancel; refuses with 429 past max_running;
-// a prompt containing "__fail__" ends with finish_reason "error" after its first token.
+// Honours max_new_tokens, logprobs, n (identical choices), streaming and cancel; refuses with 429
+// past max_running; a prompt containing "__fail__" ends with finish_reason "error" after its first
+// token.
 #pragma once
 
 #include <atomic>
@@ -55,7 +56,7 @@ class FakeService : public GenerationService {
     }
     Submitted s;
     s.id = ++next_id_;
-    s.channel = std::make_shared<RequestChannel>();
+    s.channel = std::make_shared<RequestChannel>(r.n);
     auto flag = std::make_shared<std::atomic<bool>>(false);
     cancel_flags_[s.id] = flag;
     ++running_;
@@ -102,58 +103,81 @@ class FakeService : public GenerationService {
     }
     return false;
   }
+  // Fixed counters, so /metrics has KV cache values to show.
+  KvCacheStats kv_stats() const override {
+    KvCacheStats k;
+    k.blocks_total = 64;
+    k.blocks_used = 10;
+    k.blocks_cached = 5;
+    k.prefix_query_tokens = 1000;
+    k.prefix_hit_tokens = 750;
+    k.preemptions = 2;
+    return k;
+  }
   int submitted() const {
     std::lock_guard<std::mutex> lock(mu_);
     return submitted_;
   }
 
  private:
+  // Every choice (r.n of them) produces the same words, token by token, the choices'
+  // deltas interleaved as a scheduler's steps would produce them.
   void run(const GenerationRequest& r, const std::vector<int32_t>& ids, const Submitted& s,
            const std::atomic<bool>& cancelled, bool fail) {
-    GenerationOutcome o;
-    o.prompt_tokens = static_cast<int>(ids.size());
+    const size_t n_choices = static_cast<size_t>(std::max(1, r.n));
+    std::vector<GenerationOutcome> outs(n_choices);
     const size_t n = r.max_new_tokens < 0
                          ? ids.size()
                          : std::min(ids.size(), static_cast<size_t>(r.max_new_tokens));
-    o.finish_reason = n < ids.size() ? "length" : "stop";
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t c = 0; c < n_choices; ++c) {
+      outs[c].index = static_cast<int>(c);
+      outs[c].prompt_tokens = static_cast<int>(ids.size());
+      outs[c].finish_reason = n < ids.size() ? "length" : "stop";
+    }
+    bool stop = false;
+    for (size_t i = 0; i < n && !stop; ++i) {
       std::this_thread::sleep_for(delay_);
       if (cancelled) {
-        o.finish_reason = "cancelled";
+        for (GenerationOutcome& o : outs) o.finish_reason = "cancelled";
         break;
       }
-      GenerationDelta d;
-      d.text = token_text(ids[i]);
-      d.token_ids = {ids[i]};
-      if (r.logprobs >= 0) {
-        TokenLogprob lp;
-        lp.id = ids[i];
-        lp.logprob = -0.5f;
-        for (int k = 0; k < r.logprobs; ++k) lp.top.push_back({ids[i] + 1000 * k, -0.5f - k});
-        d.logprobs.push_back(lp);
-        o.logprobs.push_back(lp);
-      }
-      o.text += d.text;
-      o.token_ids.push_back(ids[i]);
-      if (r.stream) s.channel->push(d);
-      if (fail) {
-        o.finish_reason = "error";
-        o.error = "the fake model failed on purpose";
-        break;
+      for (GenerationOutcome& o : outs) {
+        GenerationDelta d;
+        d.index = o.index;
+        d.text = token_text(ids[i]);
+        d.token_ids = {ids[i]};
+        if (r.logprobs >= 0) {
+          TokenLogprob lp;
+          lp.id = ids[i];
+          lp.logprob = -0.5f;
+          for (int k = 0; k < r.logprobs; ++k) lp.top.push_back({ids[i] + 1000 * k, -0.5f - k});
+          d.logprobs.push_back(lp);
+          o.logprobs.push_back(lp);
+        }
+        o.text += d.text;
+        o.token_ids.push_back(ids[i]);
+        if (r.stream) s.channel->push(d);
+        if (fail) {
+          o.finish_reason = "error";
+          o.error = "the fake model failed on purpose";
+          stop = true;
+        }
       }
     }
-    if (o.finish_reason == "cancelled") {
+    if (outs[0].finish_reason == "cancelled") {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled_.insert(s.id);
       cv_.notify_all();
     }
-    o.ttft_ms = 1.0;
-    o.decode_ms.assign(o.token_ids.empty() ? 0 : o.token_ids.size() - 1, 1.0);
+    for (GenerationOutcome& o : outs) {
+      o.ttft_ms = 1.0;
+      o.decode_ms.assign(o.token_ids.empty() ? 0 : o.token_ids.size() - 1, 1.0);
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       --running_;
     }
-    s.channel->finish(o);
+    for (GenerationOutcome& o : outs) s.channel->finish(o);
   }
 
   std::chrono::milliseconds delay_;

@@ -5,6 +5,8 @@ Run by check_server.sh inside a virtual environment that has `openai`. Starts th
 scripts/mpirun.sh -np 4 (dp 2 x tp 2) on a free loopback port and checks, in order:
   greedy completions and chat (streaming and not) equal to the single-prompt CLI at tp 2;
   stream_options.include_usage; logprobs (completions and chat): shapes, greedy token = max;
+  n = 3: greedy choices identical, seeded sampled choices reproducible and not all equal, a
+  stream reassembled by index equal to the answer, usage over all choices;
   32 concurrent streaming clients, all with the single request's text;
   a client dropped mid-stream frees its slot (tpinfer_requests_running back to 0);
   every error case (400 x2, 404 x2, 413) answers OpenAI's error JSON and the server keeps serving;
@@ -308,6 +310,66 @@ def check_greedy(client, model, ref_text, ref_chat):
           and usage.prompt_tokens == c.usage.prompt_tokens, f"stream usage {usage} vs {c.usage}")
 
 
+def check_choices(client, url, model, ref_text):
+    """n > 1: greedy choices are identical (and equal the CLI); sampled choices with a seed are
+    reproducible and not all equal; a stream reassembled by index equals the answer; usage
+    counts the prompt once and every choice's tokens; logprobs per choice."""
+    say("\n# n = 3 choices")
+    r = client.completions.create(model=model, prompt=PROMPT, max_tokens=N_TOKENS, temperature=0,
+                                  n=3)
+    texts = [c.text for c in r.choices]
+    say(f">>> client.completions.create(prompt={PROMPT!r}, n=3, temperature=0): {texts}")
+    check([c.index for c in r.choices] == [0, 1, 2], f"choice indexes {[c.index for c in r.choices]}")
+    check(texts == [ref_text] * 3, f"greedy choices {texts} != 3 x CLI {ref_text!r}")
+    one = client.completions.create(model=model, prompt=PROMPT, max_tokens=N_TOKENS,
+                                    temperature=0)
+    check(r.usage.prompt_tokens == one.usage.prompt_tokens,
+          f"usage.prompt_tokens {r.usage.prompt_tokens} != one choice's {one.usage.prompt_tokens}")
+    check(r.usage.completion_tokens == 3 * one.usage.completion_tokens,
+          f"usage.completion_tokens {r.usage.completion_tokens} != 3 x {one.usage.completion_tokens}")
+
+    sampled = dict(model=model, prompt=PROMPT, max_tokens=16, temperature=1.0, seed=1234, n=3,
+                   logprobs=1)
+    a = client.completions.create(**sampled)
+    b = client.completions.create(**sampled)
+    ta, tb = [c.text for c in a.choices], [c.text for c in b.choices]
+    say(f">>> n=3, temperature=1, seed=1234, twice: {ta}")
+    check(ta == tb, f"seeded choices differ between two calls: {ta} vs {tb}")
+    check(len(set(ta)) > 1, f"all 3 sampled choices are equal: {ta}")
+    for c in a.choices:
+        check(c.logprobs is not None and len(c.logprobs.tokens) == len(c.logprobs.token_logprobs)
+              and "".join(c.logprobs.tokens) == c.text, f"choice {c.index} logprobs {c.logprobs}")
+
+    parts, finish, usage = {}, {}, None
+    for chunk in client.completions.create(**dict(sampled, stream=True,
+                                                  stream_options={"include_usage": True})):
+        if not chunk.choices:
+            usage = chunk.usage
+            continue
+        c = chunk.choices[0]
+        parts.setdefault(c.index, []).append(c.text)
+        if c.finish_reason:
+            check(c.index not in finish, f"choice {c.index} finished twice")
+            finish[c.index] = c.finish_reason
+    streamed = ["".join(parts.get(i, [])) for i in range(3)]
+    say(f">>> the same, stream=True, reassembled by index: {streamed}, finish {finish}")
+    check(streamed == ta, f"streamed choices {streamed} != non-streaming {ta}")
+    check(sorted(finish) == [0, 1, 2], f"finish_reason per choice: {finish}")
+    check(usage is not None and usage.completion_tokens == a.usage.completion_tokens
+          and usage.prompt_tokens == a.usage.prompt_tokens, f"stream usage {usage} vs {a.usage}")
+
+    msgs = [{"role": "user", "content": CHAT_PROMPT}]
+    c = client.chat.completions.create(model=model, messages=msgs, max_tokens=8, temperature=0.8,
+                                       seed=7, n=2)
+    check([x.index for x in c.choices] == [0, 1] and all(x.message.role == "assistant"
+                                                         for x in c.choices), f"chat n=2: {c}")
+    s, body = call("POST", url + "/v1/completions", {"prompt": PROMPT, "n": 129})
+    expect_error(s, body, 400, "n = 129", param="n")
+    s, body = call("POST", url + "/v1/completions", {"prompt": PROMPT, "n": 9})
+    expect_error(s, body, 400, "n = 9 > batch_size 8", param="n")
+    say("  chat n=2: two assistant choices; n=129 and n=9 (> batch_size): 400 naming 'n'")
+
+
 def check_logprobs(client, model):
     say("\n# logprobs")
     r = client.completions.create(model=model, prompt=PROMPT, max_tokens=8, temperature=0,
@@ -582,15 +644,21 @@ def main():
         check(client.models.list().data[0].id == model, "client.models.list()")
         check_greedy(client, model, ref_text, ref_chat)
         check_logprobs(client, model)
+        check_choices(client, srv.url, model, ref_text)
         check_concurrent(srv.url, model, ref_text)
         check_errors(srv.url, model, ref_text)
         say("\n$ curl -s " + srv.url + "/metrics | grep -E '^tpinfer_(requests_total|"
-            "generation_tokens_total|requests_running)'")
+            "generation_tokens_total|requests_running|kv_|prefix_cache|preemptions)'")
         _, text = call("GET", srv.url + "/metrics")
         for line in text.splitlines():
             if line.startswith(("tpinfer_requests_total", "tpinfer_generation_tokens_total",
-                                "tpinfer_requests_running")):
+                                "tpinfer_requests_running", "tpinfer_kv_", "tpinfer_prefix_cache",
+                                "tpinfer_preemptions")):
                 say("  " + line)
+        for name in ("tpinfer_kv_blocks_total", "tpinfer_kv_blocks_used", "tpinfer_kv_blocks_free",
+                     "tpinfer_kv_blocks_cached", "tpinfer_prefix_cache_queries_tokens_total",
+                     "tpinfer_prefix_cache_hits_tokens_total", "tpinfer_preemptions_total"):
+            check(metric(srv.url, name) is not None, f"/metrics has no {name}")
         check_sigterm_rank0(srv)
     except Failure:
         say(f"--- server log (tail)\n{srv.tail()}")

@@ -128,6 +128,29 @@ TEST_CASE("batch lines: a result line holds the API response", "[batch_lines]") 
   CHECK(failed["error"].is_null());
 }
 
+TEST_CASE("batch lines: a body's n answers its choices by index", "[batch_lines][n]") {
+  const BatchLine b = parse_batch_line(
+      R"({"custom_id": "c", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "n": 2}})");
+  CHECK(b.request.request.n == 2);
+  ResponseContext ctx = make_context(b.request, "tiny", 1);
+  CHECK(ctx.n == 2);
+  std::vector<GenerationOutcome> outcomes(2);
+  for (int i = 0; i < 2; ++i) {
+    outcomes[static_cast<size_t>(i)].index = 1 - i;  // any order
+    outcomes[static_cast<size_t>(i)].text = "c" + std::to_string(1 - i);
+    outcomes[static_cast<size_t>(i)].finish_reason = "length";
+    outcomes[static_cast<size_t>(i)].prompt_tokens = 3;
+    outcomes[static_cast<size_t>(i)].token_ids = {1, 2};
+  }
+  const json line = json::parse(format_batch_result("c", ctx, outcomes, no_text));
+  const json& body = line["response"]["body"];
+  REQUIRE(body["choices"].size() == 2);
+  CHECK(body["choices"][0]["index"] == 0);
+  CHECK(body["choices"][0]["text"] == "c0");
+  CHECK(body["choices"][1]["text"] == "c1");
+  CHECK(body["usage"] == json{{"prompt_tokens", 3}, {"completion_tokens", 4}, {"total_tokens", 7}});
+}
+
 TEST_CASE("batch lines: refusal lines", "[batch_lines]") {
   const json api = json::parse(
       format_batch_error(BatchLineError("r3", 400, "'body.top_p': expected a number", "top_p")));

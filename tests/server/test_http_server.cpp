@@ -296,6 +296,17 @@ TEST_CASE("models, health and metrics", "[http]") {
   CHECK_THAT(r->body, Contains("tpinfer_inter_token_latency_seconds_count 2\n"));
   CHECK_THAT(r->body, Contains("tpinfer_e2e_request_latency_seconds_count 2\n"));
   CHECK_THAT(r->body, Contains("tpinfer_slots 1000\n"));
+  // The KV cache's series, from the service's counters.
+  CHECK_THAT(r->body,
+             Contains("# TYPE tpinfer_kv_blocks_total gauge\ntpinfer_kv_blocks_total 64\n"));
+  CHECK_THAT(r->body, Contains("tpinfer_kv_blocks_used 10\n"));
+  CHECK_THAT(r->body, Contains("tpinfer_kv_blocks_free 54\n"));
+  CHECK_THAT(r->body, Contains("tpinfer_kv_blocks_cached 5\n"));
+  CHECK_THAT(r->body, Contains("# TYPE tpinfer_prefix_cache_queries_tokens_total counter\n"
+                               "tpinfer_prefix_cache_queries_tokens_total 1000\n"));
+  CHECK_THAT(r->body, Contains("tpinfer_prefix_cache_hits_tokens_total 750\n"));
+  CHECK_THAT(r->body,
+             Contains("# TYPE tpinfer_preemptions_total counter\ntpinfer_preemptions_total 2\n"));
 }
 
 TEST_CASE("streaming: both endpoints, include_usage, logprobs, no compression", "[http]") {
@@ -358,6 +369,57 @@ TEST_CASE("streaming: both endpoints, include_usage, logprobs, no compression", 
   CHECK(chunks.back()["error"]["type"] == "server_error");
 }
 
+TEST_CASE("n choices: listed by index, streamed interleaved, one [DONE]", "[http][n]") {
+  FakeService service;
+  HttpServer server(service, local());
+  server.start();
+  Client c(server.port());
+
+  auto r = c.post("/v1/completions", {{"prompt", "a b c"}, {"n", 3}, {"logprobs", 1}});
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  json j = json::parse(r->body);
+  REQUIRE(j["choices"].size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(j["choices"][i]["index"] == i);
+    CHECK(j["choices"][i]["text"] == "a b c ");
+    CHECK(j["choices"][i]["logprobs"]["tokens"].size() == 3);
+  }
+  // The prompt counted once, the completion tokens of every choice.
+  CHECK(j["usage"] == json{{"prompt_tokens", 3}, {"completion_tokens", 9}, {"total_tokens", 12}});
+
+  r = c.post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "x y"}}}},
+                                      {"n", 2},
+                                      {"stream", true},
+                                      {"stream_options", {{"include_usage", true}}}});
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  CHECK(r->body.find("[DONE]") == r->body.rfind("[DONE]"));  // exactly one
+  const auto chunks = sse(r->body);
+  std::string text[2];
+  int finished[2] = {0, 0};
+  for (const json& ch : chunks) {
+    if (ch["choices"].empty()) continue;  // the usage chunk
+    const int i = ch["choices"][0]["index"].get<int>();
+    REQUIRE((i == 0 || i == 1));
+    const json& d = ch["choices"][0]["delta"];
+    if (d.contains("content")) text[i] += d["content"].get<std::string>();
+    if (!ch["choices"][0]["finish_reason"].is_null()) ++finished[i];
+  }
+  CHECK(text[0] == "x y ");
+  CHECK(text[1] == "x y ");
+  CHECK(finished[0] == 1);
+  CHECK(finished[1] == 1);
+  CHECK(chunks.back()["usage"] ==
+        json{{"prompt_tokens", 2}, {"completion_tokens", 4}, {"total_tokens", 6}});
+
+  auto m = c.get("/metrics");
+  REQUIRE(m);
+  // The prompts counted once per request: 3 + 2; completion tokens of every choice: 9 + 4.
+  CHECK_THAT(m->body, Contains("tpinfer_prompt_tokens_total 5\n"));
+  CHECK_THAT(m->body, Contains("tpinfer_generation_tokens_total 13\n"));
+}
+
 TEST_CASE("error answers in OpenAI's JSON, and the server keeps serving", "[http]") {
   FakeService service(std::chrono::milliseconds(20), /*max_running=*/1);
   HttpServer server(service, local(/*max_body=*/2048, /*key=*/"sekret"));
@@ -386,8 +448,9 @@ TEST_CASE("error answers in OpenAI's JSON, and the server keeps serving", "[http
     e = error_of(c.post("/v1/completions", {{"prompt", "x"}, {"temperature", "hot"}}, auth), 400);
     CHECK(e["param"] == "temperature");
     CHECK(e["message"] == "'temperature': expected a number, found a string");
-    e = error_of(c.post("/v1/completions", {{"prompt", "x"}, {"n", 2}}, auth), 400);
+    e = error_of(c.post("/v1/completions", {{"prompt", "x"}, {"n", 129}}, auth), 400);
     CHECK(e["param"] == "n");
+    CHECK(e["message"] == "'n': expected an integer in [1, 128], found 129");
   }
   SECTION("404 for an unknown model and an unknown route, 405 for a wrong method") {
     json e = error_of(c.post("/v1/completions", {{"prompt", "x"}, {"model", "gpt-9"}}, auth), 404);
@@ -437,6 +500,13 @@ TEST_CASE("a client that disconnects cancels its request", "[http]") {
     raw.send_post("/v1/chat/completions",
                   {{"messages", {{{"role", "user"}, {"content", words(2000)}}}}, {"stream", true}});
     REQUIRE(raw.read_until("\"content\":\"w1 \"", 60s));  // a few tokens streamed
+    raw.close();
+    CHECK(service.wait_cancelled(1, 30s) == 1);
+  }
+  SECTION("mid-stream, with n choices: every choice stops") {
+    RawClient raw(server.port());
+    raw.send_post("/v1/completions", {{"prompt", words(2000)}, {"n", 3}, {"stream", true}});
+    REQUIRE(raw.read_until("\"text\":\"w1 \"", 60s));
     raw.close();
     CHECK(service.wait_cancelled(1, 30s) == 1);
   }

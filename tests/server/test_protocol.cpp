@@ -138,8 +138,12 @@ TEST_CASE("completions: each refusal names its field", "[protocol]") {
       {{{"prompt", "x"}, {"stop", {"a", "b", "c", "d", "e"}}}, "stop", "at most 4"},
       {{{"prompt", "x"}, {"stop", {"a", 1}}}, "stop[1]", "expected a string, found an integer"},
       {{{"prompt", "x"}, {"stop", ""}}, "stop", "must not be empty"},
-      {{{"prompt", "x"}, {"n", 2}}, "n", "only n=1"},
-      {{{"prompt", "x"}, {"best_of", 3}}, "best_of", "only best_of=1"},
+      {{{"prompt", "x"}, {"n", 0}}, "n", "expected an integer in [1, 128], found 0"},
+      {{{"prompt", "x"}, {"n", 129}}, "n", "expected an integer in [1, 128], found 129"},
+      {{{"prompt", "x"}, {"n", 2.5}}, "n", "expected an integer, found a number"},
+      {{{"prompt", "x"}, {"n", "3"}}, "n", "expected an integer, found a string"},
+      {{{"prompt", "x"}, {"best_of", 3}}, "best_of", "only best_of = n is supported"},
+      {{{"prompt", "x"}, {"n", 3}, {"best_of", 2}}, "best_of", "must be >= n (3), found 2"},
       {{{"prompt", "x"}, {"logprobs", 21}}, "logprobs", "expected an integer in [0, 20]"},
       {{{"prompt", "x"}, {"logprobs", true}}, "logprobs", "expected an integer, found a boolean"},
       {{{"prompt", "x"}, {"echo", true}}, "echo", "echo=true is not supported"},
@@ -244,7 +248,7 @@ TEST_CASE("chat: each refusal names its field", "[protocol]") {
       {{{"messages", {user}}, {"max_completion_tokens", -1}},
        "max_completion_tokens",
        "expected an integer in [1,"},
-      {{{"messages", {user}}, {"n", 3}}, "n", "only n=1"},
+      {{{"messages", {user}}, {"n", -1}}, "n", "expected an integer in [1, 128], found -1"},
   };
   for (const Case& c : cases) {
     INFO(c.body.dump());
@@ -481,4 +485,155 @@ TEST_CASE("a stream that fails ends with an error event and [DONE]", "[protocol]
   CHECK(e["error"]["type"] == "server_error");
   CHECK_THAT(e["error"]["message"].get<std::string>(), Contains("replica lost"));
   CHECK(ev[1] == "[DONE]");
+}
+
+// --- n > 1: choices -----------------------------------------------------------------------------
+
+TEST_CASE("n: parsed on both endpoints, best_of = n accepted, 1 by default", "[protocol][n]") {
+  CHECK(completion({{"prompt", "x"}}).request.n == 1);
+  CHECK(completion({{"prompt", "x"}, {"n", 3}}).request.n == 3);
+  CHECK(completion({{"prompt", "x"}, {"n", 3.0}}).request.n == 3);
+  CHECK(completion({{"prompt", "x"}, {"n", 4}, {"best_of", 4}}).request.n == 4);
+  CHECK(completion({{"prompt", "x"}, {"n", 128}}).request.n == kMaxChoices);
+  CHECK(chat({{"messages", chat_messages()}, {"n", 5}}).request.n == 5);
+  const ApiError e = refusal(Endpoint::chat_completions, {{"messages", chat_messages()}, {"n", 0}});
+  CHECK(e.status == 400);
+  CHECK(e.param == "n");
+  const json j = error_json(e);
+  CHECK(j["error"]["param"] == "n");
+  CHECK(j["error"]["type"] == "invalid_request_error");
+  // The context of the answer knows how many choices to expect.
+  const ParsedRequest p = completion({{"prompt", "x"}, {"n", 3}});
+  CHECK(make_context(p, "tiny", 1).n == 3);
+}
+
+namespace {
+GenerationOutcome choice_of(int index, std::string text, std::vector<int32_t> ids,
+                            std::string reason) {
+  GenerationOutcome o = outcome_of(std::move(text), std::move(ids), std::move(reason));
+  o.index = index;
+  return o;
+}
+ResponseContext context_n(Endpoint e, int n, int logprobs = -1, bool usage = false) {
+  ResponseContext c = context(e, logprobs, usage);
+  c.n = n;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("n: a response lists the choices by index; usage counts the prompt once",
+          "[protocol][n]") {
+  // Outcomes arrive in any order.
+  const std::vector<GenerationOutcome> outcomes = {choice_of(2, "c", {3, 4, 5}, "length"),
+                                                   choice_of(0, "a", {1}, "stop"),
+                                                   choice_of(1, "b", {2, 2}, "length")};
+  json r = format_response(context_n(Endpoint::completions, 3), outcomes, token_text);
+  REQUIRE(r["choices"].size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(r["choices"][i]["index"] == i);
+  CHECK(r["choices"][0]["text"] == "a");
+  CHECK(r["choices"][0]["finish_reason"] == "stop");
+  CHECK(r["choices"][1]["text"] == "b");
+  CHECK(r["choices"][2]["text"] == "c");
+  CHECK(r["choices"][2]["finish_reason"] == "length");
+  CHECK(r["usage"] == json{{"prompt_tokens", 5}, {"completion_tokens", 6}, {"total_tokens", 11}});
+
+  json c = format_response(context_n(Endpoint::chat_completions, 3, 0), outcomes, token_text);
+  REQUIRE(c["choices"].size() == 3);
+  CHECK(c["choices"][1]["message"] == json{{"role", "assistant"}, {"content", "b"}});
+  // Logprobs per choice: each choice's own tokens.
+  CHECK(c["choices"][0]["logprobs"]["content"].size() == 0);  // outcome_of has no logprobs
+
+  // One failed choice fails the answer (its error, not a partial list).
+  std::vector<GenerationOutcome> failed = outcomes;
+  failed[1].finish_reason = "error";
+  failed[1].error = "non-finite logits";
+  try {
+    format_response(context_n(Endpoint::completions, 3), failed, token_text);
+    FAIL("expected an ApiError");
+  } catch (const ApiError& e) {
+    CHECK(e.status == 500);
+    CHECK_THAT(std::string(e.what()), Contains("non-finite logits"));
+  }
+  // A repeated or missing index is an internal error, never a malformed answer.
+  std::vector<GenerationOutcome> twice = {choice_of(0, "a", {1}, "stop"),
+                                          choice_of(0, "a", {1}, "stop")};
+  CHECK_THROWS_AS(format_response(context_n(Endpoint::completions, 2), twice, token_text),
+                  ApiError);
+}
+
+TEST_CASE("n: streamed choices interleave, each chunk with its index, one [DONE] at the end",
+          "[protocol][n]") {
+  StreamFormatter f(context_n(Endpoint::chat_completions, 2, 1, true), token_text);
+  std::string all = f.begin();  // a role chunk per choice
+  GenerationDelta d0 = delta_of("A", {1});
+  d0.logprobs = {{1, -0.5f, {{1, -0.5f}}}};
+  GenerationDelta d1 = delta_of("B", {2});
+  d1.index = 1;
+  d1.logprobs = {{2, -0.25f, {{2, -0.25f}}}};
+  all += f.delta(d0);
+  all += f.delta(d1);
+  GenerationOutcome o1 = choice_of(1, "B", {2}, "stop");
+  o1.logprobs = d1.logprobs;
+  all += f.finish(o1);
+  CHECK_FALSE(f.done());
+  GenerationDelta d0b = delta_of("A2", {3});
+  d0b.logprobs = {{3, -1.0f, {{3, -1.0f}}}};
+  all += f.delta(d0b);
+  GenerationOutcome o0 = choice_of(0, "AA2", {1, 3}, "length");
+  o0.logprobs = {d0.logprobs[0], d0b.logprobs[0]};
+  all += f.finish(o0);
+  CHECK(f.done());
+  const auto ev = events(all);
+  REQUIRE(ev.size() == 9);
+  auto choice = [&](size_t i) { return json::parse(ev[i])["choices"][0]; };
+  CHECK(choice(0)["index"] == 0);
+  CHECK(choice(0)["delta"]["role"] == "assistant");
+  CHECK(choice(1)["index"] == 1);
+  CHECK(choice(1)["delta"]["role"] == "assistant");
+  CHECK(choice(2)["index"] == 0);
+  CHECK(choice(2)["delta"]["content"] == "A");
+  CHECK(choice(3)["index"] == 1);
+  CHECK(choice(3)["delta"]["content"] == "B");
+  CHECK(choice(3)["logprobs"]["content"][0]["logprob"] == -0.25);
+  CHECK(choice(4)["index"] == 1);
+  CHECK(choice(4)["finish_reason"] == "stop");
+  CHECK(choice(5)["index"] == 0);
+  CHECK(choice(5)["delta"]["content"] == "A2");
+  CHECK(choice(6)["index"] == 0);
+  CHECK(choice(6)["finish_reason"] == "length");
+  const json usage = json::parse(ev[7]);
+  CHECK(usage["choices"] == json::array());
+  CHECK(usage["usage"] ==
+        json{{"prompt_tokens", 5}, {"completion_tokens", 3}, {"total_tokens", 8}});
+  CHECK(ev[8] == "[DONE]");
+  // Nothing after the end.
+  CHECK(f.delta(d0).empty());
+  CHECK(f.finish(o0).empty());
+}
+
+TEST_CASE("n: completion offsets count per choice; a failed choice ends the stream",
+          "[protocol][n]") {
+  StreamFormatter f(context_n(Endpoint::completions, 2, 0), token_text);
+  GenerationDelta a = delta_of("t1", {1});
+  a.logprobs = {{1, -0.5f, {}}};
+  GenerationDelta b = delta_of("t2", {2});
+  b.index = 1;
+  b.logprobs = {{2, -0.5f, {}}};
+  GenerationDelta a2 = delta_of("t2", {2});
+  a2.logprobs = {{2, -0.5f, {}}};
+  std::string all = f.delta(a);  // one after the other: the offsets depend on the order
+  all += f.delta(b);
+  all += f.delta(a2);
+  auto ev = events(all);
+  REQUIRE(ev.size() == 3);
+  CHECK(json::parse(ev[1])["choices"][0]["logprobs"]["text_offset"] == json{0});  // choice 1
+  CHECK(json::parse(ev[2])["choices"][0]["logprobs"]["text_offset"] == json{2});  // choice 0
+  GenerationOutcome bad = choice_of(1, "", {}, "error");
+  bad.error = "replica lost";
+  ev = events(f.finish(bad));
+  REQUIRE(ev.size() == 2);
+  CHECK(json::parse(ev[0])["error"]["type"] == "server_error");
+  CHECK(ev[1] == "[DONE]");
+  CHECK(f.done());
+  CHECK(f.finish(choice_of(0, "t1t2", {1, 2}, "length")).empty());  // the stream is over
 }

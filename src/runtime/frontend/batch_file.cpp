@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "core/timer.h"
 #include "core/watchdog.h"
 #include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/kv_report.h"
 #include "runtime/frontend/openai/batch_lines.h"
 #include "runtime/frontend/queue_service.h"
 #include "runtime/frontend/token_text.h"
@@ -215,44 +217,66 @@ class BatchEvents : public RequestEvents {
     Tracked& t = tracked_[seq];
     t.id = r.id;
     t.logprobs = r.logprobs >= 0;
+    t.outcomes.resize(static_cast<size_t>(std::max(1, r.n)));
     if (r.openai) t.openai = openai::make_context(*r.openai, model_name_, created_);
   }
   void on_delta(uint64_t, GenerationDelta) override {}
+  // A request's line is written once all its choices have their outcome (one line per request:
+  // a rerun finds its id and runs none of its choices again).
   void on_finish(uint64_t seq, GenerationOutcome o) override {
     auto it = tracked_.find(seq);
     if (it == tracked_.end()) return;
-    Tracked t = std::move(it->second);
+    Tracked& tr = it->second;
+    const size_t index = static_cast<size_t>(o.index);
+    if (index >= tr.outcomes.size() || tr.outcomes[index]) return;
+    tr.outcomes[index] = std::move(o);
+    if (++tr.n_ended < tr.outcomes.size()) return;
+    Tracked t = std::move(tr);
     tracked_.erase(it);
-    if (o.finish_reason == "cancelled") return;  // dropped at a stop: a rerun runs it
+    std::vector<GenerationOutcome> choices;
+    for (std::optional<GenerationOutcome>& c : t.outcomes) choices.push_back(std::move(*c));
+    int completion = 0;
+    std::string error;
+    for (const GenerationOutcome& c : choices) {
+      // Dropped at a stop (any choice): a rerun runs the request again, whole.
+      if (c.finish_reason == "cancelled") return;
+      completion += static_cast<int>(c.token_ids.size());
+      if (error.empty() && !c.error.empty()) error = c.error;
+    }
+    const int prompt_tokens = choices[0].prompt_tokens, replica = choices[0].replica;
     if (t.openai) {
       writer_.write_line(
-          openai::format_batch_result(t.id.get<std::string>(), *t.openai, o, token_text_));
-      progress_.add(o.prompt_tokens, static_cast<int>(o.token_ids.size()), o.replica);
-      if (!o.error.empty()) report_failure(t.id, o.error);
-      return;
+          openai::format_batch_result(t.id.get<std::string>(), *t.openai, choices, token_text_));
+    } else {
+      std::vector<BatchResult> results;
+      for (GenerationOutcome& c : choices) {
+        BatchResult r;
+        r.id = t.id;
+        r.logprobs_asked = t.logprobs;
+        r.logprobs = std::move(c.logprobs);
+        r.text = std::move(c.text);
+        r.finish_reason = c.finish_reason;
+        r.error = c.error;
+        r.prompt_tokens = c.prompt_tokens;
+        r.token_ids = std::move(c.token_ids);
+        r.ttft_ms = c.ttft_ms;
+        r.total_ms = c.total_ms;
+        r.replica = c.replica;
+        results.push_back(std::move(r));
+      }
+      writer_.write_line(format_choices_line(results));
     }
-    BatchResult r;
-    r.id = std::move(t.id);
-    r.logprobs_asked = t.logprobs;
-    r.logprobs = std::move(o.logprobs);
-    r.text = std::move(o.text);
-    r.finish_reason = o.finish_reason;
-    r.error = o.error;
-    r.prompt_tokens = o.prompt_tokens;
-    r.token_ids = std::move(o.token_ids);
-    r.ttft_ms = o.ttft_ms;
-    r.total_ms = o.total_ms;
-    r.replica = o.replica;
-    writer_.write_line(format_result_line(r));
-    progress_.add(r.prompt_tokens, static_cast<int>(r.token_ids.size()), r.replica);
-    if (!r.error.empty()) report_failure(r.id, r.error);
+    progress_.add(prompt_tokens, completion, replica);
+    if (!error.empty()) report_failure(t.id, error);
   }
 
  private:
   struct Tracked {
     nlohmann::json id;
     bool logprobs = false;
-    std::optional<openai::ResponseContext> openai;  // an OpenAI batch line's answer
+    std::optional<openai::ResponseContext> openai;           // an OpenAI batch line's answer
+    std::vector<std::optional<GenerationOutcome>> outcomes;  // per choice
+    size_t n_ended = 0;
   };
   void report_failure(const nlohmann::json& id, const std::string& error) {
     progress_.add_failed();
@@ -270,6 +294,7 @@ class BatchEvents : public RequestEvents {
 GenerationRequest to_generation_request(BatchRequest&& r) {
   GenerationRequest g;
   g.logprobs = r.logprobs;
+  g.n = r.n;
   g.ignore_eos = r.openai && r.openai->request.ignore_eos;
   g.prompt = std::move(r.prompt);
   g.messages = std::move(r.messages);
@@ -287,6 +312,7 @@ struct RunSummary {
   int n_todo, n_slots, max_seq;
   bool interrupted;
   double launch_to_start_s, load_ms, wall_s;
+  KvCacheStats kv;  // the replicas' KV caches at the end, summed
 };
 
 void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
@@ -309,7 +335,7 @@ void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
                 static_cast<long long>(progress.prompt_tokens()),
                 static_cast<long long>(progress.completion_tokens()), gen_tps, all_tps, world.dp(),
                 world.tp(), s.n_slots, per_replica.c_str());
-  log_info(line);
+  log_info(line + kv_stats_line(s.kv));
   if (progress.failed() > 0) {
     log_warn("batch: " + std::to_string(progress.failed()) + " of those request(s) failed; " +
              "their lines in " + cfg.output + " have \"finish_reason\": \"error\"");
@@ -335,7 +361,8 @@ void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
             {"per_replica", progress.per_replica()},
             {"ranks", ranks},
             {"batch_size", s.n_slots},
-            {"max_seq", s.max_seq}};
+            {"max_seq", s.max_seq},
+            {"kv_cache", kv_stats_json(s.kv)}};
   m.update(describe_run(world, cfg, eng));
   write_metrics_json(cfg.metrics_json, m);
 }
@@ -363,7 +390,16 @@ void run_batch_job(World& world, const RunConfig& cfg,
     }
   }
   world.agree(err.empty(), err);
-  int64_t shape_info[2] = {static_cast<int64_t>(prep.todo.size()), prep.max_needed};
+  // The sequences to run: a request with n choices runs n, all on one replica (a replica's
+  // slots are sized by them: at least the largest n, within batch_size).
+  int64_t n_sequences = 0;
+  int max_n = 1;
+  for (const BatchRequest& r : prep.todo) {
+    n_sequences += std::max(1, r.n);
+    max_n = std::max(max_n, r.n);
+  }
+  n_sequences = std::max<int64_t>(n_sequences, static_cast<int64_t>(max_n) * dp);
+  int64_t shape_info[3] = {static_cast<int64_t>(prep.todo.size()), prep.max_needed, n_sequences};
   world.broadcast_world(shape_info, sizeof shape_info);
   const int n_todo = static_cast<int>(shape_info[0]);
   if (coordinator) {
@@ -379,8 +415,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
 
   std::unique_ptr<ResultWriter> writer = std::move(prep.writer);  // opened and locked above
 
-  const EngineShape shape =
-      size_engine(cfg, model.config, static_cast<int>(shape_info[1]), n_todo, dp);
+  const EngineShape shape = size_engine(
+      cfg, model.config, static_cast<int>(shape_info[1]),
+      static_cast<int>(std::min<int64_t>(shape_info[2], std::numeric_limits<int>::max())), dp);
   EngineHandle eng = start_engine(world, cfg, model, shape);
 
   std::unique_ptr<Progress> progress;
@@ -398,7 +435,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
     prep.todo.clear();
     queue.close();
   }
+  KvStatsBoard kv_board;
   DispatchOptions opts;
+  opts.kv_stats = &kv_board;
   opts.keep_reserve = true;  // throughput: a finished slot refills at once
   opts.grace_s = 0.0;        // a stop drops work in progress: a rerun redoes it
   opts.prefix_caching = cfg.prefix_caching;
@@ -421,10 +460,11 @@ void run_batch_job(World& world, const RunConfig& cfg,
   if (coordinator) {
     try {
       writer->sync();
-      RunSummary sum{&prep,         n_todo,
-                     shape.n_slots, shape.max_seq,
-                     interrupted,   std::chrono::duration<double>(t_start - launch).count(),
-                     eng.load_ms,   seconds_since(t_start)};
+      RunSummary sum{&prep,           n_todo,
+                     shape.n_slots,   shape.max_seq,
+                     interrupted,     std::chrono::duration<double>(t_start - launch).count(),
+                     eng.load_ms,     seconds_since(t_start),
+                     kv_board.total()};
       report_summary(cfg, world, eng, sum, *progress, layout);
     } catch (const std::exception& e) {
       summary_err = e.what();

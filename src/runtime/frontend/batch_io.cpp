@@ -22,8 +22,9 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* const kKnownKeys[] = {"id",    "prompt", "messages", "max_new_tokens", "temperature",
-                                  "top_k", "top_p",  "seed",     "stop",           "logprobs"};
+const char* const kKnownKeys[] = {"id",          "prompt",   "messages", "max_new_tokens",
+                                  "temperature", "top_k",    "top_p",    "seed",
+                                  "stop",        "logprobs", "n"};
 
 std::string type_name(const json& v) {
   return v.type_name();
@@ -143,6 +144,7 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
   }
   if (j.contains("stop")) r.stop = get_stop(j["stop"]);
   if (j.contains("logprobs")) r.logprobs = get_int(j["logprobs"], "logprobs", 0, kMaxTopLogprobs);
+  if (j.contains("n")) r.n = get_int(j["n"], "n", 1, kMaxChoices);
   // What the types above do not say (a temperature of 1e39 is Inf as a float): the same checks
   // as every other front end's.
   check_request_params(r.max_new_tokens, r.sampling);
@@ -175,6 +177,7 @@ BatchRequest parse_openai_line(const std::string& line, const RequestDefaults& d
     r.sampling = g.sampling;
     r.stop = g.stop;
     r.logprobs = g.logprobs;
+    r.n = g.n;
     r.openai = std::make_shared<const openai::ParsedRequest>(std::move(b.request));
   } catch (const openai::BatchLineError& e) {
     if (e.custom_id.empty()) TPI_FAIL(e.what());
@@ -337,13 +340,15 @@ void ResultWriter::discard_if_created_empty() {
   fd_ = -1;
 }
 
-std::string format_result_line(const BatchResult& r) {
+namespace {
+
+// A result's own fields (all but its id; prompt_tokens when `with_prompt`).
+nlohmann::ordered_json result_fields(const BatchResult& r, bool with_prompt) {
   nlohmann::ordered_json j;
-  j["id"] = r.id;
   j["text"] = r.text;
   j["finish_reason"] = r.finish_reason;
   if (!r.error.empty()) j["error"] = r.error;
-  j["prompt_tokens"] = r.prompt_tokens;
+  if (with_prompt) j["prompt_tokens"] = r.prompt_tokens;
   j["completion_tokens"] = r.token_ids.size();
   j["token_ids"] = r.token_ids;
   const double decode_ms = r.total_ms - r.ttft_ms;
@@ -363,8 +368,42 @@ std::string format_result_line(const BatchResult& r) {
     }
     j["logprobs"] = lps;
   }
-  // Generated text may hold invalid UTF-8 (a model can emit any byte); never fail on it.
+  return j;
+}
+
+// Generated text may hold invalid UTF-8 (a model can emit any byte); never fail on it.
+std::string dump_line(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string format_result_line(const BatchResult& r) {
+  nlohmann::ordered_json j;
+  j["id"] = r.id;
+  j.update(result_fields(r, true));
+  return dump_line(j);
+}
+
+std::string format_choices_line(const std::vector<BatchResult>& choices) {
+  TPI_CHECK(!choices.empty(), "format_choices_line: no choices");
+  if (choices.size() == 1) return format_result_line(choices[0]);
+  nlohmann::ordered_json j;
+  j["id"] = choices[0].id;
+  j["n"] = choices.size();
+  j["prompt_tokens"] = choices[0].prompt_tokens;
+  size_t completion = 0;
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    nlohmann::ordered_json c;
+    c["index"] = i;
+    c.update(result_fields(choices[i], false));
+    completion += choices[i].token_ids.size();
+    list.push_back(std::move(c));
+  }
+  j["completion_tokens"] = completion;
+  j["choices"] = std::move(list);
+  return dump_line(j);
 }
 
 }  // namespace tpinfer

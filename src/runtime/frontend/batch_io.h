@@ -6,7 +6,8 @@
 // Input line:  {"id": "a1", "prompt": "Once upon a time", "max_new_tokens": 64, "temperature": 0.7,
 //               "top_k": 40, "top_p": 0.9, "seed": 7, "stop": ["\n\n", "The end"]}
 //              or "messages": [{"role": "user", "content": "..."}] instead of "prompt";
-//              "logprobs": N adds each token's logprob and its N most likely alternatives.
+//              "logprobs": N adds each token's logprob and its N most likely alternatives;
+//              "n": N (1..128) asks for N choices (sampled with seeds choice_seed(seed, i)).
 //              Or, line by line, the OpenAI Batch API format (openai/batch_lines.h): {"custom_id",
 //              "method": "POST", "url": "/v1/completions" | "/v1/chat/completions", "body"},
 //              answered by {"id", "custom_id", "response": {"status_code", "request_id",
@@ -14,6 +15,9 @@
 // Output line: {"id": "a1", "text": "...", "finish_reason": "stop"|"length", "prompt_tokens": 5,
 //               "completion_tokens": 64, "token_ids": [...], "ttft_ms": .., "total_ms": ..,
 //               "decode_tokens_per_s": .., "replica": 0}
+//              With "n" > 1: {"id", "n", "prompt_tokens", "completion_tokens" (all choices),
+//              "choices": [{"index", "text", "finish_reason", ...the fields above}]}
+//              (format_choices_line).
 //              A request that failed on its own (non-finite logits, an id with no token) has
 //              "finish_reason": "error" and "error": "..." (the text generated until then); it
 //              counts as finished, like any other line: a rerun does not repeat it.
@@ -43,6 +47,7 @@ struct BatchRequest {
   SamplingParams sampling;
   std::vector<std::string> stop;    // stop strings (the text ends before the match)
   int logprobs = -1;                // "logprobs": N (0..20): each token's logprob and N more
+  int n = 1;                        // "n": choices (1..kMaxChoices), each with its own seed
   std::vector<int32_t> prompt_ids;  // filled by tokenization
   // An OpenAI batch line (custom_id, method, url, body): the parsed body, for its answer.
   std::shared_ptr<const openai::ParsedRequest> openai;
@@ -131,5 +136,10 @@ struct BatchResult {
   std::vector<TokenLogprob> logprobs;
 };
 std::string format_result_line(const BatchResult& r);
+// A request with n > 1 choices (in index order): {"id", "n", "prompt_tokens" (once),
+// "completion_tokens" (over all choices), "choices": [{"index", "text", "finish_reason",
+// "completion_tokens", "token_ids", "ttft_ms", "total_ms", "decode_tokens_per_s", "replica",
+// "logprobs"?, "error"?}, ...]}. One choice: format_result_line's line, unchanged.
+std::string format_choices_line(const std::vector<BatchResult>& choices);
 
 }  // namespace tpinfer

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
+#include "runtime/frontend/kv_report.h"
 #include "runtime/job_setup.h"
 #include "runtime/scheduler/dispatcher.h"
 #include "runtime/scheduler/request_check.h"
@@ -38,7 +39,7 @@ class PrintEvents : public RequestEvents {
 
 void write_metrics(World& world, const RunConfig& cfg, const EngineHandle& eng,
                    const std::vector<int32_t>& prompt_ids, const GenerationOutcome& res,
-                   double launch_to_ready_ms) {
+                   double launch_to_ready_ms, const KvCacheStats& kv) {
   const std::vector<std::string> mem = gather_memory_report(world, eng);
   if (world.rank() != 0) return;
   const int n_prompt = static_cast<int>(prompt_ids.size());
@@ -64,7 +65,7 @@ void write_metrics(World& world, const RunConfig& cfg, const EngineHandle& eng,
                 decode_p50, decode_mean > 0 ? 1000.0 / decode_mean : 0.0,
                 format_bytes(peak).c_str(), world.tp(), backend_kind_name(eng.backend_kind),
                 comm_kind_name(eng.comm_kind));
-  log_info(line);
+  log_info(line + kv_stats_line(kv));
   if (cfg.metrics_json.empty()) return;
   json m = {{"prompt_tokens", n_prompt},
             {"prompt_ids", prompt_ids},
@@ -80,7 +81,8 @@ void write_metrics(World& world, const RunConfig& cfg, const EngineHandle& eng,
             {"decode_ms_per_token_p50", decode_p50},
             {"decode_tokens_per_s", decode_mean > 0 ? 1000.0 / decode_mean : 0.0},
             {"memory_per_rank", per_rank},
-            {"peak_memory_bytes", peak}};
+            {"peak_memory_bytes", peak},
+            {"kv_cache", kv_stats_json(kv)}};
   if (cfg.logprobs >= 0) {
     json lps = json::array();
     for (const TokenLogprob& lp : res.logprobs) {
@@ -165,8 +167,10 @@ void run_single_prompt(World& world, const RunConfig& cfg,
     }
   }
   const double launch_to_ready_ms = ms_since(launch);
+  KvStatsBoard kv_board;
   DispatchOptions opts;
   opts.keep_reserve = false;
+  opts.kv_stats = &kv_board;
   opts.prefix_caching = cfg.prefix_caching;
   const DispatchResult run = run_replicas(world, *eng.engine, model.tokenizer.get(), model.stop_ids,
                                           model.sample_vocab, &queue, &events, opts);
@@ -181,7 +185,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   world.agree(!printer || res.error.empty(), "the generation failed at " + res.error);
 
   watch_phase(Phase::finish);
-  write_metrics(world, cfg, eng, prompt_ids, res, launch_to_ready_ms);
+  write_metrics(world, cfg, eng, prompt_ids, res, launch_to_ready_ms, kv_board.total());
 }
 
 }  // namespace tpinfer

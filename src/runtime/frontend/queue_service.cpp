@@ -40,6 +40,11 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
   } catch (const std::exception& e) {
     throw RequestRefused(400, e.what());
   }
+  try {
+    check_request_choices(std::max(1, r.n), limits_.kv);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what(), "n");
+  }
   if (r.prompt_ids.empty()) {
     try {
       check_request_bytes(r.prompt.size(), "the prompt", limits_);
@@ -78,10 +83,10 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
 
   Submitted out;
   out.id = queue_.new_seq();
-  out.channel = std::make_shared<RequestChannel>();
+  out.channel = std::make_shared<RequestChannel>(r.n);
   {  // the channel first: the dispatcher may deliver events as soon as the request is queued
     std::lock_guard<std::mutex> lock(mu_);
-    channels_[out.id] = out.channel;
+    channels_[out.id] = Open{out.channel, std::max(1, r.n)};
   }
   const RequestQueue::Push pushed = queue_.push(ScheduledRequest{out.id, std::move(r)});
   if (pushed != RequestQueue::Push::ok) {
@@ -120,9 +125,13 @@ std::shared_ptr<RequestChannel> QueueService::channel(uint64_t seq, bool erase) 
   std::lock_guard<std::mutex> lock(mu_);
   auto it = channels_.find(seq);
   if (it == channels_.end()) return nullptr;
-  std::shared_ptr<RequestChannel> c = it->second;
-  if (erase) channels_.erase(it);
+  std::shared_ptr<RequestChannel> c = it->second.channel;
+  if (erase && --it->second.choices_left == 0) channels_.erase(it);
   return c;
+}
+
+KvCacheStats QueueService::kv_stats() const {
+  return kv_board_ ? kv_board_->total() : KvCacheStats{};
 }
 
 void QueueService::on_delta(uint64_t seq, GenerationDelta delta) {

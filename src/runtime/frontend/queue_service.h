@@ -33,6 +33,9 @@ class QueueService : public GenerationService, public RequestEvents {
   int max_seq() const override { return max_seq_; }
   int64_t created_unix() const override { return created_; }
   Load load() const override;
+  KvCacheStats kv_stats() const override;
+  // Where the dispatcher leaves the replicas' KV cache counters (DispatchOptions::kv_stats).
+  void set_kv_board(const KvStatsBoard* board) { kv_board_ = board; }
   // The engine's KV pool: requests that cannot fit it are refused up front (400).
   void set_kv_limits(const KvLimits& kv) { limits_.kv = kv; }
 
@@ -41,6 +44,7 @@ class QueueService : public GenerationService, public RequestEvents {
   void on_finish(uint64_t seq, GenerationOutcome outcome) override;
 
  private:
+  // The channel of request seq; `erase`: one choice ended (the last one forgets the channel).
   std::shared_ptr<RequestChannel> channel(uint64_t seq, bool erase);
 
   RequestQueue& queue_;
@@ -52,7 +56,12 @@ class QueueService : public GenerationService, public RequestEvents {
   std::string model_name_;
   int64_t created_;
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<RequestChannel>> channels_;
+  struct Open {
+    std::shared_ptr<RequestChannel> channel;
+    int choices_left = 1;
+  };
+  std::unordered_map<uint64_t, Open> channels_;
+  const KvStatsBoard* kv_board_ = nullptr;
 };
 
 // The model id clients name: served_model_name, or the model directory's last component.

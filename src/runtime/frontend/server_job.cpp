@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "runtime/frontend/kv_report.h"
 #include "runtime/frontend/queue_service.h"
 #include "runtime/frontend/server/http_server.h"
 #include "runtime/job_setup.h"
@@ -78,6 +79,7 @@ void run_server_job(World& world, const RunConfig& cfg,
   EngineHandle eng = start_engine(world, cfg, model, shape);
 
   RequestQueue queue(static_cast<size_t>(cfg.max_queue));
+  KvStatsBoard kv_board;  // before the service and server that read it
   std::unique_ptr<QueueService> service;
   std::unique_ptr<HttpServer> http;
   if (rank0) {
@@ -110,10 +112,12 @@ void run_server_job(World& world, const RunConfig& cfg,
                  << " s after launch); SIGTERM stops it";
   }
 
+  if (rank0) service->set_kv_board(&kv_board);
   DispatchOptions opts;
   opts.keep_reserve = false;  // a request waits at rank 0, where any replica can take it
   opts.prefix_caching = cfg.prefix_caching;
   opts.grace_s = cfg.shutdown_grace_s;
+  opts.kv_stats = &kv_board;
   if (rank0) opts.on_stop = [&http] { http->begin_shutdown(); };
   const DispatchResult run = run_replicas(world, *eng.engine, model.tokenizer.get(), model.stop_ids,
                                           model.sample_vocab, &queue, service.get(), opts);
@@ -124,7 +128,8 @@ void run_server_job(World& world, const RunConfig& cfg,
     }
     http->stop();
     log_info(std::string("server stopped") +
-             (run.stopped ? " (" + std::string(run.signal) + ")" : std::string()));
+             (run.stopped ? " (" + std::string(run.signal) + ")" : std::string()) +
+             kv_stats_line(kv_board.total()));
   }
 }
 

@@ -84,6 +84,38 @@ std::vector<uint64_t> RequestQueue::take_cancels() {
   return out;
 }
 
+// --- KvStatsBoard ------------------------------------------------------------------------------
+
+void KvStatsBoard::set(int replica, const KvCacheStats& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t r = static_cast<size_t>(replica);
+  if (r >= per_replica_.size()) {
+    per_replica_.resize(r + 1);
+    reported_.resize(r + 1, false);
+  }
+  per_replica_[r] = s;
+  reported_[r] = true;
+}
+
+KvCacheStats KvStatsBoard::total() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  KvCacheStats t;
+  for (const KvCacheStats& s : per_replica_) {
+    t.blocks_total += s.blocks_total;
+    t.blocks_used += s.blocks_used;
+    t.blocks_cached += s.blocks_cached;
+    t.prefix_query_tokens += s.prefix_query_tokens;
+    t.prefix_hit_tokens += s.prefix_hit_tokens;
+    t.preemptions += s.preemptions;
+  }
+  return t;
+}
+
+int KvStatsBoard::replicas() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(std::count(reported_.begin(), reported_.end(), true));
+}
+
 namespace {
 
 using json = nlohmann::json;
@@ -170,6 +202,9 @@ class Dispatcher : public RequestEvents {
     in_flight_[r.seq] =
         InFlight{replica, r.queued, Clock::now(), std::vector<char>(static_cast<size_t>(n), 0), n};
   }
+  void note_kv(int replica, const KvCacheStats& s) {
+    if (opts_.kv_stats) opts_.kv_stats->set(replica, s);
+  }
 
   World& world_;
   Mailbox& mail_;
@@ -197,9 +232,12 @@ void Dispatcher::serve_messages() {
     }
     watch_peer_heard(m->source);
     switch (m->tag) {
-      case kWorkRequest:
-        pending_want_[replica] = json::parse(m->payload).at("want").get<int>();
+      case kWorkRequest: {
+        const json j = json::parse(m->payload);
+        pending_want_[replica] = j.at("want").get<int>();
+        if (j.contains("kv")) note_kv(replica, kv_stats_from_wire(j.at("kv")));
         break;
+      }
       case kDelta: {
         uint64_t seq = 0;
         GenerationDelta d = delta_from_wire(m->payload, seq);
@@ -208,7 +246,9 @@ void Dispatcher::serve_messages() {
       }
       case kOutcome: {
         uint64_t seq = 0;
-        GenerationOutcome o = outcome_from_wire(m->payload, seq);
+        std::optional<KvCacheStats> kv;
+        GenerationOutcome o = outcome_from_wire(m->payload, seq, &kv);
+        if (kv) note_kv(replica, *kv);
         on_finish(seq, std::move(o));
         break;
       }
@@ -332,6 +372,7 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
       local.step();
       slowest_step_s_ =
           std::max(slowest_step_s_, std::chrono::duration<double>(Clock::now() - t).count());
+      note_kv(0, local.kv_stats());
     } else {
       const bool no_more_local = stopping_ || (queue_.closed() && queue_.size() == 0);
       if (no_more_local) {
@@ -365,14 +406,18 @@ class LeaderRelay : public RequestEvents {
   void on_delta(uint64_t seq, GenerationDelta d) override {
     mail_.send(0, kDelta, delta_to_wire(seq, d));
   }
+  // Outcomes carry the replica's KV cache counters as they stand (no message of their own).
   void on_finish(uint64_t seq, GenerationOutcome o) override {
-    mail_.send(0, kOutcome, outcome_to_wire(seq, o));
+    const KvCacheStats kv = sched_ ? sched_->kv_stats() : KvCacheStats{};
+    mail_.send(0, kOutcome, outcome_to_wire(seq, o, sched_ ? &kv : nullptr));
   }
+  void attach(const ReplicaScheduler& sched) { sched_ = &sched; }
   // Returns whether rank 0 told this replica to stop.
   bool run(ReplicaScheduler& sched, bool keep_reserve);
 
  private:
   Mailbox& mail_;
+  const ReplicaScheduler* sched_ = nullptr;
 };
 
 bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
@@ -432,7 +477,8 @@ bool LeaderRelay::run(ReplicaScheduler& sched, bool keep_reserve) {
     const int reserve = keep_reserve ? sched.n_slots() : 0;
     const int want = sched.free_slots() + reserve - static_cast<int>(local.size());
     if (!no_more && !requested && want > 0) {
-      mail_.send(0, kWorkRequest, json{{"want", want}}.dump());
+      mail_.send(0, kWorkRequest,
+                 json{{"want", want}, {"kv", kv_stats_to_wire(sched.kv_stats())}}.dump());
       requested = true;
     }
     if (Clock::now() - last_alive >= kAliveInterval) {
@@ -489,6 +535,7 @@ DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* token
       LeaderRelay relay(mail);
       ReplicaScheduler sched(engine, world, tokenizer, stop_ids, sample_vocab, world.dp_rank(),
                              stop_signalled, relay, options.prefix_caching);
+      relay.attach(sched);
       relay.run(sched, options.keep_reserve);
     }
     mail.flush();

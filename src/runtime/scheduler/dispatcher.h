@@ -59,6 +59,20 @@ class RequestQueue {
   bool closed_ = false;
 };
 
+// The replicas' KV cache counters as rank 0 last heard them. Thread-safe (a /metrics scrape
+// reads while the dispatcher writes).
+class KvStatsBoard {
+ public:
+  void set(int replica, const KvCacheStats& s);
+  KvCacheStats total() const;  // summed over the replicas
+  int replicas() const;        // how many have reported
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<KvCacheStats> per_replica_;
+  std::vector<bool> reported_;
+};
+
 struct DispatchOptions {
   // Leaders keep a second batch of requests on hand, so a finished slot refills at once (batch
   // files: throughput). Off for a server: a request waits at rank 0, where any replica can take it.
@@ -68,6 +82,9 @@ struct DispatchOptions {
   std::function<void()> on_stop;  // rank 0, once, when a stop begins (e.g. stop accepting)
   std::function<void()> tick;     // rank 0, every turn of the loop (progress reports)
   bool prefix_caching = true;     // the replicas reuse cached prompt blocks (config key)
+  // Rank 0: where each replica's KV cache counters land (replica 0's after every step, the
+  // others' with their outcomes and work requests: no message of their own). Null: not kept.
+  KvStatsBoard* kv_stats = nullptr;
 };
 
 struct DispatchResult {

@@ -18,6 +18,9 @@ namespace tpinfer {
 // The most top_logprobs a request may ask for (OpenAI's limit).
 constexpr int kMaxTopLogprobs = 20;
 
+// The most choices (n) a request may ask for.
+constexpr int kMaxChoices = 128;
+
 // max_new_tokens of a request that gave no limit (an OpenAI body without max_tokens): as many as
 // fit in max_seq after the prompt. The job replaces it before the scheduler sees the request.
 constexpr int kMaxNewTokensAsFit = -1;

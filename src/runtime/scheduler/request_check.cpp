@@ -47,11 +47,16 @@ int64_t kv_blocks_needed(int64_t n_prompt, int64_t max_new_tokens, int64_t n, in
   return shared + n * (whole - shared);
 }
 
-void check_request_kv(int64_t n_prompt, int64_t max_new_tokens, int64_t n, const KvLimits& kv) {
+void check_request_choices(int64_t n, const KvLimits& kv) {
   if (kv.block_size <= 0) return;
   TPI_CHECK(n <= kv.max_running, "n (" << n << " choices) exceeds batch_size=" << kv.max_running
                                        << " (the sequences a replica runs at once); lower n or "
                                           "raise batch_size");
+}
+
+void check_request_kv(int64_t n_prompt, int64_t max_new_tokens, int64_t n, const KvLimits& kv) {
+  if (kv.block_size <= 0) return;
+  check_request_choices(n, kv);
   const int64_t needed = kv_blocks_needed(n_prompt, max_new_tokens, n, kv.block_size);
   if (needed <= kv.n_blocks) return;
   std::ostringstream os;

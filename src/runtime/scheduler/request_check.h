@@ -58,6 +58,9 @@ std::string check_request_tokens(int64_t n_prompt, int64_t max_new_tokens,
 // anyway): n choices of prompt + max_new_tokens must run to the end together in an empty pool
 // (the prompt's full blocks shared, the rest per choice), and n <= max_running. Throws with the
 // numbers and what to change. No check while kv.block_size is 0.
+// A request's n choices run together on one replica: n <= max_running (batch_size). Throws
+// naming both (no pool, block_size 0: nothing to check).
+void check_request_choices(int64_t n, const KvLimits& kv);
 void check_request_kv(int64_t n_prompt, int64_t max_new_tokens, int64_t n, const KvLimits& kv);
 
 // Blocks that n choices of prompt + max_new_tokens hold at their longest.

@@ -89,7 +89,23 @@ GenerationDelta delta_from_wire(const std::string& text, uint64_t& seq) {
   return d;
 }
 
-std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o) {
+json kv_stats_to_wire(const KvCacheStats& s) {
+  return json::array({s.blocks_total, s.blocks_used, s.blocks_cached, s.prefix_query_tokens,
+                      s.prefix_hit_tokens, s.preemptions});
+}
+
+KvCacheStats kv_stats_from_wire(const json& j) {
+  KvCacheStats s;
+  s.blocks_total = j.at(0).get<int64_t>();
+  s.blocks_used = j.at(1).get<int64_t>();
+  s.blocks_cached = j.at(2).get<int64_t>();
+  s.prefix_query_tokens = j.at(3).get<int64_t>();
+  s.prefix_hit_tokens = j.at(4).get<int64_t>();
+  s.preemptions = j.at(5).get<int64_t>();
+  return s;
+}
+
+std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o, const KvCacheStats* kv) {
   return dump({{"seq", seq},
                {"index", o.index},
                {"text", o.text},
@@ -102,10 +118,12 @@ std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o) {
                {"ttft_ms", o.ttft_ms},
                {"total_ms", o.total_ms},
                {"decode_ms", o.decode_ms},
-               {"replica", o.replica}});
+               {"replica", o.replica},
+               {"kv", kv ? kv_stats_to_wire(*kv) : json()}});
 }
 
-GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq) {
+GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq,
+                                    std::optional<KvCacheStats>* kv) {
   const json j = json::parse(text);
   seq = j.at("seq").get<uint64_t>();
   GenerationOutcome o;
@@ -121,6 +139,8 @@ GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq) {
   o.total_ms = j.at("total_ms").get<double>();
   o.decode_ms = j.at("decode_ms").get<std::vector<double>>();
   o.replica = j.at("replica").get<int>();
+  const json& k = j.at("kv");
+  if (kv && !k.is_null()) *kv = kv_stats_from_wire(k);
   return o;
 }
 

@@ -94,15 +94,21 @@ BatchLine parse_batch_line(std::string_view text, const std::string& served_mode
 }
 
 std::string format_batch_result(const std::string& custom_id, const ResponseContext& ctx,
-                                const GenerationOutcome& outcome, const TokenText& token_text) {
+                                const std::vector<GenerationOutcome>& outcomes,
+                                const TokenText& token_text) {
   json line = base_line(custom_id);
   try {
-    line["response"] = response_part(200, format_response(ctx, outcome, token_text));
+    line["response"] = response_part(200, format_response(ctx, outcomes, token_text));
   } catch (const ApiError& e) {
     line["response"] = response_part(e.status, error_json(e));
   }
   line["error"] = nullptr;
   return dump(line);
+}
+
+std::string format_batch_result(const std::string& custom_id, const ResponseContext& ctx,
+                                const GenerationOutcome& outcome, const TokenText& token_text) {
+  return format_batch_result(custom_id, ctx, std::vector<GenerationOutcome>{outcome}, token_text);
 }
 
 std::string format_batch_error(const std::string& custom_id, int status, const std::string& message,

@@ -55,8 +55,12 @@ struct BatchLine {
 BatchLine parse_batch_line(std::string_view line, const std::string& served_model = "",
                            const SamplingParams& defaults = openai_sampling_defaults());
 
-// Output lines (without their newline). A finished request: 200 with the response body, or, for
-// an outcome with finish_reason "error" (or "cancelled"), 500 (503) with an error body.
+// Output lines (without their newline). A finished request: 200 with the response body (its
+// choices, one outcome per choice of the body's n, as the API answers), or, for an outcome with
+// finish_reason "error" (or "cancelled"), 500 (503) with an error body.
+std::string format_batch_result(const std::string& custom_id, const ResponseContext& ctx,
+                                const std::vector<GenerationOutcome>& outcomes,
+                                const TokenText& token_text);
 std::string format_batch_result(const std::string& custom_id, const ResponseContext& ctx,
                                 const GenerationOutcome& outcome, const TokenText& token_text);
 // A refused line, as BatchLineError says (status 0: "response": null, "error": {...}).

@@ -1,5 +1,6 @@
 #include "runtime/frontend/openai/protocol.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -371,9 +372,7 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
     r.sampling.seed = static_cast<uint64_t>(get_integer(*v, "seed"));
   }
   if (const json* v = field(body, "stop")) r.stop = parse_stop(*v);
-  if (const json* v = field(body, "n")) {
-    if (get_integer(*v, "n") != 1) bad("n", "only n=1 is supported, found " + v->dump());
-  }
+  if (const json* v = field(body, "n")) r.n = get_int_range(*v, "n", 1, kMaxChoices);
   if (const json* v = field(body, "ignore_eos")) r.ignore_eos = get_bool(*v, "ignore_eos");
 
   if (const json* v = field(body, "stream")) p.stream = get_bool(*v, "stream");
@@ -401,8 +400,14 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
       p.logprobs = get_int_range(*v, "logprobs", 0, kMaxTopLogprobs);
     }
     if (const json* v = field(body, "best_of")) {
-      if (get_integer(*v, "best_of") != 1) {
-        bad("best_of", "only best_of=1 is supported, found " + v->dump());
+      // best_of = n returns every choice generated: nothing to rank. More is not supported.
+      const int64_t best_of = get_integer(*v, "best_of");
+      if (best_of < r.n) {
+        bad("best_of", "must be >= n (" + std::to_string(r.n) + "), found " + v->dump());
+      }
+      if (best_of > r.n) {
+        bad("best_of", "only best_of = n is supported (no ranking of extra choices), found " +
+                           v->dump() + " with n = " + std::to_string(r.n));
       }
     }
     if (const json* v = field(body, "echo")) {
@@ -474,6 +479,7 @@ ResponseContext make_context(const ParsedRequest& p, std::string model, int64_t 
   c.model = std::move(model);
   c.logprobs = p.logprobs;
   c.include_usage = p.include_usage;
+  c.n = p.request.n;
   return c;
 }
 
@@ -536,25 +542,47 @@ void throw_if_failed(const GenerationOutcome& o) {
 }
 }  // namespace
 
-json format_response(const ResponseContext& ctx, const GenerationOutcome& o,
+json format_response(const ResponseContext& ctx, const std::vector<GenerationOutcome>& outcomes,
                      const TokenText& token_text) {
-  throw_if_failed(o);
-  json choice;
-  choice["index"] = 0;
-  const bool chat = ctx.endpoint == Endpoint::chat_completions;
-  if (chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", o.text}};
-  } else {
-    choice["text"] = o.text;
+  for (const GenerationOutcome& o : outcomes) throw_if_failed(o);
+  std::vector<const GenerationOutcome*> by_index(outcomes.size(), nullptr);
+  for (const GenerationOutcome& o : outcomes) {
+    const size_t i = static_cast<size_t>(o.index);
+    if (i >= by_index.size() || by_index[i]) {
+      throw ApiError(500, "internal error: choice " + std::to_string(o.index) + " of " +
+                              std::to_string(outcomes.size()) + " is missing or repeated");
+    }
+    by_index[i] = &o;
   }
-  choice["logprobs"] = ctx.logprobs >= 0 ? format_logprobs(ctx, o.logprobs, token_text) : json();
-  choice["finish_reason"] = o.finish_reason;
+  const bool chat = ctx.endpoint == Endpoint::chat_completions;
+  json choices = json::array();
+  int prompt_tokens = 0, completion_tokens = 0;
+  for (const GenerationOutcome* o : by_index) {
+    json choice;
+    choice["index"] = o->index;
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", o->text}};
+    } else {
+      choice["text"] = o->text;
+    }
+    choice["logprobs"] = ctx.logprobs >= 0 ? format_logprobs(ctx, o->logprobs, token_text) : json();
+    choice["finish_reason"] = o->finish_reason;
+    choices.push_back(std::move(choice));
+    // The prompt counts once, the completion tokens of every choice add up (as OpenAI counts).
+    prompt_tokens = o->prompt_tokens;
+    completion_tokens += static_cast<int>(o->token_ids.size());
+  }
   return json{{"id", ctx.id},
               {"object", chat ? "chat.completion" : "text_completion"},
               {"created", ctx.created},
               {"model", ctx.model},
-              {"choices", json::array({choice})},
-              {"usage", usage_json(o.prompt_tokens, static_cast<int>(o.token_ids.size()))}};
+              {"choices", std::move(choices)},
+              {"usage", usage_json(prompt_tokens, completion_tokens)}};
+}
+
+json format_response(const ResponseContext& ctx, const GenerationOutcome& outcome,
+                     const TokenText& token_text) {
+  return format_response(ctx, std::vector<GenerationOutcome>{outcome}, token_text);
 }
 
 const char* const kSseDone = "data: [DONE]\n\n";
@@ -564,7 +592,9 @@ std::string sse_event(const json& j) {
 }
 
 StreamFormatter::StreamFormatter(ResponseContext ctx, TokenText token_text)
-    : ctx_(std::move(ctx)), token_text_(std::move(token_text)) {}
+    : ctx_(std::move(ctx)),
+      token_text_(std::move(token_text)),
+      choices_(static_cast<size_t>(std::max(1, ctx_.n))) {}
 
 json StreamFormatter::chunk(json choice) const {
   const bool chat = ctx_.endpoint == Endpoint::chat_completions;
@@ -579,48 +609,63 @@ json StreamFormatter::chunk(json choice) const {
 
 std::string StreamFormatter::begin() {
   if (ctx_.endpoint != Endpoint::chat_completions) return "";
-  return sse_event(chunk({{"index", 0},
-                          {"delta", {{"role", "assistant"}, {"content", ""}}},
-                          {"logprobs", nullptr},
-                          {"finish_reason", nullptr}}));
+  std::string out;
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    out += sse_event(chunk({{"index", i},
+                            {"delta", {{"role", "assistant"}, {"content", ""}}},
+                            {"logprobs", nullptr},
+                            {"finish_reason", nullptr}}));
+  }
+  return out;
+}
+
+StreamFormatter::Choice* StreamFormatter::choice_of(int index) {
+  if (index < 0 || static_cast<size_t>(index) >= choices_.size()) return nullptr;
+  return &choices_[static_cast<size_t>(index)];
 }
 
 std::string StreamFormatter::delta(const GenerationDelta& d) {
+  Choice* c = choice_of(d.index);
+  if (!c || c->finished || done_) return "";
   const bool with_logprobs = ctx_.logprobs >= 0 && !d.logprobs.empty();
   if (d.text.empty() && !with_logprobs) return "";
-  json choice{{"index", 0}};
+  json choice{{"index", d.index}};
   if (ctx_.endpoint == Endpoint::chat_completions) {
     choice["delta"] = {{"content", d.text}};
   } else {
     choice["text"] = d.text;
   }
   choice["logprobs"] = with_logprobs ? format_logprobs(ctx_, d.logprobs, token_text_,
-                                                       static_cast<int64_t>(text_sent_))
+                                                       static_cast<int64_t>(c->text_sent))
                                      : json();
   choice["finish_reason"] = nullptr;
-  text_sent_ += d.text.size();
-  tokens_sent_ += d.logprobs.size();
+  c->text_sent += d.text.size();
+  c->tokens_sent += d.logprobs.size();
   return sse_event(chunk(std::move(choice)));
 }
 
 std::string StreamFormatter::finish(const GenerationOutcome& o) {
-  std::string out;
+  Choice* c = choice_of(o.index);
+  if (!c || c->finished || done_) return "";
   try {
     throw_if_failed(o);
   } catch (const ApiError& e) {
+    done_ = true;  // one failed choice ends the stream: the others are cancelled by the caller
     return sse_event(error_json(e)) + kSseDone;
   }
+  std::string out;
   // What the deltas did not carry (a service that streams nothing, or trailing text).
-  if (o.text.size() > text_sent_ || o.logprobs.size() > tokens_sent_) {
+  if (o.text.size() > c->text_sent || o.logprobs.size() > c->tokens_sent) {
     GenerationDelta rest;
-    if (o.text.size() > text_sent_) rest.text = o.text.substr(text_sent_);
-    if (o.logprobs.size() > tokens_sent_) {
-      rest.logprobs.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(tokens_sent_),
+    rest.index = o.index;
+    if (o.text.size() > c->text_sent) rest.text = o.text.substr(c->text_sent);
+    if (o.logprobs.size() > c->tokens_sent) {
+      rest.logprobs.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(c->tokens_sent),
                            o.logprobs.end());
     }
     out += delta(rest);
   }
-  json last{{"index", 0}};
+  json last{{"index", o.index}};
   if (ctx_.endpoint == Endpoint::chat_completions) {
     last["delta"] = json::object();
   } else {
@@ -629,15 +674,19 @@ std::string StreamFormatter::finish(const GenerationOutcome& o) {
   last["logprobs"] = nullptr;
   last["finish_reason"] = o.finish_reason;
   out += sse_event(chunk(std::move(last)));
+  c->finished = true;
+  prompt_tokens_ = o.prompt_tokens;
+  completion_tokens_ += static_cast<int>(o.token_ids.size());
+  if (++n_finished_ < choices_.size()) return out;
+  done_ = true;
   if (ctx_.include_usage) {
     const bool chat = ctx_.endpoint == Endpoint::chat_completions;
-    out +=
-        sse_event({{"id", ctx_.id},
-                   {"object", chat ? "chat.completion.chunk" : "text_completion"},
-                   {"created", ctx_.created},
-                   {"model", ctx_.model},
-                   {"choices", json::array()},
-                   {"usage", usage_json(o.prompt_tokens, static_cast<int>(o.token_ids.size()))}});
+    out += sse_event({{"id", ctx_.id},
+                      {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                      {"created", ctx_.created},
+                      {"model", ctx_.model},
+                      {"choices", json::array()},
+                      {"usage", usage_json(prompt_tokens_, completion_tokens_)}});
   }
   return out + kSseDone;
 }

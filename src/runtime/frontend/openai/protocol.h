@@ -87,6 +87,7 @@ struct ResponseContext {
   std::string model;
   int logprobs = -1;  // as ParsedRequest::logprobs
   bool include_usage = false;
+  int n = 1;  // choices
 };
 
 // n random lowercase hex digits (ids of responses, batch lines and requests).
@@ -101,35 +102,53 @@ nlohmann::json format_logprobs(const ResponseContext& ctx, const std::vector<Tok
                                const TokenText& token_text, int64_t text_offset = 0);
 nlohmann::json usage_json(int prompt_tokens, int completion_tokens);
 
-// The non-streaming answer of a finished request ("stop" or "length"). An outcome with
-// finish_reason "error" or "cancelled" throws ApiError (500 / 503): it never reaches a client as
-// a choice.
-nlohmann::json format_response(const ResponseContext& ctx, const GenerationOutcome& outcome,
+// The non-streaming answer of a finished request: one outcome per choice ("stop" or "length"),
+// in any order; the answer lists them by index. usage counts the prompt once and the completion
+// tokens of every choice. An outcome with finish_reason "error" or "cancelled" throws ApiError
+// (500 / 503): it never reaches a client as a choice.
+nlohmann::json format_response(const ResponseContext& ctx,
+                               const std::vector<GenerationOutcome>& outcomes,
                                const TokenText& token_text);
+nlohmann::json format_response(const ResponseContext& ctx, const GenerationOutcome& outcome,
+                               const TokenText& token_text);  // one choice
 
 // One `data: <json>\n\n` event.
 std::string sse_event(const nlohmann::json& j);
 extern const char* const kSseDone;  // "data: [DONE]\n\n"
 
-// The events of one streaming request, in order: begin(), delta() for each delta, finish() once.
+// The events of one streaming request, in order: begin(), then delta() and finish() as the
+// choices produce them (interleaved; every chunk carries its choice's index), finish() once per
+// choice. The stream ends (done()) with the last choice's finish, or at the first failed one.
 class StreamFormatter {
  public:
   StreamFormatter(ResponseContext ctx, TokenText token_text);
-  // Chat: the first chunk, delta {"role": "assistant", "content": ""}. Completions: nothing.
+  // Chat: a first chunk per choice, delta {"role": "assistant", "content": ""}. Completions:
+  // nothing.
   std::string begin();
-  // A chunk with the delta's text (and logprobs); "" when the delta carries nothing.
+  // A chunk with the delta's text (and logprobs) for its choice; "" when the delta carries
+  // nothing (or its choice has finished).
   std::string delta(const GenerationDelta& d);
-  // The end: for "stop"/"length", any text the deltas did not carry (a service that streams
-  // nothing sends it all here), a chunk with finish_reason and an empty delta, the usage chunk
-  // when asked, then [DONE]. For "error"/"cancelled": an error event, then [DONE].
+  // A choice's end: for "stop"/"length", any text its deltas did not carry (a service that
+  // streams nothing sends it all here) and a chunk with finish_reason and an empty delta; after
+  // the last choice, the usage chunk when asked (the prompt once, every choice's completion
+  // tokens) and [DONE]. For "error"/"cancelled": an error event, then [DONE], at once.
   std::string finish(const GenerationOutcome& o);
+  bool done() const { return done_; }  // [DONE] was written
 
  private:
+  struct Choice {
+    size_t text_sent = 0;    // bytes of completion text sent so far
+    size_t tokens_sent = 0;  // tokens whose logprobs were sent
+    bool finished = false;
+  };
   nlohmann::json chunk(nlohmann::json choice) const;
+  Choice* choice_of(int index);  // null for an index out of range
   ResponseContext ctx_;
   TokenText token_text_;
-  size_t text_sent_ = 0;    // bytes of completion text sent so far
-  size_t tokens_sent_ = 0;  // tokens whose logprobs were sent
+  std::vector<Choice> choices_;
+  size_t n_finished_ = 0;
+  int prompt_tokens_ = 0, completion_tokens_ = 0;
+  bool done_ = false;
 };
 
 }  // namespace tpinfer::openai

@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "runtime/scheduler/request.h"
 
@@ -34,9 +35,12 @@ class RequestRefused : public std::runtime_error {
 };
 
 // The events of one request, from the job's thread to the HTTP thread serving it: deltas (for a
-// streaming request), then exactly one outcome. Thread-safe.
+// streaming request) and one outcome per choice (n in all), each choice's deltas before its
+// outcome. Thread-safe.
 class RequestChannel {
  public:
+  explicit RequestChannel(int n = 1) : ended_(static_cast<size_t>(n < 1 ? 1 : n), false) {}
+  int n() const { return static_cast<int>(ended_.size()); }
   void push(GenerationDelta d) {
     std::lock_guard<std::mutex> lock(mu_);
     deltas_.push_back(std::move(d));
@@ -44,22 +48,26 @@ class RequestChannel {
   }
   void finish(GenerationOutcome o) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (outcome_) return;  // the first outcome wins (a cancel racing a finish)
-    outcome_ = std::move(o);
+    const size_t i = static_cast<size_t>(o.index);
+    if (i >= ended_.size() || ended_[i]) return;  // the first outcome wins (a cancel racing)
+    ended_[i] = true;
+    outcomes_.push_back(std::move(o));
     cv_.notify_all();
   }
+  // delta: a delta (into d). done: a choice's outcome (into o); n of them end the request.
   enum class Next { delta, done, timeout };
-  // Waits up to `wait` for the next event: a delta (into d) before the outcome (into o).
+  // Waits up to `wait` for the next event: deltas first, then outcomes.
   Next next(GenerationDelta& d, GenerationOutcome& o, std::chrono::milliseconds wait) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, wait, [&] { return !deltas_.empty() || outcome_.has_value(); });
+    cv_.wait_for(lock, wait, [&] { return !deltas_.empty() || !outcomes_.empty(); });
     if (!deltas_.empty()) {
       d = std::move(deltas_.front());
       deltas_.pop_front();
       return Next::delta;
     }
-    if (outcome_) {
-      o = *outcome_;
+    if (!outcomes_.empty()) {
+      o = std::move(outcomes_.front());
+      outcomes_.pop_front();
       return Next::done;
     }
     return Next::timeout;
@@ -69,7 +77,8 @@ class RequestChannel {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<GenerationDelta> deltas_;
-  std::optional<GenerationOutcome> outcome_;
+  std::deque<GenerationOutcome> outcomes_;
+  std::vector<bool> ended_;  // per choice: its outcome came
 };
 
 class GenerationService {
@@ -83,8 +92,8 @@ class GenerationService {
   // Tokenizes and checks the request on the calling thread, then queues it. Throws
   // RequestRefused (400, 429, 503) when it cannot run; never blocks on the model.
   virtual Submitted submit(GenerationRequest request) = 0;
-  // The client went away: the request stops at its next step and frees its slot; its channel
-  // gets finish_reason "cancelled". Unknown or finished ids are ignored.
+  // The client went away: the request (every choice) stops at its next step and frees its slot;
+  // its channel gets finish_reason "cancelled". Unknown or finished ids are ignored.
   virtual void cancel(uint64_t id) = 0;
 
   // The token's text as its bytes (may be part of a UTF-8 character), for logprobs.
@@ -99,6 +108,8 @@ class GenerationService {
     int slots = 0;    // slots over all replicas
   };
   virtual Load load() const = 0;
+  // The replicas' KV cache counters, summed (all zero where there is no block pool).
+  virtual KvCacheStats kv_stats() const { return {}; }
 };
 
 }  // namespace tpinfer

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -195,14 +196,18 @@ struct HttpServer::Impl {
     }
   }
 
-  void record_outcome(const GenerationOutcome& o, Clock::time_point t0, bool timed_by_deltas) {
-    metrics.add_tokens(o.prompt_tokens, static_cast<int64_t>(o.token_ids.size()));
-    metrics.observe_e2e(seconds_since(t0));
+  // One choice's outcome: its tokens (the prompt counts once, with choice 0) and, for a
+  // non-streaming request, the service's own timings (queue + first token, per-token decode).
+  void record_choice(const GenerationOutcome& o, bool timed_by_deltas) {
+    metrics.add_tokens(o.index == 0 ? o.prompt_tokens : 0,
+                       static_cast<int64_t>(o.token_ids.size()));
     if (!timed_by_deltas && !o.token_ids.empty()) {
-      // Non-streaming: the service's own timings (queue + first token, per-token decode).
-      metrics.observe_ttft((o.queue_ms + o.ttft_ms) / 1000.0);
+      if (o.index == 0) metrics.observe_ttft((o.queue_ms + o.ttft_ms) / 1000.0);
       for (double ms : o.decode_ms) metrics.observe_inter_token(ms / 1000.0);
     }
+  }
+  static bool failed(const GenerationOutcome& o) {
+    return o.finish_reason == "error" || o.finish_reason == "cancelled";
   }
 
   void models(const httplib::Request& req, httplib::Response& res) {
@@ -270,10 +275,20 @@ struct HttpServer::Impl {
                        Clock::time_point t0, httplib::Response& res) {
     GenerationDelta d;
     GenerationOutcome o;
-    int fd = -2;  // -2: not looked for yet; -1: not found
+    std::vector<GenerationOutcome> outcomes;  // one per choice
+    int fd = -2;                              // -2: not looked for yet; -1: not found
     for (;;) {
       const auto next = sub.channel->next(d, o, kPoll);
-      if (next == RequestChannel::Next::done) break;
+      if (next == RequestChannel::Next::done) {
+        const bool bad = failed(o);
+        outcomes.push_back(std::move(o));
+        if (bad) {  // the answer is this error: the other choices need not run on
+          if (outcomes.size() < static_cast<size_t>(sub.channel->n())) service.cancel(sub.id);
+          break;
+        }
+        if (outcomes.size() == static_cast<size_t>(sub.channel->n())) break;
+        continue;
+      }
       if (next == RequestChannel::Next::delta) continue;  // a service streaming anyway
       if (stopping) {
         service.cancel(sub.id);
@@ -287,9 +302,11 @@ struct HttpServer::Impl {
         return;
       }
     }
-    record_outcome(o, t0, false);
+    for (const GenerationOutcome& c : outcomes) record_choice(c, false);
+    metrics.observe_e2e(seconds_since(t0));
     try {
-      send_json(res, 200, openai::format_response(ctx, o, token_text()));
+      // A failed choice throws its error (format_response checks every outcome first).
+      send_json(res, 200, openai::format_response(ctx, outcomes, token_text()));
     } catch (const ApiError& e) {
       send_error(res, e);
     }
@@ -301,8 +318,9 @@ struct HttpServer::Impl {
     GenerationService::Submitted sub;
     Clock::time_point t0, last_token;
     bool begun = false;
-    bool finished = false;
-    bool timed = false;  // a delta with tokens was seen: TTFT/ITL measured here
+    int n_finished = 0;     // choices ended
+    bool finished = false;  // every choice ended: nothing to cancel
+    bool timed = false;     // a delta with tokens was seen: TTFT/ITL measured here
   };
 
   void stream(const openai::ResponseContext& ctx, const GenerationService::Submitted& sub,
@@ -342,12 +360,17 @@ struct HttpServer::Impl {
               }
               return write(st->fmt.delta(d));
             }
-            case RequestChannel::Next::done:
-              st->finished = true;
-              record_outcome(o, st->t0, st->timed);
-              write(st->fmt.finish(o));
+            case RequestChannel::Next::done: {
+              // One choice ended; the stream ends with the last (or at a failed one).
+              ++st->n_finished;
+              record_choice(o, st->timed);
+              const bool ok = write(st->fmt.finish(o));
+              if (!st->fmt.done()) return ok;
+              st->finished = st->n_finished == st->sub.channel->n();
+              metrics.observe_e2e(seconds_since(st->t0));
               sink.done();
               return true;
+            }
             case RequestChannel::Next::timeout:
               return !stopping && sink.is_writable();
           }
@@ -387,7 +410,7 @@ struct HttpServer::Impl {
       }
     });
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.render(service.load()), kPrometheusContentType);
+      res.set_content(metrics.render(service.load(), service.kv_stats()), kPrometheusContentType);
     });
     svr.Get("/v1/models",
             [this](const httplib::Request& q, httplib::Response& r) { models(q, r); });

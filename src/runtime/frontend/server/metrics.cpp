@@ -44,6 +44,13 @@ void header(std::ostringstream& os, const char* name, const char* type, const ch
   os << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
 }
 
+// A series without labels: its HELP, TYPE and one sample.
+void single(std::ostringstream& os, const char* name, const char* type, const char* help,
+            int64_t value) {
+  header(os, name, type, help);
+  os << name << " " << value << "\n";
+}
+
 // Latencies of a small model on CPU to a large one on GPUs: 1 ms .. 60 s.
 std::vector<double> latency_buckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0};
@@ -106,7 +113,8 @@ void ServerMetrics::observe_e2e(double s) {
   e2e_.observe(s);
 }
 
-std::string ServerMetrics::render(const GenerationService::Load& load) const {
+std::string ServerMetrics::render(const GenerationService::Load& load,
+                                  const KvCacheStats& kv) const {
   std::ostringstream os;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -128,6 +136,23 @@ std::string ServerMetrics::render(const GenerationService::Load& load) const {
   os << "tpinfer_requests_running " << load.running << "\n";
   header(os, "tpinfer_slots", "gauge", "Request slots over all replicas.");
   os << "tpinfer_slots " << load.slots << "\n";
+  single(os, "tpinfer_kv_blocks_total", "gauge", "KV cache blocks in the pools of all replicas.",
+         kv.blocks_total);
+  single(os, "tpinfer_kv_blocks_used", "gauge", "KV cache blocks held by running sequences.",
+         kv.blocks_used);
+  single(os, "tpinfer_kv_blocks_free", "gauge",
+         "KV cache blocks not held by a sequence (cached prefixes included).",
+         std::max<int64_t>(kv.blocks_total - kv.blocks_used, 0));
+  single(os, "tpinfer_kv_blocks_cached", "gauge",
+         "Free KV cache blocks that still hold a reusable prefix (evicted least recently used).",
+         kv.blocks_cached);
+  single(os, "tpinfer_prefix_cache_queries_tokens_total", "counter",
+         "Prompt tokens looked up in the prefix cache.", kv.prefix_query_tokens);
+  single(os, "tpinfer_prefix_cache_hits_tokens_total", "counter",
+         "Prompt tokens found in the prefix cache (not prefilled again).", kv.prefix_hit_tokens);
+  single(os, "tpinfer_preemptions_total", "counter",
+         "Sequences preempted when the KV cache ran out (resumed later by recomputing).",
+         kv.preemptions);
   header(os, "tpinfer_time_to_first_token_seconds", "histogram",
          "From the request's arrival to its first generated token.");
   os << ttft_.render("tpinfer_time_to_first_token_seconds");

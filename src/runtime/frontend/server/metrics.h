@@ -1,6 +1,7 @@
 // A small thread-safe Prometheus registry for the server: request counts by endpoint and status,
 // prompt and generated tokens, latency histograms (time to first token, inter-token latency,
-// end-to-end), and gauges read from the service at scrape time (queue depth, slots in use). Renders
+// end-to-end), and gauges read from the service at scrape time (queue depth, slots in use, the
+// KV cache's blocks and prefix-cache and preemption counters). Renders
 // the text exposition format 0.0.4; every name starts with `tpinfer_`.
 #pragma once
 
@@ -39,8 +40,8 @@ class ServerMetrics {
   void observe_ttft(double seconds);
   void observe_inter_token(double seconds);
   void observe_e2e(double seconds);
-  // The whole exposition text; `load` fills the gauges.
-  std::string render(const GenerationService::Load& load) const;
+  // The whole exposition text; `load` and `kv` (the replicas' KV cache, summed) fill the gauges.
+  std::string render(const GenerationService::Load& load, const KvCacheStats& kv = {}) const;
 
  private:
   mutable std::mutex mu_;

@@ -33,6 +33,11 @@ class QueueService : public GenerationService, public RequestEvents {
   int max_seq() const override { return max_seq_; }
   int64_t created_unix() const override { return created_; }
   Load load() const override;
+  std::vector<int32_t> tokenize(const std::string& text, bool add_special) const override;
+  std::vector<int32_t> tokenize_chat(const std::vector<ChatMessage>& messages,
+                                     bool add_generation_prompt) const override;
+  std::string detokenize(const std::vector<int32_t>& ids) const override;
+  TokenizerInfo tokenizer_info() const override;
 
   // From the dispatcher (the job's main thread).
   void on_delta(uint64_t seq, GenerationDelta delta) override;
@@ -49,6 +54,7 @@ class QueueService : public GenerationService, public RequestEvents {
   openai::TokenText token_text_;
   std::string model_name_;
   int64_t created_;
+  TokenizerInfo tokenizer_info_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<RequestChannel>> channels_;
 };

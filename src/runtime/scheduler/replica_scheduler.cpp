@@ -5,6 +5,7 @@
 #include "comm/mailbox.h"
 #include "core/error.h"
 #include "core/watchdog.h"
+#include "runtime/engine/logit_processors.h"
 #include "runtime/engine/logprobs.h"
 
 namespace tpinfer {
@@ -44,7 +45,11 @@ struct ReplicaScheduler::Slot {
   size_t max_stop = 0;  // longest stop string (bytes)
   std::vector<int32_t> generated;
   std::vector<TokenLogprob> logprobs;
+  std::vector<TokenLogprob>
+      prompt_logprobs;  // prompt_logprobs >= 0: one per prompt id after the first
   std::unique_ptr<Sampler> sampler;
+  LogitProcessors processors;  // applied to a copy of the row (scratch) before the sampler
+  std::vector<float> scratch;  // (vocab) sized once per slot when a request has processors
   std::unique_ptr<StreamDecoder> decoder;
   std::string text;
   size_t streamed = 0;    // bytes of text already sent in deltas
@@ -76,6 +81,7 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
   slot_of_.resize(T);
   rows_.resize(R);
   row_slot_.resize(R);
+  row_prompt_pos_.resize(R);
   prefill_order_.reserve(slots_.size());
   plan_.resize(kHeader + 3 * T + R);
   // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
@@ -112,6 +118,7 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
   s.position = 0;
   s.generated.clear();
   s.logprobs.clear();
+  s.prompt_logprobs.clear();
   s.text.clear();
   s.streamed = 0;
   s.delta_from = 0;
@@ -119,6 +126,8 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
   s.max_stop = 0;
   for (const std::string& stop : req.stop) s.max_stop = std::max(s.max_stop, stop.size());
   s.sampler = std::make_unique<Sampler>(sample_vocab_, req.sampling);
+  s.processors = make_logit_processors(req, sample_vocab_);
+  if (!s.processors.empty()) s.scratch.resize(static_cast<size_t>(sample_vocab_));
   if (tokenizer_) {
     s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, true);
     // The prompt gives the decoder its context, so the text is the exact continuation (a
@@ -128,7 +137,8 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
   s.admitted = Clock::now();
   s.prefilled = s.first_token = s.last_token = s.admitted;
   s.req = std::move(req);
-  if (s.req.max_new_tokens == 0) finish(s, "length");
+  // A prompt to score (prompt_logprobs) is prefilled even when nothing is generated.
+  if (s.req.max_new_tokens == 0 && s.req.prompt_logprobs < 0) finish(s, "length");
 }
 
 void ReplicaScheduler::send_delta(Slot& s, bool final) {
@@ -179,6 +189,10 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& er
   o.prompt_tokens = static_cast<int>(s.req.prompt_ids.size());
   o.token_ids = std::move(s.generated);
   o.logprobs = std::move(s.logprobs);
+  if (s.req.prompt_logprobs >= 0) {
+    o.prompt_ids = s.req.prompt_ids;
+    o.prompt_logprobs = std::move(s.prompt_logprobs);
+  }
   const Clock::time_point now = Clock::now();
   o.prefill_ms = ms_between(s.admitted, s.prefilled);
   o.ttft_ms = o.token_ids.empty() ? 0.0 : ms_between(s.admitted, s.first_token);
@@ -187,6 +201,7 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& er
   o.replica = replica_;
   s.busy = false;
   s.sampler.reset();
+  s.processors.clear();
   s.decoder.reset();
   s.text.clear();
   s.generated.clear();
@@ -207,15 +222,27 @@ void ReplicaScheduler::accept_token(Slot& s, const float* logits) {
   std::string piece;
   const Clock::time_point now = Clock::now();
   try {
-    tok = s.sampler->sample(logits);
+    // Processors change a copy: logprobs below report the model's own distribution.
+    const float* row = logits;
+    if (!s.processors.empty()) {
+      std::copy(logits, logits + sample_vocab_, s.scratch.begin());
+      for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
+        p->apply(s.scratch.data(), sample_vocab_);
+      }
+      row = s.scratch.data();
+    }
+    tok = s.sampler->sample(row);
+    for (const std::unique_ptr<LogitProcessor>& p : s.processors) p->accept(tok);
     if (s.generated.empty()) {
       s.first_token = now;
     } else {
       s.decode_ms.push_back(ms_between(s.last_token, now));
     }
     s.last_token = now;
-    if (!s.req.ignore_eos &&
-        std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
+    if ((!s.req.ignore_eos &&
+         std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) ||
+        std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(), tok) !=
+            s.req.stop_token_ids.end()) {
       finish(s, "stop");
       return;
     }
@@ -249,8 +276,23 @@ void ReplicaScheduler::accept_token(Slot& s, const float* logits) {
     finish(s, "length");
     return;
   }
+  for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
+    if (p->finished()) {
+      finish(s, "stop");
+      return;
+    }
+  }
   s.next_token = tok;
   send_delta(s, false);
+}
+
+void ReplicaScheduler::score_prompt_token(Slot& s, const float* logits, int position) {
+  try {
+    const int32_t next = s.req.prompt_ids[static_cast<size_t>(position) + 1];
+    s.prompt_logprobs.push_back(token_logprobs(logits, sample_vocab_, next, s.req.prompt_logprobs));
+  } catch (const std::exception& e) {
+    finish(s, "error", "prompt token " + std::to_string(position + 1) + ": " + e.what());
+  }
 }
 
 void ReplicaScheduler::send_header() {
@@ -328,6 +370,7 @@ void ReplicaScheduler::step() {
   };
   auto add_row = [&](int slot) {
     row_slot_[n_rows] = slot;
+    row_prompt_pos_[n_rows] = -1;
     rows_[n_rows++] = n - 1;
   };
 
@@ -345,11 +388,31 @@ void ReplicaScheduler::step() {
   }
   std::sort(prefill_order_.begin(), prefill_order_.end(),
             [&](int a, int b) { return slots_[a]->order < slots_[b]->order; });
-  for (int i : prefill_order_) {
+  for (size_t o = 0; o < prefill_order_.size(); ++o) {
+    const int i = prefill_order_[o];
     if (n == budget) break;
     Slot& s = *slots_[i];
     const int n_prompt = static_cast<int>(s.req.prompt_ids.size());
-    const int take = std::min(budget - n, n_prompt - s.n_prefilled);
+    int take = std::min(budget - n, n_prompt - s.n_prefilled);
+    if (s.req.prompt_logprobs >= 0) {
+      // Scoring a prompt: every prompt token gets a logits row, so the chunk is also bounded by
+      // the rows left after one for each later prefilling slot (>= 1 row: n_slots <= rows).
+      const int later = static_cast<int>(prefill_order_.size() - o - 1);
+      take = std::min(take, engine_.shape().max_logit_rows - n_rows - later);
+      if (take <= 0) continue;
+      for (int k = 0; k < take; ++k) {
+        const int p = s.n_prefilled + k;
+        add_token(s.req.prompt_ids[p], p, i);
+        if (p + 1 < n_prompt) {  // this row scores prompt token p + 1
+          row_slot_[n_rows] = i;
+          row_prompt_pos_[n_rows] = p;
+          rows_[n_rows++] = n - 1;
+        }
+      }
+      s.n_prefilled += take;
+      if (s.n_prefilled == n_prompt) add_row(i);
+      continue;
+    }
     for (int k = 0; k < take; ++k) {
       add_token(s.req.prompt_ids[s.n_prefilled + k], s.n_prefilled + k, i);
     }
@@ -363,9 +426,18 @@ void ReplicaScheduler::step() {
   const size_t vocab = static_cast<size_t>(engine_.config().vocab_size);
   for (int r = 0; r < n_rows; ++r) {
     Slot& s = *slots_[row_slot_[r]];
+    if (!s.busy) continue;  // it failed on an earlier row of this step
+    if (row_prompt_pos_[r] >= 0) {
+      score_prompt_token(s, logits + r * vocab, row_prompt_pos_[r]);
+      continue;
+    }
     if (s.next_token < 0) {  // a finished prefill starts after the prompt
       s.prefilled = done;
       s.position = static_cast<int>(s.req.prompt_ids.size());
+      if (s.req.max_new_tokens == 0) {  // a scored prompt, nothing to generate
+        finish(s, "length");
+        continue;
+      }
     } else {  // a decoding slot's fed token is now in the cache
       ++s.position;
     }

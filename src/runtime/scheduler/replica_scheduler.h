@@ -66,6 +66,9 @@ class ReplicaScheduler {
   void fail(Slot& s, const std::string& error);
   // Samples the token for slot s from its logits row; reports and frees s when it finished.
   void accept_token(Slot& s, const float* logits);
+  // Prompt logprobs (scoring): the logprob of prompt token position + 1 from the row of the token
+  // at `position`, kept for the outcome.
+  void score_prompt_token(Slot& s, const float* logits, int position);
   // Streams what s produced since its last delta (text held back while a stop string may
   // still match across the next piece).
   void send_delta(Slot& s, bool final);
@@ -96,8 +99,9 @@ class ReplicaScheduler {
   std::vector<int32_t> ids_, pos_, slot_of_;  // (max_tokens)
   std::vector<int32_t> rows_;                 // (max_logit_rows) batch index of each logit row
   std::vector<int> row_slot_;                 // (max_logit_rows) slot of each logit row
-  std::vector<int> prefill_order_;            // slots prefilling, oldest first
-  std::vector<int32_t> plan_;                 // packed for the followers: header + the above
+  std::vector<int> row_prompt_pos_;  // (max_logit_rows) a scored prompt position, or -1 (sampling)
+  std::vector<int> prefill_order_;   // slots prefilling, oldest first
+  std::vector<int32_t> plan_;        // packed for the followers: header + the above
 };
 
 // The loop of a follower (tp rank > 0): runs the forwards its leader broadcasts until released.

@@ -12,6 +12,7 @@
 #include "config/run_config.h"
 #include "model/model_config.h"
 #include "runtime/engine/sampler.h"
+#include "runtime/scheduler/request.h"
 
 namespace tpinfer {
 
@@ -33,8 +34,17 @@ RequestLimits request_limits(const RunConfig& cfg, const ModelConfig& model);
 void check_request_bytes(size_t bytes, const std::string& what, const RequestLimits& limits);
 
 // max_new_tokens in [0, kMaxNewTokensCap]; temperature finite and >= 0; top_k >= 0; top_p in
-// (0, 1]. Throws naming the field.
+// (0, 1]; min_p in [0, 1]; presence/frequency_penalty in [-2, 2]; repetition_penalty > 0; logit
+// bias values in [-100, 100]. Throws naming the field.
 void check_request_params(int64_t max_new_tokens, const SamplingParams& sampling);
+
+// The token ids a request names, against the sampleable vocabulary: prompt_ids (a prompt given as
+// ids), stop_token_ids and logit_bias keys. Throws naming the field and the first bad id.
+void check_request_ids(const GenerationRequest& request, int vocab);
+
+// A run's configured sampling values (the keys temperature ... logit_bias), the defaults of
+// every request of the CLI and the batch files.
+SamplingParams sampling_from_config(const RunConfig& cfg);
 
 // After tokenizing: a non-empty prompt whose prompt + max_new_tokens fits max_seq (when given) and
 // the model's positions (unless allow_long_context). Returns a warning to log ("" if none).

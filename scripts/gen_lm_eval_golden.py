@@ -40,6 +40,22 @@ def summarize(results):
     return out
 
 
+def long_prompt_logprobs():
+    """A prompt longer than one chunk of scoring rows (the server scores it over several steps):
+    its ids and transformers' log_softmax of each id after the first."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
+    text = " ".join(["Once upon a time, there was a little girl named Lily. She loved to play in",
+                     "the park with her friends. One day, she saw a big red ball under a tree."] * 6)
+    ids = tok(text, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    return {"ids": ids, "logprobs": [float(lp[k, ids[k + 1]]) for k in range(len(ids) - 1)]}
+
+
 def main():
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -55,6 +71,7 @@ def main():
         log_samples=True,
     )
     golden = summarize(results)
+    golden["long_prompt"] = long_prompt_logprobs()
     golden["generator"] = "scripts/gen_lm_eval_golden.py (lm_eval %s, hf model, float32)" % (
         lm_eval.__version__ if hasattr(lm_eval, "__version__") else "?"
     )

@@ -8,7 +8,8 @@ every loglikelihood within 2e-3. Twice:
   - text: prompts sent as text (tokenized_requests=False). lm_eval counts the context's tokens
     without special tokens, so this server runs with a copy of the tokenizer that adds no BOS
     (docs/SERVER.md: with a BOS-adding tokenizer, use token-id prompts, lm_eval's default).
-Also: the same seeded request at temperature 1 gives the same text on both dp replicas.
+Also: a 294-token prompt scored over several steps against transformers' log_softmax, and the
+same seeded request at temperature 1 gives the same text on both dp replicas.
 The server: scripts/mpirun.sh -np 4 (dp 2 x tp 2). Prints the comparison table.
 
 Usage: check_lm_eval.py TPINFER MODEL_DIR(stories260K-tp2) WORK_DIR
@@ -157,6 +158,21 @@ def seeded_requests_agree(server):
     print("seed 1234 at temperature 1 with penalties and min_p: one text over 4 requests (dp 2)")
 
 
+def long_prompt_scored(server, golden):
+    """A 294-token prompt scored with echo + max_tokens 0: more rows than one step holds, so the
+    scheduler scores it in chunks; every logprob against transformers' log_softmax."""
+    g = golden["long_prompt"]
+    out = post(server.url + "/v1/completions",
+               {"prompt": g["ids"], "max_tokens": 0, "echo": True, "logprobs": 0})
+    lp = out["choices"][0]["logprobs"]["token_logprobs"]
+    if lp[0] is not None or len(lp) != len(g["ids"]):
+        fail(f"long prompt: {len(lp)} logprobs for {len(g['ids'])} ids, first {lp[0]}")
+    d = max(abs(a - b) for a, b in zip(lp[1:], g["logprobs"]))
+    if d > LL_TOL:
+        fail(f"long prompt: max |logprob diff| {d:.3e} > {LL_TOL}")
+    print(f"long prompt ({len(g['ids'])} tokens, scored in chunks): max |logprob diff| {d:.2e}")
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
@@ -185,6 +201,7 @@ def main():
     server = Server("ids", [])
     try:
         seeded_requests_agree(server)
+        long_prompt_scored(server, golden)
         ok &= compare("token ids", golden, run_lm_eval(server, True), table)
     finally:
         server.stop()

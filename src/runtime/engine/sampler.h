@@ -11,6 +11,11 @@
 namespace tpinfer {
 
 struct SamplingParams {
+  SamplingParams() = default;
+  // The sampler's own four (the processors' fields keep their neutral defaults).
+  SamplingParams(float temperature_, int top_k_, float top_p_, uint64_t seed_)
+      : temperature(temperature_), top_k(top_k_), top_p(top_p_), seed(seed_) {}
+
   float temperature = 0.0f;  // 0 = greedy
   int top_k = 0;             // 0 = off
   float top_p = 1.0f;        // 1 = off

@@ -99,6 +99,28 @@ def main():
                       "temperature": temperature,
                       "kept_ids": [i for i in range(vocab) if kept[i] != float("-inf")]})
 
+    # End to end through the CLI: transformers' greedy generate with a repetition penalty and
+    # logit biases (tests/e2e/check_sampling.sh runs tpinfer with the same keys).
+    banned = top[0]
+    generate = []
+    for rep, bias in ((1.3, {}), (1.0, {banned: -100.0}), (1.5, {banned: -100.0, 263: 4.0})):
+        procs = []
+        if rep != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(rep))
+        if bias:
+            procs.append(SequenceBiasLogitsProcessor(sequence_bias=[[[k], v]
+                                                                    for k, v in bias.items()]))
+        seq = list(prompt)
+        with torch.no_grad():
+            for _ in range(32):
+                row = model(torch.tensor([seq])).logits[0, -1:].float()
+                for p in procs:
+                    row = p(torch.tensor([seq]), row)
+                seq.append(int(row[0].argmax()))
+        generate.append({"repetition_penalty": rep,
+                         "logit_bias": ",".join(f"{k}:{v}" for k, v in bias.items()),
+                         "ids": seq[len(prompt):]})
+
     golden = {
         "generator": "scripts/gen_logit_processor_goldens.py",
         "model": "stories260K",
@@ -106,6 +128,8 @@ def main():
         "generated_ids": generated,
         "logits": row_json(logits),
         "cases": cases,
+        "prompt": PROMPT,
+        "generate": generate,
     }
     with open(OUT, "w") as f:
         json.dump(golden, f)

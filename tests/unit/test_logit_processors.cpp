@@ -51,14 +51,13 @@ GenerationRequest request_for(const json& g, const json& c) {
 }
 
 // Runs the request's processors as the scheduler does: accept each generated id, then apply.
-std::vector<float> process(const json& g, const GenerationRequest& r, LogitProcessors& procs) {
+std::vector<float> process(const json& g, LogitProcessors& procs) {
   std::vector<float> row = row_from(g.at("logits"));
   const int vocab = static_cast<int>(row.size());
   for (int32_t id : g.at("generated_ids").get<std::vector<int32_t>>()) {
     for (auto& p : procs) p->accept(id);
   }
   for (auto& p : procs) p->apply(row.data(), vocab);
-  (void)r;
   return row;
 }
 
@@ -74,7 +73,7 @@ TEST_CASE("logit processors equal transformers' and vLLM's on a stories260K row"
     const GenerationRequest r = request_for(g, c);
     LogitProcessors procs = make_logit_processors(r, vocab);
     REQUIRE_FALSE(procs.empty());
-    const std::vector<float> got = process(g, r, procs);
+    const std::vector<float> got = process(g, procs);
     if (c.contains("expected")) {
       const std::vector<float> want = row_from(c.at("expected"));
       REQUIRE(got.size() == want.size());

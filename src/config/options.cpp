@@ -241,6 +241,25 @@ std::vector<OptionSpec> build_specs() {
                          "nucleus sampling: smallest set with probability >= P; 1 = off"));
   v.push_back(int_opt<uint64_t>("seed", nullptr, "Sampling", &C::seed, 0,
                                 "random seed (the default 0 is a fixed seed: runs repeat)"));
+  v.push_back(number_opt("min_p", nullptr, "Sampling", &C::min_p, Range{0, false, 1.0, false},
+                         "drop tokens less likely than P x the most likely one (after "
+                         "temperature); 0 = off",
+                         "0 (off)"));
+  v.push_back(number_opt("presence_penalty", nullptr, "Sampling", &C::presence_penalty,
+                         Range{-2, false, 2.0, false},
+                         "OpenAI presence penalty: subtract X from every token generated so far"));
+  v.push_back(number_opt("frequency_penalty", nullptr, "Sampling", &C::frequency_penalty,
+                         Range{-2, false, 2.0, false},
+                         "OpenAI frequency penalty: subtract X per time a token was generated"));
+  v.push_back(number_opt("repetition_penalty", nullptr, "Sampling", &C::repetition_penalty,
+                         Range{0, true, std::nullopt, false},
+                         "transformers' repetition penalty over prompt + generated tokens "
+                         "(> 1 discourages repeats); 1 = off"));
+  v.push_back(string_opt("logit_bias", nullptr, "Sampling", "ID:BIAS,...", &C::logit_bias,
+                         "add BIAS (in [-100, 100]) to token ID's logit before sampling, e.g. "
+                         "'13:-100,42:5'"));
+  v.push_back(string_opt("stop_token_ids", nullptr, "Sampling", "ID,...", &C::stop_token_ids,
+                         "more token ids that end generation, e.g. '13,198'"));
   v.push_back(bool_opt("ignore_eos", "Sampling", &C::ignore_eos,
                        "keep generating past end-of-sequence (goldens, benchmarks)"));
   v.push_back(string_opt("stop", nullptr, "Sampling", "TEXT", &C::stop,

@@ -184,6 +184,8 @@ void validate(const RunConfig& cfg) {
   TPI_CHECK(cfg.logprobs <= 20,
             "run config: key 'logprobs': expected an integer in [-1, 20], found '" << cfg.logprobs
                                                                                    << "'");
+  parse_logit_bias_key(cfg.logit_bias);
+  parse_stop_token_ids_key(cfg.stop_token_ids);
   TPI_CHECK(cfg.serve.empty() || (cfg.input.empty() && cfg.output.empty()),
             "run config: 'serve' and 'input'/'output' are both set; expected a server or a batch "
             "job, not both");
@@ -206,6 +208,72 @@ std::string describe(const RunConfig& cfg) {
       os << v;
   }
   return os.str();
+}
+
+namespace {
+
+// The comma-separated items of a list key, each trimmed; "" is the empty list.
+std::vector<std::string> list_items(const std::string& value) {
+  std::vector<std::string> out;
+  if (value.find_first_not_of(" \t") == std::string::npos) return out;
+  std::stringstream in(value);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    out.push_back(b == std::string::npos ? std::string() : item.substr(b, e - b + 1));
+  }
+  if (!value.empty() && value.back() == ',') out.push_back("");
+  return out;
+}
+
+bool parse_id(const std::string& text, int32_t& id) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
+      text.size() > 9) {
+    return false;
+  }
+  id = static_cast<int32_t>(std::stol(text));
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::pair<int32_t, float>> parse_logit_bias_key(const std::string& value) {
+  std::vector<std::pair<int32_t, float>> out;
+  for (const std::string& item : list_items(value)) {
+    const size_t colon = item.find(':');
+    int32_t id = 0;
+    float bias = 0.0f;
+    bool ok = colon != std::string::npos && parse_id(item.substr(0, colon), id);
+    if (ok) {
+      try {
+        size_t used = 0;
+        const std::string b = item.substr(colon + 1);
+        bias = std::stof(b, &used);
+        ok = used == b.size() && bias >= -100.0f && bias <= 100.0f;
+      } catch (const std::exception&) {
+        ok = false;
+      }
+    }
+    TPI_CHECK(ok,
+              "run config: key 'logit_bias': expected ID:BIAS pairs separated by commas (ID "
+              "a token id >= 0, BIAS a number in [-100, 100]), found '"
+                  << item << "' in '" << value << "'");
+    out.emplace_back(id, bias);
+  }
+  return out;
+}
+
+std::vector<int32_t> parse_stop_token_ids_key(const std::string& value) {
+  std::vector<int32_t> out;
+  for (const std::string& item : list_items(value)) {
+    int32_t id = 0;
+    TPI_CHECK(parse_id(item, id),
+              "run config: key 'stop_token_ids': expected token ids >= 0 "
+              "separated by commas, found '"
+                  << item << "' in '" << value << "'");
+    out.push_back(id);
+  }
+  return out;
 }
 
 std::string load_prompt(const RunConfig& cfg) {

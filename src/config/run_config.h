@@ -8,6 +8,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/log.h"
@@ -37,11 +39,17 @@ struct RunConfig {
   bool enable_thinking = true;  // Qwen3 chat template switch
 
   // Sampling
-  int max_new_tokens = 256;  // [TOKENS]
-  float temperature = 0.0f;  // [TEMP] 0 = greedy
-  int top_k = 0;             // [TOP_K] 0 = off
-  float top_p = 1.0f;        // [TOP_P] in (0, 1]
-  uint64_t seed = 0;         // fixed default, so runs are reproducible
+  int max_new_tokens = 256;         // [TOKENS]
+  float temperature = 0.0f;         // [TEMP] 0 = greedy
+  int top_k = 0;                    // [TOP_K] 0 = off
+  float top_p = 1.0f;               // [TOP_P] in (0, 1]
+  uint64_t seed = 0;                // fixed default, so runs are reproducible
+  float min_p = 0.0f;               // in [0, 1]; 0 = off
+  float presence_penalty = 0.0f;    // in [-2, 2] (OpenAI)
+  float frequency_penalty = 0.0f;   // in [-2, 2] (OpenAI)
+  float repetition_penalty = 1.0f;  // > 0; 1 = off (transformers)
+  std::string logit_bias;           // "ID:BIAS,ID:BIAS" (bias in [-100, 100]); "" = none
+  std::string stop_token_ids;       // "ID,ID": more ids that end generation; "" = none
   bool ignore_eos = false;
   std::string stop;   // a stop string: the text ends before it ("" = none)
   int logprobs = -1;  // metrics_json: each token's logprob and this many alternatives; -1 = off
@@ -106,6 +114,12 @@ void validate(const RunConfig&);
 
 // The prompt text: `prompt`, or the contents of `prompt_file`. Throws if the file cannot be read.
 std::string load_prompt(const RunConfig&);
+
+// The list keys, parsed (validate() checks them): logit_bias "ID:BIAS,..." (BIAS in [-100, 100])
+// and stop_token_ids "ID,...", ids >= 0. Throw naming the key, what was expected and what was
+// found.
+std::vector<std::pair<int32_t, float>> parse_logit_bias_key(const std::string& value);
+std::vector<int32_t> parse_stop_token_ids_key(const std::string& value);
 
 // The tokenizer location: `tokenizer`, or `model` when it is empty.
 std::string tokenizer_path(const RunConfig&);

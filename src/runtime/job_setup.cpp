@@ -133,6 +133,13 @@ EngineShape size_engine(const RunConfig& cfg, const ModelConfig& model, int max_
   shape.n_slots = static_cast<int>(std::max<int64_t>(1, slots));
   shape.max_tokens = std::max(shape.n_slots, std::min(shape.max_seq, kMaxTokensPerForward));
   shape.max_logit_rows = shape.n_slots;
+  if (max_requests < 0) {
+    // A server scores prompts (echo + logprobs: a logits row per prompt token), in chunks of up
+    // to this many rows beside the decode rows; the memory plan counts them (vocab floats each,
+    // on the device and the host).
+    constexpr int kScoringRows = 64;
+    shape.max_logit_rows += std::min(kScoringRows, shape.max_tokens);
+  }
   return shape;
 }
 

@@ -29,6 +29,7 @@ class ChatTemplate {
   void init(std::string template_text,
             std::vector<std::pair<std::string, std::string>> special_tokens, std::string where);
   bool has_template() const { return !text_.empty(); }
+  const std::string& text() const { return text_; }
 
   // The engine's conversation: role/content messages, enable_thinking passed as a keyword.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,

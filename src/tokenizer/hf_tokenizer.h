@@ -61,6 +61,7 @@ class HfTokenizer final : public Tokenizer {
                                   bool add_generation_prompt = true,
                                   bool enable_thinking = true) const override;
   bool has_chat_template() const override { return chat_.has_template(); }
+  std::string chat_template() const override { return chat_.text(); }
 
   // ---- for StreamDecoder ----
   // The decoder's output for ids[0, n) before from_utf8_lossy (byte-level decoders may leave a

@@ -57,6 +57,8 @@ class Tokenizer {
                                           bool add_generation_prompt = true,
                                           bool enable_thinking = true) const = 0;
   virtual bool has_chat_template() const = 0;
+  // The template's Jinja source ("" without one), for clients that render it themselves.
+  virtual std::string chat_template() const { return ""; }
 };
 
 // Turns ids into text one at a time for streaming: never emits half a UTF-8 character, turns

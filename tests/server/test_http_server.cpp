@@ -604,3 +604,43 @@ TEST_CASE("a port in use is an error naming it", "[http]") {
                Contains("cannot listen on 127.0.0.1:" + std::to_string(first.port())));
   }
 }
+
+TEST_CASE("several prompts in one completions request; tokenizer endpoints", "[http]") {
+  FakeService service;
+  HttpServer server(service, local());
+  server.start();
+  Client c(server.port());
+
+  auto r = c.post("/v1/completions", {{"prompt", {"one two", "three four five"}}, {"echo", true}});
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  json j = json::parse(r->body);
+  REQUIRE(j["choices"].size() == 2);
+  CHECK(j["choices"][0]["index"] == 0);
+  CHECK(j["choices"][0]["text"] == "one twoone two ");  // echo: the prompt, then the completion
+  CHECK(j["choices"][1]["index"] == 1);
+  CHECK(j["choices"][1]["text"] == "three four fivethree four five ");
+  CHECK(j["usage"]["prompt_tokens"] == 5);
+  CHECK(service.submitted() == 2);
+
+  // This service has no tokenizer: the endpoints answer OpenAI's error JSON.
+  r = c.post("/tokenize", {{"prompt", "x"}});
+  REQUIRE(r);
+  CHECK(r->status == 501);
+  CHECK(json::parse(r->body)["error"]["message"] == "this server has no tokenizer");
+  r = c.post("/tokenize", {{"prompt", 3}});
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK(json::parse(r->body)["error"]["param"] == "prompt");
+  r = c.post("/detokenize", {{"tokens", {1, -2}}});
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK_THAT(json::parse(r->body)["error"]["message"].get<std::string>(),
+             Contains("'tokens[1]': expected a token id"));
+  auto g = c.cli.Get("/tokenizer_info");
+  REQUIRE(g);
+  CHECK(g->status == 501);
+  r = c.post("/tokenizer_info", {{"x", 1}});
+  REQUIRE(r);
+  CHECK(r->status == 405);
+}

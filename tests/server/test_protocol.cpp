@@ -121,10 +121,14 @@ TEST_CASE("completions: each refusal names its field", "[protocol]") {
   };
   const Case cases[] = {
       {{{"max_tokens", 5}}, "prompt", "'prompt': missing"},
-      {{{"prompt", 5}}, "prompt", "expected a string or an array of one string, found an integer"},
-      {{{"prompt", {"a", "b"}}}, "prompt", "only one prompt per request"},
-      {{{"prompt", {1, 2, 3}}}, "prompt", "token ids are not supported"},
+      {{{"prompt", 5}}, "prompt", "expected a string, an array of strings, an array of token ids"},
+      {{{"prompt", {"a", 2}}}, "prompt[1]", "expected a string (as prompt[0]), found an integer"},
+      {{{"prompt", {1, -2, 3}}}, "prompt[1]", "expected an integer in [0, 2147483647], found -2"},
+      {{{"prompt", {1, "a"}}}, "prompt[1]", "expected a token id"},
+      {{{"prompt", {{1, 2}, json::array()}}}, "prompt[1]", "found an empty array"},
+      {{{"prompt", {{1, 2}, "a"}}}, "prompt[1]", "expected an array of token ids (as prompt[0])"},
       {{{"prompt", json::array()}}, "prompt", "empty array"},
+      {{{"prompt", {"a", "b"}}, {"stream", true}}, "prompt", "not supported with stream=true"},
       {{{"prompt", "x"}, {"model", 3}}, "model", "'model': expected a string, found an integer"},
       {{{"prompt", "x"}, {"temperature", "hot"}},
        "temperature",
@@ -146,7 +150,16 @@ TEST_CASE("completions: each refusal names its field", "[protocol]") {
       {{{"prompt", "x"}, {"n", 3}, {"best_of", 2}}, "best_of", "must be >= n (3), found 2"},
       {{{"prompt", "x"}, {"logprobs", 21}}, "logprobs", "expected an integer in [0, 20]"},
       {{{"prompt", "x"}, {"logprobs", true}}, "logprobs", "expected an integer, found a boolean"},
-      {{{"prompt", "x"}, {"echo", true}}, "echo", "echo=true is not supported"},
+      {{{"prompt", "x"}, {"echo", true}, {"stream", true}}, "echo", "not supported with stream"},
+      {{{"prompt", "x"}, {"echo", 1}}, "echo", "expected a boolean"},
+      {{{"prompt", "x"}, {"max_tokens", 0}, {"echo", false}}, "max_tokens", "in [1,"},
+      {{{"prompt", "x"}, {"min_p", 1.5}}, "min_p", "expected a number in [0, 1]"},
+      {{{"prompt", "x"}, {"stop_token_ids", 3}}, "stop_token_ids", "expected an array"},
+      {{{"prompt", "x"}, {"stop_token_ids", {1, -1}}}, "stop_token_ids[1]", "found -1"},
+      {{{"prompt", "x"}, {"logit_bias", {{"abc", 1}}}}, "logit_bias", "found \"abc\""},
+      {{{"prompt", "x"}, {"logit_bias", {{"5", "high"}}}}, "logit_bias.5", "expected a number"},
+      {{{"prompt", "x"}, {"logit_bias", {1, 2}}}, "logit_bias", "expected an object"},
+      {{{"prompt", "x"}, {"repetition_penalty", 0}}, "repetition_penalty", "in (0,"},
       {{{"prompt", "x"}, {"suffix", "tail"}}, "suffix", "not supported"},
       {{{"prompt", "x"}, {"stream", "yes"}}, "stream", "expected a boolean, found a string"},
       {{{"prompt", "x"}, {"stream_options", {{"include_usage", true}}}},
@@ -155,11 +168,8 @@ TEST_CASE("completions: each refusal names its field", "[protocol]") {
       {{{"prompt", "x"}, {"stream", true}, {"stream_options", {{"include_usage", 1}}}},
        "stream_options.include_usage",
        "expected a boolean"},
-      {{{"prompt", "x"}, {"presence_penalty", 0.5}}, "presence_penalty", "not supported"},
-      {{{"prompt", "x"}, {"frequency_penalty", -1}}, "frequency_penalty", "not supported"},
+      {{{"prompt", "x"}, {"presence_penalty", 2.5}}, "presence_penalty", "[-2, 2]"},
       {{{"prompt", "x"}, {"frequency_penalty", 3}}, "frequency_penalty", "[-2, 2]"},
-      {{{"prompt", "x"}, {"repetition_penalty", 1.2}}, "repetition_penalty", "not supported"},
-      {{{"prompt", "x"}, {"logit_bias", {{"50256", -100}}}}, "logit_bias", "not supported"},
       {{{"prompt", "x"}, {"user", 5}}, "user", "expected a string"},
       {{{"prompt", "x"}, {"tools", {{{"type", "function"}}}}}, "tools", "not supported"},
       {{{"prompt", "x"}, {"tool_choice", "auto"}}, "tool_choice", "not supported"},
@@ -636,4 +646,77 @@ TEST_CASE("n: completion offsets count per choice; a failed choice ends the stre
   CHECK(ev[1] == "[DONE]");
   CHECK(f.done());
   CHECK(f.finish(choice_of(0, "t1t2", {1, 2}, "length")).empty());  // the stream is over
-}
+
+  TEST_CASE("completions: prompts as text, lists and token ids; echo; sampling fields",
+            "[protocol]") {
+    ParsedRequest p = completion({{"prompt", {1, 2, 3}}});
+    REQUIRE(p.prompts.size() == 1);
+    CHECK(p.request.prompt_ids == std::vector<int32_t>{1, 2, 3});
+    p = completion({{"prompt", {{4, 5}, {6}}}, {"max_tokens", 1}});
+    REQUIRE(p.prompts.size() == 2);
+    CHECK(p.prompts[1].ids == std::vector<int32_t>{6});
+    CHECK(request_for_prompt(p, 1).prompt_ids == std::vector<int32_t>{6});
+    CHECK(request_for_prompt(p, 1).max_new_tokens == 1);
+    p = completion({{"prompt", {"a", "b", "c"}}});
+    REQUIRE(p.prompts.size() == 3);
+    CHECK(request_for_prompt(p, 2).prompt == "c");
+    CHECK(request_for_prompt(p, 2).prompt_ids.empty());
+
+    p = completion({{"prompt", "x"}, {"echo", true}, {"max_tokens", 0}, {"logprobs", 2}});
+    CHECK(p.echo);
+    CHECK(p.request.max_new_tokens == 0);
+    CHECK(p.request.prompt_logprobs == 2);
+    p = completion({{"prompt", "x"}, {"echo", true}});
+    CHECK(p.request.prompt_logprobs == -1);  // echo alone: the text, nothing to score
+
+    p = completion({{"prompt", "x"},
+                    {"presence_penalty", 0.5},
+                    {"frequency_penalty", -1},
+                    {"repetition_penalty", 1.2},
+                    {"min_p", 0.05},
+                    {"stop_token_ids", {7, 8}},
+                    {"logit_bias", {{"50256", -100}, {"3", 250}}}});
+    const SamplingParams& s = p.request.sampling;
+    CHECK(s.presence_penalty == 0.5f);
+    CHECK(s.frequency_penalty == -1.0f);
+    CHECK(s.repetition_penalty == 1.2f);
+    CHECK(s.min_p == 0.05f);
+    CHECK(p.request.stop_token_ids == std::vector<int32_t>{7, 8});
+    REQUIRE(s.logit_bias.size() == 2);
+    CHECK(s.logit_bias[1] == std::pair<int32_t, float>{50256, -100.0f});
+    CHECK(s.logit_bias[0] == std::pair<int32_t, float>{3, 100.0f});  // clipped
+    CHECK(p.ignored_fields.empty());
+  }
+
+  TEST_CASE("completions with echo: prompt tokens first, the first one null", "[protocol]") {
+    ParsedRequest p =
+        completion({{"prompt", {{5, 6, 7}, {8, 9}}}, {"echo", true}, {"logprobs", 1}});
+    const ResponseContext ctx = make_context(p, "m", 1);
+    std::vector<GenerationOutcome> outs(2);
+    for (int i = 0; i < 2; ++i) {
+      GenerationOutcome& o = outs[static_cast<size_t>(i)];
+      o.finish_reason = "length";
+      o.text = "t11";
+      o.prompt_tokens = 3 - i;
+      o.prompt_ids = i == 0 ? std::vector<int32_t>{5, 6, 7} : std::vector<int32_t>{8, 9};
+      for (size_t k = 1; k < o.prompt_ids.size(); ++k) {
+        o.prompt_logprobs.push_back({o.prompt_ids[k], -0.5f, {{1, -0.25f}}});
+      }
+      o.token_ids = {11};
+      o.logprobs = {{11, -1.0f, {{11, -1.0f}}}};
+    }
+    const json r = format_completions(ctx, outs, true, {"t5t6t7", "t8t9"}, token_text);
+    REQUIRE(r["choices"].size() == 2);
+    const json& c0 = r["choices"][0];
+    CHECK(c0["index"] == 0);
+    CHECK(c0["text"] == "t5t6t7t11");
+    CHECK(c0["logprobs"]["tokens"] == json({"t5", "t6", "t7", "t11"}));
+    CHECK(c0["logprobs"]["token_logprobs"] == json({nullptr, -0.5, -0.5, -1.0}));
+    CHECK(c0["logprobs"]["top_logprobs"][0].is_null());
+    CHECK(c0["logprobs"]["top_logprobs"][1] == json({{"t1", -0.25}}));
+    CHECK(c0["logprobs"]["text_offset"] == json({0, 2, 4, 6}));
+    CHECK(r["choices"][1]["index"] == 1);
+    CHECK(r["choices"][1]["text"] == "t8t9t11");
+    CHECK(r["usage"] ==
+          json({{"prompt_tokens", 5}, {"completion_tokens", 2}, {"total_tokens", 7}}));
+  }

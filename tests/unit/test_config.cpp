@@ -363,6 +363,26 @@ TEST_CASE("precedence: flag > env > YAML > default", "[config]") {
 
 // One bad value per non-string key, given three ways; each message names the key, where the
 // value came from, what was expected, and what was found.
+TEST_CASE("the list keys logit_bias and stop_token_ids", "[config]") {
+  using tpinfer::parse_logit_bias_key;
+  using tpinfer::parse_stop_token_ids_key;
+  CHECK(parse_logit_bias_key("").empty());
+  const auto bias = parse_logit_bias_key("13:-100, 42:2.5");
+  REQUIRE(bias.size() == 2);
+  CHECK(bias[0] == std::pair<int32_t, float>{13, -100.0f});
+  CHECK(bias[1] == std::pair<int32_t, float>{42, 2.5f});
+  CHECK(parse_stop_token_ids_key(" 1, 2 ,3") == std::vector<int32_t>{1, 2, 3});
+  CHECK_THROWS_WITH(parse_logit_bias_key("13:-101"),
+                    Catch::Matchers::Contains("key 'logit_bias': expected ID:BIAS pairs") &&
+                        Catch::Matchers::Contains("found '13:-101'"));
+  CHECK_THROWS_WITH(parse_logit_bias_key("13"), Catch::Matchers::Contains("found '13'"));
+  CHECK_THROWS_WITH(parse_logit_bias_key("-1:3"), Catch::Matchers::Contains("found '-1:3'"));
+  CHECK_THROWS_WITH(parse_stop_token_ids_key("1,,2"),
+                    Catch::Matchers::Contains("key 'stop_token_ids': expected token ids >= 0") &&
+                        Catch::Matchers::Contains("found ''"));
+  CHECK_THROWS_WITH(parse_stop_token_ids_key("1,x"), Catch::Matchers::Contains("found 'x'"));
+}
+
 TEST_CASE("every key's bad value is reported with the key and what was expected", "[config]") {
   struct Bad {
     const char* key;
@@ -407,6 +427,10 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"keep_alive_timeout_s", "-1", "expected a number > 0"},
       {"kv_cache_blocks", "-1", "expected an integer >= 0"},
       {"prefix_caching", "sometimes", "expected true or false"},
+      {"min_p", "1.5", "expected a number in [0, 1]"},
+      {"presence_penalty", "3", "expected a number in [-2, 2]"},
+      {"frequency_penalty", "-2.5", "expected a number in [-2, 2]"},
+      {"repetition_penalty", "0", "expected a number > 0"},
   };
   // Keep this list complete: every key that can hold a bad value is in it.
   for (const auto& spec : tpinfer::config::option_specs()) {

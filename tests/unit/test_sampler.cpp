@@ -108,7 +108,7 @@ TEST_CASE("ids past the sampler's vocabulary (padding) are never picked", "[samp
   // A row of 8 logits whose last 3 ids have no token and the largest logits.
   std::vector<float> logits = {0.5f, 1.0f, 0.2f, 0.9f, 0.1f, 9.0f, 8.0f, 7.0f};
   REQUIRE(Sampler(5, SamplingParams{}).sample(logits.data()) == 1);
-  for (const SamplingParams p :
+  for (const SamplingParams& p :
        {SamplingParams{100.0f, 0, 1.0f, 3}, SamplingParams{100.0f, 7, 1.0f, 3},
         SamplingParams{100.0f, 0, 0.99f, 3}}) {
     Sampler s(5, p);

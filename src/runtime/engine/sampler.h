@@ -5,15 +5,28 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace tpinfer {
 
 struct SamplingParams {
+  SamplingParams() = default;
+  // The sampler's own four (the processors' fields keep their neutral defaults).
+  SamplingParams(float temperature_, int top_k_, float top_p_, uint64_t seed_)
+      : temperature(temperature_), top_k(top_k_), top_p(top_p_), seed(seed_) {}
+
   float temperature = 0.0f;  // 0 = greedy
   int top_k = 0;             // 0 = off
   float top_p = 1.0f;        // 1 = off
   uint64_t seed = 0;
+  // Applied before the sampler by logit processors (runtime/engine/logit_processors.h), not by
+  // the Sampler itself.
+  float min_p = 0.0f;               // 0 = off; keep ids with p >= min_p * p_max (after temperature)
+  float presence_penalty = 0.0f;    // OpenAI: -= p for each id generated at least once
+  float frequency_penalty = 0.0f;   // OpenAI: -= f * (times the id was generated)
+  float repetition_penalty = 1.0f;  // transformers: ids in prompt + generated, / or * by r
+  std::vector<std::pair<int32_t, float>> logit_bias;  // id -> bias added, in [-100, 100]
 };
 
 // xoshiro256** seeded by splitmix64: the same sequence on every platform and compiler.

@@ -63,7 +63,7 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
     const RequestLimits limits = request_limits(cfg, mc);
     RequestDefaults defaults;
     defaults.max_new_tokens = cfg.max_new_tokens;
-    defaults.sampling = SamplingParams{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed};
+    defaults.sampling = sampling_from_config(cfg);
     defaults.max_request_bytes = cfg.max_request_bytes;
     defaults.served_model = served_model_name(cfg);
     InputFile in = read_input_file(cfg.input, defaults);
@@ -88,10 +88,22 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
         }
       };
       try {
-        r.prompt_ids = tokenize_prompt(tok, r.prompt, cfg.chat || !r.messages.empty(), r.messages,
-                                       cfg.system, cfg.enable_thinking);
+        if (r.prompt_ids.empty()) {
+          r.prompt_ids = tokenize_prompt(tok, r.prompt, cfg.chat || !r.messages.empty(), r.messages,
+                                         cfg.system, cfg.enable_thinking);
+        }
       } catch (const std::exception& e) {
         refuse(std::string("cannot tokenize: ") + e.what(), "");
+        continue;
+      }
+      try {
+        GenerationRequest ids;
+        ids.prompt_ids = r.prompt_ids;
+        ids.stop_token_ids = r.stop_token_ids;
+        ids.sampling.logit_bias = r.sampling.logit_bias;
+        check_request_ids(ids, tok.vocab_size());
+      } catch (const std::exception& e) {
+        refuse(e.what(), "");
         continue;
       }
       const int n_prompt = static_cast<int>(r.prompt_ids.size());
@@ -301,6 +313,7 @@ GenerationRequest to_generation_request(BatchRequest&& r) {
   g.max_new_tokens = r.max_new_tokens;
   g.sampling = r.sampling;
   g.stop = std::move(r.stop);
+  g.stop_token_ids = std::move(r.stop_token_ids);
   g.prompt_ids = std::move(r.prompt_ids);
   return g;
 }

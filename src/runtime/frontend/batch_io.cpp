@@ -22,9 +22,23 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* const kKnownKeys[] = {"id",          "prompt",   "messages", "max_new_tokens",
-                                  "temperature", "top_k",    "top_p",    "seed",
-                                  "stop",        "logprobs", "n"};
+const char* const kKnownKeys[] = {"id",
+                                  "prompt",
+                                  "messages",
+                                  "max_new_tokens",
+                                  "temperature",
+                                  "top_k",
+                                  "top_p",
+                                  "seed",
+                                  "stop",
+                                  "logprobs",
+                                  "min_p",
+                                  "presence_penalty",
+                                  "frequency_penalty",
+                                  "repetition_penalty",
+                                  "logit_bias",
+                                  "stop_token_ids",
+                                  "n"};
 
 std::string type_name(const json& v) {
   return v.type_name();
@@ -143,6 +157,38 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
     r.sampling.seed = s.get<uint64_t>();
   }
   if (j.contains("stop")) r.stop = get_stop(j["stop"]);
+  if (j.contains("min_p")) r.sampling.min_p = get_number(j["min_p"], "min_p");
+  if (j.contains("presence_penalty")) {
+    r.sampling.presence_penalty = get_number(j["presence_penalty"], "presence_penalty");
+  }
+  if (j.contains("frequency_penalty")) {
+    r.sampling.frequency_penalty = get_number(j["frequency_penalty"], "frequency_penalty");
+  }
+  if (j.contains("repetition_penalty")) {
+    r.sampling.repetition_penalty = get_number(j["repetition_penalty"], "repetition_penalty");
+  }
+  if (j.contains("logit_bias")) {
+    const json& b = j["logit_bias"];
+    TPI_CHECK(b.is_object(),
+              "\"logit_bias\" must be an object {\"token id\": bias}, found " << type_name(b));
+    r.sampling.logit_bias.clear();
+    for (const auto& [key, value] : b.items()) {
+      const bool id_ok = !key.empty() && key.size() <= 9 &&
+                         key.find_first_not_of("0123456789") == std::string::npos;
+      TPI_CHECK(id_ok,
+                "\"logit_bias\" keys must be token ids (integers >= 0), found \"" << key << "\"");
+      r.sampling.logit_bias.emplace_back(std::stoi(key), get_number(value, "logit_bias"));
+    }
+  }
+  if (j.contains("stop_token_ids")) {
+    const json& ids = j["stop_token_ids"];
+    TPI_CHECK(ids.is_array(),
+              "\"stop_token_ids\" must be an array of token ids, found " << type_name(ids));
+    for (const json& id : ids) {
+      r.stop_token_ids.push_back(
+          get_int(id, "stop_token_ids", 0, std::numeric_limits<int32_t>::max()));
+    }
+  }
   if (j.contains("logprobs")) r.logprobs = get_int(j["logprobs"], "logprobs", 0, kMaxTopLogprobs);
   if (j.contains("n")) r.n = get_int(j["n"], "n", 1, kMaxChoices);
   // What the types above do not say (a temperature of 1e39 is Inf as a float): the same checks
@@ -176,6 +222,8 @@ BatchRequest parse_openai_line(const std::string& line, const RequestDefaults& d
         g.max_new_tokens == kMaxNewTokensAsFit ? defaults.max_new_tokens : g.max_new_tokens;
     r.sampling = g.sampling;
     r.stop = g.stop;
+    r.stop_token_ids = g.stop_token_ids;
+    r.prompt_ids = g.prompt_ids;
     r.logprobs = g.logprobs;
     r.n = g.n;
     r.openai = std::make_shared<const openai::ParsedRequest>(std::move(b.request));

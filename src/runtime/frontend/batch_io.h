@@ -45,10 +45,11 @@ struct BatchRequest {
   std::vector<ChatMessage> messages;  // ... or a chat (non-empty)
   int max_new_tokens = 0;
   SamplingParams sampling;
-  std::vector<std::string> stop;    // stop strings (the text ends before the match)
-  int logprobs = -1;                // "logprobs": N (0..20): each token's logprob and N more
-  int n = 1;                        // "n": choices (1..kMaxChoices), each with its own seed
-  std::vector<int32_t> prompt_ids;  // filled by tokenization
+  std::vector<std::string> stop;        // stop strings (the text ends before the match)
+  std::vector<int32_t> stop_token_ids;  // more ids that end the request
+  int logprobs = -1;                    // "logprobs": N (0..20): each token's logprob and N more
+  int n = 1;                            // "n": choices (1..kMaxChoices), each with its own seed
+  std::vector<int32_t> prompt_ids;  // filled by tokenization (or given: an OpenAI prompt of ids)
   // An OpenAI batch line (custom_id, method, url, body): the parsed body, for its answer.
   std::shared_ptr<const openai::ParsedRequest> openai;
 };

@@ -109,7 +109,7 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   check_tp_layout(world);
   // The same checks as a batch line's or a server request's (runtime/scheduler/request_check.h);
   // the values are the same on every rank, so is the error.
-  const SamplingParams sampling{cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed};
+  const SamplingParams sampling = sampling_from_config(cfg);
   check_request_params(cfg.max_new_tokens, sampling);
   ModelHandle model = open_model(world, cfg);
   const RequestLimits limits = request_limits(cfg, model.config);
@@ -131,6 +131,9 @@ void run_single_prompt(World& world, const RunConfig& cfg,
       request.prompt = load_prompt(cfg);
       request.prompt_ids = tokenize_prompt(*model.tokenizer, request.prompt, cfg.chat, {},
                                            cfg.system, cfg.enable_thinking);
+      request.sampling = sampling;
+      request.stop_token_ids = parse_stop_token_ids_key(cfg.stop_token_ids);
+      check_request_ids(request, model.sample_vocab);
     } catch (const std::exception& e) {
       err = e.what();
     }
@@ -154,7 +157,6 @@ void run_single_prompt(World& world, const RunConfig& cfg,
   const std::vector<int32_t> prompt_ids = request.prompt_ids;
   if (printer) {
     request.max_new_tokens = cfg.max_new_tokens;
-    request.sampling = sampling;
     request.logprobs = cfg.logprobs;
     if (!cfg.stop.empty()) request.stop = {cfg.stop};
     request.stream = do_stream;

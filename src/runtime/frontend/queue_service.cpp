@@ -31,6 +31,53 @@ QueueService::QueueService(RequestQueue& queue, const Tokenizer& tokenizer, cons
                    .count()) {
   limits_.max_seq = max_seq;  // the engine's, whatever the config said
   token_text_ = token_text_of(tokenizer_);
+  TokenizerInfo& t = tokenizer_info_;
+  if (const std::optional<int32_t> bos = tokenizer_.bos_id()) {
+    t.bos_token_id = *bos;
+    t.bos_token = tokenizer_.id_to_token(*bos);
+  }
+  t.eos_token_ids = tokenizer_.eos_ids();
+  if (!t.eos_token_ids.empty()) t.eos_token = tokenizer_.id_to_token(t.eos_token_ids[0]);
+  t.chat_template = tokenizer_.chat_template();
+  t.vocab_size = tokenizer_.vocab_size();
+  t.model_max_length = max_seq;
+}
+
+std::vector<int32_t> QueueService::tokenize(const std::string& text, bool add_special) const {
+  try {
+    check_request_bytes(text.size(), "the prompt", limits_);
+    return tokenizer_.encode(text, add_special);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what(), "prompt");
+  }
+}
+
+std::vector<int32_t> QueueService::tokenize_chat(const std::vector<ChatMessage>& messages,
+                                                 bool add_generation_prompt) const {
+  try {
+    std::vector<ChatMessage> msgs;
+    if (!cfg_.system.empty()) msgs.push_back({"system", cfg_.system});
+    msgs.insert(msgs.end(), messages.begin(), messages.end());
+    return tokenizer_.encode(
+        tokenizer_.apply_chat_template(msgs, add_generation_prompt, cfg_.enable_thinking), false);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what(), "messages");
+  }
+}
+
+std::string QueueService::detokenize(const std::vector<int32_t>& ids) const {
+  try {
+    GenerationRequest r;
+    r.prompt_ids = ids;
+    check_request_ids(r, tokenizer_.vocab_size());
+    return tokenizer_.decode(ids);
+  } catch (const std::exception& e) {
+    throw RequestRefused(400, e.what(), "tokens");
+  }
+}
+
+GenerationService::TokenizerInfo QueueService::tokenizer_info() const {
+  return tokenizer_info_;
 }
 
 GenerationService::Submitted QueueService::submit(GenerationRequest r) {
@@ -44,6 +91,12 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
     check_request_choices(std::max(1, r.n), limits_.kv);
   } catch (const std::exception& e) {
     throw RequestRefused(400, e.what(), "n");
+  }
+  try {  // a prompt of token ids, stop_token_ids, logit_bias: ids the model has
+    check_request_ids(r, tokenizer_.vocab_size());
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    throw RequestRefused(400, what, what.substr(0, what.find(':')));
   }
   if (r.prompt_ids.empty()) {
     try {

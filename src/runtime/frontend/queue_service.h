@@ -38,6 +38,11 @@ class QueueService : public GenerationService, public RequestEvents {
   void set_kv_board(const KvStatsBoard* board) { kv_board_ = board; }
   // The engine's KV pool: requests that cannot fit it are refused up front (400).
   void set_kv_limits(const KvLimits& kv) { limits_.kv = kv; }
+  std::vector<int32_t> tokenize(const std::string& text, bool add_special) const override;
+  std::vector<int32_t> tokenize_chat(const std::vector<ChatMessage>& messages,
+                                     bool add_generation_prompt) const override;
+  std::string detokenize(const std::vector<int32_t>& ids) const override;
+  TokenizerInfo tokenizer_info() const override;
 
   // From the dispatcher (the job's main thread).
   void on_delta(uint64_t seq, GenerationDelta delta) override;
@@ -55,6 +60,7 @@ class QueueService : public GenerationService, public RequestEvents {
   openai::TokenText token_text_;
   std::string model_name_;
   int64_t created_;
+  TokenizerInfo tokenizer_info_;
   mutable std::mutex mu_;
   struct Open {
     std::shared_ptr<RequestChannel> channel;

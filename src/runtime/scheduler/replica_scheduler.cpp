@@ -5,6 +5,7 @@
 #include "comm/mailbox.h"
 #include "core/error.h"
 #include "core/watchdog.h"
+#include "runtime/engine/logit_processors.h"
 #include "runtime/engine/logprobs.h"
 #include "runtime/scheduler/request_check.h"
 
@@ -65,7 +66,11 @@ struct ReplicaScheduler::Seq {
   size_t max_stop = 0;  // longest stop string (bytes)
   std::vector<int32_t> generated;
   std::vector<TokenLogprob> logprobs;
+  std::vector<TokenLogprob>
+      prompt_logprobs;  // prompt_logprobs >= 0: one per prompt id after the first
   std::unique_ptr<Sampler> sampler;
+  LogitProcessors processors;  // applied to a copy of the row (scratch) before the sampler
+  std::vector<float> scratch;  // (vocab) sized once per request that has processors
   std::unique_ptr<StreamDecoder> decoder;
   std::string text;
   size_t streamed = 0;    // bytes of text already sent in deltas
@@ -115,6 +120,7 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
   row_of_.resize(T);
   rows_.resize(R);
   row_seq_.resize(R);
+  row_prompt_pos_.resize(R);
   table_.resize(static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq());
   table_seq_.resize(static_cast<size_t>(shape.n_slots));
   copies_.reserve(2 * static_cast<size_t>(shape.n_slots));
@@ -160,7 +166,8 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (!error.empty() || req.max_new_tokens == 0) {
+  // A prompt to score (prompt_logprobs) is prefilled even when nothing is generated.
+  if (!error.empty() || (req.max_new_tokens == 0 && req.prompt_logprobs < 0)) {
     // Nothing to run: every choice ends at once ("length" for 0 tokens, else the refusal).
     for (int i = 0; i < n; ++i) {
       GenerationOutcome o;
@@ -236,12 +243,14 @@ bool ReplicaScheduler::start_waiting() {
   lead.req = r.request;  // (copied: choice 0 keeps the request if the blocks are not there)
   lead.generated.clear();
   lead.next_token = -1;
-  if (!take_blocks(lead, n_prompt, true)) return false;
+  // A prompt to score needs the logits of every position: no prefix cache lookup for it.
+  const bool use_cache = r.request.prompt_logprobs < 0;
+  if (!take_blocks(lead, n_prompt, use_cache)) return false;
   if (pool_.n_free() < (n - 1) * partial) {
     release_blocks(lead);
     return false;
   }
-  if (cache_) {
+  if (cache_ && use_cache) {
     stats_.prefix_query_tokens += n_prompt;
     stats_.prefix_hit_tokens += lead.n_cached;
   }
@@ -266,6 +275,7 @@ bool ReplicaScheduler::start_waiting() {
     s.position = 0;
     s.generated.clear();
     s.logprobs.clear();
+    s.prompt_logprobs.clear();
     s.text.clear();
     s.streamed = 0;
     s.delta_from = 0;
@@ -275,6 +285,8 @@ bool ReplicaScheduler::start_waiting() {
     SamplingParams sampling = s.req.sampling;
     sampling.seed = choice_seed(sampling.seed, i);
     s.sampler = std::make_unique<Sampler>(sample_vocab_, sampling);
+    s.processors = make_logit_processors(s.req, sample_vocab_);
+    if (!s.processors.empty()) s.scratch.resize(static_cast<size_t>(sample_vocab_));
     if (tokenizer_) {
       s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, true);
       // The prompt gives the decoder its context, so the text is the exact continuation (a
@@ -300,7 +312,9 @@ bool ReplicaScheduler::resume(Seq& s) {
       active_running() > 0) {
     return false;
   }
-  if (!take_blocks(s, longrope_past ? upto + 1 : upto, !longrope_past)) return false;
+  // A prompt being scored is prefilled again whole (every position's logits).
+  const bool scoring = s.next_token < 0 && s.req.prompt_logprobs >= 0;
+  if (!take_blocks(s, longrope_past ? upto + 1 : upto, !longrope_past && !scoring)) return false;
   if (s.next_token < 0 && s.req.prompt_ids.size() % block_size_ != 0) {
     // Choice 0 of n: its siblings' blocks for the fork's copy (see preempt()).
     std::vector<Seq*> siblings;
@@ -331,6 +345,7 @@ int ReplicaScheduler::active_running() const {
 
 void ReplicaScheduler::preempt(Seq& s) {
   release_blocks(s);
+  if (s.next_token < 0) s.prompt_logprobs.clear();  // its prefill (and scoring) starts again
   // Choice 0 preempted before its prompt's logits: its waiting siblings give back the blocks
   // they keep for the fork (resume() takes them again), so they cannot starve another request.
   if (s.next_token < 0) {
@@ -408,6 +423,11 @@ void ReplicaScheduler::fork_siblings(Seq& lead, const float* logits) {
     s.n_chained = std::min(lead.n_chained, full);
     s.state = Seq::State::running;
     s.prefilled = lead.prefilled;
+    s.prompt_logprobs = lead.prompt_logprobs;
+    if (s.req.max_new_tokens == 0) {  // a scored prompt, nothing to generate
+      finish(s, "length");
+      continue;
+    }
     accept_token(s, logits);
   }
 }
@@ -462,6 +482,10 @@ void ReplicaScheduler::finish(Seq& s, const char* reason, const std::string& err
   o.prompt_tokens = static_cast<int>(s.req.prompt_ids.size());
   o.token_ids = std::move(s.generated);
   o.logprobs = std::move(s.logprobs);
+  if (s.req.prompt_logprobs >= 0) {
+    o.prompt_ids = s.req.prompt_ids;
+    o.prompt_logprobs = std::move(s.prompt_logprobs);
+  }
   const Clock::time_point now = Clock::now();
   o.prefill_ms = ms_between(s.admitted, s.prefilled);
   o.ttft_ms = o.token_ids.empty() ? 0.0 : ms_between(s.admitted, s.first_token);
@@ -472,10 +496,12 @@ void ReplicaScheduler::finish(Seq& s, const char* reason, const std::string& err
   s.state = Seq::State::free;
   s.recompute_pending = false;
   s.sampler.reset();
+  s.processors.clear();
   s.decoder.reset();
   s.text.clear();
   s.generated.clear();
   s.logprobs.clear();
+  s.prompt_logprobs.clear();
   s.req = GenerationRequest();
   events_.on_finish(s.seq, std::move(o));
 }
@@ -492,15 +518,27 @@ void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
   std::string piece;
   const Clock::time_point now = Clock::now();
   try {
-    tok = s.sampler->sample(logits);
+    // Processors change a copy: logprobs below report the model's own distribution.
+    const float* row = logits;
+    if (!s.processors.empty()) {
+      std::copy(logits, logits + sample_vocab_, s.scratch.begin());
+      for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
+        p->apply(s.scratch.data(), sample_vocab_);
+      }
+      row = s.scratch.data();
+    }
+    tok = s.sampler->sample(row);
+    for (const std::unique_ptr<LogitProcessor>& p : s.processors) p->accept(tok);
     if (s.generated.empty()) {
       s.first_token = now;
     } else {
       s.decode_ms.push_back(ms_between(s.last_token, now));
     }
     s.last_token = now;
-    if (!s.req.ignore_eos &&
-        std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
+    if ((!s.req.ignore_eos &&
+         std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) ||
+        std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(), tok) !=
+            s.req.stop_token_ids.end()) {
       finish(s, "stop");
       return;
     }
@@ -534,8 +572,23 @@ void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
     finish(s, "length");
     return;
   }
+  for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
+    if (p->finished()) {
+      finish(s, "stop");
+      return;
+    }
+  }
   s.next_token = tok;
   send_delta(s, false);
+}
+
+void ReplicaScheduler::score_prompt_token(Seq& s, const float* logits, int position) {
+  try {
+    const int32_t next = s.req.prompt_ids[static_cast<size_t>(position) + 1];
+    s.prompt_logprobs.push_back(token_logprobs(logits, sample_vocab_, next, s.req.prompt_logprobs));
+  } catch (const std::exception& e) {
+    finish(s, "error", "prompt token " + std::to_string(position + 1) + ": " + e.what());
+  }
 }
 
 void ReplicaScheduler::send_header() {
@@ -686,6 +739,7 @@ void ReplicaScheduler::step() {
   };
   auto add_row = [&](int i) {
     row_seq_[n_rows] = i;
+    row_prompt_pos_[n_rows] = -1;
     rows_[n_rows++] = n - 1;
   };
 
@@ -701,11 +755,32 @@ void ReplicaScheduler::step() {
   // Then prefill chunks, oldest first, with what is left of the token budget (a prefilling
   // sequence holds the blocks of its whole prefill since it started).
   collect([](const Seq& s) { return s.prefilling(); });
-  for (int i : order_) {
+  for (size_t o = 0; o < order_.size(); ++o) {
+    const int i = order_[o];
     if (n == budget) break;
     Seq& s = *seqs_[static_cast<size_t>(i)];
     if (!s.prefilling()) continue;
-    const int take = std::min(budget - n, s.target - s.n_cached);
+    int take = std::min(budget - n, s.target - s.n_cached);
+    if (s.req.prompt_logprobs >= 0 && s.next_token < 0) {
+      // Scoring a prompt: every prompt token gets a logits row, so the chunk is also bounded by
+      // the rows left after one for each later prefilling sequence (>= 1: n_slots <= rows).
+      const int later = static_cast<int>(order_.size() - o - 1);
+      take = std::min(take, engine_.shape().max_logit_rows - n_rows - later);
+      if (take <= 0) continue;
+      const int n_prompt = static_cast<int>(s.req.prompt_ids.size());
+      for (int k = 0; k < take; ++k) {
+        const int p = s.n_cached + k;
+        add_token(token_at(s, p), p, s);
+        if (p + 1 < n_prompt) {  // this row scores prompt token p + 1
+          row_seq_[n_rows] = i;
+          row_prompt_pos_[n_rows] = p;
+          rows_[n_rows++] = n - 1;
+        }
+      }
+      s.n_cached += take;
+      if (s.n_cached == s.target) add_row(i);
+      continue;
+    }
     for (int k = 0; k < take; ++k) add_token(token_at(s, s.n_cached + k), s.n_cached + k, s);
     s.n_cached += take;
     // The prompt's last token gives the first new one; a resumed sequence knows its next token.
@@ -717,7 +792,7 @@ void ReplicaScheduler::step() {
   const Clock::time_point done = Clock::now();
   for (int r = 0; r < n_rows; ++r) {  // a decoding sequence's fed token is now in the cache
     Seq& s = *seqs_[static_cast<size_t>(row_seq_[r])];
-    if (s.next_token >= 0) s.n_cached = ++s.position;
+    if (row_prompt_pos_[r] < 0 && s.next_token >= 0) s.n_cached = ++s.position;
   }
   for (std::unique_ptr<Seq>& s : seqs_) {
     if (s->running()) cache_full_blocks(*s);
@@ -725,11 +800,20 @@ void ReplicaScheduler::step() {
   const size_t vocab = static_cast<size_t>(engine_.config().vocab_size);
   for (int r = 0; r < n_rows; ++r) {
     Seq& s = *seqs_[static_cast<size_t>(row_seq_[r])];
+    if (!s.running()) continue;  // it failed on an earlier row of this step
     const float* row = logits + r * vocab;
+    if (row_prompt_pos_[r] >= 0) {
+      score_prompt_token(s, row, row_prompt_pos_[r]);
+      continue;
+    }
     if (s.next_token < 0) {  // a finished prefill starts after the prompt
       s.prefilled = done;
       s.position = static_cast<int>(s.req.prompt_ids.size());
       fork_siblings(s, row);
+      if (s.req.max_new_tokens == 0) {  // a scored prompt, nothing to generate
+        finish(s, "length");
+        continue;
+      }
     }
     accept_token(s, row);
   }

@@ -84,6 +84,9 @@ class ReplicaScheduler {
   void fail(Seq& s, const std::string& error);
   // Samples the token for s from its logits row; reports and frees s when it finished.
   void accept_token(Seq& s, const float* logits);
+  // Prompt logprobs (scoring): the logprob of prompt token position + 1 from the row of the token
+  // at `position`, kept for the outcome.
+  void score_prompt_token(Seq& s, const float* logits, int position);
   // Streams what s produced since its last delta (text held back while a stop string may
   // still match across the next piece).
   void send_delta(Seq& s, bool final);
@@ -146,8 +149,9 @@ class ReplicaScheduler {
   std::vector<int32_t> ids_, pos_, row_of_;  // (max_tokens) row_of_: the step-table row
   std::vector<int32_t> rows_;                // (max_logit_rows) batch index of each logit row
   std::vector<int> row_seq_;                 // (max_logit_rows) sequence of each logit row
-  std::vector<int32_t> table_;               // (n_slots, blocks_per_seq) this step's table
-  std::vector<Seq*> table_seq_;              // (n_slots) sequence of each step-table row
+  std::vector<int> row_prompt_pos_;  // (max_logit_rows) a scored prompt position, or -1 (sampling)
+  std::vector<int32_t> table_;       // (n_slots, blocks_per_seq) this step's table
+  std::vector<Seq*> table_seq_;      // (n_slots) sequence of each step-table row
   int n_table_rows_ = 0, table_stride_ = 0;
   std::vector<int32_t> copies_;  // (2 n_slots) pending block copies (dst, src) for the next step
   std::vector<int> order_;       // scratch: sequences in admission order

@@ -41,10 +41,15 @@ struct GenerationRequest {
   bool chat = false;                  // render `prompt` as one user turn with the chat template
   int max_new_tokens = 256;
   SamplingParams sampling;
-  std::vector<std::string> stop;  // stop strings: the text ends before the first match
-  bool ignore_eos = false;        // keep going past end-of-sequence ids
+  std::vector<std::string> stop;        // stop strings: the text ends before the first match
+  std::vector<int32_t> stop_token_ids;  // more ids that end the request (not in the output)
+  bool ignore_eos = false;              // keep going past end-of-sequence ids
   // -1: no logprobs; 0..kMaxTopLogprobs: the sampled token's logprob and this many alternatives.
   int logprobs = -1;
+  // -1: none; 0..kMaxTopLogprobs: the logprob of every prompt token after the first (scoring, as
+  // `echo` with `logprobs` asks), from the full-vocabulary log_softmax, and this many
+  // alternatives. max_new_tokens may then be 0 (score without generating).
+  int prompt_logprobs = -1;
   bool stream = false;  // deltas are sent while the request runs (else only the outcome)
   // Choices: n sequences continue the same prompt (prefilled once, its KV blocks shared), choice
   // i sampling with choice_seed(sampling.seed, i). Each choice streams and ends on its own.
@@ -71,6 +76,10 @@ struct GenerationOutcome {
   int prompt_tokens = 0;
   std::vector<int32_t> token_ids;  // generated ids (a stop id is not included)
   std::vector<TokenLogprob> logprobs;
+  // prompt_logprobs >= 0 only: the prompt's ids, and one entry per prompt id after the first
+  // (prompt_logprobs[k] scores prompt_ids[k + 1]; the first token has no logprob).
+  std::vector<int32_t> prompt_ids;
+  std::vector<TokenLogprob> prompt_logprobs;
   double queue_ms = 0.0;          // submitted until a slot took it
   double prefill_ms = 0.0;        // slot taken until the prompt's forward(s) ended
   double ttft_ms = 0.0;           // slot taken until the first token

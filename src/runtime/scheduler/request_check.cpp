@@ -31,6 +31,41 @@ void check_request_params(int64_t max_new_tokens, const SamplingParams& s) {
             "temperature must be a finite number >= 0, found " << s.temperature);
   TPI_CHECK(s.top_k >= 0, "top_k must be >= 0, found " << s.top_k);
   TPI_CHECK(s.top_p > 0.0f && s.top_p <= 1.0f, "top_p must be in (0, 1], found " << s.top_p);
+  TPI_CHECK(s.min_p >= 0.0f && s.min_p <= 1.0f, "min_p must be in [0, 1], found " << s.min_p);
+  TPI_CHECK(s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f,
+            "presence_penalty must be in [-2, 2], found " << s.presence_penalty);
+  TPI_CHECK(s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f,
+            "frequency_penalty must be in [-2, 2], found " << s.frequency_penalty);
+  TPI_CHECK(std::isfinite(s.repetition_penalty) && s.repetition_penalty > 0.0f,
+            "repetition_penalty must be a finite number > 0, found " << s.repetition_penalty);
+  for (const auto& [id, bias] : s.logit_bias) {
+    TPI_CHECK(std::isfinite(bias) && bias >= -100.0f && bias <= 100.0f,
+              "logit_bias of token " << id << " must be in [-100, 100], found " << bias);
+  }
+}
+
+void check_request_ids(const GenerationRequest& r, int vocab) {
+  auto check = [vocab](const char* field, int32_t id) {
+    TPI_CHECK(id >= 0 && id < vocab,
+              field << ": token id " << id << " is outside the vocabulary [0, " << vocab << ")");
+  };
+  for (int32_t id : r.prompt_ids) check("prompt", id);
+  for (int32_t id : r.stop_token_ids) check("stop_token_ids", id);
+  for (const auto& [id, bias] : r.sampling.logit_bias) check("logit_bias", id);
+}
+
+SamplingParams sampling_from_config(const RunConfig& cfg) {
+  SamplingParams s;
+  s.temperature = cfg.temperature;
+  s.top_k = cfg.top_k;
+  s.top_p = cfg.top_p;
+  s.seed = cfg.seed;
+  s.min_p = cfg.min_p;
+  s.presence_penalty = cfg.presence_penalty;
+  s.frequency_penalty = cfg.frequency_penalty;
+  s.repetition_penalty = cfg.repetition_penalty;
+  s.logit_bias = parse_logit_bias_key(cfg.logit_bias);
+  return s;
 }
 
 KvLimits kv_limits(const EngineShape& shape) {

@@ -13,6 +13,7 @@
 #include "model/model_config.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sampler.h"
+#include "runtime/scheduler/request.h"
 
 namespace tpinfer {
 
@@ -45,8 +46,17 @@ RequestLimits request_limits(const RunConfig& cfg, const ModelConfig& model);
 void check_request_bytes(size_t bytes, const std::string& what, const RequestLimits& limits);
 
 // max_new_tokens in [0, kMaxNewTokensCap]; temperature finite and >= 0; top_k >= 0; top_p in
-// (0, 1]. Throws naming the field.
+// (0, 1]; min_p in [0, 1]; presence/frequency_penalty in [-2, 2]; repetition_penalty > 0; logit
+// bias values in [-100, 100]. Throws naming the field.
 void check_request_params(int64_t max_new_tokens, const SamplingParams& sampling);
+
+// The token ids a request names, against the sampleable vocabulary: prompt_ids (a prompt given as
+// ids), stop_token_ids and logit_bias keys. Throws naming the field and the first bad id.
+void check_request_ids(const GenerationRequest& request, int vocab);
+
+// A run's configured sampling values (the keys temperature ... logit_bias), the defaults of
+// every request of the CLI and the batch files.
+SamplingParams sampling_from_config(const RunConfig& cfg);
 
 // After tokenizing: a non-empty prompt whose prompt + max_new_tokens fits max_seq (when given),
 // the model's positions (unless allow_long_context) and, once the engine is sized, the KV pool
@@ -54,13 +64,14 @@ void check_request_params(int64_t max_new_tokens, const SamplingParams& sampling
 std::string check_request_tokens(int64_t n_prompt, int64_t max_new_tokens,
                                  const RequestLimits& limits);
 
+// A request's n choices run together on one replica: n <= max_running (batch_size). Throws
+// naming both (no pool, block_size 0: nothing to check).
+void check_request_choices(int64_t n, const KvLimits& kv);
+
 // The pool rule, in one place (front ends refuse up front; the scheduler refuses what reaches it
 // anyway): n choices of prompt + max_new_tokens must run to the end together in an empty pool
 // (the prompt's full blocks shared, the rest per choice), and n <= max_running. Throws with the
 // numbers and what to change. No check while kv.block_size is 0.
-// A request's n choices run together on one replica: n <= max_running (batch_size). Throws
-// naming both (no pool, block_size 0: nothing to check).
-void check_request_choices(int64_t n, const KvLimits& kv);
 void check_request_kv(int64_t n_prompt, int64_t max_new_tokens, int64_t n, const KvLimits& kv);
 
 // Blocks that n choices of prompt + max_new_tokens hold at their longest.

@@ -49,7 +49,14 @@ json request_to_wire(const ScheduledRequest& r) {
               {"ignore_eos", q.ignore_eos},
               {"logprobs", q.logprobs},
               {"stream", q.stream},
-              {"n", q.n}};
+              {"n", q.n},
+              {"min_p", q.sampling.min_p},
+              {"presence_penalty", q.sampling.presence_penalty},
+              {"frequency_penalty", q.sampling.frequency_penalty},
+              {"repetition_penalty", q.sampling.repetition_penalty},
+              {"logit_bias", q.sampling.logit_bias},
+              {"stop_token_ids", q.stop_token_ids},
+              {"prompt_logprobs", q.prompt_logprobs}};
 }
 
 ScheduledRequest request_from_wire(const json& j) {
@@ -67,6 +74,13 @@ ScheduledRequest request_from_wire(const json& j) {
   q.logprobs = j.at("logprobs").get<int>();
   q.stream = j.at("stream").get<bool>();
   q.n = j.at("n").get<int>();
+  q.sampling.min_p = j.at("min_p").get<float>();
+  q.sampling.presence_penalty = j.at("presence_penalty").get<float>();
+  q.sampling.frequency_penalty = j.at("frequency_penalty").get<float>();
+  q.sampling.repetition_penalty = j.at("repetition_penalty").get<float>();
+  q.sampling.logit_bias = j.at("logit_bias").get<std::vector<std::pair<int32_t, float>>>();
+  q.stop_token_ids = j.at("stop_token_ids").get<std::vector<int32_t>>();
+  q.prompt_logprobs = j.at("prompt_logprobs").get<int>();
   return r;
 }
 
@@ -114,6 +128,8 @@ std::string outcome_to_wire(uint64_t seq, const GenerationOutcome& o, const KvCa
                {"prompt_tokens", o.prompt_tokens},
                {"ids", o.token_ids},
                {"lp", logprobs_to_json(o.logprobs)},
+               {"pids", o.prompt_ids},
+               {"plp", logprobs_to_json(o.prompt_logprobs)},
                {"prefill_ms", o.prefill_ms},
                {"ttft_ms", o.ttft_ms},
                {"total_ms", o.total_ms},
@@ -134,6 +150,8 @@ GenerationOutcome outcome_from_wire(const std::string& text, uint64_t& seq,
   o.prompt_tokens = j.at("prompt_tokens").get<int>();
   o.token_ids = j.at("ids").get<std::vector<int32_t>>();
   o.logprobs = logprobs_from_json(j.at("lp"));
+  o.prompt_ids = j.at("pids").get<std::vector<int32_t>>();
+  o.prompt_logprobs = logprobs_from_json(j.at("plp"));
   o.prefill_ms = j.at("prefill_ms").get<double>();
   o.ttft_ms = j.at("ttft_ms").get<double>();
   o.total_ms = j.at("total_ms").get<double>();

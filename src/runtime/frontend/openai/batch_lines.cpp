@@ -81,6 +81,16 @@ BatchLine parse_batch_line(std::string_view text, const std::string& served_mode
     if (out.request.stream) {
       throw ApiError(400, "'stream': streaming is not available in a batch file", "stream");
     }
+    if (out.request.prompts.size() > 1) {
+      throw ApiError(400,
+                     "'prompt': one prompt per batch line (found a list of " +
+                         std::to_string(out.request.prompts.size()) + ")",
+                     "prompt");
+    }
+    if (out.request.echo) {
+      throw ApiError(400, "'echo': not available in a batch file (score prompts on the server)",
+                     "echo");
+    }
     if (!served_model.empty()) check_model(out.request.model, served_model);
   } catch (const ApiError& e) {
     // The field as the line names it: body.temperature.

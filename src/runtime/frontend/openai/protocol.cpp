@@ -114,10 +114,14 @@ const char* const kCommon[] = {"model",
                                "parallel_tool_calls",
                                "response_format"};
 const char* const kCompletionsOnly[] = {"prompt", "best_of", "echo", "suffix"};
+// Extensions vLLM also takes (sampling and scoring).
+const char* const kExtensions[] = {"min_p", "stop_token_ids"};
 const char* const kChatOnly[] = {"messages", "max_completion_tokens", "top_logprobs"};
 
 bool known(Endpoint e, const std::string& key) {
   for (const char* k : kCommon)
+    if (key == k) return true;
+  for (const char* k : kExtensions)
     if (key == k) return true;
   if (e == Endpoint::completions) {
     for (const char* k : kCompletionsOnly)
@@ -129,19 +133,83 @@ bool known(Endpoint e, const std::string& key) {
   return false;
 }
 
-std::string parse_prompt(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (!v.is_array()) wrong_type("prompt", "a string or an array of one string", v);
-  if (v.empty()) bad("prompt", "expected a string or an array of one string, found an empty array");
-  if (v[0].is_number_integer() || (v[0].is_array() && !v[0].empty() && v[0][0].is_number())) {
-    bad("prompt", "prompts of token ids are not supported; send the prompt as text");
+// The most prompts one completions request may carry.
+constexpr size_t kMaxPrompts = 1024;
+
+std::vector<int32_t> parse_token_ids(const json& v, const std::string& param) {
+  if (v.empty()) bad(param, "expected a non-empty array of token ids, found an empty array");
+  std::vector<int32_t> ids;
+  ids.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = param + "[" + std::to_string(i) + "]";
+    if (!v[i].is_number()) wrong_type(p, "a token id (an integer >= 0)", v[i]);
+    ids.push_back(get_int_range(v[i], p, 0, std::numeric_limits<int32_t>::max()));
   }
-  if (v.size() != 1) {
-    bad("prompt",
-        "only one prompt per request is supported, found an array of " + std::to_string(v.size()));
+  return ids;
+}
+
+// A string, a list of strings, a list of token ids, or a list of lists of token ids.
+std::vector<ParsedRequest::Prompt> parse_prompt(const json& v) {
+  const char* expected =
+      "a string, an array of strings, an array of token ids or an array of arrays of token ids";
+  std::vector<ParsedRequest::Prompt> out;
+  if (v.is_string()) {
+    out.push_back({v.get<std::string>(), {}});
+    return out;
   }
-  if (!v[0].is_string()) wrong_type("prompt[0]", "a string", v[0]);
-  return v[0].get<std::string>();
+  if (!v.is_array()) wrong_type("prompt", expected, v);
+  if (v.empty()) bad("prompt", std::string("expected ") + expected + ", found an empty array");
+  if (v[0].is_number()) {
+    out.push_back({"", parse_token_ids(v, "prompt")});
+    return out;
+  }
+  if (v.size() > kMaxPrompts) {
+    bad("prompt", "expected at most " + std::to_string(kMaxPrompts) + " prompts, found " +
+                      std::to_string(v.size()));
+  }
+  const bool ids = v[0].is_array();
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = "prompt[" + std::to_string(i) + "]";
+    if (ids) {
+      if (!v[i].is_array()) wrong_type(p, "an array of token ids (as prompt[0])", v[i]);
+      out.push_back({"", parse_token_ids(v[i], p)});
+    } else {
+      if (!v[i].is_string()) wrong_type(p, "a string (as prompt[0])", v[i]);
+      out.push_back({v[i].get<std::string>(), {}});
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> parse_stop_token_ids(const json& v) {
+  if (!v.is_array()) wrong_type("stop_token_ids", "an array of token ids", v);
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = "stop_token_ids[" + std::to_string(i) + "]";
+    out.push_back(get_int_range(v[i], p, 0, std::numeric_limits<int32_t>::max()));
+  }
+  return out;
+}
+
+// OpenAI's logit_bias: {"token id": bias}; a bias outside [-100, 100] is clipped (as vLLM does).
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& v) {
+  if (!v.is_object()) wrong_type("logit_bias", "an object mapping token ids to numbers", v);
+  std::vector<std::pair<int32_t, float>> out;
+  for (const auto& [key, value] : v.items()) {
+    const std::string p = "logit_bias." + key;
+    int64_t id = -1;
+    if (!key.empty() && key.size() <= 10 &&
+        key.find_first_not_of("0123456789") == std::string::npos)
+      id = std::stoll(key);
+    if (id < 0 || id > std::numeric_limits<int32_t>::max()) {
+      bad("logit_bias", "expected token ids (integers >= 0) as keys, found \"" + key + "\"");
+    }
+    if (!value.is_number()) wrong_type(p, "a number", value);
+    const double b = value.get<double>();
+    if (!std::isfinite(b)) bad(p, "expected a finite number, found " + value.dump());
+    out.emplace_back(static_cast<int32_t>(id), static_cast<float>(std::clamp(b, -100.0, 100.0)));
+  }
+  return out;
 }
 
 std::string parse_content(const json& v, const std::string& param) {
@@ -215,18 +283,6 @@ std::vector<std::string> parse_stop(const json& v) {
     if (s.empty()) bad("stop", "stop strings must not be empty");
   }
   return out;
-}
-
-// A field that must keep its neutral value: a number equal to `neutral`.
-void only_neutral_number(const json& body, const char* key, double lo, double hi, double neutral) {
-  const json* v = field(body, key);
-  if (!v) return;
-  const double x = get_number(*v, key, lo, hi, false);
-  if (x != neutral) {
-    std::ostringstream os;
-    os << "not supported (only " << neutral << " is accepted), found " << v->dump();
-    bad(key, os.str());
-  }
 }
 
 void refuse_if_set(const json& body, const char* key) {
@@ -342,7 +398,10 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
   } else {
     const json* v = field(body, "prompt");
     if (!v) bad("prompt", "missing (a completion request needs its prompt)");
-    r.prompt = parse_prompt(*v);
+    p.prompts = parse_prompt(*v);
+    r.prompt = p.prompts[0].text;
+    r.prompt_ids = p.prompts[0].ids;
+    if (const json* e = field(body, "echo")) p.echo = get_bool(*e, "echo");
   }
 
   const char* max_key = "max_tokens";
@@ -352,7 +411,9 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
     max_tokens = field(body, "max_completion_tokens");
   }
   if (max_tokens) {
-    r.max_new_tokens = get_int_range(*max_tokens, max_key, 1, std::numeric_limits<int>::max());
+    // 0 with echo: score the prompt without generating (an evaluation harness's loglikelihood).
+    r.max_new_tokens =
+        get_int_range(*max_tokens, max_key, p.echo ? 0 : 1, std::numeric_limits<int>::max());
   }
 
   if (const json* v = field(body, "temperature")) {
@@ -410,9 +471,18 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
                            v->dump() + " with n = " + std::to_string(r.n));
       }
     }
-    if (const json* v = field(body, "echo")) {
-      if (get_bool(*v, "echo")) bad("echo", "echo=true is not supported");
+    if (p.echo && p.stream) {
+      bad("echo",
+          "echo=true is not supported with stream=true; send stream=false to score a "
+          "prompt");
     }
+    if (p.prompts.size() > 1 && p.stream) {
+      bad("prompt", "a list of " + std::to_string(p.prompts.size()) +
+                        " prompts is not supported with stream=true; send one request per prompt "
+                        "or stream=false");
+    }
+    // echo with logprobs: the prompt's tokens are scored too.
+    if (p.echo && p.logprobs >= 0) r.prompt_logprobs = p.logprobs;
     if (const json* v = field(body, "suffix")) {
       if (!v->is_string()) wrong_type("suffix", "a string", *v);
       if (!v->get<std::string>().empty()) bad("suffix", "not supported by this server");
@@ -420,16 +490,26 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
   }
   r.logprobs = p.logprobs;
 
-  only_neutral_number(body, "presence_penalty", -2.0, 2.0, 0.0);
-  only_neutral_number(body, "frequency_penalty", -2.0, 2.0, 0.0);
-  only_neutral_number(body, "repetition_penalty", 0.0, 1e9, 1.0);
+  if (const json* v = field(body, "presence_penalty")) {
+    r.sampling.presence_penalty =
+        static_cast<float>(get_number(*v, "presence_penalty", -2, 2, false));
+  }
+  if (const json* v = field(body, "frequency_penalty")) {
+    r.sampling.frequency_penalty =
+        static_cast<float>(get_number(*v, "frequency_penalty", -2, 2, false));
+  }
+  if (const json* v = field(body, "repetition_penalty")) {
+    r.sampling.repetition_penalty =
+        static_cast<float>(get_number(*v, "repetition_penalty", 0, 1e9, true));
+  }
+  if (const json* v = field(body, "min_p")) {
+    r.sampling.min_p = static_cast<float>(get_number(*v, "min_p", 0, 1, false));
+  }
+  if (const json* v = field(body, "stop_token_ids")) r.stop_token_ids = parse_stop_token_ids(*v);
   if (const json* v = field(body, "min_tokens")) {
     if (get_integer(*v, "min_tokens") != 0) bad("min_tokens", "not supported by this server");
   }
-  if (const json* v = field(body, "logit_bias")) {
-    if (!v->is_object()) wrong_type("logit_bias", "an object", *v);
-    if (!v->empty()) bad("logit_bias", "not supported by this server (only {} is accepted)");
-  }
+  if (const json* v = field(body, "logit_bias")) r.sampling.logit_bias = parse_logit_bias(*v);
   if (const json* v = field(body, "user")) {
     if (!v->is_string()) wrong_type("user", "a string", *v);
   }
@@ -449,6 +529,10 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
     }
   }
   return p;
+}
+
+std::vector<ChatMessage> parse_chat_messages(const json& messages) {
+  return parse_messages(messages);
 }
 
 void check_model(const std::string& requested, const std::string& served) {
@@ -583,6 +667,70 @@ json format_response(const ResponseContext& ctx, const std::vector<GenerationOut
 json format_response(const ResponseContext& ctx, const GenerationOutcome& outcome,
                      const TokenText& token_text) {
   return format_response(ctx, std::vector<GenerationOutcome>{outcome}, token_text);
+}
+
+GenerationRequest request_for_prompt(const ParsedRequest& p, size_t i) {
+  GenerationRequest r = p.request;
+  if (i < p.prompts.size()) {
+    r.prompt = p.prompts[i].text;
+    r.prompt_ids = p.prompts[i].ids;
+  }
+  return r;
+}
+
+json format_completions(const ResponseContext& ctx, const std::vector<GenerationOutcome>& outcomes,
+                        bool echo, const std::vector<std::string>& echo_texts,
+                        const TokenText& token_text) {
+  for (const GenerationOutcome& o : outcomes) throw_if_failed(o);
+  json choices = json::array();
+  int prompt_tokens = 0, completion_tokens = 0;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const GenerationOutcome& o = outcomes[i];
+    prompt_tokens += o.prompt_tokens;
+    completion_tokens += static_cast<int>(o.token_ids.size());
+    const std::string prefix = echo && i < echo_texts.size() ? echo_texts[i] : std::string();
+    json choice;
+    choice["index"] = static_cast<int>(i);
+    choice["text"] = prefix + o.text;
+    json lp;
+    if (ctx.logprobs >= 0) {
+      lp = format_logprobs(ctx, o.logprobs, token_text);
+      if (echo) {
+        // The prompt's tokens first: the first has no logprob (null), as OpenAI and vLLM write.
+        json pre = format_logprobs(ctx, o.prompt_logprobs, token_text);
+        const std::string first =
+            o.prompt_ids.empty() ? std::string() : token_text(o.prompt_ids[0]);
+        json tokens = json::array({first}), token_lp = json::array({nullptr}),
+             top = json::array({nullptr}), offsets = json::array({0});
+        int64_t offset = static_cast<int64_t>(first.size());
+        for (size_t k = 0; k < pre["tokens"].size(); ++k) {
+          tokens.push_back(pre["tokens"][k]);
+          token_lp.push_back(pre["token_logprobs"][k]);
+          top.push_back(pre["top_logprobs"][k]);
+          offsets.push_back(offset);
+          offset += static_cast<int64_t>(token_text(o.prompt_logprobs[k].id).size());
+        }
+        // The completion's offsets count from the start of the echoed prompt text.
+        const int64_t base = static_cast<int64_t>(prefix.size());
+        for (size_t k = 0; k < lp["tokens"].size(); ++k) {
+          tokens.push_back(lp["tokens"][k]);
+          token_lp.push_back(lp["token_logprobs"][k]);
+          top.push_back(lp["top_logprobs"][k]);
+          offsets.push_back(base + lp["text_offset"][k].get<int64_t>());
+        }
+        lp = json{{"tokens", tokens},
+                  {"token_logprobs", token_lp},
+                  {"top_logprobs", top},
+                  {"text_offset", offsets}};
+      }
+    }
+    choice["logprobs"] = lp;
+    choice["finish_reason"] = o.finish_reason;
+    choices.push_back(std::move(choice));
+  }
+  return json{{"id", ctx.id},           {"object", "text_completion"},
+              {"created", ctx.created}, {"model", ctx.model},
+              {"choices", choices},     {"usage", usage_json(prompt_tokens, completion_tokens)}};
 }
 
 const char* const kSseDone = "data: [DONE]\n\n";

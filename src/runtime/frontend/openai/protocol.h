@@ -59,7 +59,21 @@ struct ParsedRequest {
   // (completions: "logprobs": N; chat: "logprobs": true with "top_logprobs": N).
   int logprobs = -1;
   std::vector<std::string> ignored_fields;  // unknown top-level fields (accepted, unused)
+  // /v1/completions: every prompt of the body, in order (a list of prompts is answered with one
+  // choice each, `index` in this order); request.prompt / prompt_ids hold the first. A prompt is
+  // text (ids empty) or token ids (text empty).
+  struct Prompt {
+    std::string text;
+    std::vector<int32_t> ids;
+  };
+  std::vector<Prompt> prompts;
+  // echo: each choice's text (and with logprobs, its tokens) starts with its prompt; with
+  // logprobs, request.prompt_logprobs asks the scheduler to score the prompt.
+  bool echo = false;
 };
+
+// The request of prompt i of a parsed completions body (p.request with that prompt).
+GenerationRequest request_for_prompt(const ParsedRequest& p, size_t i);
 
 // Sampling values of a body that gives none: OpenAI's (temperature 1, top_p 1, no top_k). A job
 // may pass its configured defaults instead.
@@ -71,6 +85,9 @@ ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
                                  const SamplingParams& defaults = openai_sampling_defaults());
 ParsedRequest parse_request(Endpoint endpoint, const nlohmann::json& body,
                             const SamplingParams& defaults = openai_sampling_defaults());
+
+// A chat's "messages" array (the same checks as /v1/chat/completions'; /tokenize uses it).
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages);
 
 // A request naming a model other than the one served: ApiError 404 "model_not_found". An empty
 // name (the field was absent) is the served model.
@@ -111,6 +128,15 @@ nlohmann::json format_response(const ResponseContext& ctx,
                                const TokenText& token_text);
 nlohmann::json format_response(const ResponseContext& ctx, const GenerationOutcome& outcome,
                                const TokenText& token_text);  // one choice
+
+// The answer of a completions request with several prompts and/or echo: one choice per outcome
+// (outcomes[i] answers prompts[i]). echo_texts[i]: the prompt's text, put in front of the choice's
+// text when echo is on; with logprobs, the prompt's tokens and logprobs (the first one null) come
+// first. Throws ApiError as format_response does when any outcome failed.
+nlohmann::json format_completions(const ResponseContext& ctx,
+                                  const std::vector<GenerationOutcome>& outcomes, bool echo,
+                                  const std::vector<std::string>& echo_texts,
+                                  const TokenText& token_text);
 
 // One `data: <json>\n\n` event.
 std::string sse_event(const nlohmann::json& j);

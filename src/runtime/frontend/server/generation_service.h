@@ -102,6 +102,33 @@ class GenerationService {
   virtual int max_seq() const = 0;           // positions per request (prompt + completion)
   virtual int64_t created_unix() const = 0;  // when the model was loaded (for /v1/models)
 
+  // The tokenizer endpoints (/tokenize, /detokenize, /tokenizer_info, as vLLM shapes them).
+  // Throw RequestRefused (400 for bad input; 501 by default: a service without a tokenizer).
+  virtual std::vector<int32_t> tokenize(const std::string& text, bool add_special) const {
+    (void)text, (void)add_special;
+    throw RequestRefused(501, "this server has no tokenizer");
+  }
+  virtual std::vector<int32_t> tokenize_chat(const std::vector<ChatMessage>& messages,
+                                             bool add_generation_prompt) const {
+    (void)messages, (void)add_generation_prompt;
+    throw RequestRefused(501, "this server has no tokenizer");
+  }
+  virtual std::string detokenize(const std::vector<int32_t>& ids) const {
+    (void)ids;
+    throw RequestRefused(501, "this server has no tokenizer");
+  }
+  struct TokenizerInfo {
+    std::string bos_token, eos_token;  // "" = none
+    std::vector<int32_t> eos_token_ids;
+    int bos_token_id = -1;      // -1 = none
+    std::string chat_template;  // "" = none
+    int vocab_size = 0;
+    int model_max_length = 0;  // positions per request (prompt + completion)
+  };
+  virtual TokenizerInfo tokenizer_info() const {
+    throw RequestRefused(501, "this server has no tokenizer");
+  }
+
   struct Load {
     int queued = 0;   // waiting for a slot
     int running = 0;  // in a slot

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -57,11 +58,10 @@ struct Route {
   const char* path;
   const char* method;
 };
-constexpr Route kRoutes[] = {{"/v1/completions", "POST"},
-                             {"/v1/chat/completions", "POST"},
-                             {"/v1/models", "GET"},
-                             {"/health", "GET"},
-                             {"/metrics", "GET"}};
+constexpr Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
+                             {"/tokenize", "POST"},       {"/detokenize", "POST"},
+                             {"/tokenizer_info", "GET"},  {"/v1/models", "GET"},
+                             {"/health", "GET"},          {"/metrics", "GET"}};
 
 const Route* find_route(const std::string& path) {
   for (const Route& r : kRoutes)
@@ -254,6 +254,10 @@ struct HttpServer::Impl {
       parsed = openai::parse_request_body(endpoint, req.body, options.sampling_defaults);
       openai::check_model(parsed.model, model);
       if (!parsed.ignored_fields.empty()) note_ignored(parsed.ignored_fields);
+      if (parsed.prompts.size() > 1 || parsed.echo) {
+        completions(parsed, t0, res);
+        return;
+      }
       sub = service.submit(parsed.request);
     } catch (const ApiError& e) {
       send_error(res, e);
@@ -271,37 +275,212 @@ struct HttpServer::Impl {
     }
   }
 
-  void wait_and_answer(const openai::ResponseContext& ctx, const GenerationService::Submitted& sub,
-                       Clock::time_point t0, httplib::Response& res) {
+  // Waits for every choice of sub (n outcomes, in the order they end). False when the answer was
+  // already written (the server stopped: 503; the client went away: 499) and sub was cancelled.
+  // A failed choice ends the wait (the answer is its error) and cancels the others.
+  // fd: the connection, found once (-2 first).
+  bool wait_outcomes(const GenerationService::Submitted& sub, httplib::Response& res, int& fd,
+                     std::vector<GenerationOutcome>& outcomes) {
     GenerationDelta d;
     GenerationOutcome o;
-    std::vector<GenerationOutcome> outcomes;  // one per choice
-    int fd = -2;                              // -2: not looked for yet; -1: not found
+    outcomes.clear();
     for (;;) {
       const auto next = sub.channel->next(d, o, kPoll);
       if (next == RequestChannel::Next::done) {
         const bool bad = failed(o);
         outcomes.push_back(std::move(o));
-        if (bad) {  // the answer is this error: the other choices need not run on
+        if (bad) {
           if (outcomes.size() < static_cast<size_t>(sub.channel->n())) service.cancel(sub.id);
-          break;
+          return true;
         }
-        if (outcomes.size() == static_cast<size_t>(sub.channel->n())) break;
+        if (outcomes.size() == static_cast<size_t>(sub.channel->n())) return true;
         continue;
       }
       if (next == RequestChannel::Next::delta) continue;  // a service streaming anyway
       if (stopping) {
         service.cancel(sub.id);
         send_error(res, ApiError(503, "the server stopped before the request finished"));
-        return;
+        return false;
       }
       if (fd == -2) fd = Connections::current_fd();
       if (fd >= 0 && peer_closed(fd)) {
         service.cancel(sub.id);
         res.status = 499;  // nginx's "client closed request": only /metrics sees it
-        return;
+        return false;
       }
     }
+  }
+
+  // /v1/completions with several prompts (one request each, answered as one choice each, in
+  // order) and/or echo (the prompt in front; with logprobs, scored).
+  void completions(const openai::ParsedRequest& parsed, Clock::time_point t0,
+                   httplib::Response& res) {
+    if (parsed.request.n > 1) {
+      send_error(res, ApiError(400,
+                               "'n' > 1 is not supported with several prompts or with echo; send "
+                               "one request per prompt",
+                               "n"));
+      return;
+    }
+    std::vector<GenerationService::Submitted> subs;
+    std::vector<std::string> echo_texts;
+    try {
+      for (size_t i = 0; i < parsed.prompts.size(); ++i) {
+        const openai::ParsedRequest::Prompt& p = parsed.prompts[i];
+        if (parsed.echo) echo_texts.push_back(p.ids.empty() ? p.text : service.detokenize(p.ids));
+        subs.push_back(service.submit(openai::request_for_prompt(parsed, i)));
+      }
+    } catch (const RequestRefused& e) {
+      for (const GenerationService::Submitted& s : subs) service.cancel(s.id);
+      std::string param = e.param;
+      if (parsed.prompts.size() > 1 && (param == "prompt" || param.empty())) {
+        param = "prompt[" + std::to_string(subs.size()) + "]";
+      }
+      send_error(res, ApiError(e.status, e.what(), param, e.code));
+      return;
+    }
+    std::vector<GenerationOutcome> outcomes(subs.size()), one;
+    int fd = -2;
+    for (size_t i = 0; i < subs.size(); ++i) {
+      if (!wait_outcomes(subs[i], res, fd, one)) {
+        for (size_t k = i + 1; k < subs.size(); ++k) service.cancel(subs[k].id);
+        return;
+      }
+      outcomes[i] = std::move(one.front());  // n = 1 here (refused above otherwise)
+      record_choice(outcomes[i], false);
+    }
+    metrics.observe_e2e(seconds_since(t0));
+    const openai::ResponseContext ctx = openai::make_context(parsed, model, now_unix());
+    try {
+      send_json(res, 200,
+                openai::format_completions(ctx, outcomes, parsed.echo, echo_texts, token_text()));
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  }
+
+  // POST /tokenize: {"prompt": text, "add_special_tokens": true} or {"messages": [...],
+  // "add_generation_prompt": true}; answers {"count", "max_model_len", "tokens", "token_strs"}.
+  void tokenize(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    try {
+      const json body = parse_object(req.body);
+      check_model_field(body);
+      std::vector<int32_t> ids;
+      const bool has_messages = body.contains("messages") && !body["messages"].is_null();
+      if (has_messages) {
+        bool gen = true;
+        if (const auto it = body.find("add_generation_prompt");
+            it != body.end() && !it->is_null()) {
+          if (!it->is_boolean()) {
+            throw ApiError(400, "'add_generation_prompt': expected a boolean",
+                           "add_generation_prompt");
+          }
+          gen = it->get<bool>();
+        }
+        ids = service.tokenize_chat(openai::parse_chat_messages(body["messages"]), gen);
+      } else {
+        const auto it = body.find("prompt");
+        if (it == body.end() || !it->is_string()) {
+          throw ApiError(400, "'prompt': expected a string (or give 'messages')", "prompt");
+        }
+        bool special = true;
+        if (const auto s = body.find("add_special_tokens"); s != body.end() && !s->is_null()) {
+          if (!s->is_boolean()) {
+            throw ApiError(400, "'add_special_tokens': expected a boolean", "add_special_tokens");
+          }
+          special = s->get<bool>();
+        }
+        ids = service.tokenize(it->get<std::string>(), special);
+      }
+      json strs = nullptr;
+      if (const auto s = body.find("return_token_strs");
+          s != body.end() && s->is_boolean() && s->get<bool>()) {
+        strs = json::array();
+        for (int32_t id : ids) strs.push_back(service.token_text(id));
+      }
+      send_json(res, 200,
+                json{{"count", ids.size()},
+                     {"max_model_len", service.max_seq()},
+                     {"tokens", ids},
+                     {"token_strs", strs}});
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const RequestRefused& e) {
+      send_error(res, ApiError(e.status, e.what(), e.param, e.code));
+    }
+  }
+
+  // POST /detokenize: {"tokens": [ids]} -> {"prompt": text}.
+  void detokenize(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    try {
+      const json body = parse_object(req.body);
+      check_model_field(body);
+      const auto it = body.find("tokens");
+      if (it == body.end() || !it->is_array()) {
+        throw ApiError(400, "'tokens': expected an array of token ids", "tokens");
+      }
+      std::vector<int32_t> ids;
+      for (size_t i = 0; i < it->size(); ++i) {
+        const json& v = (*it)[i];
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+            v.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+          throw ApiError(400,
+                         "'tokens[" + std::to_string(i) +
+                             "]': expected a token id (an integer >= 0), found " + v.dump(),
+                         "tokens");
+        }
+        ids.push_back(v.get<int32_t>());
+      }
+      send_json(res, 200, json{{"prompt", service.detokenize(ids)}});
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const RequestRefused& e) {
+      send_error(res, ApiError(e.status, e.what(), e.param, e.code));
+    }
+  }
+
+  // GET /tokenizer_info: the special tokens and the chat template (lm-eval's remote tokenizer).
+  void tokenizer_info(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    try {
+      const GenerationService::TokenizerInfo t = service.tokenizer_info();
+      auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+      send_json(res, 200,
+                json{{"model", model},
+                     {"bos_token", or_null(t.bos_token)},
+                     {"bos_token_id", t.bos_token_id >= 0 ? json(t.bos_token_id) : json(nullptr)},
+                     {"eos_token", or_null(t.eos_token)},
+                     {"eos_token_ids", t.eos_token_ids},
+                     {"pad_token", nullptr},
+                     {"chat_template", or_null(t.chat_template)},
+                     {"vocab_size", t.vocab_size},
+                     {"model_max_length", t.model_max_length}});
+    } catch (const RequestRefused& e) {
+      send_error(res, ApiError(e.status, e.what(), e.param, e.code));
+    }
+  }
+
+  static json parse_object(const std::string& body) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
+    if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
+    return j;
+  }
+
+  void check_model_field(const json& body) {
+    const auto it = body.find("model");
+    if (it == body.end() || it->is_null()) return;
+    if (!it->is_string()) throw ApiError(400, "'model': expected a string", "model");
+    openai::check_model(it->get<std::string>(), model);
+  }
+
+  void wait_and_answer(const openai::ResponseContext& ctx, const GenerationService::Submitted& sub,
+                       Clock::time_point t0, httplib::Response& res) {
+    std::vector<GenerationOutcome> outcomes;  // one per choice
+    int fd = -2;                              // -2: not looked for yet; -1: not found
+    if (!wait_outcomes(sub, res, fd, outcomes)) return;
     for (const GenerationOutcome& c : outcomes) record_choice(c, false);
     metrics.observe_e2e(seconds_since(t0));
     try {
@@ -422,6 +601,12 @@ struct HttpServer::Impl {
     svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) {
       generate(Endpoint::chat_completions, q, r);
     });
+    svr.Post("/tokenize",
+             [this](const httplib::Request& q, httplib::Response& r) { tokenize(q, r); });
+    svr.Post("/detokenize",
+             [this](const httplib::Request& q, httplib::Response& r) { detokenize(q, r); });
+    svr.Get("/tokenizer_info",
+            [this](const httplib::Request& q, httplib::Response& r) { tokenizer_info(q, r); });
 
     // Answers httplib makes itself (no route, a body over the limit, a malformed request) in
     // OpenAI's error JSON. Answers our handlers wrote already have their body.

@@ -646,77 +646,76 @@ TEST_CASE("n: completion offsets count per choice; a failed choice ends the stre
   CHECK(ev[1] == "[DONE]");
   CHECK(f.done());
   CHECK(f.finish(choice_of(0, "t1t2", {1, 2}, "length")).empty());  // the stream is over
+}
 
-  TEST_CASE("completions: prompts as text, lists and token ids; echo; sampling fields",
-            "[protocol]") {
-    ParsedRequest p = completion({{"prompt", {1, 2, 3}}});
-    REQUIRE(p.prompts.size() == 1);
-    CHECK(p.request.prompt_ids == std::vector<int32_t>{1, 2, 3});
-    p = completion({{"prompt", {{4, 5}, {6}}}, {"max_tokens", 1}});
-    REQUIRE(p.prompts.size() == 2);
-    CHECK(p.prompts[1].ids == std::vector<int32_t>{6});
-    CHECK(request_for_prompt(p, 1).prompt_ids == std::vector<int32_t>{6});
-    CHECK(request_for_prompt(p, 1).max_new_tokens == 1);
-    p = completion({{"prompt", {"a", "b", "c"}}});
-    REQUIRE(p.prompts.size() == 3);
-    CHECK(request_for_prompt(p, 2).prompt == "c");
-    CHECK(request_for_prompt(p, 2).prompt_ids.empty());
+TEST_CASE("completions: prompts as text, lists and token ids; echo; sampling fields",
+          "[protocol]") {
+  ParsedRequest p = completion({{"prompt", {1, 2, 3}}});
+  REQUIRE(p.prompts.size() == 1);
+  CHECK(p.request.prompt_ids == std::vector<int32_t>{1, 2, 3});
+  p = completion({{"prompt", {{4, 5}, {6}}}, {"max_tokens", 1}});
+  REQUIRE(p.prompts.size() == 2);
+  CHECK(p.prompts[1].ids == std::vector<int32_t>{6});
+  CHECK(request_for_prompt(p, 1).prompt_ids == std::vector<int32_t>{6});
+  CHECK(request_for_prompt(p, 1).max_new_tokens == 1);
+  p = completion({{"prompt", {"a", "b", "c"}}});
+  REQUIRE(p.prompts.size() == 3);
+  CHECK(request_for_prompt(p, 2).prompt == "c");
+  CHECK(request_for_prompt(p, 2).prompt_ids.empty());
 
-    p = completion({{"prompt", "x"}, {"echo", true}, {"max_tokens", 0}, {"logprobs", 2}});
-    CHECK(p.echo);
-    CHECK(p.request.max_new_tokens == 0);
-    CHECK(p.request.prompt_logprobs == 2);
-    p = completion({{"prompt", "x"}, {"echo", true}});
-    CHECK(p.request.prompt_logprobs == -1);  // echo alone: the text, nothing to score
+  p = completion({{"prompt", "x"}, {"echo", true}, {"max_tokens", 0}, {"logprobs", 2}});
+  CHECK(p.echo);
+  CHECK(p.request.max_new_tokens == 0);
+  CHECK(p.request.prompt_logprobs == 2);
+  p = completion({{"prompt", "x"}, {"echo", true}});
+  CHECK(p.request.prompt_logprobs == -1);  // echo alone: the text, nothing to score
 
-    p = completion({{"prompt", "x"},
-                    {"presence_penalty", 0.5},
-                    {"frequency_penalty", -1},
-                    {"repetition_penalty", 1.2},
-                    {"min_p", 0.05},
-                    {"stop_token_ids", {7, 8}},
-                    {"logit_bias", {{"50256", -100}, {"3", 250}}}});
-    const SamplingParams& s = p.request.sampling;
-    CHECK(s.presence_penalty == 0.5f);
-    CHECK(s.frequency_penalty == -1.0f);
-    CHECK(s.repetition_penalty == 1.2f);
-    CHECK(s.min_p == 0.05f);
-    CHECK(p.request.stop_token_ids == std::vector<int32_t>{7, 8});
-    REQUIRE(s.logit_bias.size() == 2);
-    CHECK(s.logit_bias[1] == std::pair<int32_t, float>{50256, -100.0f});
-    CHECK(s.logit_bias[0] == std::pair<int32_t, float>{3, 100.0f});  // clipped
-    CHECK(p.ignored_fields.empty());
-  }
+  p = completion({{"prompt", "x"},
+                  {"presence_penalty", 0.5},
+                  {"frequency_penalty", -1},
+                  {"repetition_penalty", 1.2},
+                  {"min_p", 0.05},
+                  {"stop_token_ids", {7, 8}},
+                  {"logit_bias", {{"50256", -100}, {"3", 250}}}});
+  const SamplingParams& s = p.request.sampling;
+  CHECK(s.presence_penalty == 0.5f);
+  CHECK(s.frequency_penalty == -1.0f);
+  CHECK(s.repetition_penalty == 1.2f);
+  CHECK(s.min_p == 0.05f);
+  CHECK(p.request.stop_token_ids == std::vector<int32_t>{7, 8});
+  REQUIRE(s.logit_bias.size() == 2);
+  CHECK(s.logit_bias[1] == std::pair<int32_t, float>{50256, -100.0f});
+  CHECK(s.logit_bias[0] == std::pair<int32_t, float>{3, 100.0f});  // clipped
+  CHECK(p.ignored_fields.empty());
+}
 
-  TEST_CASE("completions with echo: prompt tokens first, the first one null", "[protocol]") {
-    ParsedRequest p =
-        completion({{"prompt", {{5, 6, 7}, {8, 9}}}, {"echo", true}, {"logprobs", 1}});
-    const ResponseContext ctx = make_context(p, "m", 1);
-    std::vector<GenerationOutcome> outs(2);
-    for (int i = 0; i < 2; ++i) {
-      GenerationOutcome& o = outs[static_cast<size_t>(i)];
-      o.finish_reason = "length";
-      o.text = "t11";
-      o.prompt_tokens = 3 - i;
-      o.prompt_ids = i == 0 ? std::vector<int32_t>{5, 6, 7} : std::vector<int32_t>{8, 9};
-      for (size_t k = 1; k < o.prompt_ids.size(); ++k) {
-        o.prompt_logprobs.push_back({o.prompt_ids[k], -0.5f, {{1, -0.25f}}});
-      }
-      o.token_ids = {11};
-      o.logprobs = {{11, -1.0f, {{11, -1.0f}}}};
+TEST_CASE("completions with echo: prompt tokens first, the first one null", "[protocol]") {
+  ParsedRequest p = completion({{"prompt", {{5, 6, 7}, {8, 9}}}, {"echo", true}, {"logprobs", 1}});
+  const ResponseContext ctx = make_context(p, "m", 1);
+  std::vector<GenerationOutcome> outs(2);
+  for (int i = 0; i < 2; ++i) {
+    GenerationOutcome& o = outs[static_cast<size_t>(i)];
+    o.finish_reason = "length";
+    o.text = "t11";
+    o.prompt_tokens = 3 - i;
+    o.prompt_ids = i == 0 ? std::vector<int32_t>{5, 6, 7} : std::vector<int32_t>{8, 9};
+    for (size_t k = 1; k < o.prompt_ids.size(); ++k) {
+      o.prompt_logprobs.push_back({o.prompt_ids[k], -0.5f, {{1, -0.25f}}});
     }
-    const json r = format_completions(ctx, outs, true, {"t5t6t7", "t8t9"}, token_text);
-    REQUIRE(r["choices"].size() == 2);
-    const json& c0 = r["choices"][0];
-    CHECK(c0["index"] == 0);
-    CHECK(c0["text"] == "t5t6t7t11");
-    CHECK(c0["logprobs"]["tokens"] == json({"t5", "t6", "t7", "t11"}));
-    CHECK(c0["logprobs"]["token_logprobs"] == json({nullptr, -0.5, -0.5, -1.0}));
-    CHECK(c0["logprobs"]["top_logprobs"][0].is_null());
-    CHECK(c0["logprobs"]["top_logprobs"][1] == json({{"t1", -0.25}}));
-    CHECK(c0["logprobs"]["text_offset"] == json({0, 2, 4, 6}));
-    CHECK(r["choices"][1]["index"] == 1);
-    CHECK(r["choices"][1]["text"] == "t8t9t11");
-    CHECK(r["usage"] ==
-          json({{"prompt_tokens", 5}, {"completion_tokens", 2}, {"total_tokens", 7}}));
+    o.token_ids = {11};
+    o.logprobs = {{11, -1.0f, {{11, -1.0f}}}};
   }
+  const json r = format_completions(ctx, outs, true, {"t5t6t7", "t8t9"}, token_text);
+  REQUIRE(r["choices"].size() == 2);
+  const json& c0 = r["choices"][0];
+  CHECK(c0["index"] == 0);
+  CHECK(c0["text"] == "t5t6t7t11");
+  CHECK(c0["logprobs"]["tokens"] == json({"t5", "t6", "t7", "t11"}));
+  CHECK(c0["logprobs"]["token_logprobs"] == json({nullptr, -0.5, -0.5, -1.0}));
+  CHECK(c0["logprobs"]["top_logprobs"][0].is_null());
+  CHECK(c0["logprobs"]["top_logprobs"][1] == json({{"t1", -0.25}}));
+  CHECK(c0["logprobs"]["text_offset"] == json({0, 2, 4, 6}));
+  CHECK(r["choices"][1]["index"] == 1);
+  CHECK(r["choices"][1]["text"] == "t8t9t11");
+  CHECK(r["usage"] == json({{"prompt_tokens", 5}, {"completion_tokens", 2}, {"total_tokens", 7}}));
+}

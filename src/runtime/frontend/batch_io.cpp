@@ -175,6 +175,9 @@ BatchRequest parse_openai_line(const std::string& line, const RequestDefaults& d
     r.sampling = g.sampling;
     r.stop = g.stop;
     r.logprobs = g.logprobs;
+    r.response_schema = g.response_schema;
+    r.tools_json = g.tools_json;
+    r.keep_special_text = g.keep_special_text;
     r.openai = std::make_shared<const openai::ParsedRequest>(std::move(b.request));
   } catch (const openai::BatchLineError& e) {
     if (e.custom_id.empty()) TPI_FAIL(e.what());

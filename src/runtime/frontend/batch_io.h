@@ -44,6 +44,9 @@ struct BatchRequest {
   std::vector<std::string> stop;    // stop strings (the text ends before the match)
   int logprobs = -1;                // "logprobs": N (0..20): each token's logprob and N more
   std::vector<int32_t> prompt_ids;  // filled by tokenization
+  std::string response_schema;      // structured output (GenerationRequest::response_schema)
+  std::string tools_json;           // a chat's tools (GenerationRequest::tools_json)
+  bool keep_special_text = false;   // GenerationRequest::keep_special_text
   // An OpenAI batch line (custom_id, method, url, body): the parsed body, for its answer.
   std::shared_ptr<const openai::ParsedRequest> openai;
 };

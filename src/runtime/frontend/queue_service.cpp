@@ -44,7 +44,7 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
     try {
       check_request_bytes(r.prompt.size(), "the prompt", limits_);
       r.prompt_ids = tokenize_prompt(tokenizer_, r.prompt, r.chat || !r.messages.empty(),
-                                     r.messages, cfg_.system, cfg_.enable_thinking);
+                                     r.messages, cfg_.system, cfg_.enable_thinking, r.tools_json);
     } catch (const std::exception& e) {
       throw RequestRefused(400, e.what(), prompt_field);
     }

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/watchdog.h"
 #include "runtime/engine/logprobs.h"
+#include "runtime/scheduler/logit_processors.h"
 
 namespace tpinfer {
 namespace {
@@ -45,6 +46,7 @@ struct ReplicaScheduler::Slot {
   std::vector<int32_t> generated;
   std::vector<TokenLogprob> logprobs;
   std::unique_ptr<Sampler> sampler;
+  std::vector<std::unique_ptr<LogitProcessor>> processors;  // applied before sampling, in order
   std::unique_ptr<StreamDecoder> decoder;
   std::string text;
   size_t streamed = 0;    // bytes of text already sent in deltas
@@ -119,8 +121,14 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
   s.max_stop = 0;
   for (const std::string& stop : req.stop) s.max_stop = std::max(s.max_stop, stop.size());
   s.sampler = std::make_unique<Sampler>(sample_vocab_, req.sampling);
+  std::string processor_error;
+  try {
+    s.processors = make_logit_processors(req, tokenizer_, stop_ids_);
+  } catch (const std::exception& e) {
+    processor_error = e.what();
+  }
   if (tokenizer_) {
-    s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, true);
+    s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, !req.keep_special_text);
     // The prompt gives the decoder its context, so the text is the exact continuation (a
     // leading space of the first new word is kept: prompt + text reads as the whole).
     for (int32_t id : req.prompt_ids) s.decoder->push(id);
@@ -128,7 +136,11 @@ void ReplicaScheduler::admit(ScheduledRequest request) {
   s.admitted = Clock::now();
   s.prefilled = s.first_token = s.last_token = s.admitted;
   s.req = std::move(req);
-  if (s.req.max_new_tokens == 0) finish(s, "length");
+  if (!processor_error.empty()) {
+    finish(s, "error", processor_error);
+  } else if (s.req.max_new_tokens == 0) {
+    finish(s, "length");
+  }
 }
 
 void ReplicaScheduler::send_delta(Slot& s, bool final) {
@@ -187,6 +199,7 @@ void ReplicaScheduler::finish(Slot& s, const char* reason, const std::string& er
   o.replica = replica_;
   s.busy = false;
   s.sampler.reset();
+  s.processors.clear();
   s.decoder.reset();
   s.text.clear();
   s.generated.clear();
@@ -207,7 +220,14 @@ void ReplicaScheduler::accept_token(Slot& s, const float* logits) {
   std::string piece;
   const Clock::time_point now = Clock::now();
   try {
-    tok = s.sampler->sample(logits);
+    const float* row = logits;
+    if (!s.processors.empty()) {  // on a copy: logprobs report the model's own distribution
+      processed_.assign(logits, logits + sample_vocab_);
+      for (auto& p : s.processors) p->apply(processed_.data(), sample_vocab_);
+      row = processed_.data();
+    }
+    tok = s.sampler->sample(row);
+    for (auto& p : s.processors) p->accept(tok);
     if (s.generated.empty()) {
       s.first_token = now;
     } else {
@@ -244,6 +264,13 @@ void ReplicaScheduler::accept_token(Slot& s, const float* logits) {
       finish(s, "stop");
       return;
     }
+  }
+  const bool constraint_done =
+      std::any_of(s.processors.begin(), s.processors.end(),
+                  [](const std::unique_ptr<LogitProcessor>& p) { return p->finished(); });
+  if (constraint_done) {  // a complete grammar allows nothing but the end
+    finish(s, "stop");
+    return;
   }
   if (static_cast<int>(s.generated.size()) >= s.req.max_new_tokens) {
     finish(s, "length");
@@ -389,6 +416,7 @@ void ReplicaScheduler::abandon_all() {
   for (std::unique_ptr<Slot>& s : slots_) {
     s->busy = false;
     s->sampler.reset();
+    s->processors.clear();
     s->decoder.reset();
     s->req = GenerationRequest();
   }

@@ -98,6 +98,7 @@ class ReplicaScheduler {
   std::vector<int> row_slot_;                 // (max_logit_rows) slot of each logit row
   std::vector<int> prefill_order_;            // slots prefilling, oldest first
   std::vector<int32_t> plan_;                 // packed for the followers: header + the above
+  std::vector<float> processed_;  // (sample_vocab) a logits row after the request's processors
 };
 
 // The loop of a follower (tp rank > 0): runs the forwards its leader broadcasts until released.

@@ -48,7 +48,9 @@ json request_to_wire(const ScheduledRequest& r) {
               {"stop", q.stop},
               {"ignore_eos", q.ignore_eos},
               {"logprobs", q.logprobs},
-              {"stream", q.stream}};
+              {"stream", q.stream},
+              {"schema", q.response_schema},
+              {"keep_special", q.keep_special_text}};
 }
 
 ScheduledRequest request_from_wire(const json& j) {
@@ -65,6 +67,8 @@ ScheduledRequest request_from_wire(const json& j) {
   q.ignore_eos = j.at("ignore_eos").get<bool>();
   q.logprobs = j.at("logprobs").get<int>();
   q.stream = j.at("stream").get<bool>();
+  q.response_schema = j.at("schema").get<std::string>();
+  q.keep_special_text = j.at("keep_special").get<bool>();
   return r;
 }
 

@@ -166,6 +166,31 @@ std::string parse_content(const json& v, const std::string& param) {
   return text;
 }
 
+// An assistant message's tool_calls: [{"id", "type": "function", "function": {"name",
+// "arguments": a JSON string}}], returned as JSON text.
+std::string parse_tool_calls_field(const json& v, const std::string& param) {
+  if (!v.is_array()) wrong_type(param, "an array of tool calls", v);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = param + "[" + std::to_string(i) + "]";
+    const json& c = v[i];
+    if (!c.is_object()) wrong_type(p, "an object", c);
+    if (const json* t = field(c, "type"); t && *t != "function") {
+      bad(p + ".type", "expected \"function\", found " + t->dump());
+    }
+    const json* f = field(c, "function");
+    if (!f) bad(p + ".function", "missing");
+    if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
+    const json* name = field(*f, "name");
+    if (!name) bad(p + ".function.name", "missing");
+    if (!name->is_string()) wrong_type(p + ".function.name", "a string", *name);
+    const json* args = field(*f, "arguments");
+    if (args && !args->is_string() && !args->is_object()) {
+      wrong_type(p + ".function.arguments", "a JSON string", *args);
+    }
+  }
+  return v.dump();
+}
+
 std::vector<ChatMessage> parse_messages(const json& v) {
   if (!v.is_array()) wrong_type("messages", "an array", v);
   if (v.empty()) bad("messages", "expected at least one message, found an empty array");
@@ -179,19 +204,40 @@ std::vector<ChatMessage> parse_messages(const json& v) {
     if (!role->is_string()) wrong_type(p + ".role", "a string", *role);
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";
-    if (r != "system" && r != "user" && r != "assistant") {
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
       bad(p + ".role",
-          "expected \"system\", \"developer\", \"user\" or \"assistant\" (tools are not "
-          "supported), found " +
+          "expected \"system\", \"developer\", \"user\", \"assistant\" or \"tool\", found " +
               role->dump());
     }
-    for (const char* k : {"tool_calls", "function_call", "audio"}) {
+    for (const char* k : {"function_call", "audio"}) {
       const json* x = field(m, k);
       if (x && !(x->is_array() && x->empty())) bad(p + "." + k, "not supported");
     }
+    ChatMessage msg;
+    msg.role = r;
+    if (const json* calls = field(m, "tool_calls");
+        calls && !(calls->is_array() && calls->empty())) {
+      if (r != "assistant") bad(p + ".tool_calls", "only an assistant message has tool calls");
+      msg.tool_calls_json = parse_tool_calls_field(*calls, p + ".tool_calls");
+    }
+    if (r == "tool") {
+      const json* id = field(m, "tool_call_id");
+      if (!id) bad(p + ".tool_call_id", "missing (a tool message answers a tool call)");
+      if (!id->is_string()) wrong_type(p + ".tool_call_id", "a string", *id);
+      msg.tool_call_id = id->get<std::string>();
+    }
+    if (const json* name = field(m, "name")) {
+      if (!name->is_string()) wrong_type(p + ".name", "a string", *name);
+      if (r == "tool") msg.name = name->get<std::string>();
+    }
     const json* content = field(m, "content");
-    if (!content) bad(p + ".content", "missing");
-    out.push_back({r, parse_content(*content, p + ".content")});
+    if (!content) {
+      if (msg.tool_calls_json.empty()) bad(p + ".content", "missing");
+      msg.content_null = true;  // an assistant turn that only calls tools
+    } else {
+      msg.content = parse_content(*content, p + ".content");
+    }
+    out.push_back(std::move(msg));
   }
   return out;
 }
@@ -428,20 +474,31 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
   if (const json* v = field(body, "user")) {
     if (!v->is_string()) wrong_type("user", "a string", *v);
   }
-  for (const char* k : {"tools", "functions", "function_call"}) refuse_if_set(body, k);
-  if (const json* v = field(body, "tool_choice")) {
-    if (!(v->is_string() && v->get<std::string>() == "none")) {
-      bad("tool_choice", "not supported by this server (only \"none\" is accepted)");
-    }
-  }
-  if (const json* v = field(body, "parallel_tool_calls")) get_bool(*v, "parallel_tool_calls");
+  for (const char* k : {"functions", "function_call"}) refuse_if_set(body, k);
   if (const json* v = field(body, "response_format")) {
-    if (!v->is_object()) wrong_type("response_format", "an object", *v);
-    const json* t = field(*v, "type");
-    if (!t || !t->is_string()) bad("response_format.type", "expected a string");
-    if (t->get<std::string>() != "text") {
-      bad("response_format.type", "only \"text\" is supported by this server, found " + t->dump());
+    r.response_schema = parse_response_format(*v);
+  }
+  const json* tools = field(body, "tools");
+  const json* tool_choice = field(body, "tool_choice");
+  if (!chat) {
+    refuse_if_set(body, "tools");
+    if (tool_choice && !(tool_choice->is_string() && *tool_choice == "none")) {
+      bad("tool_choice", "tools are only available on /v1/chat/completions");
     }
+    if (const json* v = field(body, "parallel_tool_calls")) get_bool(*v, "parallel_tool_calls");
+  } else {
+    p.tools = parse_tools(tools, tool_choice, field(body, "parallel_tool_calls"));
+    r.tools_json = p.tools.tools_json;
+    if (!p.tools.schema.empty()) {
+      if (!r.response_schema.empty()) {
+        bad("response_format",
+            "cannot be combined with tool_choice \"required\" or a named function (both "
+            "constrain the output)");
+      }
+      r.response_schema = p.tools.schema;
+    }
+    // A tool-call marker may be a special token (Mistral's [TOOL_CALLS]): keep it in the text.
+    r.keep_special_text = p.tools.choice == ToolChoice::automatic;
   }
   return p;
 }
@@ -474,6 +531,10 @@ ResponseContext make_context(const ParsedRequest& p, std::string model, int64_t 
   c.model = std::move(model);
   c.logprobs = p.logprobs;
   c.include_usage = p.include_usage;
+  if (p.endpoint == Endpoint::chat_completions) {
+    c.tool_choice = p.tools.choice;
+    c.tool_named = p.tools.named;
+  }
   return c;
 }
 
@@ -536,19 +597,88 @@ void throw_if_failed(const GenerationOutcome& o) {
 }
 }  // namespace
 
+namespace {
+
+struct ToolAnswer {
+  json content;  // a string, or null when the message is only tool calls
+  std::vector<structured::ToolCall> calls;
+};
+
+// The calls of a constrained (required / named) output: its JSON as the schema wrote it.
+std::vector<structured::ToolCall> constrained_calls(const ResponseContext& ctx,
+                                                    const std::string& text) {
+  std::vector<structured::ToolCall> calls;
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return calls;  // cut short (max_tokens): the text stays content
+  if (ctx.tool_choice == ToolChoice::named) {
+    if (j.is_object()) calls.push_back({ctx.tool_named, j.dump()});
+    return calls;
+  }
+  if (!j.is_array()) return calls;
+  for (const json& c : j) {
+    if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) return {};
+    calls.push_back({c["name"].get<std::string>(),
+                     c.contains("parameters") ? c["parameters"].dump() : std::string("{}")});
+  }
+  return calls;
+}
+
+ToolAnswer tool_answer(const ResponseContext& ctx, const std::string& text) {
+  ToolAnswer a;
+  a.content = text;
+  switch (ctx.tool_choice) {
+    case ToolChoice::none:
+      return a;
+    case ToolChoice::automatic: {
+      structured::ToolCallParse p = structured::parse_tool_calls(ctx.tool_format, text);
+      a.calls = std::move(p.calls);
+      if (!a.calls.empty()) a.content = p.content.empty() ? json() : json(p.content);
+      return a;
+    }
+    case ToolChoice::required:
+    case ToolChoice::named:
+      a.calls = constrained_calls(ctx, text);
+      if (!a.calls.empty()) a.content = nullptr;
+      return a;
+  }
+  return a;
+}
+
+// OpenAI's tool_calls array (streamed: with each call's index).
+json tool_calls_json(const std::vector<structured::ToolCall>& calls, bool stream) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json c;
+    if (stream) c["index"] = i;
+    c["id"] = new_tool_call_id();
+    c["type"] = "function";
+    c["function"] = {{"name", calls[i].name}, {"arguments", calls[i].arguments}};
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace
+
 json format_response(const ResponseContext& ctx, const GenerationOutcome& o,
                      const TokenText& token_text) {
   throw_if_failed(o);
   json choice;
   choice["index"] = 0;
   const bool chat = ctx.endpoint == Endpoint::chat_completions;
+  std::string finish_reason = o.finish_reason;
   if (chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+    const ToolAnswer a = tool_answer(ctx, o.text);
+    choice["message"] = {{"role", "assistant"}, {"content", a.content}};
+    if (!a.calls.empty()) {
+      choice["message"]["tool_calls"] = tool_calls_json(a.calls, false);
+      if (finish_reason == "stop") finish_reason = "tool_calls";
+    }
   } else {
     choice["text"] = o.text;
   }
   choice["logprobs"] = ctx.logprobs >= 0 ? format_logprobs(ctx, o.logprobs, token_text) : json();
-  choice["finish_reason"] = o.finish_reason;
+  choice["finish_reason"] = finish_reason;
   return json{{"id", ctx.id},
               {"object", chat ? "chat.completion" : "text_completion"},
               {"created", ctx.created},
@@ -564,7 +694,11 @@ std::string sse_event(const json& j) {
 }
 
 StreamFormatter::StreamFormatter(ResponseContext ctx, TokenText token_text)
-    : ctx_(std::move(ctx)), token_text_(std::move(token_text)) {}
+    : ctx_(std::move(ctx)), token_text_(std::move(token_text)) {
+  if (ctx_.endpoint == Endpoint::chat_completions && ctx_.tool_choice == ToolChoice::automatic) {
+    tool_stream_ = std::make_unique<structured::ToolCallStream>(ctx_.tool_format);
+  }
+}
 
 json StreamFormatter::chunk(json choice) const {
   const bool chat = ctx_.endpoint == Endpoint::chat_completions;
@@ -585,22 +719,36 @@ std::string StreamFormatter::begin() {
                           {"finish_reason", nullptr}}));
 }
 
-std::string StreamFormatter::delta(const GenerationDelta& d) {
-  const bool with_logprobs = ctx_.logprobs >= 0 && !d.logprobs.empty();
-  if (d.text.empty() && !with_logprobs) return "";
+std::string StreamFormatter::content_chunk(const std::string& text,
+                                           const std::vector<TokenLogprob>& lp) {
+  const bool with_logprobs = ctx_.logprobs >= 0 && !lp.empty();
+  if (text.empty() && !with_logprobs) return "";
   json choice{{"index", 0}};
   if (ctx_.endpoint == Endpoint::chat_completions) {
-    choice["delta"] = {{"content", d.text}};
+    choice["delta"] = {{"content", text}};
   } else {
-    choice["text"] = d.text;
+    choice["text"] = text;
   }
-  choice["logprobs"] = with_logprobs ? format_logprobs(ctx_, d.logprobs, token_text_,
-                                                       static_cast<int64_t>(text_sent_))
-                                     : json();
+  choice["logprobs"] =
+      with_logprobs ? format_logprobs(ctx_, lp, token_text_, static_cast<int64_t>(text_sent_))
+                    : json();
   choice["finish_reason"] = nullptr;
-  text_sent_ += d.text.size();
-  tokens_sent_ += d.logprobs.size();
+  text_sent_ += text.size();
+  tokens_sent_ += lp.size();
   return sse_event(chunk(std::move(choice)));
+}
+
+std::string StreamFormatter::delta(const GenerationDelta& d) {
+  if (ctx_.tool_choice == ToolChoice::none) return content_chunk(d.text, d.logprobs);
+  // Tools: content only while it cannot be part of a call; calls are sent at the end.
+  text_seen_ += d.text.size();
+  std::string content;
+  if (tool_stream_) {
+    content = tool_stream_->push(d.text);
+  } else {
+    held_ += d.text;
+  }
+  return content_chunk(content, d.logprobs);
 }
 
 std::string StreamFormatter::finish(const GenerationOutcome& o) {
@@ -610,15 +758,36 @@ std::string StreamFormatter::finish(const GenerationOutcome& o) {
   } catch (const ApiError& e) {
     return sse_event(error_json(e)) + kSseDone;
   }
-  // What the deltas did not carry (a service that streams nothing, or trailing text).
-  if (o.text.size() > text_sent_ || o.logprobs.size() > tokens_sent_) {
-    GenerationDelta rest;
-    if (o.text.size() > text_sent_) rest.text = o.text.substr(text_sent_);
-    if (o.logprobs.size() > tokens_sent_) {
-      rest.logprobs.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(tokens_sent_),
-                           o.logprobs.end());
+  std::vector<TokenLogprob> rest_lp;
+  if (o.logprobs.size() > tokens_sent_) {
+    rest_lp.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(tokens_sent_),
+                   o.logprobs.end());
+  }
+  std::string finish_reason = o.finish_reason;
+  if (ctx_.tool_choice == ToolChoice::none) {
+    // What the deltas did not carry (a service that streams nothing, or trailing text).
+    out += content_chunk(o.text.size() > text_sent_ ? o.text.substr(text_sent_) : "", rest_lp);
+  } else {
+    const std::string rest = o.text.size() > text_seen_ ? o.text.substr(text_seen_) : "";
+    std::string content;
+    std::vector<structured::ToolCall> calls;
+    if (tool_stream_) {
+      content = tool_stream_->push(rest);
+      structured::ToolCallParse p = tool_stream_->finish();
+      content += p.content;
+      calls = std::move(p.calls);
+    } else {
+      calls = constrained_calls(ctx_, o.text);
+      if (calls.empty()) content = o.text;
     }
-    out += delta(rest);
+    out += content_chunk(content, rest_lp);
+    if (!calls.empty()) {
+      out += sse_event(chunk({{"index", 0},
+                              {"delta", {{"tool_calls", tool_calls_json(calls, true)}}},
+                              {"logprobs", nullptr},
+                              {"finish_reason", nullptr}}));
+      if (finish_reason == "stop") finish_reason = "tool_calls";
+    }
   }
   json last{{"index", 0}};
   if (ctx_.endpoint == Endpoint::chat_completions) {
@@ -627,7 +796,7 @@ std::string StreamFormatter::finish(const GenerationOutcome& o) {
     last["text"] = "";
   }
   last["logprobs"] = nullptr;
-  last["finish_reason"] = o.finish_reason;
+  last["finish_reason"] = finish_reason;
   out += sse_event(chunk(std::move(last)));
   if (ctx_.include_usage) {
     const bool chat = ctx_.endpoint == Endpoint::chat_completions;

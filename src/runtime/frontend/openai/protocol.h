@@ -9,13 +9,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "runtime/frontend/openai/structured_fields.h"
 #include "runtime/scheduler/request.h"
+#include "runtime/structured/tool_calls.h"
 
 namespace tpinfer::openai {
 
@@ -58,6 +61,7 @@ struct ParsedRequest {
   // The logprobs form of the answer: -1 none, else the number of alternatives per token
   // (completions: "logprobs": N; chat: "logprobs": true with "top_logprobs": N).
   int logprobs = -1;
+  ToolsRequest tools;  // chat: tools, tool_choice (request.tools_json / response_schema set)
   std::vector<std::string> ignored_fields;  // unknown top-level fields (accepted, unused)
 };
 
@@ -87,6 +91,11 @@ struct ResponseContext {
   std::string model;
   int logprobs = -1;  // as ParsedRequest::logprobs
   bool include_usage = false;
+  // Chat with tools: automatic = the output is parsed for calls in tool_format; required /
+  // named = the output is the calls' JSON (constrained); none = plain content.
+  ToolChoice tool_choice = ToolChoice::none;
+  std::string tool_named;  // the function of a named choice
+  structured::ToolCallFormat tool_format = structured::ToolCallFormat::hermes;
 };
 
 // n random lowercase hex digits (ids of responses, batch lines and requests).
@@ -126,7 +135,11 @@ class StreamFormatter {
 
  private:
   nlohmann::json chunk(nlohmann::json choice) const;
+  std::string content_chunk(const std::string& text, const std::vector<TokenLogprob>& lp);
   ResponseContext ctx_;
+  std::unique_ptr<structured::ToolCallStream> tool_stream_;  // tool_choice automatic
+  std::string held_;      // required / named: the calls' JSON, answered at the end
+  size_t text_seen_ = 0;  // bytes of completion text received in deltas
   TokenText token_text_;
   size_t text_sent_ = 0;    // bytes of completion text sent so far
   size_t tokens_sent_ = 0;  // tokens whose logprobs were sent

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "runtime/scheduler/request.h"
+#include "runtime/structured/tool_calls.h"
 
 namespace tpinfer {
 
@@ -92,6 +93,10 @@ class GenerationService {
   virtual std::string model_name() const = 0;
   virtual int max_seq() const = 0;           // positions per request (prompt + completion)
   virtual int64_t created_unix() const = 0;  // when the model was loaded (for /v1/models)
+  // How the model writes tool calls (from its chat template).
+  virtual structured::ToolCallFormat tool_call_format() const {
+    return structured::ToolCallFormat::hermes;
+  }
 
   struct Load {
     int queued = 0;   // waiting for a slot

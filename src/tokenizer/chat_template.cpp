@@ -27,7 +27,8 @@ void ChatTemplate::init(std::string template_text,
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages,
                                  bool add_generation_prompt, bool enable_thinking,
-                                 const std::string& tools_json) const {
+                                 const std::string& tools_json,
+                                 std::optional<std::time_t> now) const {
   TPI_CHECK(has_template(), where_ << ": has no chat_template, so chat mode cannot be used with "
                                       "this tokenizer (use a chat/instruct checkpoint, or run "
                                       "with chat: false)");
@@ -61,7 +62,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages,
   nlohmann::ordered_json kwargs = {{"enable_thinking", enable_thinking}};
   const nlohmann::ordered_json tools =
       tools_json.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(tools_json);
-  return render_json(msgs, tools, nullptr, add_generation_prompt, kwargs);
+  return render_json(msgs, tools, nullptr, add_generation_prompt, kwargs, now);
 }
 
 std::string ChatTemplate::render_json(const nlohmann::ordered_json& messages,

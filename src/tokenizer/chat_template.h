@@ -35,7 +35,8 @@ class ChatTemplate {
   // turn's tool_call_id and name), enable_thinking passed as a keyword, tools_json (an OpenAI
   // `tools` array as JSON text, "" = None) as `tools`.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                     bool enable_thinking, const std::string& tools_json = "") const;
+                     bool enable_thinking, const std::string& tools_json = "",
+                     std::optional<std::time_t> now = std::nullopt) const;
 
   // transformers' render_jinja_template for one conversation: messages (a list of dicts, with
   // its reasoning-field aliasing), tools / documents (null = None), add_generation_prompt and

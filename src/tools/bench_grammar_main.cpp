@@ -102,8 +102,8 @@ int main(int argc, char** argv) {
           break;
         }
         if (logits[static_cast<size_t>(ids[i])] != 0.0f) {
-          throw std::runtime_error("token " + std::to_string(i) + " (id " +
-                                   std::to_string(ids[i]) + ") of the document was masked: the "
+          throw std::runtime_error("token " + std::to_string(i) + " (id " + std::to_string(ids[i]) +
+                                   ") of the document was masked: the "
                                    "document does not validate, or the mask is wrong");
         }
         proc.accept(ids[i]);

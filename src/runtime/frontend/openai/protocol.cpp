@@ -1,5 +1,6 @@
 #include "runtime/frontend/openai/protocol.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -345,6 +346,20 @@ SamplingParams openai_sampling_defaults() {
   return p;
 }
 
+void keep_order(ParsedRequest& p, std::string_view body) {
+  GenerationRequest& r = p.request;
+  if (p.endpoint != Endpoint::chat_completions) return;
+  if (r.tools_json.empty() &&
+      std::none_of(r.messages.begin(), r.messages.end(),
+                   [](const ChatMessage& m) { return !m.tool_calls_json.empty(); })) {
+    return;
+  }
+  std::vector<std::string*> calls;
+  for (ChatMessage& m : r.messages) calls.push_back(&m.tool_calls_json);
+  keep_tool_key_order(body, r.tools_json, calls);
+  p.tools.tools_json = r.tools_json;
+}
+
 ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
                                  const SamplingParams& defaults) {
   json j;
@@ -357,7 +372,9 @@ ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
     if (cut != std::string::npos) what = what.substr(cut + 2);
     throw ApiError(400, "the request body is not valid JSON: " + what);
   }
-  return parse_request(endpoint, j, defaults);
+  ParsedRequest p = parse_request(endpoint, j, defaults);
+  keep_order(p, body);
+  return p;
 }
 
 ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingParams& defaults) {

@@ -75,6 +75,9 @@ ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
                                  const SamplingParams& defaults = openai_sampling_defaults());
 ParsedRequest parse_request(Endpoint endpoint, const nlohmann::json& body,
                             const SamplingParams& defaults = openai_sampling_defaults());
+// After parse_request of `body` (its text): tools and earlier tool calls in the key order the
+// client wrote (parse_request_body does it; a caller that parsed the JSON itself calls it).
+void keep_order(ParsedRequest& p, std::string_view body);
 
 // A request naming a model other than the one served: ApiError 404 "model_not_found". An empty
 // name (the field was absent) is the served model.

@@ -168,6 +168,21 @@ ToolsRequest parse_tools(const json* tools, const json* tool_choice,
   return out;
 }
 
+void keep_tool_key_order(std::string_view body, std::string& tools_json,
+                         std::vector<std::string*> tool_calls_json) {
+  const nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(body.begin(), body.end(), nullptr, false);
+  if (!j.is_object()) return;
+  if (!tools_json.empty() && j.contains("tools")) tools_json = j["tools"].dump();
+  auto m = j.find("messages");
+  if (m == j.end() || !m->is_array() || m->size() != tool_calls_json.size()) return;
+  for (size_t i = 0; i < m->size(); ++i) {
+    if (tool_calls_json[i]->empty()) continue;
+    auto c = (*m)[i].find("tool_calls");
+    if (c != (*m)[i].end()) *tool_calls_json[i] = c->dump();
+  }
+}
+
 std::string new_tool_call_id() {
   return "call_" + random_hex(24);
 }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tpinfer::openai {
@@ -28,6 +29,12 @@ std::string parse_response_format(const nlohmann::json& v);
 // tools, tool_choice and parallel_tool_calls of a chat body (null = absent).
 ToolsRequest parse_tools(const nlohmann::json* tools, const nlohmann::json* tool_choice,
                          const nlohmann::json* parallel_tool_calls);
+
+// The body's JSON object is read with sorted keys; a chat template shows `tools` and the tool
+// calls of earlier turns as the client wrote them (tojson keeps their order). Re-reads those two
+// from the body's text in their written order (body: the request's JSON object as text).
+void keep_tool_key_order(std::string_view body, std::string& tools_json,
+                         std::vector<std::string*> tool_calls_json);
 
 // A tool-call id as OpenAI writes them: "call_" and 24 hex digits.
 std::string new_tool_call_id();

@@ -208,6 +208,12 @@ TEST_CASE("json automaton: documents accepted and refused", "[grammar]") {
   CHECK_FALSE(accepts(person, R"({"name": "B", "age": 1, "tags": ["c"]})"));
   CHECK_FALSE(accepts(person, R"({"name": "B", "age": 01})"));
   CHECK_FALSE(accepts(person, "{\"name\": \"\xFF\", \"age\": 1}", false));
+  // Strict UTF-8: no surrogates, no overlong forms, nothing past U+10FFFF.
+  CHECK_FALSE(accepts(person, "{\"name\": \"\xED\xA0\x80", false));
+  CHECK_FALSE(accepts(person, "{\"name\": \"\xE0\x80\x80", false));
+  CHECK_FALSE(accepts(person, "{\"name\": \"\xF4\x90\x80\x80", false));
+  CHECK_FALSE(accepts(person, "{\"name\": \"\xC0\xAF", false));
+  CHECK(accepts(person, "{\"name\": \"\xED\x9F\xBF\xF4\x8F\xBF\xBF\", \"age\": 1}"));
   CHECK_FALSE(accepts(person, R"({"name": "B", "age": 1,})", false));
   CHECK_FALSE(accepts(person, R"({"name": "B", "age": 1} )", false));  // nothing after the value
   CHECK(accepts(person, R"({"name": "B", "age": 1)", false));          // a valid prefix

@@ -22,8 +22,9 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* const kKnownKeys[] = {"id",    "prompt", "messages", "max_new_tokens", "temperature",
-                                  "top_k", "top_p",  "seed",     "stop",           "logprobs"};
+const char* const kKnownKeys[] = {"id",          "prompt",   "messages",       "max_new_tokens",
+                                  "temperature", "top_k",    "top_p",          "seed",
+                                  "stop",        "logprobs", "response_format"};
 
 std::string type_name(const json& v) {
   return v.type_name();
@@ -143,6 +144,13 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
   }
   if (j.contains("stop")) r.stop = get_stop(j["stop"]);
   if (j.contains("logprobs")) r.logprobs = get_int(j["logprobs"], "logprobs", 0, kMaxTopLogprobs);
+  if (j.contains("response_format") && !j["response_format"].is_null()) {
+    try {  // the same field as the API's (openai/structured_fields.h)
+      r.response_schema = openai::parse_response_format(j["response_format"]);
+    } catch (const openai::ApiError& e) {
+      TPI_FAIL(e.what());
+    }
+  }
   // What the types above do not say (a temperature of 1e39 is Inf as a float): the same checks
   // as every other front end's.
   check_request_params(r.max_new_tokens, r.sampling);

@@ -7,8 +7,8 @@
 //   object phase: open, first (after '{'), key_start (after ','), in_key, colon, in_value,
 //          after (after a value); m = the property being written; seen = properties written
 //   array  phase: open, first, in_value, after; n = items started
-//   string phase: open, body, escape, hex; n = characters; m = UTF-8 continuation bytes
-//          pending (body) or hex digits left (hex)
+//   string phase: open, body, escape, hex; n = characters; m = UTF-8 state (body, see
+//          utf8_step) or hex digits left (hex)
 //   number phase below (int_digits ...); m = digits in the current part
 //   literal n = bytes matched of node.text
 // A frame that completes is popped and its parent moves on (pop_done). A number ends only when
@@ -474,9 +474,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             return ok();
           case kSBody:
             if (f.m > 0) {  // inside a multi-byte character
-              if ((b & 0xC0) != 0x80) return dead();
-              --f.m;
-              return ok();
+              return utf8_step(f.m, b) ? ok() : dead();
             }
             if (b == '"') {
               if (f.n < nd.min_length) return dead();
@@ -486,16 +484,8 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             if (b < 0x20 || f.n >= nd.max_length) return dead();
             if (b == '\\') {
               f.phase = kSEscape;
-            } else if (b >= 0x80) {
-              if (b >= 0xC2 && b <= 0xDF) {
-                f.m = 1;
-              } else if (b >= 0xE0 && b <= 0xEF) {
-                f.m = 2;
-              } else if (b >= 0xF0 && b <= 0xF4) {
-                f.m = 3;
-              } else {
-                return dead();
-              }
+            } else if (!utf8_step(f.m, b)) {
+              return dead();
             }
             ++f.n;
             return ok();
@@ -785,7 +775,7 @@ bool JsonAutomaton::must_end(const MatchState& s) const {
 
 const Frame* JsonAutomaton::string_body(const MatchState& s, size_t i) const {
   const Frame& top = s.frames[s.ends[i] - 1];
-  return top.kind == kString && top.phase == kSBody ? &top : nullptr;
+  return top.kind == kString && top.phase == kSBody && top.m < 4 ? &top : nullptr;
 }
 
 bool advance(const JsonAutomaton& a, MatchState& s, std::string_view bytes) {

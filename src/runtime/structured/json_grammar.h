@@ -67,6 +67,33 @@ struct Grammar {
 // json_object asks for.
 std::shared_ptr<const Grammar> compile_json_schema(const nlohmann::json& schema);
 
+// UTF-8 inside a string, strictly (no overlong forms, no surrogates, nothing past U+10FFFF): the
+// state is the count of continuation bytes still due (bits 0-1) and the range the next one must
+// be in (bits 2-4: 0 = 80..BF, 1 = A0..BF after E0, 2 = 80..9F after ED, 3 = 90..BF after F0,
+// 4 = 80..8F after F4). False for a byte that breaks it (state then unchanged). A byte below
+// 0x80 with nothing due is accepted (the caller handles '"', '\\' and control bytes).
+inline bool utf8_step(uint16_t& state, uint8_t b) {
+  const int due = state & 3, range = state >> 2;
+  if (due > 0) {
+    static constexpr uint8_t lo[] = {0x80, 0xA0, 0x80, 0x90, 0x80};
+    static constexpr uint8_t hi[] = {0xBF, 0xBF, 0x9F, 0xBF, 0x8F};
+    if (b < lo[range] || b > hi[range]) return false;
+    state = static_cast<uint16_t>(due - 1);
+    return true;
+  }
+  if (b < 0x80) return true;
+  if (b >= 0xC2 && b <= 0xDF) {
+    state = 1;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    state = static_cast<uint16_t>(2 | (b == 0xE0 ? 1 << 2 : b == 0xED ? 2 << 2 : 0));
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    state = static_cast<uint16_t>(3 | (b == 0xF0 ? 3 << 2 : b == 0xF4 ? 4 << 2 : 0));
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // One frame of a stack. Which fields mean what depends on kind (see json_grammar.cpp).
 struct Frame {
   uint32_t node = 0;
@@ -102,7 +129,8 @@ class JsonAutomaton {
   // Complete and nothing else can follow.
   bool must_end(const MatchState& s) const;
   // Free string body of stack i: its frame (top of the stack) when the top is inside a string
-  // outside an escape, else nullptr (the mask's fast path, see grammar_processor.cpp).
+  // outside an escape, and the next byte may be any continuation byte (utf8 state < 4), else
+  // nullptr (the mask's fast path, see grammar_processor.cpp).
   const Frame* string_body(const MatchState& s, size_t stack) const;
 
  private:

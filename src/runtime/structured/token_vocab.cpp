@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "runtime/frontend/token_text.h"
+#include "runtime/structured/json_grammar.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tpinfer::structured {
@@ -113,30 +114,17 @@ TokenVocabulary::TokenVocabulary(std::vector<std::string> bytes) : bytes_(std::m
       leaves[id] = true;
       continue;
     }
-    uint32_t chars = 0;
-    for (char c : s) chars += (static_cast<uint8_t>(c) & 0xC0) != 0x80;
-    for (int p = 0; p < 4; ++p) {  // valid UTF-8 continuation, starting with p bytes pending
-      int pend = p;
+    for (int p = 0; p < 4; ++p) {  // valid UTF-8, starting with p continuation bytes due
+      uint16_t state = static_cast<uint16_t>(p);
       bool ok = true;
       for (char ch : s) {
-        const uint8_t b = static_cast<uint8_t>(ch);
-        if (pend > 0) {
-          ok = (b & 0xC0) == 0x80;
-          --pend;
-        } else if (b >= 0x80) {
-          pend = b >= 0xC2 && b <= 0xDF   ? 1
-                 : b >= 0xE0 && b <= 0xEF ? 2
-                 : b >= 0xF0 && b <= 0xF4 ? 3
-                                          : -1;
-          ok = pend > 0;
-        }
+        ok = utf8_step(state, static_cast<uint8_t>(ch));
         if (!ok) break;
       }
       if (!ok) continue;
       body_bits_[p][id / 64] |= uint64_t{1} << (id % 64);
       body_ids_[p].push_back(static_cast<int32_t>(id));
     }
-    (void)chars;
   }
   auto chars_of = [&](int32_t id) {
     uint32_t c = 0;

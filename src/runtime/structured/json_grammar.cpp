@@ -424,6 +424,11 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
   std::vector<Frame>& st = out.frames;
   const auto ok = [&] { out.ends.push_back(static_cast<uint32_t>(st.size())); };
   const auto dead = [&] { st.resize(start); };
+  const auto whitespace = [&](Frame& f) {  // a bounded gap between JSON tokens
+    if (f.ws >= kMaxWhitespace) return dead();
+    ++f.ws;
+    ok();
+  };
   for (;;) {
     Frame& f = st.back();
     const GrammarNode& nd = g_->nodes[f.node];
@@ -431,11 +436,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
       case kRoot:
         return dead();
       case kValue: {
-        if (is_ws(b)) {
-          if (f.ws >= kMaxWhitespace) return dead();
-          ++f.ws;
-          return ok();
-        }
+        if (is_ws(b)) return whitespace(f);
         switch (nd.kind) {
           case GrammarNode::any_of:
             return branch(out, start, b, false);
@@ -584,11 +585,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             return ok();
           case kOFirst:
           case kOKeyStart:
-            if (is_ws(b)) {
-              if (f.ws >= kMaxWhitespace) return dead();
-              ++f.ws;
-              return ok();
-            }
+            if (is_ws(b)) return whitespace(f);
             if (b == '}' && f.phase == kOFirst && (nd.required & ~f.seen) == 0) {
               pop_done(st);
               return ok();
@@ -596,11 +593,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             if (b != '"') return dead();
             return branch(out, start, b, true);
           case kOColon:
-            if (is_ws(b)) {
-              if (f.ws >= kMaxWhitespace) return dead();
-              ++f.ws;
-              return ok();
-            }
+            if (is_ws(b)) return whitespace(f);
             if (b != ':') return dead();
             f.phase = kOInValue;
             {
@@ -610,11 +603,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             }
             return ok();
           case kOAfter: {
-            if (is_ws(b)) {
-              if (f.ws >= kMaxWhitespace) return dead();
-              ++f.ws;
-              return ok();
-            }
+            if (is_ws(b)) return whitespace(f);
             if (b == '}' && (nd.required & ~f.seen) == 0) {
               pop_done(st);
               return ok();
@@ -639,11 +628,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             f.phase = kAFirst;
             return ok();
           case kAFirst:
-            if (is_ws(b)) {
-              if (f.ws >= kMaxWhitespace) return dead();
-              ++f.ws;
-              return ok();
-            }
+            if (is_ws(b)) return whitespace(f);
             if (b == ']' && nd.min_items == 0) {
               pop_done(st);
               return ok();
@@ -654,11 +639,7 @@ void JsonAutomaton::feed(MatchState& out, size_t start, uint8_t b) const {
             st.push_back(value_frame(nd.items));
             continue;  // b starts the first item
           case kAAfter:
-            if (is_ws(b)) {
-              if (f.ws >= kMaxWhitespace) return dead();
-              ++f.ws;
-              return ok();
-            }
+            if (is_ws(b)) return whitespace(f);
             if (b == ']' && f.n >= nd.min_items) {
               pop_done(st);
               return ok();

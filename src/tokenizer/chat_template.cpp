@@ -39,7 +39,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages,
               where_ << ": chat message has no role '" << m.role
                      << "' (expected system, user, assistant or tool)");
     nlohmann::ordered_json j = {{"role", m.role}};
-    j["content"] = m.content_null ? nlohmann::ordered_json() : nlohmann::ordered_json(m.content);
+    j["content"] = m.content;
     if (!m.tool_calls_json.empty()) {
       // As vLLM and transformers' examples pass them: each call's arguments as an object.
       nlohmann::ordered_json calls = nlohmann::ordered_json::parse(m.tool_calls_json);

@@ -22,11 +22,10 @@ struct ChatMessage {
   std::string content;
   // An assistant turn's tool calls, as a JSON array of OpenAI tool calls ({"id", "type",
   // "function": {"name", "arguments"}}); "" = none. The template sees each call's arguments as
-  // an object (as transformers expects), and content null when content_null.
+  // an object (as transformers expects).
   std::string tool_calls_json;
   std::string tool_call_id;  // a tool turn: the call it answers
   std::string name;          // a tool turn: the function's name (when given)
-  bool content_null = false;
 };
 
 class Tokenizer {

@@ -372,3 +372,20 @@ TEST_CASE("tool calls and tool results render through the template as transforme
   }
   CHECK(checked >= 30);
 }
+
+TEST_CASE("an assistant turn with tool calls and content null renders (bundled Qwen3 template)",
+          "[tools][chat]") {
+  const json cfg = json::parse(read_text(std::string(TPINFER_REPO_ROOT) +
+                                         "/configs/tokenizers/qwen3/tokenizer_config.json"));
+  tok::ChatTemplate t;
+  t.init(cfg.at("chat_template").get<std::string>(), {{"eos_token", "<|im_end|>"}}, "qwen3");
+  const ParsedRequest p = parse_request_body(Endpoint::chat_completions, R"({"messages": [
+      {"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+       "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "21 C"}]})");
+  const std::string text = t.render(p.request.messages, true, true, "");
+  CHECK_THAT(text, Contains("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                            "\"Paris\"}}\n</tool_call>"));
+  CHECK_THAT(text, Contains("<tool_response>\n21 C\n</tool_response>"));
+}

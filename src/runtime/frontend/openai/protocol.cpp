@@ -234,7 +234,8 @@ std::vector<ChatMessage> parse_messages(const json& v) {
     const json* content = field(m, "content");
     if (!content) {
       if (msg.tool_calls_json.empty()) bad(p + ".content", "missing");
-      msg.content_null = true;  // an assistant turn that only calls tools
+      // An assistant turn that only calls tools: "" as vLLM passes it (templates such as
+      // Qwen3's test `'</think>' in content`, which fails on None in transformers too).
     } else {
       msg.content = parse_content(*content, p + ".content");
     }

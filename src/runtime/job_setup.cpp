@@ -102,7 +102,8 @@ double percentile(std::vector<double> v, double p) {
 
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
                                      const std::vector<ChatMessage>& messages,
-                                     const std::string& system, bool enable_thinking) {
+                                     const std::string& system, bool enable_thinking,
+                                     const std::string& tools_json) {
   if (!chat) return tok.encode(prompt, true);
   std::vector<ChatMessage> msgs;
   if (!system.empty()) msgs.push_back({"system", system});
@@ -111,7 +112,7 @@ std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& pr
   } else {
     msgs.insert(msgs.end(), messages.begin(), messages.end());
   }
-  return tok.encode(tok.apply_chat_template(msgs, true, enable_thinking), false);
+  return tok.encode(tok.apply_chat_template(msgs, true, enable_thinking, tools_json), false);
 }
 
 EngineShape size_engine(const RunConfig& cfg, const ModelConfig& model, int max_needed,

@@ -64,10 +64,12 @@ EngineShape size_engine(const RunConfig& cfg, const ModelConfig& model, int max_
 // the tokenizer has more ids than the model's vocabulary (the model has no logits for them).
 int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer);
 
-// Tokenizes a prompt (or a chat) as the job does; leaders only.
+// Tokenizes a prompt (or a chat) as the job does; leaders only. tools_json: the chat's tools
+// (an OpenAI `tools` array as JSON text, "" = none), passed to the chat template.
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
                                      const std::vector<ChatMessage>& messages,
-                                     const std::string& system, bool enable_thinking);
+                                     const std::string& system, bool enable_thinking,
+                                     const std::string& tools_json = "");
 
 // Per-rank memory as JSON objects gathered on world rank 0 (empty elsewhere).
 std::vector<std::string> gather_memory_report(World& world, const EngineHandle& e);

@@ -26,7 +26,9 @@ void ChatTemplate::init(std::string template_text,
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages,
-                                 bool add_generation_prompt, bool enable_thinking) const {
+                                 bool add_generation_prompt, bool enable_thinking,
+                                 const std::string& tools_json,
+                                 std::optional<std::time_t> now) const {
   TPI_CHECK(has_template(), where_ << ": has no chat_template, so chat mode cannot be used with "
                                       "this tokenizer (use a chat/instruct checkpoint, or run "
                                       "with chat: false)");
@@ -36,10 +38,31 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages,
     TPI_CHECK(m.role == "system" || m.role == "user" || m.role == "assistant" || m.role == "tool",
               where_ << ": chat message has no role '" << m.role
                      << "' (expected system, user, assistant or tool)");
-    msgs.push_back({{"role", m.role}, {"content", m.content}});
+    nlohmann::ordered_json j = {{"role", m.role}};
+    j["content"] = m.content;
+    if (!m.tool_calls_json.empty()) {
+      // As vLLM and transformers' examples pass them: each call's arguments as an object.
+      nlohmann::ordered_json calls = nlohmann::ordered_json::parse(m.tool_calls_json);
+      for (auto& c : calls) {
+        if (!c.contains("function") || !c["function"].is_object()) continue;
+        auto& args = c["function"]["arguments"];
+        if (args.is_string()) {
+          try {
+            args = nlohmann::ordered_json::parse(args.get<std::string>());
+          } catch (const nlohmann::json::parse_error&) {  // left as the string it is
+          }
+        }
+      }
+      j["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+    if (!m.name.empty()) j["name"] = m.name;
+    msgs.push_back(std::move(j));
   }
   nlohmann::ordered_json kwargs = {{"enable_thinking", enable_thinking}};
-  return render_json(msgs, nullptr, nullptr, add_generation_prompt, kwargs);
+  const nlohmann::ordered_json tools =
+      tools_json.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(tools_json);
+  return render_json(msgs, tools, nullptr, add_generation_prompt, kwargs, now);
 }
 
 std::string ChatTemplate::render_json(const nlohmann::ordered_json& messages,

@@ -31,9 +31,12 @@ class ChatTemplate {
   bool has_template() const { return !text_.empty(); }
   const std::string& text() const { return text_; }
 
-  // The engine's conversation: role/content messages, enable_thinking passed as a keyword.
+  // The engine's conversation: role/content messages (with an assistant's tool_calls, a tool
+  // turn's tool_call_id and name), enable_thinking passed as a keyword, tools_json (an OpenAI
+  // `tools` array as JSON text, "" = None) as `tools`.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                     bool enable_thinking) const;
+                     bool enable_thinking, const std::string& tools_json = "",
+                     std::optional<std::time_t> now = std::nullopt) const;
 
   // transformers' render_jinja_template for one conversation: messages (a list of dicts, with
   // its reasoning-field aliasing), tools / documents (null = None), add_generation_prompt and

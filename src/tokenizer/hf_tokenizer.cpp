@@ -440,9 +440,9 @@ bool HfTokenizer::is_special(int32_t id) const {
 }
 
 std::string HfTokenizer::apply_chat_template(const std::vector<ChatMessage>& messages,
-                                             bool add_generation_prompt,
-                                             bool enable_thinking) const {
-  return chat_.render(messages, add_generation_prompt, enable_thinking);
+                                             bool add_generation_prompt, bool enable_thinking,
+                                             const std::string& tools_json) const {
+  return chat_.render(messages, add_generation_prompt, enable_thinking, tools_json);
 }
 
 }  // namespace tok

@@ -58,10 +58,10 @@ class HfTokenizer final : public Tokenizer {
   std::vector<int32_t> eos_ids() const override { return eos_ids_; }
   std::optional<int32_t> bos_id() const override { return bos_id_; }
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
-                                  bool add_generation_prompt = true,
-                                  bool enable_thinking = true) const override;
+                                  bool add_generation_prompt = true, bool enable_thinking = true,
+                                  const std::string& tools_json = "") const override;
   bool has_chat_template() const override { return chat_.has_template(); }
-  std::string chat_template() const override { return chat_.text(); }
+  std::string chat_template_text() const override { return chat_.text(); }
 
   // ---- for StreamDecoder ----
   // The decoder's output for ids[0, n) before from_utf8_lossy (byte-level decoders may leave a

@@ -9,13 +9,23 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace tpinfer {
 
 struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant"
+  ChatMessage() = default;
+  ChatMessage(std::string role_, std::string content_)
+      : role(std::move(role_)), content(std::move(content_)) {}
+  std::string role;  // "system" | "user" | "assistant" | "tool"
   std::string content;
+  // An assistant turn's tool calls, as a JSON array of OpenAI tool calls ({"id", "type",
+  // "function": {"name", "arguments"}}); "" = none. The template sees each call's arguments as
+  // an object (as transformers expects).
+  std::string tool_calls_json;
+  std::string tool_call_id;  // a tool turn: the call it answers
+  std::string name;          // a tool turn: the function's name (when given)
 };
 
 class Tokenizer {
@@ -53,12 +63,16 @@ class Tokenizer {
   // tpinfer::Error when there is no template, when it uses a construct the renderer lacks (file,
   // line, construct) or when the template raises (its message). The result is text: encode it
   // with add_special = false (the template already holds the BOS where the model has one).
+  // tools_json: an OpenAI `tools` array as JSON text ("" = none), passed to the template as
+  // transformers passes `tools` (each entry as given: {"type": "function", "function": {...}}).
   virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt = true,
-                                          bool enable_thinking = true) const = 0;
+                                          bool enable_thinking = true,
+                                          const std::string& tools_json = "") const = 0;
+  // The chat template's Jinja source ("" = none): which tool-call format the model writes, and
+  // /tokenizer_info's chat_template for clients that render it themselves.
+  virtual std::string chat_template_text() const = 0;
   virtual bool has_chat_template() const = 0;
-  // The template's Jinja source ("" without one), for clients that render it themselves.
-  virtual std::string chat_template() const { return ""; }
 };
 
 // Turns ids into text one at a time for streaming: never emits half a UTF-8 character, turns

@@ -92,6 +92,18 @@ TEST_CASE("chat messages are read in order", "[batch]") {
   CHECK(p.request.stop == std::vector<std::string>{"a", "b"});
 }
 
+TEST_CASE("response_format: the API's field in the simple format", "[batch]") {
+  const auto p = tpinfer::parse_request_line(
+      R"({"id": "j", "prompt": "x", "response_format": {"type": "json_schema",
+          "json_schema": {"schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}}})",
+      defaults());
+  CHECK(p.request.response_schema == R"({"properties":{"a":{"type":"integer"}},"type":"object"})");
+  CHECK(p.unknown_keys.empty());
+  CHECK_THAT(parse_error(R"({"id": "a", "prompt": "x", "response_format": {"type": "json_schema",
+                           "json_schema": {"schema": {"type": "string", "pattern": "a"}}}})"),
+             Contains("at /pattern: 'pattern' is not supported"));
+}
+
 TEST_CASE("bad request lines say what is wrong", "[batch]") {
   CHECK_THAT(parse_error("not json"), Contains("not valid JSON"));
   CHECK_THAT(parse_error("[1, 2]"), Contains("must be a JSON object"));

@@ -89,7 +89,8 @@ std::unique_ptr<LogitProcessor> MinPProcessor::clone() const {
   return std::make_unique<MinPProcessor>(*this);
 }
 
-LogitProcessors make_logit_processors(const GenerationRequest& request, int vocab) {
+LogitProcessors make_logit_processors(const GenerationRequest& request, int vocab,
+                                      std::unique_ptr<LogitProcessor> constraint) {
   const SamplingParams& s = request.sampling;
   LogitProcessors out;
   if (s.repetition_penalty != 1.0f || s.frequency_penalty != 0.0f || s.presence_penalty != 0.0f) {
@@ -98,7 +99,7 @@ LogitProcessors make_logit_processors(const GenerationRequest& request, int voca
                                                      s.frequency_penalty, s.presence_penalty));
   }
   if (!s.logit_bias.empty()) out.push_back(std::make_unique<LogitBiasProcessor>(s.logit_bias));
-  // Constraints that mask ids (a grammar) go here, before min_p.
+  if (constraint) out.push_back(std::move(constraint));  // a mask: before min_p
   if (s.min_p > 0.0f && s.temperature > 0.0f) {
     out.push_back(std::make_unique<MinPProcessor>(s.min_p, s.temperature));
   }

@@ -66,10 +66,12 @@ class MinPProcessor : public LogitProcessor {
   float min_p_, temperature_;
 };
 
-// The processors of one request, in the order they apply: penalties, logit bias, then
-// (constraints added here later, e.g. a grammar's mask) and min_p last, so that min_p is relative
-// to the most likely id still allowed. Empty when the request asks for none (the common case:
-// the scheduler then samples from the engine's row as is). vocab: the sampleable ids.
-LogitProcessors make_logit_processors(const GenerationRequest& request, int vocab);
+// The processors of one request, in the order they apply: penalties, logit bias, then the
+// request's constraint (a grammar's mask: scheduler/grammar_constraint.h builds it, null for
+// none) and min_p last, so that min_p is relative to the most likely id still allowed. Empty
+// when the request asks for none (the common case: the scheduler then samples from the engine's
+// row as is). vocab: the sampleable ids.
+LogitProcessors make_logit_processors(const GenerationRequest& request, int vocab,
+                                      std::unique_ptr<LogitProcessor> constraint = nullptr);
 
 }  // namespace tpinfer

@@ -90,7 +90,7 @@ Prepared prepare_requests(const RunConfig& cfg, const Tokenizer& tok, const Mode
       try {
         if (r.prompt_ids.empty()) {
           r.prompt_ids = tokenize_prompt(tok, r.prompt, cfg.chat || !r.messages.empty(), r.messages,
-                                         cfg.system, cfg.enable_thinking);
+                                         cfg.system, cfg.enable_thinking, r.tools_json);
         }
       } catch (const std::exception& e) {
         refuse(std::string("cannot tokenize: ") + e.what(), "");
@@ -221,6 +221,7 @@ class BatchEvents : public RequestEvents {
       : writer_(writer),
         progress_(progress),
         token_text_(token_text_of(tokenizer)),
+        tool_format_(structured::tool_call_format_for_template(tokenizer.chat_template_text())),
         model_name_(std::move(model_name)),
         created_(std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
@@ -230,7 +231,10 @@ class BatchEvents : public RequestEvents {
     t.id = r.id;
     t.logprobs = r.logprobs >= 0;
     t.outcomes.resize(static_cast<size_t>(std::max(1, r.n)));
-    if (r.openai) t.openai = openai::make_context(*r.openai, model_name_, created_);
+    if (r.openai) {
+      t.openai = openai::make_context(*r.openai, model_name_, created_);
+      t.openai->tool_format = tool_format_;
+    }
   }
   void on_delta(uint64_t, GenerationDelta) override {}
   // A request's line is written once all its choices have their outcome (one line per request:
@@ -298,6 +302,7 @@ class BatchEvents : public RequestEvents {
   ResultWriter& writer_;
   Progress& progress_;
   openai::TokenText token_text_;
+  structured::ToolCallFormat tool_format_;
   std::string model_name_;
   int64_t created_;
   std::unordered_map<uint64_t, Tracked> tracked_;
@@ -315,6 +320,9 @@ GenerationRequest to_generation_request(BatchRequest&& r) {
   g.stop = std::move(r.stop);
   g.stop_token_ids = std::move(r.stop_token_ids);
   g.prompt_ids = std::move(r.prompt_ids);
+  g.response_schema = std::move(r.response_schema);
+  g.tools_json = std::move(r.tools_json);
+  g.keep_special_text = r.keep_special_text;
   return g;
 }
 

@@ -38,7 +38,8 @@ const char* const kKnownKeys[] = {"id",
                                   "repetition_penalty",
                                   "logit_bias",
                                   "stop_token_ids",
-                                  "n"};
+                                  "n",
+                                  "response_format"};
 
 std::string type_name(const json& v) {
   return v.type_name();
@@ -191,6 +192,13 @@ ParsedLine parse_request_line(std::string_view line, const RequestDefaults& defa
   }
   if (j.contains("logprobs")) r.logprobs = get_int(j["logprobs"], "logprobs", 0, kMaxTopLogprobs);
   if (j.contains("n")) r.n = get_int(j["n"], "n", 1, kMaxChoices);
+  if (j.contains("response_format") && !j["response_format"].is_null()) {
+    try {  // the same field as the API's (openai/structured_fields.h)
+      r.response_schema = openai::parse_response_format(j["response_format"]);
+    } catch (const openai::ApiError& e) {
+      TPI_FAIL(e.what());
+    }
+  }
   // What the types above do not say (a temperature of 1e39 is Inf as a float): the same checks
   // as every other front end's.
   check_request_params(r.max_new_tokens, r.sampling);
@@ -226,6 +234,9 @@ BatchRequest parse_openai_line(const std::string& line, const RequestDefaults& d
     r.prompt_ids = g.prompt_ids;
     r.logprobs = g.logprobs;
     r.n = g.n;
+    r.response_schema = g.response_schema;
+    r.tools_json = g.tools_json;
+    r.keep_special_text = g.keep_special_text;
     r.openai = std::make_shared<const openai::ParsedRequest>(std::move(b.request));
   } catch (const openai::BatchLineError& e) {
     if (e.custom_id.empty()) TPI_FAIL(e.what());

@@ -50,6 +50,9 @@ struct BatchRequest {
   int logprobs = -1;                    // "logprobs": N (0..20): each token's logprob and N more
   int n = 1;                            // "n": choices (1..kMaxChoices), each with its own seed
   std::vector<int32_t> prompt_ids;  // filled by tokenization (or given: an OpenAI prompt of ids)
+  std::string response_schema;      // structured output (GenerationRequest::response_schema)
+  std::string tools_json;           // a chat's tools (GenerationRequest::tools_json)
+  bool keep_special_text = false;   // GenerationRequest::keep_special_text
   // An OpenAI batch line (custom_id, method, url, body): the parsed body, for its answer.
   std::shared_ptr<const openai::ParsedRequest> openai;
 };

@@ -38,7 +38,7 @@ QueueService::QueueService(RequestQueue& queue, const Tokenizer& tokenizer, cons
   }
   t.eos_token_ids = tokenizer_.eos_ids();
   if (!t.eos_token_ids.empty()) t.eos_token = tokenizer_.id_to_token(t.eos_token_ids[0]);
-  t.chat_template = tokenizer_.chat_template();
+  t.chat_template = tokenizer_.chat_template_text();
   t.vocab_size = tokenizer_.vocab_size();
   t.model_max_length = max_seq;
 }
@@ -102,7 +102,7 @@ GenerationService::Submitted QueueService::submit(GenerationRequest r) {
     try {
       check_request_bytes(r.prompt.size(), "the prompt", limits_);
       r.prompt_ids = tokenize_prompt(tokenizer_, r.prompt, r.chat || !r.messages.empty(),
-                                     r.messages, cfg_.system, cfg_.enable_thinking);
+                                     r.messages, cfg_.system, cfg_.enable_thinking, r.tools_json);
     } catch (const std::exception& e) {
       throw RequestRefused(400, e.what(), prompt_field);
     }

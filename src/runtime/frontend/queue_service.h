@@ -32,6 +32,9 @@ class QueueService : public GenerationService, public RequestEvents {
   std::string model_name() const override { return model_name_; }
   int max_seq() const override { return max_seq_; }
   int64_t created_unix() const override { return created_; }
+  structured::ToolCallFormat tool_call_format() const override {
+    return structured::tool_call_format_for_template(tokenizer_.chat_template_text());
+  }
   Load load() const override;
   KvCacheStats kv_stats() const override;
   // Where the dispatcher leaves the replicas' KV cache counters (DispatchOptions::kv_stats).

@@ -7,6 +7,7 @@
 #include "core/watchdog.h"
 #include "runtime/engine/logit_processors.h"
 #include "runtime/engine/logprobs.h"
+#include "runtime/scheduler/grammar_constraint.h"
 #include "runtime/scheduler/request_check.h"
 
 namespace tpinfer {
@@ -69,8 +70,7 @@ struct ReplicaScheduler::Seq {
   std::vector<TokenLogprob>
       prompt_logprobs;  // prompt_logprobs >= 0: one per prompt id after the first
   std::unique_ptr<Sampler> sampler;
-  LogitProcessors processors;  // applied to a copy of the row (scratch) before the sampler
-  std::vector<float> scratch;  // (vocab) sized once per request that has processors
+  LogitProcessors processors;  // applied to a copy of the row (processed_) before the sampler
   std::unique_ptr<StreamDecoder> decoder;
   std::string text;
   size_t streamed = 0;    // bytes of text already sent in deltas
@@ -121,6 +121,7 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
   rows_.resize(R);
   row_seq_.resize(R);
   row_prompt_pos_.resize(R);
+  processed_.resize(static_cast<size_t>(sample_vocab_));
   table_.resize(static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq());
   table_seq_.resize(static_cast<size_t>(shape.n_slots));
   copies_.reserve(2 * static_cast<size_t>(shape.n_slots));
@@ -254,6 +255,25 @@ bool ReplicaScheduler::start_waiting() {
     stats_.prefix_query_tokens += n_prompt;
     stats_.prefix_hit_tokens += lead.n_cached;
   }
+  // The structured-output constraint, once for the request (each choice gets a copy). A request
+  // that cannot be constrained fails alone.
+  std::unique_ptr<LogitProcessor> constraint;
+  try {
+    constraint = make_grammar_constraint(r.request, tokenizer_, stop_ids_);
+  } catch (const std::exception& e) {
+    release_blocks(lead);
+    for (int i = 0; i < n; ++i) {
+      GenerationOutcome o;
+      o.index = i;
+      o.finish_reason = "error";
+      o.error = e.what();
+      o.prompt_tokens = n_prompt;
+      o.replica = replica_;
+      events_.on_finish(r.seq, std::move(o));
+    }
+    waiting_.pop_front();
+    return true;
+  }
   const uint64_t order = admitted_++;
   for (int i = 0; i < n; ++i) {
     Seq& s = *rows[i];
@@ -285,10 +305,10 @@ bool ReplicaScheduler::start_waiting() {
     SamplingParams sampling = s.req.sampling;
     sampling.seed = choice_seed(sampling.seed, i);
     s.sampler = std::make_unique<Sampler>(sample_vocab_, sampling);
-    s.processors = make_logit_processors(s.req, sample_vocab_);
-    if (!s.processors.empty()) s.scratch.resize(static_cast<size_t>(sample_vocab_));
+    s.processors =
+        make_logit_processors(s.req, sample_vocab_, constraint ? constraint->clone() : nullptr);
     if (tokenizer_) {
-      s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, true);
+      s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, !s.req.keep_special_text);
       // The prompt gives the decoder its context, so the text is the exact continuation (a
       // leading space of the first new word is kept: prompt + text reads as the whole).
       for (int32_t id : s.req.prompt_ids) s.decoder->push(id);
@@ -521,11 +541,11 @@ void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
     // Processors change a copy: logprobs below report the model's own distribution.
     const float* row = logits;
     if (!s.processors.empty()) {
-      std::copy(logits, logits + sample_vocab_, s.scratch.begin());
+      std::copy(logits, logits + sample_vocab_, processed_.begin());
       for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
-        p->apply(s.scratch.data(), sample_vocab_);
+        p->apply(processed_.data(), sample_vocab_);
       }
-      row = s.scratch.data();
+      row = processed_.data();
     }
     tok = s.sampler->sample(row);
     for (const std::unique_ptr<LogitProcessor>& p : s.processors) p->accept(tok);
@@ -568,15 +588,23 @@ void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
       return;
     }
   }
+  const bool constraint_done =
+      std::any_of(s.processors.begin(), s.processors.end(),
+                  [](const std::unique_ptr<LogitProcessor>& p) { return p->finished(); });
+  if (constraint_done) {  // a complete grammar allows nothing but the end
+    finish(s, "stop");
+    return;
+  }
+  const bool constraint_done =
+      std::any_of(s.processors.begin(), s.processors.end(),
+                  [](const std::unique_ptr<LogitProcessor>& p) { return p->finished(); });
+  if (constraint_done) {  // a complete grammar allows nothing but the end
+    finish(s, "stop");
+    return;
+  }
   if (static_cast<int>(s.generated.size()) >= s.req.max_new_tokens) {
     finish(s, "length");
     return;
-  }
-  for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
-    if (p->finished()) {
-      finish(s, "stop");
-      return;
-    }
   }
   s.next_token = tok;
   send_delta(s, false);
@@ -852,6 +880,7 @@ void ReplicaScheduler::abandon_all() {
     release_blocks(*s);
     s->state = Seq::State::free;
     s->sampler.reset();
+    s->processors.clear();
     s->decoder.reset();
     s->req = GenerationRequest();
   }

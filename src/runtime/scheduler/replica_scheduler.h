@@ -153,9 +153,10 @@ class ReplicaScheduler {
   std::vector<int32_t> table_;       // (n_slots, blocks_per_seq) this step's table
   std::vector<Seq*> table_seq_;      // (n_slots) sequence of each step-table row
   int n_table_rows_ = 0, table_stride_ = 0;
-  std::vector<int32_t> copies_;  // (2 n_slots) pending block copies (dst, src) for the next step
-  std::vector<int> order_;       // scratch: sequences in admission order
-  std::vector<int32_t> plan_;    // packed for the followers: header + the above
+  std::vector<int32_t> copies_;   // (2 n_slots) pending block copies (dst, src) for the next step
+  std::vector<int> order_;        // scratch: sequences in admission order
+  std::vector<int32_t> plan_;     // packed for the followers: header + the above
+  std::vector<float> processed_;  // (sample_vocab) a logits row after the request's processors
 };
 
 // The loop of a follower (tp rank > 0): runs the forwards its leader broadcasts until released.

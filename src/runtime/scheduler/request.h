@@ -54,6 +54,15 @@ struct GenerationRequest {
   // Choices: n sequences continue the same prompt (prefilled once, its KV blocks shared), choice
   // i sampling with choice_seed(sampling.seed, i). Each choice streams and ends on its own.
   int n = 1;
+  // Structured output: the JSON Schema the completion must validate against (its JSON text;
+  // "" = free text). response_format and constrained tool calls set it; the replica leader
+  // compiles it into a grammar processor (scheduler/grammar_constraint.h).
+  std::string response_schema;
+  // Chat only: the tools offered to the model (an OpenAI `tools` array as JSON text, "" = none),
+  // passed to the chat template.
+  std::string tools_json;
+  // Keep special tokens in the text (a tool-call marker such as Mistral's [TOOL_CALLS] is one).
+  bool keep_special_text = false;
 
   std::vector<int32_t> prompt_ids;  // filled by tokenization (rank 0), before the scheduler
 };

@@ -56,7 +56,9 @@ json request_to_wire(const ScheduledRequest& r) {
               {"repetition_penalty", q.sampling.repetition_penalty},
               {"logit_bias", q.sampling.logit_bias},
               {"stop_token_ids", q.stop_token_ids},
-              {"prompt_logprobs", q.prompt_logprobs}};
+              {"prompt_logprobs", q.prompt_logprobs},
+              {"schema", q.response_schema},
+              {"keep_special", q.keep_special_text}};
 }
 
 ScheduledRequest request_from_wire(const json& j) {
@@ -81,6 +83,8 @@ ScheduledRequest request_from_wire(const json& j) {
   q.sampling.logit_bias = j.at("logit_bias").get<std::vector<std::pair<int32_t, float>>>();
   q.stop_token_ids = j.at("stop_token_ids").get<std::vector<int32_t>>();
   q.prompt_logprobs = j.at("prompt_logprobs").get<int>();
+  q.response_schema = j.at("schema").get<std::string>();
+  q.keep_special_text = j.at("keep_special").get<bool>();
   return r;
 }
 

@@ -78,6 +78,12 @@ BatchLine parse_batch_line(std::string_view text, const std::string& served_mode
   }
   try {
     out.request = parse_request(endpoint, *it, defaults);
+    if (endpoint == Endpoint::chat_completions) {  // tools in the order the line wrote them
+      const auto ordered = nlohmann::ordered_json::parse(text.begin(), text.end(), nullptr, false);
+      if (ordered.is_object() && ordered.contains("body")) {
+        keep_order(out.request, ordered["body"].dump());
+      }
+    }
     if (out.request.stream) {
       throw ApiError(400, "'stream': streaming is not available in a batch file", "stream");
     }

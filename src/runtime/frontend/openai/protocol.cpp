@@ -235,6 +235,31 @@ std::string parse_content(const json& v, const std::string& param) {
   return text;
 }
 
+// An assistant message's tool_calls: [{"id", "type": "function", "function": {"name",
+// "arguments": a JSON string}}], returned as JSON text.
+std::string parse_tool_calls_field(const json& v, const std::string& param) {
+  if (!v.is_array()) wrong_type(param, "an array of tool calls", v);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string p = param + "[" + std::to_string(i) + "]";
+    const json& c = v[i];
+    if (!c.is_object()) wrong_type(p, "an object", c);
+    if (const json* t = field(c, "type"); t && *t != "function") {
+      bad(p + ".type", "expected \"function\", found " + t->dump());
+    }
+    const json* f = field(c, "function");
+    if (!f) bad(p + ".function", "missing");
+    if (!f->is_object()) wrong_type(p + ".function", "an object", *f);
+    const json* name = field(*f, "name");
+    if (!name) bad(p + ".function.name", "missing");
+    if (!name->is_string()) wrong_type(p + ".function.name", "a string", *name);
+    const json* args = field(*f, "arguments");
+    if (args && !args->is_string() && !args->is_object()) {
+      wrong_type(p + ".function.arguments", "a JSON string", *args);
+    }
+  }
+  return v.dump();
+}
+
 std::vector<ChatMessage> parse_messages(const json& v) {
   if (!v.is_array()) wrong_type("messages", "an array", v);
   if (v.empty()) bad("messages", "expected at least one message, found an empty array");
@@ -248,19 +273,41 @@ std::vector<ChatMessage> parse_messages(const json& v) {
     if (!role->is_string()) wrong_type(p + ".role", "a string", *role);
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";
-    if (r != "system" && r != "user" && r != "assistant") {
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
       bad(p + ".role",
-          "expected \"system\", \"developer\", \"user\" or \"assistant\" (tools are not "
-          "supported), found " +
+          "expected \"system\", \"developer\", \"user\", \"assistant\" or \"tool\", found " +
               role->dump());
     }
-    for (const char* k : {"tool_calls", "function_call", "audio"}) {
+    for (const char* k : {"function_call", "audio"}) {
       const json* x = field(m, k);
       if (x && !(x->is_array() && x->empty())) bad(p + "." + k, "not supported");
     }
+    ChatMessage msg;
+    msg.role = r;
+    if (const json* calls = field(m, "tool_calls");
+        calls && !(calls->is_array() && calls->empty())) {
+      if (r != "assistant") bad(p + ".tool_calls", "only an assistant message has tool calls");
+      msg.tool_calls_json = parse_tool_calls_field(*calls, p + ".tool_calls");
+    }
+    if (r == "tool") {
+      const json* id = field(m, "tool_call_id");
+      if (!id) bad(p + ".tool_call_id", "missing (a tool message answers a tool call)");
+      if (!id->is_string()) wrong_type(p + ".tool_call_id", "a string", *id);
+      msg.tool_call_id = id->get<std::string>();
+    }
+    if (const json* name = field(m, "name")) {
+      if (!name->is_string()) wrong_type(p + ".name", "a string", *name);
+      if (r == "tool") msg.name = name->get<std::string>();
+    }
     const json* content = field(m, "content");
-    if (!content) bad(p + ".content", "missing");
-    out.push_back({r, parse_content(*content, p + ".content")});
+    if (!content) {
+      if (msg.tool_calls_json.empty()) bad(p + ".content", "missing");
+      // An assistant turn that only calls tools: "" as vLLM passes it (templates such as
+      // Qwen3's test `'</think>' in content`, which fails on None in transformers too).
+    } else {
+      msg.content = parse_content(*content, p + ".content");
+    }
+    out.push_back(std::move(msg));
   }
   return out;
 }
@@ -356,6 +403,20 @@ SamplingParams openai_sampling_defaults() {
   return p;
 }
 
+void keep_order(ParsedRequest& p, std::string_view body) {
+  GenerationRequest& r = p.request;
+  if (p.endpoint != Endpoint::chat_completions) return;
+  if (r.tools_json.empty() &&
+      std::none_of(r.messages.begin(), r.messages.end(),
+                   [](const ChatMessage& m) { return !m.tool_calls_json.empty(); })) {
+    return;
+  }
+  std::vector<std::string*> calls;
+  for (ChatMessage& m : r.messages) calls.push_back(&m.tool_calls_json);
+  keep_tool_key_order(body, r.tools_json, calls);
+  p.tools.tools_json = r.tools_json;
+}
+
 ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
                                  const SamplingParams& defaults) {
   json j;
@@ -368,7 +429,9 @@ ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
     if (cut != std::string::npos) what = what.substr(cut + 2);
     throw ApiError(400, "the request body is not valid JSON: " + what);
   }
-  return parse_request(endpoint, j, defaults);
+  ParsedRequest p = parse_request(endpoint, j, defaults);
+  keep_order(p, body);
+  return p;
 }
 
 ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingParams& defaults) {
@@ -513,20 +576,31 @@ ParsedRequest parse_request(Endpoint endpoint, const json& body, const SamplingP
   if (const json* v = field(body, "user")) {
     if (!v->is_string()) wrong_type("user", "a string", *v);
   }
-  for (const char* k : {"tools", "functions", "function_call"}) refuse_if_set(body, k);
-  if (const json* v = field(body, "tool_choice")) {
-    if (!(v->is_string() && v->get<std::string>() == "none")) {
-      bad("tool_choice", "not supported by this server (only \"none\" is accepted)");
-    }
-  }
-  if (const json* v = field(body, "parallel_tool_calls")) get_bool(*v, "parallel_tool_calls");
+  for (const char* k : {"functions", "function_call"}) refuse_if_set(body, k);
   if (const json* v = field(body, "response_format")) {
-    if (!v->is_object()) wrong_type("response_format", "an object", *v);
-    const json* t = field(*v, "type");
-    if (!t || !t->is_string()) bad("response_format.type", "expected a string");
-    if (t->get<std::string>() != "text") {
-      bad("response_format.type", "only \"text\" is supported by this server, found " + t->dump());
+    r.response_schema = parse_response_format(*v);
+  }
+  const json* tools = field(body, "tools");
+  const json* tool_choice = field(body, "tool_choice");
+  if (!chat) {
+    refuse_if_set(body, "tools");
+    if (tool_choice && !(tool_choice->is_string() && *tool_choice == "none")) {
+      bad("tool_choice", "tools are only available on /v1/chat/completions");
     }
+    if (const json* v = field(body, "parallel_tool_calls")) get_bool(*v, "parallel_tool_calls");
+  } else {
+    p.tools = parse_tools(tools, tool_choice, field(body, "parallel_tool_calls"));
+    r.tools_json = p.tools.tools_json;
+    if (!p.tools.schema.empty()) {
+      if (!r.response_schema.empty()) {
+        bad("response_format",
+            "cannot be combined with tool_choice \"required\" or a named function (both "
+            "constrain the output)");
+      }
+      r.response_schema = p.tools.schema;
+    }
+    // A tool-call marker may be a special token (Mistral's [TOOL_CALLS]): keep it in the text.
+    r.keep_special_text = p.tools.choice == ToolChoice::automatic;
   }
   return p;
 }
@@ -564,6 +638,10 @@ ResponseContext make_context(const ParsedRequest& p, std::string model, int64_t 
   c.logprobs = p.logprobs;
   c.include_usage = p.include_usage;
   c.n = p.request.n;
+  if (p.endpoint == Endpoint::chat_completions) {
+    c.tool_choice = p.tools.choice;
+    c.tool_named = p.tools.named;
+  }
   return c;
 }
 
@@ -626,6 +704,69 @@ void throw_if_failed(const GenerationOutcome& o) {
 }
 }  // namespace
 
+namespace {
+
+struct ToolAnswer {
+  json content;  // a string, or null when the message is only tool calls
+  std::vector<structured::ToolCall> calls;
+};
+
+// The calls of a constrained (required / named) output: its JSON as the schema wrote it.
+std::vector<structured::ToolCall> constrained_calls(const ResponseContext& ctx,
+                                                    const std::string& text) {
+  std::vector<structured::ToolCall> calls;
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return calls;  // cut short (max_tokens): the text stays content
+  if (ctx.tool_choice == ToolChoice::named) {
+    if (j.is_object()) calls.push_back({ctx.tool_named, j.dump()});
+    return calls;
+  }
+  if (!j.is_array()) return calls;
+  for (const json& c : j) {
+    if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) return {};
+    calls.push_back({c["name"].get<std::string>(),
+                     c.contains("parameters") ? c["parameters"].dump() : std::string("{}")});
+  }
+  return calls;
+}
+
+ToolAnswer tool_answer(const ResponseContext& ctx, const std::string& text) {
+  ToolAnswer a;
+  a.content = text;
+  switch (ctx.tool_choice) {
+    case ToolChoice::none:
+      return a;
+    case ToolChoice::automatic: {
+      structured::ToolCallParse p = structured::parse_tool_calls(ctx.tool_format, text);
+      a.calls = std::move(p.calls);
+      if (!a.calls.empty()) a.content = p.content.empty() ? json() : json(p.content);
+      return a;
+    }
+    case ToolChoice::required:
+    case ToolChoice::named:
+      a.calls = constrained_calls(ctx, text);
+      if (!a.calls.empty()) a.content = nullptr;
+      return a;
+  }
+  return a;
+}
+
+// OpenAI's tool_calls array (streamed: with each call's index).
+json tool_calls_json(const std::vector<structured::ToolCall>& calls, bool stream) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json c;
+    if (stream) c["index"] = i;
+    c["id"] = new_tool_call_id();
+    c["type"] = "function";
+    c["function"] = {{"name", calls[i].name}, {"arguments", calls[i].arguments}};
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace
+
 json format_response(const ResponseContext& ctx, const std::vector<GenerationOutcome>& outcomes,
                      const TokenText& token_text) {
   for (const GenerationOutcome& o : outcomes) throw_if_failed(o);
@@ -644,13 +785,19 @@ json format_response(const ResponseContext& ctx, const std::vector<GenerationOut
   for (const GenerationOutcome* o : by_index) {
     json choice;
     choice["index"] = o->index;
+    std::string finish_reason = o->finish_reason;
     if (chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", o->text}};
+      const ToolAnswer a = tool_answer(ctx, o->text);
+      choice["message"] = {{"role", "assistant"}, {"content", a.content}};
+      if (!a.calls.empty()) {
+        choice["message"]["tool_calls"] = tool_calls_json(a.calls, false);
+        if (finish_reason == "stop") finish_reason = "tool_calls";
+      }
     } else {
       choice["text"] = o->text;
     }
     choice["logprobs"] = ctx.logprobs >= 0 ? format_logprobs(ctx, o->logprobs, token_text) : json();
-    choice["finish_reason"] = o->finish_reason;
+    choice["finish_reason"] = finish_reason;
     choices.push_back(std::move(choice));
     // The prompt counts once, the completion tokens of every choice add up (as OpenAI counts).
     prompt_tokens = o->prompt_tokens;
@@ -742,7 +889,13 @@ std::string sse_event(const json& j) {
 StreamFormatter::StreamFormatter(ResponseContext ctx, TokenText token_text)
     : ctx_(std::move(ctx)),
       token_text_(std::move(token_text)),
-      choices_(static_cast<size_t>(std::max(1, ctx_.n))) {}
+      choices_(static_cast<size_t>(std::max(1, ctx_.n))) {
+  if (ctx_.endpoint == Endpoint::chat_completions && ctx_.tool_choice == ToolChoice::automatic) {
+    for (Choice& c : choices_) {
+      c.tool_stream = std::make_unique<structured::ToolCallStream>(ctx_.tool_format);
+    }
+  }
+}
 
 json StreamFormatter::chunk(json choice) const {
   const bool chat = ctx_.endpoint == Endpoint::chat_completions;
@@ -772,24 +925,38 @@ StreamFormatter::Choice* StreamFormatter::choice_of(int index) {
   return &choices_[static_cast<size_t>(index)];
 }
 
+std::string StreamFormatter::content_chunk(Choice& c, int index, const std::string& text,
+                                           const std::vector<TokenLogprob>& lp) {
+  const bool with_logprobs = ctx_.logprobs >= 0 && !lp.empty();
+  if (text.empty() && !with_logprobs) return "";
+  json choice{{"index", index}};
+  if (ctx_.endpoint == Endpoint::chat_completions) {
+    choice["delta"] = {{"content", text}};
+  } else {
+    choice["text"] = text;
+  }
+  choice["logprobs"] =
+      with_logprobs ? format_logprobs(ctx_, lp, token_text_, static_cast<int64_t>(c.text_sent))
+                    : json();
+  choice["finish_reason"] = nullptr;
+  c.text_sent += text.size();
+  c.tokens_sent += lp.size();
+  return sse_event(chunk(std::move(choice)));
+}
+
 std::string StreamFormatter::delta(const GenerationDelta& d) {
   Choice* c = choice_of(d.index);
   if (!c || c->finished || done_) return "";
-  const bool with_logprobs = ctx_.logprobs >= 0 && !d.logprobs.empty();
-  if (d.text.empty() && !with_logprobs) return "";
-  json choice{{"index", d.index}};
-  if (ctx_.endpoint == Endpoint::chat_completions) {
-    choice["delta"] = {{"content", d.text}};
+  if (ctx_.tool_choice == ToolChoice::none) return content_chunk(*c, d.index, d.text, d.logprobs);
+  // Tools: content only while it cannot be part of a call; calls are sent at the end.
+  c->text_seen += d.text.size();
+  std::string content;
+  if (c->tool_stream) {
+    content = c->tool_stream->push(d.text);
   } else {
-    choice["text"] = d.text;
+    c->held += d.text;
   }
-  choice["logprobs"] = with_logprobs ? format_logprobs(ctx_, d.logprobs, token_text_,
-                                                       static_cast<int64_t>(c->text_sent))
-                                     : json();
-  choice["finish_reason"] = nullptr;
-  c->text_sent += d.text.size();
-  c->tokens_sent += d.logprobs.size();
-  return sse_event(chunk(std::move(choice)));
+  return content_chunk(*c, d.index, content, d.logprobs);
 }
 
 std::string StreamFormatter::finish(const GenerationOutcome& o) {
@@ -802,16 +969,37 @@ std::string StreamFormatter::finish(const GenerationOutcome& o) {
     return sse_event(error_json(e)) + kSseDone;
   }
   std::string out;
-  // What the deltas did not carry (a service that streams nothing, or trailing text).
-  if (o.text.size() > c->text_sent || o.logprobs.size() > c->tokens_sent) {
-    GenerationDelta rest;
-    rest.index = o.index;
-    if (o.text.size() > c->text_sent) rest.text = o.text.substr(c->text_sent);
-    if (o.logprobs.size() > c->tokens_sent) {
-      rest.logprobs.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(c->tokens_sent),
-                           o.logprobs.end());
+  std::vector<TokenLogprob> rest_lp;
+  if (o.logprobs.size() > c->tokens_sent) {
+    rest_lp.assign(o.logprobs.begin() + static_cast<std::ptrdiff_t>(c->tokens_sent),
+                   o.logprobs.end());
+  }
+  std::string finish_reason = o.finish_reason;
+  if (ctx_.tool_choice == ToolChoice::none) {
+    // What the deltas did not carry (a service that streams nothing, or trailing text).
+    out += content_chunk(*c, o.index,
+                         o.text.size() > c->text_sent ? o.text.substr(c->text_sent) : "", rest_lp);
+  } else {
+    const std::string rest = o.text.size() > c->text_seen ? o.text.substr(c->text_seen) : "";
+    std::string content;
+    std::vector<structured::ToolCall> calls;
+    if (c->tool_stream) {
+      content = c->tool_stream->push(rest);
+      structured::ToolCallParse p = c->tool_stream->finish();
+      content += p.content;
+      calls = std::move(p.calls);
+    } else {
+      calls = constrained_calls(ctx_, o.text);
+      if (calls.empty()) content = o.text;
     }
-    out += delta(rest);
+    out += content_chunk(*c, o.index, content, rest_lp);
+    if (!calls.empty()) {
+      out += sse_event(chunk({{"index", o.index},
+                              {"delta", {{"tool_calls", tool_calls_json(calls, true)}}},
+                              {"logprobs", nullptr},
+                              {"finish_reason", nullptr}}));
+      if (finish_reason == "stop") finish_reason = "tool_calls";
+    }
   }
   json last{{"index", o.index}};
   if (ctx_.endpoint == Endpoint::chat_completions) {
@@ -820,7 +1008,7 @@ std::string StreamFormatter::finish(const GenerationOutcome& o) {
     last["text"] = "";
   }
   last["logprobs"] = nullptr;
-  last["finish_reason"] = o.finish_reason;
+  last["finish_reason"] = finish_reason;
   out += sse_event(chunk(std::move(last)));
   c->finished = true;
   prompt_tokens_ = o.prompt_tokens;

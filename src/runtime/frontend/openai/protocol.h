@@ -9,13 +9,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "runtime/frontend/openai/structured_fields.h"
 #include "runtime/scheduler/request.h"
+#include "runtime/structured/tool_calls.h"
 
 namespace tpinfer::openai {
 
@@ -58,6 +61,7 @@ struct ParsedRequest {
   // The logprobs form of the answer: -1 none, else the number of alternatives per token
   // (completions: "logprobs": N; chat: "logprobs": true with "top_logprobs": N).
   int logprobs = -1;
+  ToolsRequest tools;  // chat: tools, tool_choice (request.tools_json / response_schema set)
   std::vector<std::string> ignored_fields;  // unknown top-level fields (accepted, unused)
   // /v1/completions: every prompt of the body, in order (a list of prompts is answered with one
   // choice each, `index` in this order); request.prompt / prompt_ids hold the first. A prompt is
@@ -85,6 +89,9 @@ ParsedRequest parse_request_body(Endpoint endpoint, std::string_view body,
                                  const SamplingParams& defaults = openai_sampling_defaults());
 ParsedRequest parse_request(Endpoint endpoint, const nlohmann::json& body,
                             const SamplingParams& defaults = openai_sampling_defaults());
+// After parse_request of `body` (its text): tools and earlier tool calls in the key order the
+// client wrote (parse_request_body does it; a caller that parsed the JSON itself calls it).
+void keep_order(ParsedRequest& p, std::string_view body);
 
 // A chat's "messages" array (the same checks as /v1/chat/completions'; /tokenize uses it).
 std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages);
@@ -105,6 +112,11 @@ struct ResponseContext {
   int logprobs = -1;  // as ParsedRequest::logprobs
   bool include_usage = false;
   int n = 1;  // choices
+  // Chat with tools: automatic = the output is parsed for calls in tool_format; required /
+  // named = the output is the calls' JSON (constrained); none = plain content.
+  ToolChoice tool_choice = ToolChoice::none;
+  std::string tool_named;  // the function of a named choice
+  structured::ToolCallFormat tool_format = structured::ToolCallFormat::hermes;
 };
 
 // n random lowercase hex digits (ids of responses, batch lines and requests).
@@ -166,9 +178,14 @@ class StreamFormatter {
     size_t text_sent = 0;    // bytes of completion text sent so far
     size_t tokens_sent = 0;  // tokens whose logprobs were sent
     bool finished = false;
+    std::unique_ptr<structured::ToolCallStream> tool_stream;  // tool_choice automatic
+    std::string held;      // tool_choice required / named: the calls' JSON, answered at the end
+    size_t text_seen = 0;  // bytes of completion text received in deltas (tools)
   };
   nlohmann::json chunk(nlohmann::json choice) const;
   Choice* choice_of(int index);  // null for an index out of range
+  std::string content_chunk(Choice& c, int index, const std::string& text,
+                            const std::vector<TokenLogprob>& lp);
   ResponseContext ctx_;
   TokenText token_text_;
   std::vector<Choice> choices_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/scheduler/request.h"
+#include "runtime/structured/tool_calls.h"
 
 namespace tpinfer {
 
@@ -101,6 +102,10 @@ class GenerationService {
   virtual std::string model_name() const = 0;
   virtual int max_seq() const = 0;           // positions per request (prompt + completion)
   virtual int64_t created_unix() const = 0;  // when the model was loaded (for /v1/models)
+  // How the model writes tool calls (from its chat template).
+  virtual structured::ToolCallFormat tool_call_format() const {
+    return structured::ToolCallFormat::hermes;
+  }
 
   // The tokenizer endpoints (/tokenize, /detokenize, /tokenizer_info, as vLLM shapes them).
   // Throw RequestRefused (400 for bad input; 501 by default: a service without a tokenizer).

@@ -266,7 +266,8 @@ struct HttpServer::Impl {
       send_error(res, ApiError(e.status, e.what(), e.param, e.code));
       return;
     }
-    const openai::ResponseContext ctx = openai::make_context(parsed, model, now_unix());
+    openai::ResponseContext ctx = openai::make_context(parsed, model, now_unix());
+    ctx.tool_format = service.tool_call_format();
     if (parsed.stream) {
       stream(ctx, sub, t0, res);
       handed_to_stream = true;

@@ -595,13 +595,6 @@ void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
     finish(s, "stop");
     return;
   }
-  const bool constraint_done =
-      std::any_of(s.processors.begin(), s.processors.end(),
-                  [](const std::unique_ptr<LogitProcessor>& p) { return p->finished(); });
-  if (constraint_done) {  // a complete grammar allows nothing but the end
-    finish(s, "stop");
-    return;
-  }
   if (static_cast<int>(s.generated.size()) >= s.req.max_new_tokens) {
     finish(s, "length");
     return;

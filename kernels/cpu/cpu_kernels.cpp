@@ -210,42 +210,28 @@ inline float exp_le0(float x) {
 
 // Per-thread scratch of attention, grown once and kept (no allocation per call once warm).
 struct AttnScratch {
-  std::vector<float> kt;    // the key block transposed, [hd][kAttnKeyBlock]
+  std::vector<float> kt;    // the key tile transposed, [hd][kAttnKeyBlock]
+  std::vector<float> vt;    // the value tile, [kAttnKeyBlock][hd]
   std::vector<float> acc;   // [rows][hd]
   std::vector<float> m, l;  // running max and sum per row
   void fit(int rows, int hd) {
     const size_t nk = size_t(hd) * kAttnKeyBlock;
-    if (kt.size() < nk) kt.resize(nk);
+    if (kt.size() < nk) kt.resize(nk), vt.resize(nk);
     if (acc.size() < size_t(rows) * hd) acc.resize(size_t(rows) * hd);
     if (m.size() < size_t(rows)) m.resize(rows), l.resize(rows);
   }
 };
 
-// One key tile [b0, b1) of a sequence as pieces that each lie in one block of the paged cache:
-// piece i holds tile keys [start[i], start[i + 1]) and its V rows begin at v[i] (for this kv
-// head; consecutive keys kv_dim apart). Pieces wholly before the tile's first key (blocks out of
-// every token's window, which may be -1 in the table) have v = nullptr and are never read.
-struct KeyTile {
-  static constexpr int kMaxPieces = kAttnKeyBlock + 1;
-  int n = 0;
-  int start[kMaxPieces + 1];
-  const float* v[kMaxPieces];
-  int segment_of(int j) const {  // the piece holding tile key j (a handful of pieces)
-    int i = 0;
-    while (start[i + 1] <= j) ++i;
-    return i;
-  }
-};
-
-// One query row against one key tile (kt: the tile transposed, zero past its end): scores,
+// One query row against one key tile (kt: the tile's keys transposed, zero past its end; vt: its
+// values, [kAttnKeyBlock][hd], rows [jlo, jhi] filled): scores,
 // the online-softmax update of the row's max m and sum l, and the weighted value rows added to
 // acc. Keys outside [jlo, jhi] get weight +0 in the fixed-shape sum (adding +0 changes no bits)
 // and are skipped in the values. HD: the head dim when known at compile time (sums in
 // registers), else 0 (hd at run time).
 template <int HD>
-inline void attend_block_row(const float* qr, const float* kt, const KeyTile& tile,
-                             int64_t v_stride, int jlo, int jhi, float scale, int hd_rt, float* m,
-                             float* l, float* acc) {
+[[gnu::noinline]] void attend_block_row(const float* qr, const float* kt, const float* vt, int jlo,
+                                        int jhi, float scale, int hd_rt, float* m, float* l,
+                                        float* acc) {
   constexpr int B = kAttnKeyBlock;
   const int hd = HD > 0 ? HD : hd_rt;
   float s[B];
@@ -276,34 +262,26 @@ inline void attend_block_row(const float* qr, const float* kt, const KeyTile& ti
     for (int i = 0; i < w; ++i) part[i] = part[i] + part[i + w];
   *l = *l * corr + part[0];
   *m = m_new;
-  // V rows in ascending key order, one run per piece of the tile (one block each): the same
-  // sums, in the same order, as over a contiguous cache.
-  const int seg_lo = tile.segment_of(jlo), seg_hi = tile.segment_of(jhi);
+  // V rows in ascending key order: the same sums, in the same order, as over a contiguous cache.
   if constexpr (HD > 0) {
     float a[HD];
 #pragma omp simd
     for (int d = 0; d < HD; ++d) a[d] = acc[d] * corr;
-    for (int sg = seg_lo; sg <= seg_hi; ++sg) {
-      const int j0 = std::max(jlo, tile.start[sg]), j1 = std::min(jhi, tile.start[sg + 1] - 1);
-      const float* vr = tile.v[sg] + (j0 - tile.start[sg]) * v_stride;
-      for (int j = j0; j <= j1; ++j, vr += v_stride) {
-        const float p = s[j];
+    for (int j = jlo; j <= jhi; ++j) {
+      const float p = s[j];
+      const float* vr = vt + j * HD;
 #pragma omp simd
-        for (int d = 0; d < HD; ++d) a[d] += p * vr[d];
-      }
+      for (int d = 0; d < HD; ++d) a[d] += p * vr[d];
     }
     for (int d = 0; d < HD; ++d) acc[d] = a[d];
   } else {
 #pragma omp simd
     for (int d = 0; d < hd; ++d) acc[d] *= corr;
-    for (int sg = seg_lo; sg <= seg_hi; ++sg) {
-      const int j0 = std::max(jlo, tile.start[sg]), j1 = std::min(jhi, tile.start[sg + 1] - 1);
-      const float* vr = tile.v[sg] + (j0 - tile.start[sg]) * v_stride;
-      for (int j = j0; j <= j1; ++j, vr += v_stride) {
-        const float p = s[j];
+    for (int j = jlo; j <= jhi; ++j) {
+      const float p = s[j];
+      const float* vr = vt + j * hd;
 #pragma omp simd
-        for (int d = 0; d < hd; ++d) acc[d] += p * vr[d];
-      }
+      for (int d = 0; d < hd; ++d) acc[d] += p * vr[d];
     }
   }
 }
@@ -312,12 +290,15 @@ inline void attend_block_row(const float* qr, const float* kt, const KeyTile& ti
 
 // Tiled (flash-style) attention. A work item is a tile of up to kAttnMaxRows / group consecutive
 // batch tokens of one sequence (same block-table row) times one KV head, i.e. all heads of its
-// GQA group: each key and value row is read once for every query row of the tile. Keys go in
-// tiles of kAttnKeyBlock at absolute positions (0, 64, 128, ...); per tile the K rows are
-// gathered block by block through the table and transposed so the scores q . k vectorise over
-// keys, then an online softmax per row (running max m and sum l, earlier sums rescaled by
-// exp(m_old - m_new)), then the weighted V rows are added piece by piece (attend_block_row).
-// The table is read once per block of a tile, never per key.
+// GQA group: each key and value row is gathered once for every query row of the tile. Keys go
+// in tiles of kAttnKeyBlock at absolute positions (0, 64, 128, ...); per tile the K rows are
+// gathered block by block through the table and transposed (so the scores q . k vectorise over
+// keys) and the V rows copied next to each other, then per query row an online softmax (running
+// max m and sum l, earlier sums rescaled by exp(m_old - m_new)) and the weighted V rows added
+// (attend_block_row). The table is read once per block of a tile, never per key; the V copy
+// keeps the value loop a plain strided one (GCC vectorises a loop over per-key row pointers
+// across keys, with gathers, 2-3x slower) and costs decode (few rows per tile) some of its
+// speed.
 //
 // Batch invariant: a row's arithmetic depends only on its own q, its own key range and the
 // tiles' fixed boundaries (keys of a tile outside its range weigh +0 in the fixed-shape sum and
@@ -352,6 +333,7 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
     thread_local AttnScratch scratch;
     scratch.fit(max_rows, hd);
     float* kt = scratch.kt.data();
+    float* vt = scratch.vt.data();
 #pragma omp for schedule(dynamic, 1)
     for (int it = 0; it < items; ++it) {
       const int t0 = tile_at[it / n_kv_heads], t1 = tile_at[it / n_kv_heads + 1];
@@ -366,34 +348,31 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
       std::fill(m, m + n_rows, -INFINITY);
       std::fill(l, l + n_rows, 0.0f);
       std::fill(scratch.acc.begin(), scratch.acc.begin() + int64_t{n_rows} * hd, 0.0f);
-      KeyTile tile;
       for (int b0 = lo / kAttnKeyBlock * kAttnKeyBlock; b0 <= hi; b0 += kAttnKeyBlock) {
         const int b1 = std::min(b0 + kAttnKeyBlock, hi + 1);
         const int nb = b1 - b0;
-        // Pieces of [b0, b1), one block each; K rows transposed into kt. Keys before lo belong
-        // to no token of the tile: zeros (their block may be out of the window, -1).
-        tile.n = 0;
+        // [b0, b1) gathered a block at a time (one table lookup each): K rows transposed into
+        // kt, V rows copied into vt. Blocks wholly before lo hold no key of the tile's tokens
+        // (they may be out of the window, -1): zero keys, and values never read.
         for (int p = b0; p < b1;) {
           const int off = p % block_size;
           const int len = std::min(block_size - off, b1 - p);
           const int j0 = p - b0;
-          tile.start[tile.n] = j0;
           if (p + len <= lo) {
-            tile.v[tile.n] = nullptr;
             for (int j = j0; j < j0 + len; ++j)
               for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
           } else {
             const int64_t at =
                 table[p / block_size] * block_elems + int64_t{off} * kv_dim + kvh * hd;
-            tile.v[tile.n] = v_cache + at;
             const float* kr = k_cache + at;
-            for (int j = j0; j < j0 + len; ++j, kr += kv_dim)
+            const float* vr = v_cache + at;
+            for (int j = j0; j < j0 + len; ++j, kr += kv_dim, vr += kv_dim) {
               for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = kr[d];
+              std::memcpy(vt + int64_t{j} * hd, vr, sizeof(float) * hd);
+            }
           }
-          ++tile.n;
           p += len;
         }
-        tile.start[tile.n] = nb;
         for (int j = nb; j < kAttnKeyBlock; ++j)
           for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
         for (int t = t0; t < t1; ++t) {
@@ -405,13 +384,13 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
             float* a = scratch.acc.data() + int64_t{r} * hd;
             switch (hd) {
               case 64:
-                attend_block_row<64>(qr, kt, tile, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                attend_block_row<64>(qr, kt, vt, jlo, jhi, scale, hd, m + r, l + r, a);
                 break;
               case 128:
-                attend_block_row<128>(qr, kt, tile, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                attend_block_row<128>(qr, kt, vt, jlo, jhi, scale, hd, m + r, l + r, a);
                 break;
               default:
-                attend_block_row<0>(qr, kt, tile, kv_dim, jlo, jhi, scale, hd, m + r, l + r, a);
+                attend_block_row<0>(qr, kt, vt, jlo, jhi, scale, hd, m + r, l + r, a);
             }
           }
         }

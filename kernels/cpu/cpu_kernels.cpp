@@ -222,19 +222,16 @@ struct AttnScratch {
   }
 };
 
-// One query row against one key tile (kt: the tile's keys transposed, zero past its end; vt: its
-// values, [kAttnKeyBlock][hd], rows [jlo, jhi] filled): scores,
-// the online-softmax update of the row's max m and sum l, and the weighted value rows added to
-// acc. Keys outside [jlo, jhi] get weight +0 in the fixed-shape sum (adding +0 changes no bits)
-// and are skipped in the values. HD: the head dim when known at compile time (sums in
-// registers), else 0 (hd at run time).
+// The scores of one query row against one key tile (kt: the tile's keys transposed, zero past
+// its end) and the online-softmax update of the row's max m and sum l: leaves the weights in s
+// (+0 outside [jlo, jhi]: adding +0 to the fixed-shape sum changes no bits) and returns the
+// factor corr that rescales the row's earlier value sums. HD: the head dim when known at compile
+// time, else 0 (hd at run time).
 template <int HD>
-[[gnu::noinline]] void attend_block_row(const float* qr, const float* kt, const float* vt, int jlo,
-                                        int jhi, float scale, int hd_rt, float* m, float* l,
-                                        float* acc) {
+inline float softmax_block_row(const float* qr, const float* kt, int jlo, int jhi, float scale,
+                               int hd_rt, float* m, float* l, float* s) {
   constexpr int B = kAttnKeyBlock;
   const int hd = HD > 0 ? HD : hd_rt;
-  float s[B];
   for (int j = 0; j < B; ++j) s[j] = 0.0f;
   for (int d = 0; d < hd; ++d) {
     const float qd = qr[d];
@@ -262,7 +259,48 @@ template <int HD>
     for (int i = 0; i < w; ++i) part[i] = part[i] + part[i + w];
   *l = *l * corr + part[0];
   *m = m_new;
-  // V rows in ascending key order: the same sums, in the same order, as over a contiguous cache.
+  return corr;
+}
+
+// acc[d] += p[j] * v[j * stride + d] for j = 0 .. n-1 in ascending order: the value rows of one
+// run of consecutive keys in one cache block (stride: the cache's row length kv_dim). Called per
+// block in ascending key order, so a row gets the same sums, in the same order, as over the
+// copied tile. Not inlined: a loop over one base pointer and a stride vectorises over d; folded
+// into a loop over per-block pointers GCC may vectorise across keys with gathers (2-3x slower).
+template <int HD>
+[[gnu::noinline]] void add_values(float* acc, const float* p, const float* v, int64_t stride, int n,
+                                  int hd_rt) {
+  if constexpr (HD > 0) {
+    float a[HD];
+#pragma omp simd
+    for (int d = 0; d < HD; ++d) a[d] = acc[d];
+    for (int j = 0; j < n; ++j) {
+      const float pj = p[j];
+      const float* vr = v + j * stride;
+#pragma omp simd
+      for (int d = 0; d < HD; ++d) a[d] += pj * vr[d];
+    }
+    for (int d = 0; d < HD; ++d) acc[d] = a[d];
+  } else {
+    for (int j = 0; j < n; ++j) {
+      const float pj = p[j];
+      const float* vr = v + j * stride;
+#pragma omp simd
+      for (int d = 0; d < hd_rt; ++d) acc[d] += pj * vr[d];
+    }
+  }
+}
+
+// One query row against one key tile whose values were copied next to each other (vt,
+// [kAttnKeyBlock][hd], rows [jlo, jhi] filled): softmax_block_row, then the earlier sums
+// rescaled and the weighted value rows added in ascending key order.
+template <int HD>
+[[gnu::noinline]] void attend_block_row(const float* qr, const float* kt, const float* vt, int jlo,
+                                        int jhi, float scale, int hd_rt, float* m, float* l,
+                                        float* acc) {
+  const int hd = HD > 0 ? HD : hd_rt;
+  float s[kAttnKeyBlock];
+  const float corr = softmax_block_row<HD>(qr, kt, jlo, jhi, scale, hd, m, l, s);
   if constexpr (HD > 0) {
     float a[HD];
 #pragma omp simd
@@ -286,6 +324,29 @@ template <int HD>
   }
 }
 
+// One query row against one key tile whose values stay in the paged cache (decode: a tile of one
+// token, where copying V costs more than the rows reused): softmax_block_row, the earlier sums
+// rescaled, then per cache block the weighted value rows straight from the cache (add_values over
+// the block's base pointer and the cache's row stride kv_dim). Same sums, same order, same bits
+// as attend_block_row. vblk[i]: the cache row of tile key jblk[i], the first key of run i
+// (runs end at jblk[i + 1]).
+template <int HD>
+[[gnu::noinline]] void attend_block_row_paged(const float* qr, const float* kt,
+                                              const float* const* vblk, const int* jblk, int nblk,
+                                              int64_t kv_dim, int jlo, int jhi, float scale,
+                                              int hd_rt, float* m, float* l, float* acc) {
+  const int hd = HD > 0 ? HD : hd_rt;
+  float s[kAttnKeyBlock];
+  const float corr = softmax_block_row<HD>(qr, kt, jlo, jhi, scale, hd, m, l, s);
+#pragma omp simd
+  for (int d = 0; d < hd; ++d) acc[d] *= corr;
+  for (int i = 0; i < nblk; ++i) {
+    const int a = std::max(jblk[i], jlo), b = std::min(jblk[i + 1] - 1, jhi);
+    if (a > b) continue;
+    add_values<HD>(acc, s + a, vblk[i] + (a - jblk[i]) * kv_dim, kv_dim, b - a + 1, hd);
+  }
+}
+
 }  // namespace
 
 // Tiled (flash-style) attention. A work item is a tile of up to kAttnMaxRows / group consecutive
@@ -293,12 +354,13 @@ template <int HD>
 // GQA group: each key and value row is gathered once for every query row of the tile. Keys go
 // in tiles of kAttnKeyBlock at absolute positions (0, 64, 128, ...); per tile the K rows are
 // gathered block by block through the table and transposed (so the scores q . k vectorise over
-// keys) and the V rows copied next to each other, then per query row an online softmax (running
-// max m and sum l, earlier sums rescaled by exp(m_old - m_new)) and the weighted V rows added
-// (attend_block_row). The table is read once per block of a tile, never per key; the V copy
-// keeps the value loop a plain strided one (GCC vectorises a loop over per-key row pointers
-// across keys, with gathers, 2-3x slower) and costs decode (few rows per tile) some of its
-// speed.
+// keys), then per query row an online softmax (running max m and sum l, earlier sums rescaled by
+// exp(m_old - m_new)) and the weighted V rows added. The table is read once per block of a tile,
+// never per key. Values: for a tile of several tokens (prefill) the V rows are copied next to
+// each other and added by attend_block_row (a plain strided loop; GCC vectorises a loop over
+// per-key row pointers across keys, with gathers, 2-3x slower); for a tile of one token (decode:
+// the copy would be used by one GQA group only) attend_block_row_paged adds them straight from
+// the cache, block by block (add_values). Both add a row's keys in ascending order: same bits.
 //
 // Batch invariant: a row's arithmetic depends only on its own q, its own key range and the
 // tiles' fixed boundaries (keys of a tile outside its range weigh +0 in the fixed-shape sum and
@@ -334,11 +396,16 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
     scratch.fit(max_rows, hd);
     float* kt = scratch.kt.data();
     float* vt = scratch.vt.data();
+    const float* vblk[kAttnKeyBlock];
+    int jblk[kAttnKeyBlock + 1];
 #pragma omp for schedule(dynamic, 1)
     for (int it = 0; it < items; ++it) {
       const int t0 = tile_at[it / n_kv_heads], t1 = tile_at[it / n_kv_heads + 1];
       const int kvh = it % n_kv_heads;
       const int n_rows = (t1 - t0) * group;
+      // Copy V only where several tokens share the tile (prefill): there the copy pays for
+      // itself; for one token (decode) the group's rows read V straight from the cache.
+      const bool copy_v = t1 - t0 > 1;
       const int32_t* table = block_tables + static_cast<int64_t>(rows[t0]) * table_stride;
       auto lo_of = [&](int t) { return window > 0 ? std::max(0, pos[t] - window + 1) : 0; };
       int lo = lo_of(t0), hi = pos[t0];
@@ -352,8 +419,10 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
         const int b1 = std::min(b0 + kAttnKeyBlock, hi + 1);
         const int nb = b1 - b0;
         // [b0, b1) gathered a block at a time (one table lookup each): K rows transposed into
-        // kt, V rows copied into vt. Blocks wholly before lo hold no key of the tile's tokens
-        // (they may be out of the window, -1): zero keys, and values never read.
+        // kt; V rows copied into vt (copy_v), else each block's first V row noted in vblk, its
+        // first tile key in jblk. Blocks wholly before lo hold no key of the tile's tokens (they
+        // may be out of the window, -1): zero keys, and values never read.
+        int nblk = 0;
         for (int p = b0; p < b1;) {
           const int off = p % block_size;
           const int len = std::min(block_size - off, b1 - p);
@@ -365,14 +434,20 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
             const int64_t at =
                 table[p / block_size] * block_elems + int64_t{off} * kv_dim + kvh * hd;
             const float* kr = k_cache + at;
-            const float* vr = v_cache + at;
-            for (int j = j0; j < j0 + len; ++j, kr += kv_dim, vr += kv_dim) {
+            for (int j = j0; j < j0 + len; ++j, kr += kv_dim)
               for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = kr[d];
-              std::memcpy(vt + int64_t{j} * hd, vr, sizeof(float) * hd);
+            if (copy_v) {
+              const float* vr = v_cache + at;
+              for (int j = j0; j < j0 + len; ++j, vr += kv_dim)
+                std::memcpy(vt + int64_t{j} * hd, vr, sizeof(float) * hd);
+            } else {
+              vblk[nblk] = v_cache + at;
+              jblk[nblk++] = j0;
             }
           }
           p += len;
         }
+        jblk[nblk] = nb;
         for (int j = nb; j < kAttnKeyBlock; ++j)
           for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
         for (int t = t0; t < t1; ++t) {
@@ -382,6 +457,22 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
             const int r = (t - t0) * group + g;
             const float* qr = q + (static_cast<int64_t>(t) * n_heads + kvh * group + g) * hd;
             float* a = scratch.acc.data() + int64_t{r} * hd;
+            if (!copy_v) {
+              switch (hd) {
+                case 64:
+                  attend_block_row_paged<64>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
+                                             m + r, l + r, a);
+                  break;
+                case 128:
+                  attend_block_row_paged<128>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
+                                              m + r, l + r, a);
+                  break;
+                default:
+                  attend_block_row_paged<0>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
+                                            m + r, l + r, a);
+              }
+              continue;
+            }
             switch (hd) {
               case 64:
                 attend_block_row<64>(qr, kt, vt, jlo, jhi, scale, hd, m + r, l + r, a);

@@ -17,13 +17,13 @@ Usage: check_lm_eval.py TPINFER MODEL_DIR(stories260K-tp2) WORK_DIR
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import ServeProcess, ServerFailed  # noqa: E402
 
 BIN, MODEL, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,50 +42,16 @@ def fail(msg):
     sys.exit(1)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(ServeProcess):
     def __init__(self, name, extra):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(WORK, f"{name}.log")
-        self.log = open(self.log_path, "w")
-        cmd = [MPIRUN, "-np", "4", BIN, "--model", MODEL, "--tp", "2", "--batch-size", "4",
-               "--serve", f"127.0.0.1:{self.port}"] + extra
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + HEALTH_WAIT_S
-        while True:
-            if self.proc.poll() is not None:
-                fail(f"server {name} exited ({self.proc.returncode}): {self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if time.time() > deadline:
-                fail(f"server {name}: no /health 200 in {HEALTH_WAIT_S} s: {self.tail()}")
-            time.sleep(0.3)
-
-    def tail(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()[-3000:]
+        cmd = [MPIRUN, "-np", "4", BIN, "--model", MODEL, "--tp", "2", "--batch-size", "4"] + extra
+        try:
+            super().__init__(name, cmd, os.path.join(WORK, f"{name}.log"), HEALTH_WAIT_S)
+        except ServerFailed as e:
+            fail(str(e))
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+        super().stop(60)
 
 
 def post(url, body):

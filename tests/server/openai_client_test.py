@@ -30,6 +30,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import ServeProcess, ServerFailed  # noqa: E402
+
 from openai import OpenAI
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,12 +72,6 @@ def say(*args):
     print(f"[{time.time() - T0:6.1f}s] {text}", flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_tokenizer_dir():
     """The bundled tokenizer files plus tokenizer_config.json's chat_template."""
     out = os.path.join(WORK, "tokenizer-chat")
@@ -103,37 +100,17 @@ def cli_text(tokdir, prompt, chat):
     return r.stdout[:-1]
 
 
-class Server:
+class Server(ServeProcess):
     """One `tpinfer --serve` job under mpirun.sh, in its own process group."""
 
     def __init__(self, name, np, extra, env=None, model=MODEL):
         self.np = np
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(WORK, f"{name}.log")
-        self.log = open(self.log_path, "w")
         cmd = [MPIRUN, "-np", str(np), BIN] + (["--model", model] if model else []) + [
-            "--tp", "2", "--serve", f"127.0.0.1:{self.port}"] + extra
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     env=dict(os.environ, **(env or {})))
-        deadline = time.time() + HEALTH_WAIT_S
-        while True:
-            check(self.proc.poll() is None,
-                  f"server {name} exited ({self.proc.returncode}) before /health: {self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            check(time.time() < deadline, f"server {name}: no /health 200 in {HEALTH_WAIT_S} s")
-            time.sleep(0.3)
-
-    def tail(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()[-3000:]
+            "--tp", "2"] + extra
+        try:
+            super().__init__(name, cmd, os.path.join(WORK, f"{name}.log"), HEALTH_WAIT_S, env)
+        except ServerFailed as e:
+            raise Failure(str(e))
 
     def ranks(self):
         """pid of each rank, by OMPI_COMM_WORLD_RANK: the processes below scripts/mpirun.sh (it
@@ -172,15 +149,6 @@ class Server:
             return self.proc.wait(timeout=bound_s)
         except subprocess.TimeoutExpired:
             raise Failure(f"mpirun still runs {bound_s} s after SIGTERM: {self.tail()}")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.log.close()
 
 
 def call(method, url, body=None, headers=None, raw=None, timeout=120):

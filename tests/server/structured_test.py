@@ -20,12 +20,13 @@ import concurrent.futures
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import ServeProcess, ServerFailed  # noqa: E402
 
 import jsonschema
 from openai import OpenAI, BadRequestError
@@ -88,50 +89,16 @@ def say(*args):
     print(*args, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(ServeProcess):
     def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(WORK, "structured-server.log")
-        self.log = open(self.log_path, "w")
         cmd = [MPIRUN, "-np", "2", BIN, "--model", MODEL, "--dummy-weights", "--tokenizer",
-               TOKENIZER, "--tp", "2", "--batch-size", "16", "--max-seq", "2048",
-               "--serve", f"127.0.0.1:{self.port}"]
+               TOKENIZER, "--tp", "2", "--batch-size", "16", "--max-seq", "2048"]
         say("$ " + " ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + HEALTH_WAIT_S
-        while True:
-            check(self.proc.poll() is None, f"server exited before /health: {self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            check(time.time() < deadline, f"no /health 200 in {HEALTH_WAIT_S} s")
-            time.sleep(0.3)
-
-    def tail(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()[-3000:]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+        try:
+            super().__init__("structured", cmd, os.path.join(WORK, "structured-server.log"),
+                             HEALTH_WAIT_S)
+        except ServerFailed as e:
+            raise Failure(str(e))
 
 
 def post(url, body):

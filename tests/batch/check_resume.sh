@@ -10,15 +10,8 @@
 #                   appended, as if a write had been cut: the rerun must drop it and redo that id.
 # Usage: check_resume.sh MODE TPINFER CONVERTED_TP2_DIR WORK_DIR
 set -euo pipefail
-# The processes below PID: scripts/mpirun.sh runs mpirun as its child (it forwards SIGTERM as
-# SIGUSR1), and the ranks are mpirun's children.
-descendants() {
-  local c
-  for c in $(pgrep -P "$1"); do
-    echo "$c"
-    descendants "$c"
-  done
-}
+# shellcheck source=../lib/descendants.sh
+source "$(dirname "$0")/../lib/descendants.sh"
 mode=$1 bin=$2 model=$3 work=$4/resume-$1
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

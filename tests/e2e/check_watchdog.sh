@@ -11,15 +11,8 @@
 #     not stopped.
 # Usage: check_watchdog.sh TPINFER NP WORK_DIR [RANK]
 set -euo pipefail
-# The processes below PID: scripts/mpirun.sh runs mpirun as its child (it forwards SIGTERM as
-# SIGUSR1), and the ranks are mpirun's children.
-descendants() {
-  local c
-  for c in $(pgrep -P "$1"); do
-    echo "$c"
-    descendants "$c"
-  done
-}
+# shellcheck source=../lib/descendants.sh
+source "$(dirname "$0")/../lib/descendants.sh"
 bin=$1 np=$2 work=$3/watchdog-np$2 victim=${4:-$(($2 - 1))}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 timeout_s=10 long_timeout_s=5 bound_s=120

@@ -8,15 +8,8 @@
 #   a prompt whose prefill takes longer than the floor (1 s) is not killed.
 # Usage: check_watchdog_adaptive.sh TPINFER WORK_DIR
 set -euo pipefail
-# The processes below PID: scripts/mpirun.sh runs mpirun as its child (it forwards SIGTERM as
-# SIGUSR1), and the ranks are mpirun's children.
-descendants() {
-  local c
-  for c in $(pgrep -P "$1"); do
-    echo "$c"
-    descendants "$c"
-  done
-}
+# shellcheck source=../lib/descendants.sh
+source "$(dirname "$0")/../lib/descendants.sh"
 bin=$1 work=$2/watchdog-adaptive
 root=$(cd "$(dirname "$0")/../.." && pwd)
 floor=3 bound_s=90

@@ -520,13 +520,16 @@ void attend_group_paged(int n, const float* q, const float* kt, const float* con
 // GQA group: each key and value row is gathered once for every query row of the tile. Keys go
 // in tiles of kAttnKeyBlock at absolute positions (0, 64, 128, ...); per tile the K rows are
 // gathered block by block through the table and transposed (so the scores q . k vectorise over
-// keys), then per query row an online softmax (running max m and sum l, earlier sums rescaled by
-// exp(m_old - m_new)) and the weighted V rows added. The table is read once per block of a tile,
-// never per key. Values: for a tile of several tokens (prefill) the V rows are copied next to
-// each other and added by attend_block_row (a plain strided loop; GCC vectorises a loop over
-// per-key row pointers across keys, with gathers, 2-3x slower); for a tile of one token (decode:
-// the copy would be used by one GQA group only) attend_block_row_paged adds them straight from
-// the cache, block by block (add_values). Both add a row's keys in ascending order: same bits.
+// keys; a full block of 16 rows through registers, gather_keys_t), then per query row an online
+// softmax (running max m and sum l, earlier sums rescaled by exp(m_old - m_new)) and the
+// weighted V rows added. The table is read once per block of a tile, never per key. Values: for
+// a tile of several tokens (prefill) the V rows are copied next to each other and added by
+// attend_block_row (a plain strided loop; GCC vectorises a loop over per-key row pointers across
+// keys, with gathers, 2-3x slower); for a tile of one token (decode: the copy would be used by
+// one GQA group only) they are added straight from the cache, block by block: at head dim 64 and
+// 128 by attend_rows_paged, up to 4 (2) rows of the group at once, else by
+// attend_block_row_paged one row at a time (add_values). All add a row's keys in ascending
+// order: same bits.
 //
 // Batch invariant: a row's arithmetic depends only on its own q, its own key range and the
 // tiles' fixed boundaries (keys of a tile outside its range weigh +0 in the fixed-shape sum and

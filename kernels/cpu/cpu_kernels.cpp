@@ -423,12 +423,12 @@ template <int HD>
 // Sixteen floats in a vector of the compiler's (GCC/Clang vector extension: lowered to the
 // target's registers; element-wise multiplies and adds, not contracted, round as scalar code).
 using Vec16 = float __attribute__((vector_size(64)));
-inline Vec16 load16(const float* p) {
-  Vec16 v;
+// Loads and stores through references: a 64-byte vector passed or returned by value changes the
+// calling convention on targets without AVX-512 (GCC's -Wpsabi).
+inline void load16(Vec16& v, const float* p) {
   std::memcpy(&v, p, sizeof v);
-  return v;
 }
-inline void store16(float* p, Vec16 v) {
+inline void store16(float* p, const Vec16& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
@@ -448,7 +448,7 @@ template <int HD, int R>
   Vec16 sc[R][KV] = {};
   for (int d = 0; d < HD; ++d) {
     Vec16 k[KV];
-    for (int c = 0; c < KV; ++c) k[c] = load16(kt + d * B + 16 * c);
+    for (int c = 0; c < KV; ++c) load16(k[c], kt + d * B + 16 * c);
     for (int r = 0; r < R; ++r) {
       const float qd = q[r * HD + d];
       for (int c = 0; c < KV; ++c) sc[r][c] = sc[r][c] + qd * k[c];
@@ -459,14 +459,17 @@ template <int HD, int R>
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < KV; ++c) store16(s[r] + 16 * c, sc[r][c]);
     const float corr = softmax_update(s[r], jlo, jhi, scale, m + r, l + r);
-    for (int c = 0; c < DV; ++c) a[r][c] = load16(acc + r * HD + 16 * c) * corr;
+    for (int c = 0; c < DV; ++c) {
+      load16(a[r][c], acc + r * HD + 16 * c);
+      a[r][c] = a[r][c] * corr;
+    }
   }
   for (int i = 0; i < nblk; ++i) {
     const int j0 = std::max(jblk[i], jlo), j1 = std::min(jblk[i + 1] - 1, jhi);
     const float* v = vblk[i] + (j0 - jblk[i]) * kv_dim;
     for (int j = j0; j <= j1; ++j, v += kv_dim) {
       Vec16 vv[DV];
-      for (int c = 0; c < DV; ++c) vv[c] = load16(v + 16 * c);
+      for (int c = 0; c < DV; ++c) load16(vv[c], v + 16 * c);
       for (int r = 0; r < R; ++r) {
         const float p = s[r][j];
         for (int c = 0; c < DV; ++c) a[r][c] = a[r][c] + p * vv[c];
@@ -526,8 +529,8 @@ void attend_group_paged(int n, const float* q, const float* kt, const float* con
 // a tile of several tokens (prefill) the V rows are copied next to each other and added by
 // attend_block_row (a plain strided loop; GCC vectorises a loop over per-key row pointers across
 // keys, with gathers, 2-3x slower); for a tile of one token (decode: the copy would be used by
-// one GQA group only) they are added straight from the cache, block by block: at head dim 64 and
-// 128 by attend_rows_paged, up to 4 (2) rows of the group at once, else by
+// one GQA group only) they are added straight from the cache, block by block: with AVX-512 at
+// head dim 64 and 128 by attend_rows_paged, up to 4 (2) rows of the group at once, else by
 // attend_block_row_paged one row at a time (add_values). All add a row's keys in ascending
 // order: same bits.
 //
@@ -619,7 +622,8 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
           for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = 0.0f;
         for (int t = t0; t < t1; ++t) {
           const int jlo = std::max(b0, lo_of(t)) - b0, jhi = std::min(b1 - 1, pos[t]) - b0;
-          if (jlo > jhi) continue;                   // no key of this tile in the token's range
+          if (jlo > jhi) continue;  // no key of this tile in the token's range
+#if defined(__AVX512F__)            // (without 32 vector registers the rows' sums would spill)
           if (!copy_v && (hd == 64 || hd == 128)) {  // decode: the group's rows together
             const int r = (t - t0) * group;
             const float* qg = q + (static_cast<int64_t>(t) * n_heads + kvh * group) * hd;
@@ -633,13 +637,25 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
             }
             continue;
           }
+#endif
           for (int g = 0; g < group; ++g) {
             const int r = (t - t0) * group + g;
             const float* qr = q + (static_cast<int64_t>(t) * n_heads + kvh * group + g) * hd;
             float* a = scratch.acc.data() + int64_t{r} * hd;
-            if (!copy_v) {  // decode, a head dim other than 64 and 128
-              attend_block_row_paged<0>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
-                                        m + r, l + r, a);
+            if (!copy_v) {  // decode one row at a time (no AVX-512, or another head dim)
+              switch (hd) {
+                case 64:
+                  attend_block_row_paged<64>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
+                                             m + r, l + r, a);
+                  break;
+                case 128:
+                  attend_block_row_paged<128>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
+                                              m + r, l + r, a);
+                  break;
+                default:
+                  attend_block_row_paged<0>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,
+                                            m + r, l + r, a);
+              }
               continue;
             }
             switch (hd) {

@@ -257,20 +257,22 @@ inline void transpose16_keys(float* kt, const float* k, int64_t stride) {
 
 // kt[d * kAttnKeyBlock + j] = k[j * stride + d] for j < n, d < hd: n consecutive key rows of
 // one cache block (row stride `stride`) transposed into the key tile (kt: the tile at its first
-// key). Plain copies: the scores read the same values whatever the path. A block's 16 rows go
-// through registers 16 dims at a time (AVX-512); otherwise a loop per dim over the keys.
+// key). Plain copies: the scores read the same values whatever the path. With AVX-512 each 16
+// rows go through registers 16 dims at a time; the other rows and dims, a loop per dim.
 void gather_keys_t(float* kt, const float* k, int64_t stride, int n, int hd) {
-  int d0 = 0;
+  int j0 = 0;  // rows [0, j0) done for every dim
 #if defined(__AVX512F__)
-  if (n == 16) {
-    for (; d0 + 16 <= hd; d0 += 16) transpose16_keys(kt + d0 * kAttnKeyBlock, k + d0, stride);
+  if (hd % 16 == 0) {
+    for (; j0 + 16 <= n; j0 += 16)
+      for (int d = 0; d < hd; d += 16)
+        transpose16_keys(kt + d * kAttnKeyBlock + j0, k + j0 * stride + d, stride);
   }
 #endif
-  for (int d = d0; d < hd; ++d) {
+  for (int d = 0; d < hd && j0 < n; ++d) {
     float* dst = kt + d * kAttnKeyBlock;
     const float* src = k + d;
 #pragma omp simd
-    for (int j = 0; j < n; ++j) dst[j] = src[j * stride];
+    for (int j = j0; j < n; ++j) dst[j] = src[j * stride];
   }
 }
 

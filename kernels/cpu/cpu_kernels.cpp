@@ -2,6 +2,10 @@
 
 #include <omp.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -208,6 +212,70 @@ inline float exp_le0(float x) {
   return p * std::bit_cast<float>((ni + 127) << 23);
 }
 
+#if defined(__AVX512F__)
+// Sixteen key rows x sixteen dims transposed in registers: kt[i * kAttnKeyBlock + j] =
+// k[j * stride + i] for i, j < 16. Three rounds of two-source permutes (vpermt2ps; GCC 12 warns
+// on the unpack and lane-shuffle intrinsics): within each 128-bit lane, pairs of rows, then pairs
+// of pairs, so that r[4q + e] holds, in lane l, dim 4l + e of keys 4q .. 4q + 3; then the 4 x 4
+// lanes of each dim.
+inline void transpose16_keys(float* kt, const float* k, int64_t stride) {
+  // Lane i of permutex2var(a, idx, b): a[idx[i]] for idx < 16, else b[idx[i] - 16].
+  const __m512i lo_ps = _mm512_setr_epi32(0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+  const __m512i hi_ps =
+      _mm512_setr_epi32(2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+  const __m512i lo_pd = _mm512_setr_epi32(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+  const __m512i hi_pd =
+      _mm512_setr_epi32(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+  const __m512i even_lanes =
+      _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+  const __m512i odd_lanes =
+      _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  __m512 r[16], t[16];
+  for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(k + j * stride);
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_permutex2var_ps(r[j], lo_ps, r[j + 1]);
+    t[j + 1] = _mm512_permutex2var_ps(r[j], hi_ps, r[j + 1]);
+  }
+  for (int j = 0; j < 16; j += 4) {
+    for (int h = 0; h < 2; ++h) {
+      r[j + 2 * h] = _mm512_permutex2var_ps(t[j + h], lo_pd, t[j + 2 + h]);
+      r[j + 2 * h + 1] = _mm512_permutex2var_ps(t[j + h], hi_pd, t[j + 2 + h]);
+    }
+  }
+  for (int e = 0; e < 4; ++e) {
+    const __m512 a = _mm512_permutex2var_ps(r[e], even_lanes, r[4 + e]);  // lanes 0, 2 of each
+    const __m512 b = _mm512_permutex2var_ps(r[8 + e], even_lanes, r[12 + e]);
+    const __m512 c = _mm512_permutex2var_ps(r[e], odd_lanes, r[4 + e]);  // lanes 1, 3
+    const __m512 d = _mm512_permutex2var_ps(r[8 + e], odd_lanes, r[12 + e]);
+    _mm512_storeu_ps(kt + e * kAttnKeyBlock, _mm512_permutex2var_ps(a, even_lanes, b));
+    _mm512_storeu_ps(kt + (8 + e) * kAttnKeyBlock, _mm512_permutex2var_ps(a, odd_lanes, b));
+    _mm512_storeu_ps(kt + (4 + e) * kAttnKeyBlock, _mm512_permutex2var_ps(c, even_lanes, d));
+    _mm512_storeu_ps(kt + (12 + e) * kAttnKeyBlock, _mm512_permutex2var_ps(c, odd_lanes, d));
+  }
+}
+#endif
+
+// kt[d * kAttnKeyBlock + j] = k[j * stride + d] for j < n, d < hd: n consecutive key rows of
+// one cache block (row stride `stride`) transposed into the key tile (kt: the tile at its first
+// key). Plain copies: the scores read the same values whatever the path. With AVX-512 each 16
+// rows go through registers 16 dims at a time; the other rows and dims, a loop per dim.
+void gather_keys_t(float* kt, const float* k, int64_t stride, int n, int hd) {
+  int j0 = 0;  // rows [0, j0) done for every dim
+#if defined(__AVX512F__)
+  if (hd % 16 == 0) {
+    for (; j0 + 16 <= n; j0 += 16)
+      for (int d = 0; d < hd; d += 16)
+        transpose16_keys(kt + d * kAttnKeyBlock + j0, k + j0 * stride + d, stride);
+  }
+#endif
+  for (int d = 0; d < hd && j0 < n; ++d) {
+    float* dst = kt + d * kAttnKeyBlock;
+    const float* src = k + d;
+#pragma omp simd
+    for (int j = j0; j < n; ++j) dst[j] = src[j * stride];
+  }
+}
+
 // Per-thread scratch of attention, grown once and kept (no allocation per call once warm).
 struct AttnScratch {
   std::vector<float> kt;    // the key tile transposed, [hd][kAttnKeyBlock]
@@ -222,23 +290,12 @@ struct AttnScratch {
   }
 };
 
-// The scores of one query row against one key tile (kt: the tile's keys transposed, zero past
-// its end) and the online-softmax update of the row's max m and sum l: leaves the weights in s
-// (+0 outside [jlo, jhi]: adding +0 to the fixed-shape sum changes no bits) and returns the
-// factor corr that rescales the row's earlier value sums. HD: the head dim when known at compile
-// time, else 0 (hd at run time).
-template <int HD>
-inline float softmax_block_row(const float* qr, const float* kt, int jlo, int jhi, float scale,
-                               int hd_rt, float* m, float* l, float* s) {
+// The online-softmax update of one query row whose raw scores q . k for one key tile are in s:
+// leaves the weights in s (+0 outside [jlo, jhi]: adding +0 to the fixed-shape sum changes no
+// bits), updates the row's max m and sum l and returns the factor corr that rescales the row's
+// earlier value sums.
+inline float softmax_update(float* s, int jlo, int jhi, float scale, float* m, float* l) {
   constexpr int B = kAttnKeyBlock;
-  const int hd = HD > 0 ? HD : hd_rt;
-  for (int j = 0; j < B; ++j) s[j] = 0.0f;
-  for (int d = 0; d < hd; ++d) {
-    const float qd = qr[d];
-    const float* kd = kt + d * B;
-#pragma omp simd
-    for (int j = 0; j < B; ++j) s[j] += qd * kd[j];
-  }
   float mb = -INFINITY;
 #pragma omp simd reduction(max : mb)
   for (int j = 0; j < B; ++j) {
@@ -260,6 +317,24 @@ inline float softmax_block_row(const float* qr, const float* kt, int jlo, int jh
   *l = *l * corr + part[0];
   *m = m_new;
   return corr;
+}
+
+// The scores of one query row against one key tile (kt: the tile's keys transposed, zero past
+// its end), summed over d in ascending order, then softmax_update. HD: the head dim when known
+// at compile time, else 0 (hd at run time).
+template <int HD>
+inline float softmax_block_row(const float* qr, const float* kt, int jlo, int jhi, float scale,
+                               int hd_rt, float* m, float* l, float* s) {
+  constexpr int B = kAttnKeyBlock;
+  const int hd = HD > 0 ? HD : hd_rt;
+  for (int j = 0; j < B; ++j) s[j] = 0.0f;
+  for (int d = 0; d < hd; ++d) {
+    const float qd = qr[d];
+    const float* kd = kt + d * B;
+#pragma omp simd
+    for (int j = 0; j < B; ++j) s[j] += qd * kd[j];
+  }
+  return softmax_update(s, jlo, jhi, scale, m, l);
 }
 
 // acc[d] += p[j] * v[j * stride + d] for j = 0 .. n-1 in ascending order: the value rows of one
@@ -347,6 +422,102 @@ template <int HD>
   }
 }
 
+// Sixteen floats in a vector of the compiler's (GCC/Clang vector extension: lowered to the
+// target's registers; element-wise multiplies and adds, not contracted, round as scalar code).
+using Vec16 = float __attribute__((vector_size(64)));
+// Loads and stores through references: a 64-byte vector passed or returned by value changes the
+// calling convention on targets without AVX-512 (GCC's -Wpsabi).
+inline void load16(Vec16& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+}
+inline void store16(float* p, const Vec16& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// Decode: the R query rows of one token's GQA group (q: R rows of HD, consecutive) against one
+// key tile, values read straight from the paged cache. The same arithmetic per row as
+// softmax_block_row then attend_block_row_paged (scores summed over d ascending, then the
+// softmax update, the earlier sums rescaled, the value rows added in ascending key order: the
+// same bits), but the rows go together: each key and value row is loaded once for the R rows,
+// and the scores and sums stay in registers, R x HD / 16 independent chains instead of HD / 16
+// (one row's adds wait on each other). vblk, jblk: as for attend_block_row_paged.
+template <int HD, int R>
+[[gnu::noinline]] void attend_rows_paged(const float* q, const float* kt, const float* const* vblk,
+                                         const int* jblk, int nblk, int64_t kv_dim, int jlo,
+                                         int jhi, float scale, float* m, float* l, float* acc) {
+  static_assert(HD % 16 == 0 && kAttnKeyBlock == 64, "written for 64-key tiles, HD of 16s");
+  constexpr int B = kAttnKeyBlock, KV = B / 16, DV = HD / 16;
+  Vec16 sc[R][KV] = {};
+  for (int d = 0; d < HD; ++d) {
+    Vec16 k[KV];
+    for (int c = 0; c < KV; ++c) load16(k[c], kt + d * B + 16 * c);
+    for (int r = 0; r < R; ++r) {
+      const float qd = q[r * HD + d];
+      for (int c = 0; c < KV; ++c) sc[r][c] = sc[r][c] + qd * k[c];
+    }
+  }
+  alignas(64) float s[R][B];
+  Vec16 a[R][DV];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < KV; ++c) store16(s[r] + 16 * c, sc[r][c]);
+    const float corr = softmax_update(s[r], jlo, jhi, scale, m + r, l + r);
+    for (int c = 0; c < DV; ++c) {
+      load16(a[r][c], acc + r * HD + 16 * c);
+      a[r][c] = a[r][c] * corr;
+    }
+  }
+  for (int i = 0; i < nblk; ++i) {
+    const int j0 = std::max(jblk[i], jlo), j1 = std::min(jblk[i + 1] - 1, jhi);
+    const float* v = vblk[i] + (j0 - jblk[i]) * kv_dim;
+    for (int j = j0; j <= j1; ++j, v += kv_dim) {
+      Vec16 vv[DV];
+      for (int c = 0; c < DV; ++c) load16(vv[c], v + 16 * c);
+      for (int r = 0; r < R; ++r) {
+        const float p = s[r][j];
+        for (int c = 0; c < DV; ++c) a[r][c] = a[r][c] + p * vv[c];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < DV; ++c) store16(acc + r * HD + 16 * c, a[r][c]);
+}
+
+// attend_rows_paged for rows [0, n) of a group, at most 4 (HD 64) or 2 (HD 128) at a time: as
+// many as the vector registers hold (R x (HD / 16 sums + 4 scores) + HD / 16 values).
+template <int HD>
+void attend_group_paged(int n, const float* q, const float* kt, const float* const* vblk,
+                        const int* jblk, int nblk, int64_t kv_dim, int jlo, int jhi, float scale,
+                        float* m, float* l, float* acc) {
+  constexpr int kMaxRows = HD <= 64 ? 4 : 2;
+  for (int g = 0; g < n;) {
+    const int r = std::min(n - g, kMaxRows);
+    const float* qg = q + g * HD;
+    float* ag = acc + g * HD;
+    switch (r) {
+      case 1:
+        attend_rows_paged<HD, 1>(qg, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, m + g, l + g,
+                                 ag);
+        break;
+      case 2:
+        attend_rows_paged<HD, 2>(qg, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, m + g, l + g,
+                                 ag);
+        break;
+      case 3:
+        if constexpr (kMaxRows >= 3) {
+          attend_rows_paged<HD, 3>(qg, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, m + g, l + g,
+                                   ag);
+        }
+        break;
+      default:
+        if constexpr (kMaxRows >= 4) {
+          attend_rows_paged<HD, 4>(qg, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, m + g, l + g,
+                                   ag);
+        }
+    }
+    g += r;
+  }
+}
+
 }  // namespace
 
 // Tiled (flash-style) attention. A work item is a tile of up to kAttnMaxRows / group consecutive
@@ -354,13 +525,16 @@ template <int HD>
 // GQA group: each key and value row is gathered once for every query row of the tile. Keys go
 // in tiles of kAttnKeyBlock at absolute positions (0, 64, 128, ...); per tile the K rows are
 // gathered block by block through the table and transposed (so the scores q . k vectorise over
-// keys), then per query row an online softmax (running max m and sum l, earlier sums rescaled by
-// exp(m_old - m_new)) and the weighted V rows added. The table is read once per block of a tile,
-// never per key. Values: for a tile of several tokens (prefill) the V rows are copied next to
-// each other and added by attend_block_row (a plain strided loop; GCC vectorises a loop over
-// per-key row pointers across keys, with gathers, 2-3x slower); for a tile of one token (decode:
-// the copy would be used by one GQA group only) attend_block_row_paged adds them straight from
-// the cache, block by block (add_values). Both add a row's keys in ascending order: same bits.
+// keys; a full block of 16 rows through registers, gather_keys_t), then per query row an online
+// softmax (running max m and sum l, earlier sums rescaled by exp(m_old - m_new)) and the
+// weighted V rows added. The table is read once per block of a tile, never per key. Values: for
+// a tile of several tokens (prefill) the V rows are copied next to each other and added by
+// attend_block_row (a plain strided loop; GCC vectorises a loop over per-key row pointers across
+// keys, with gathers, 2-3x slower); for a tile of one token (decode: the copy would be used by
+// one GQA group only) they are added straight from the cache, block by block: with AVX-512 at
+// head dim 64 and 128 by attend_rows_paged, up to 4 (2) rows of the group at once, else by
+// attend_block_row_paged one row at a time (add_values). All add a row's keys in ascending
+// order: same bits.
 //
 // Batch invariant: a row's arithmetic depends only on its own q, its own key range and the
 // tiles' fixed boundaries (keys of a tile outside its range weigh +0 in the fixed-shape sum and
@@ -433,9 +607,7 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
           } else {
             const int64_t at =
                 table[p / block_size] * block_elems + int64_t{off} * kv_dim + kvh * hd;
-            const float* kr = k_cache + at;
-            for (int j = j0; j < j0 + len; ++j, kr += kv_dim)
-              for (int d = 0; d < hd; ++d) kt[d * kAttnKeyBlock + j] = kr[d];
+            gather_keys_t(kt + j0, k_cache + at, kv_dim, len, hd);
             if (copy_v) {
               const float* vr = v_cache + at;
               for (int j = j0; j < j0 + len; ++j, vr += kv_dim)
@@ -453,11 +625,26 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
         for (int t = t0; t < t1; ++t) {
           const int jlo = std::max(b0, lo_of(t)) - b0, jhi = std::min(b1 - 1, pos[t]) - b0;
           if (jlo > jhi) continue;  // no key of this tile in the token's range
+#if defined(__AVX512F__)            // (without 32 vector registers the rows' sums would spill)
+          if (!copy_v && (hd == 64 || hd == 128)) {  // decode: the group's rows together
+            const int r = (t - t0) * group;
+            const float* qg = q + (static_cast<int64_t>(t) * n_heads + kvh * group) * hd;
+            float* a = scratch.acc.data() + int64_t{r} * hd;
+            if (hd == 64) {
+              attend_group_paged<64>(group, qg, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale,
+                                     m + r, l + r, a);
+            } else {
+              attend_group_paged<128>(group, qg, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale,
+                                      m + r, l + r, a);
+            }
+            continue;
+          }
+#endif
           for (int g = 0; g < group; ++g) {
             const int r = (t - t0) * group + g;
             const float* qr = q + (static_cast<int64_t>(t) * n_heads + kvh * group + g) * hd;
             float* a = scratch.acc.data() + int64_t{r} * hd;
-            if (!copy_v) {
+            if (!copy_v) {  // decode one row at a time (no AVX-512, or another head dim)
               switch (hd) {
                 case 64:
                   attend_block_row_paged<64>(qr, kt, vblk, jblk, nblk, kv_dim, jlo, jhi, scale, hd,

@@ -2,8 +2,9 @@
 // double-precision causal GQA softmax over contiguous K/V: random (shuffled, non-contiguous)
 // block tables, prompts over several 64-key tiles, prefill in chunks, GQA groups of 1, 4 and 8,
 // sliding windows across tile and block boundaries with dropped (-1) blocks, batched decode of
-// sequences of different lengths, block sizes 1 to 128, and batch invariance (a token gets the
-// same bits alone, in a prefill chunk, next to other sequences, or with its blocks elsewhere).
+// sequences of different lengths, block sizes 1 to 128, decode at head dims 64 and 128 with GQA
+// groups of 1 to 8, and batch invariance (a token gets the same bits alone, in a prefill chunk,
+// next to other sequences, or with its blocks elsewhere).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -268,6 +269,48 @@ TEST_CASE(
       c.require_matches_reference(dec, drows, dpos);
       const auto dec_contiguous = contiguous.run(drows, dpos);
       REQUIRE(same_bits(dec.data(), dec_contiguous.data(), dec.size()));
+    }
+  }
+}
+
+TEST_CASE(
+    "cpu attention: decode at head dims 64 and 128 (a GQA group's rows together) gives the "
+    "prefill's bits",
+    "[ops][attention][paged]") {
+  // Decode tiles of head dim 64 and 128 run the rows of a GQA group together, up to 4 (64) or 2
+  // (128) at a time; groups of 1, 3, 7 (4 + 3), 2 and 5 (2 + 2 + 1) take every split. Blocks of 16
+  // go through the register transpose of the keys, blocks of 8 through the plain loop; window 37
+  // starts mid-block. A token alone, or in a decode batch, gets the bits of its row of the prefill.
+  struct Shape {
+    int nh, nkv, hd;
+  };
+  const Shape shapes[] = {{12, 4, 64}, {4, 4, 64}, {14, 2, 64}, {20, 4, 128}, {8, 4, 128}};
+  for (const Shape& sh : shapes) {
+    for (int window : {0, 37}) {
+      const int len = 150;
+      const std::vector<int32_t> pos = range(0, len), rows(len, 1);
+      const size_t row = size_t(sh.nh) * sh.hd;
+      std::vector<float> whole;  // the prefill, the same bits at either block size
+      for (int bs : {16, 8}) {
+        INFO("heads " << sh.nh << "/" << sh.nkv << ", head_dim " << sh.hd << ", block size " << bs
+                      << ", window " << window);
+        Case c(2, 160, sh.nh, sh.nkv, sh.hd, window, 1000 + sh.nh + sh.hd, bs);
+        const auto prefill = c.run(rows, pos);
+        if (whole.empty()) {
+          c.require_matches_reference(prefill, rows, pos);
+          whole = prefill;
+        }
+        REQUIRE(same_bits(prefill.data(), whole.data(), whole.size()));
+        for (int p : {0, 15, 16, 63, 64, 100, 149}) {
+          INFO("position " << p);
+          REQUIRE(same_bits(c.run({1}, {p}).data(), whole.data() + p * row, row));
+        }
+        const std::vector<int32_t> drows = {1, 0, 1}, dpos = {149, 80, 47};
+        const auto dec = c.run(drows, dpos);
+        c.require_matches_reference(dec, drows, dpos);
+        REQUIRE(same_bits(dec.data(), whole.data() + 149 * row, row));
+        REQUIRE(same_bits(dec.data() + 2 * row, whole.data() + 47 * row, row));
+      }
     }
   }
 }

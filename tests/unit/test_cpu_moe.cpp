@@ -1,7 +1,12 @@
 // The CPU backend's mixture-of-experts ops: routing (softmax, top-k, renormalise) against a
 // double-precision reference and, on equal scores, against the experts torch.topk picks on the
 // CPU (its ids below were printed by torch 2.15: torch.topk(torch.softmax(x, -1), k).indices);
-// the experts against a plain reference, batch == single, and only the active experts read.
+// the experts against a plain reference, batch == single, and only the active experts read; with
+// several threads and many active experts (threads take whole experts), the same bits as one
+// thread.
+#include <omp.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -151,4 +156,54 @@ TEST_CASE("moe_experts: grouped per-expert matmuls equal the per-token reference
   CHECK_THROWS(
       be->moe_experts(Tensor{out.data(), DType::f32, T, H}, Tensor{x.data(), DType::f32, T, H}, ex,
                       Tensor{ids.data(), DType::i32, T, k}, Tensor{w.data(), DType::f32, T, k}, s));
+}
+
+// Threads take whole experts when at least 4 experts per thread are active (a prefill); the
+// matmuls inside run single-threaded. The output must be the bits of the one-thread run and of
+// each token alone (2 active experts: the per-matmul threading), and an expert no row picked
+// (NaN weights) must stay unread.
+TEST_CASE("moe_experts: threads over experts give the one-thread bits", "[ops][moe]") {
+  const int saved_threads = omp_get_max_threads();
+  const int E = 20, k = 2, H = 48, I = 40, T = 33;
+  std::vector<float> gate = randn(E * I * H, 11, 0.3f), up = randn(E * I * H, 12, 0.3f);
+  std::vector<float> down = randn(E * H * I, 13, 0.3f), x = randn(T * H, 14);
+  std::fill(gate.begin() + (E - 1) * I * H, gate.end(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<int32_t> ids(T * k);
+  std::vector<float> w(T * k);
+  std::mt19937 rng(15);
+  for (int t = 0; t < T; ++t) {
+    ids[t * k] = static_cast<int32_t>(rng() % (E - 1));
+    ids[t * k + 1] = static_cast<int32_t>((ids[t * k] + 1 + rng() % (E - 2)) % (E - 1));
+    w[t * k] = 0.25f + 0.5f * static_cast<float>(rng() % 100) / 100.0f;
+    w[t * k + 1] = 1.0f - w[t * k];
+  }
+  MoeExperts ex{Tensor{gate.data(), DType::f32, E * I, H}, Tensor{up.data(), DType::f32, E * I, H},
+                Tensor{down.data(), DType::f32, E * H, I}, E};
+  const int R = T * k;
+  std::vector<float> sx(R * H), sg(R * I), su(R * I), sy(R * H);
+  std::vector<int32_t> order(R), offsets(E + 1);
+  MoeScratch s{Tensor{sx.data(), DType::f32, R, H},
+               Tensor{sg.data(), DType::f32, R, I},
+               Tensor{su.data(), DType::f32, R, I},
+               Tensor{sy.data(), DType::f32, R, H},
+               order.data(),
+               offsets.data()};
+  const auto run = [&](Backend& be, int first, int n) {
+    std::vector<float> out(static_cast<size_t>(n) * H, -1.0f);
+    be.moe_experts(Tensor{out.data(), DType::f32, n, H},
+                   Tensor{x.data() + first * H, DType::f32, n, H}, ex,
+                   Tensor{ids.data() + first * k, DType::i32, n, k},
+                   Tensor{w.data() + first * k, DType::f32, n, k}, s);
+    return out;
+  };
+  const std::vector<float> one = run(*make_backend(BackendKind::cpu, BackendOptions{0, 1}), 0, T);
+  auto be = make_backend(BackendKind::cpu, BackendOptions{0, 2});
+  const std::vector<float> two = run(*be, 0, T);
+  for (float v : two) REQUIRE(std::isfinite(v));
+  REQUIRE(two == one);
+  for (int t = 0; t < T; ++t) {
+    const std::vector<float> alone = run(*be, t, 1);
+    REQUIRE(std::equal(alone.begin(), alone.end(), two.begin() + t * H));
+  }
+  omp_set_num_threads(saved_threads);
 }

@@ -175,5 +175,16 @@ void moe_route(int32_t* ids, float* weights, const float* logits, int n_tokens, 
 void moe_experts(bf16* out, const bf16* x, const bf16* gate, const bf16* up, const bf16* down,
                  const int32_t* ids, const float* weights, bf16* h, bf16* y, int n_tokens, int k,
                  int hidden, int inter, cudaStream_t stream);
+// The same with int8 experts (scripts/convert_hf.py --dtype int8): q stacked as above, f32 scales
+// [rows, ceil(cols / group)] (group 32, or cols for one per row), dequantized on the fly as the
+// int8 GEMV does (activations stay bf16). Not tuned: one byte per lane and load.
+struct Int8Experts {
+  const int8_t* q;
+  const float* scales;
+  int group;
+};
+void moe_experts_int8(bf16* out, const bf16* x, Int8Experts gate, Int8Experts up, Int8Experts down,
+                      const int32_t* ids, const float* weights, bf16* h, bf16* y, int n_tokens,
+                      int k, int hidden, int inter, cudaStream_t stream);
 
 }  // namespace tpinfer::gpu

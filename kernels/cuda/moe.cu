@@ -1,5 +1,6 @@
 // Mixture-of-experts kernels: routing (softmax, top-k, renormalise), the experts as per-(token,
-// slot) GEMVs that read only the routed experts' weights, and the weighted sum. Every launch
+// slot) GEMVs that read only the routed experts' weights (bf16, or int8 with per-row scales), and
+// the weighted sum. Every launch
 // shape depends on host sizes only and expert ids are read on the device, so a decode step with
 // an MoE layer is graph-capturable.
 #include "common.cuh"
@@ -59,24 +60,40 @@ __global__ void moe_route_kernel(int32_t* ids, float* weights, const float* __re
   if (normalize && lane < k) weights[t * k + lane] /= top_sum;
 }
 
+// Expert weight rows as floats: bf16, or int8 times the row's scale for the column's group (the
+// int8 GEMV's arithmetic: activations stay bf16, the weights are dequantized on the fly).
+struct Bf16Rows {
+  const bf16* w;
+  int cols;
+  __device__ float operator()(int64_t row, int c) const {
+    return __bfloat162float(w[row * cols + c]);
+  }
+};
+struct Int8Rows {
+  const int8_t* w;
+  const float* scales;
+  int cols, group, n_groups;
+  __device__ float operator()(int64_t row, int c) const {
+    return static_cast<float>(w[row * cols + c]) * scales[row * n_groups + c / group];
+  }
+};
+
 // h[r, i] = bf16(silu(bf16(gate_e[i] . x)) * bf16(up_e[i] . x)) for routed row r = t * k + j,
 // e = ids[r]: the dense path's matmul -> bf16 -> silu_mul rounding.
-__global__ void moe_gate_up_kernel(bf16* h, const bf16* __restrict__ x,
-                                   const bf16* __restrict__ gate, const bf16* __restrict__ up,
+template <typename Rows>
+__global__ void moe_gate_up_kernel(bf16* h, const bf16* __restrict__ x, Rows gate, Rows up,
                                    const int32_t* __restrict__ ids, int k, int H, int I) {
   const int r = blockIdx.y;
   const int i = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (i >= I) return;
-  const int64_t e = ids[r];
+  const int64_t row = static_cast<int64_t>(ids[r]) * I + i;
   const bf16* xr = x + static_cast<int64_t>(r / k) * H;
-  const bf16* g = gate + (e * I + i) * H;
-  const bf16* u = up + (e * I + i) * H;
   float sg = 0.0f, su = 0.0f;
   for (int c = lane; c < H; c += 32) {
     const float xv = __bfloat162float(xr[c]);
-    sg += __bfloat162float(g[c]) * xv;
-    su += __bfloat162float(u[c]) * xv;
+    sg += gate(row, c) * xv;
+    su += up(row, c) * xv;
   }
   sg = round_bf16(warp_sum(sg));
   su = round_bf16(warp_sum(su));
@@ -85,17 +102,17 @@ __global__ void moe_gate_up_kernel(bf16* h, const bf16* __restrict__ x,
 }
 
 // y[r, c] = bf16(down_e[c] . h[r]).
-__global__ void moe_down_kernel(bf16* y, const bf16* __restrict__ h, const bf16* __restrict__ down,
+template <typename Rows>
+__global__ void moe_down_kernel(bf16* y, const bf16* __restrict__ h, Rows down,
                                 const int32_t* __restrict__ ids, int H, int I) {
   const int r = blockIdx.y;
   const int c = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (c >= H) return;
-  const int64_t e = ids[r];
+  const int64_t row = static_cast<int64_t>(ids[r]) * H + c;
   const bf16* hr = h + static_cast<int64_t>(r) * I;
-  const bf16* d = down + (e * H + c) * I;
   float s = 0.0f;
-  for (int i = lane; i < I; i += 32) s += __bfloat162float(d[i]) * __bfloat162float(hr[i]);
+  for (int i = lane; i < I; i += 32) s += down(row, i) * __bfloat162float(hr[i]);
   s = warp_sum(s);
   if (lane == 0) y[static_cast<int64_t>(r) * H + c] = __float2bfloat16(s);
 }
@@ -137,9 +154,12 @@ void moe_route(int32_t* ids, float* weights, const float* logits, int n_tokens, 
                                                                         n_experts, k, normalize);
 }
 
-void moe_experts(bf16* out, const bf16* x, const bf16* gate, const bf16* up, const bf16* down,
-                 const int32_t* ids, const float* weights, bf16* h, bf16* y, int n_tokens, int k,
-                 int hidden, int inter, cudaStream_t stream) {
+namespace {
+
+template <typename Rows>
+void launch_experts(bf16* out, const bf16* x, Rows gate, Rows up, Rows down, const int32_t* ids,
+                    const float* weights, bf16* h, bf16* y, int n_tokens, int k, int hidden,
+                    int inter, cudaStream_t stream) {
   if (n_tokens <= 0) return;
   const int rows = n_tokens * k;
   const dim3 block(32 * kRowsPerBlock);
@@ -149,6 +169,26 @@ void moe_experts(bf16* out, const bf16* x, const bf16* gate, const bf16* up, con
                     stream>>>(y, h, down, ids, hidden, inter);
   moe_combine_kernel<<<dim3(static_cast<unsigned>(ceil_div(hidden, 256)), n_tokens), 256, 0,
                        stream>>>(out, y, weights, ids, k, hidden);
+}
+
+Int8Rows int8_rows(const Int8Experts& m, int cols) {
+  return Int8Rows{m.q, m.scales, cols, m.group, static_cast<int>(ceil_div(cols, m.group))};
+}
+
+}  // namespace
+
+void moe_experts(bf16* out, const bf16* x, const bf16* gate, const bf16* up, const bf16* down,
+                 const int32_t* ids, const float* weights, bf16* h, bf16* y, int n_tokens, int k,
+                 int hidden, int inter, cudaStream_t stream) {
+  launch_experts(out, x, Bf16Rows{gate, hidden}, Bf16Rows{up, hidden}, Bf16Rows{down, inter}, ids,
+                 weights, h, y, n_tokens, k, hidden, inter, stream);
+}
+
+void moe_experts_int8(bf16* out, const bf16* x, Int8Experts gate, Int8Experts up, Int8Experts down,
+                      const int32_t* ids, const float* weights, bf16* h, bf16* y, int n_tokens,
+                      int k, int hidden, int inter, cudaStream_t stream) {
+  launch_experts(out, x, int8_rows(gate, hidden), int8_rows(up, hidden), int8_rows(down, inter),
+                 ids, weights, h, y, n_tokens, k, hidden, inter, stream);
 }
 
 }  // namespace tpinfer::gpu

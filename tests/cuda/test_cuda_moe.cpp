@@ -1,7 +1,7 @@
 // The CUDA mixture-of-experts ops against their CPU twins: routing on well-separated scores (the
 // same experts, weights to fp32 rounding), routing on equal scores (the CUDA kernel takes the
-// lowest expert indices), and the experts (per-(token, slot) GEMVs) against the CPU backend's
-// grouped GEMMs for a decode-sized and a prefill-sized batch.
+// lowest expert indices), and the experts (per-(token, slot) GEMVs; bf16 and int8 experts)
+// against the CPU backend's grouped GEMMs for a decode-sized and a prefill-sized batch.
 #include <algorithm>
 #include <cmath>
 
@@ -45,7 +45,10 @@ TEST_CASE("cuda moe_route matches the CPU backend", "[cuda][moe]") {
   CHECK(g.read(ids) == std::vector<float>{0, 1, 2});
 }
 
-TEST_CASE("cuda moe_experts matches the CPU backend", "[cuda][moe]") {
+// Runs moe_experts on the CPU and the CUDA backend with the same routed tokens and experts made by
+// make(arena, rows, cols, values), for a decode-sized and a prefill-sized batch.
+template <typename MakeWeight>
+void check_experts(MakeWeight make, double atol, double rtol) {
   const int E = 8, k = 2, H = 256, I = 96;
   const float scale = 1.0f / std::sqrt(static_cast<float>(H));
   const auto gate = random_bf16(static_cast<size_t>(E) * I * H, 61, -scale, scale);
@@ -70,7 +73,7 @@ TEST_CASE("cuda moe_experts matches the CPU backend", "[cuda][moe]") {
     for (int b = 0; b < 2; ++b) {
       Arena& a = *arenas[b];
       const DType act = a.backend().act_dtype();
-      MoeExperts ex{a.weight(E * I, H, gate), a.weight(E * I, H, up), a.weight(E * H, I, down), E};
+      MoeExperts ex{make(a, E * I, H, gate), make(a, E * I, H, up), make(a, E * H, I, down), E};
       const int R = T * k;
       MoeScratch s{a.empty(act, R, H),
                    a.empty(act, R, I),
@@ -82,7 +85,45 @@ TEST_CASE("cuda moe_experts matches the CPU backend", "[cuda][moe]") {
       a.backend().moe_experts(out[b], a.act(T, H, x), ex, a.from_floats(DType::i32, T, k, idf),
                               a.from_floats(DType::f32, T, k, w), s);
     }
-    REQUIRE_CLOSE("moe_experts", g.read(out[1]), c.read(out[0]), kAtol, kRtol);
+    REQUIRE_CLOSE("moe_experts", g.read(out[1]), c.read(out[0]), atol, rtol);
+  }
+}
+
+TEST_CASE("cuda moe_experts matches the CPU backend", "[cuda][moe]") {
+  check_experts([](Arena& a, int64_t rows, int64_t cols,
+                   const std::vector<float>& v) { return a.weight(rows, cols, v); },
+                kAtol, kRtol);
+}
+
+// int8 experts (--dtype int8): the same int8 data and scales on both backends, blocks of 32 and
+// one scale per row (down's rows are 96 wide: 3 blocks). The CPU also rounds its activations to
+// int8 blocks (each value by at most max|x| / 254) where the GPU dequantizes the weights only,
+// hence the wider tolerance.
+TEST_CASE("cuda moe_experts with int8 experts matches the CPU backend", "[cuda][moe][int8]") {
+  for (int block : {32, 0}) {
+    CAPTURE(block);
+    check_experts(
+        [block](Arena& a, int64_t rows, int64_t cols, const std::vector<float>& v) {
+          Tensor t = a.empty(DType::i8, rows, cols);
+          t.group = block > 0 ? block : cols;
+          t.scales = a.empty(DType::f32, rows, t.n_groups()).data;
+          std::vector<int8_t> q(v.size());
+          std::vector<float> sc(static_cast<size_t>(rows * t.n_groups()));
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t g = 0; g < t.n_groups(); ++g) {
+              const int64_t c0 = g * t.group, c1 = std::min(cols, c0 + t.group);
+              float mx = 0.0f;
+              for (int64_t c = c0; c < c1; ++c) mx = std::max(mx, std::fabs(v[r * cols + c]));
+              const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
+              sc[r * t.n_groups() + g] = s;
+              for (int64_t c = c0; c < c1; ++c)
+                q[r * cols + c] = static_cast<int8_t>(std::lrint(v[r * cols + c] / s));
+            }
+          }
+          a.backend().upload_int8_weight(t, q.data(), sc.data());
+          return t;
+        },
+        3e-2, 3e-2);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <new>
 #include <sstream>
 #include <unordered_map>
@@ -423,9 +424,12 @@ class CpuBackend final : public Backend {
     TPI_CHECK(cpu::moe_group(s.order, s.offsets, id, T, k, E),
               "cpu moe_experts: an expert id outside [0, " << E << ")");
     const size_t row_bytes = sizeof(float) * static_cast<size_t>(H);
+    std::vector<int> active;  // experts at least one row picked; the others are not read
     for (int e = 0; e < E; ++e) {
+      if (s.offsets[e + 1] > s.offsets[e]) active.push_back(e);
+    }
+    const auto run = [&](int e) {
       const int first = s.offsets[e], n = s.offsets[e + 1] - first;
-      if (n == 0) continue;  // an expert no token picked: its weights are not read
       Tensor x = s.x.slice_rows(first, n), g = s.gate.slice_rows(first, n);
       Tensor u = s.up.slice_rows(first, n), y = s.y.slice_rows(first, n);
       for (int r = 0; r < n; ++r) {
@@ -436,6 +440,28 @@ class CpuBackend final : public Backend {
       matmul_open(u, x, ex.up.slice_rows(e * I, I));
       cpu::silu_mul(f32(g), f32(g), f32(u), g.numel());
       matmul_open(y, g, ex.down.slice_rows(int64_t{e} * H, H));
+    };
+    // With at least 4 active experts per thread (a prefill routes its rows to most experts, a
+    // few rows each; 2-thread decode), the threads take whole experts: one fork/join per layer
+    // instead of three per expert, which on a loaded node each wait for the slowest thread. The
+    // matmuls inside then run on one thread (nested regions inactive) and give the same bits as
+    // threaded (gemm.h). Fewer experts than that (decode on many cores): each matmul is threaded.
+    const int threads = omp_get_max_threads();
+    if (threads > 1 && omp_get_max_active_levels() < 2 &&
+        static_cast<int>(active.size()) >= 4 * threads) {
+      std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1)
+      for (size_t i = 0; i < active.size(); ++i) {
+        try {
+          run(active[i]);
+        } catch (...) {
+#pragma omp critical(tpinfer_moe_error)
+          if (!error) error = std::current_exception();
+        }
+      }
+      if (error) std::rethrow_exception(error);
+    } else {
+      for (int e : active) run(e);
     }
     cpu::moe_combine(f32(out), f32(s.y), f32(weights), id, s.order, T, k, H, R);
   }

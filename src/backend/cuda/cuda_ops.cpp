@@ -352,11 +352,13 @@ void CudaBackend::moe_experts(Tensor out, Tensor in, const MoeExperts& ex, Tenso
   require(in, DType::bf16, "moe_experts", "in");
   require(ids, DType::i32, "moe_experts", "ids");
   require(weights, DType::f32, "moe_experts", "weights");
+  const bool int8 = ex.gate.dtype == DType::i8;
   for (const Tensor* w : {&ex.gate, &ex.up, &ex.down}) {
-    TPI_CHECK(w->dtype == DType::bf16,
-              "cuda moe_experts: expert weights must be bf16, found "
-                  << dtype_name(w->dtype)
-                  << " (int8 experts run on the CPU backend only; convert with --dtype bf16)");
+    TPI_CHECK(w->dtype == ex.gate.dtype && (int8 || w->dtype == DType::bf16) &&
+                  (!int8 || (w->scales != nullptr && w->group > 0 && w->group <= INT_MAX)),
+              "cuda moe_experts: expert weights must be all bf16 or all int8 with scales, found "
+                  << dtype_name(ex.gate.dtype) << "/" << dtype_name(ex.up.dtype) << "/"
+                  << dtype_name(ex.down.dtype) << " (gate/up/down)");
   }
   const int64_t E = ex.n_experts;
   TPI_CHECK(E > 0 && ex.gate.rows % E == 0,
@@ -370,11 +372,22 @@ void CudaBackend::moe_experts(Tensor out, Tensor in, const MoeExperts& ex, Tenso
             "cuda moe_experts: out " << shape(out) << ", in " << shape(in) << ", ids " << shape(ids)
                                      << ", gate " << shape(ex.gate) << ", down " << shape(ex.down)
                                      << " do not agree");
-  CUDA_LAUNCH(gpu::moe_experts(
-      bf(out), bf(in), bf(ex.gate), bf(ex.up), bf(ex.down), static_cast<const int32_t*>(ids.data),
-      static_cast<const float*>(weights.data), bf(s.gate), bf(s.y),
-      to_int(T, "moe_experts", "tokens"), static_cast<int>(k), to_int(H, "moe_experts", "hidden"),
-      to_int(I, "moe_experts", "expert width"), stream_));
+  const int t = to_int(T, "moe_experts", "tokens"), h = to_int(H, "moe_experts", "hidden"),
+            i = to_int(I, "moe_experts", "expert width");
+  const auto* route = static_cast<const int32_t*>(ids.data);
+  const auto* w = static_cast<const float*>(weights.data);
+  if (int8) {
+    const auto q8 = [](const Tensor& m) {
+      return gpu::Int8Experts{static_cast<const int8_t*>(m.data),
+                              static_cast<const float*>(m.scales), static_cast<int>(m.group)};
+    };
+    CUDA_LAUNCH(gpu::moe_experts_int8(bf(out), bf(in), q8(ex.gate), q8(ex.up), q8(ex.down), route,
+                                      w, bf(s.gate), bf(s.y), t, static_cast<int>(k), h, i,
+                                      stream_));
+    return;
+  }
+  CUDA_LAUNCH(gpu::moe_experts(bf(out), bf(in), bf(ex.gate), bf(ex.up), bf(ex.down), route, w,
+                               bf(s.gate), bf(s.y), t, static_cast<int>(k), h, i, stream_));
 }
 
 }  // namespace tpinfer

@@ -267,16 +267,26 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   const CommKind pipe_kind = pick_comm(cfg.comm, e.backend_kind, 2);
   if (printer) {
     const ModelConfig& c = model.config;
-    TPI_LOG_INFO << "model " << arch_name(c.arch) << ": " << c.n_layers << " layers (running "
-                 << model.dims.n_layers << "), hidden " << c.hidden_size << ", heads " << c.n_heads
-                 << "/" << c.n_kv_heads << " kv, vocab " << c.vocab_size
-                 << (cfg.dummy_weights ? ", dummy weights" : "");
+    TPI_LOG_INFO << "model " << arch_name(c.arch) << ": " << c.n_layers << " layers ("
+                 << (world.pp() > 1 ? "in " + std::to_string(world.pp()) + " pipeline stages"
+                                    : "running " + std::to_string(model.dims.n_layers))
+                 << "), hidden " << c.hidden_size << ", heads " << c.n_heads << "/" << c.n_kv_heads
+                 << " kv, vocab " << c.vocab_size << (cfg.dummy_weights ? ", dummy weights" : "");
     TPI_LOG_INFO << "world " << world.size() << " rank(s) on " << world.n_nodes()
                  << " node(s): tp=" << world.tp() << " pp=" << world.pp() << " dp=" << world.dp()
                  << ", backend " << e.backend->describe()
                  << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "") << ", comm "
                  << comm_kind_name(e.comm_kind) << ", max_seq " << shape.max_seq << ", batch_size "
                  << shape.n_slots;
+  }
+  // Stages differ (layers, embedding, lm_head): the first rank of each stage prints its own.
+  if (world.dp_rank() == 0 && world.tp_rank() == 0) {
+    if (world.pp() > 1) {
+      TPI_LOG_INFO << "pipeline stage " << world.pp_rank() << " of " << world.pp() << ": layers "
+                   << model.dims.stage.layer_begin << "-" << model.dims.stage.layer_end - 1
+                   << (model.dims.stage.embed ? ", embedding" : "")
+                   << (model.dims.stage.head ? ", final norm + lm_head" : "");
+    }
     TPI_LOG_INFO << e.plan.report();
   }
   std::string err;
@@ -290,7 +300,8 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   e.pipe = make_pipe_link(pipe_kind, world, *e.backend);  // nullptr when pp = 1
   log_layout(world, e.backend_kind == BackendKind::cuda
                         ? "GPU " + std::to_string(bopts.device_ordinal)
-                        : "CPU (" + std::to_string(bopts.n_threads) + " threads)");
+                        : "CPU (" + std::to_string(bopts.n_threads) +
+                              (bopts.n_threads == 1 ? " thread)" : " threads)"));
 
   // Allocate and load only this rank's shard; agree before the first collective.
   const auto t0 = std::chrono::steady_clock::now();

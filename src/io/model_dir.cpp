@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "core/error.h"
@@ -219,11 +220,15 @@ void check_job_tp(const ModelDir& md, int job_tp) {
 void check_job_pp(const ModelDir& md, int job_tp, int job_pp) {
   if (md.pp == job_pp) return;
   const std::string src = md.source_dir.empty() ? "HF_DIR" : md.source_dir;
+  // The suggested output: this directory's name without its layout suffix, then the job's.
+  static const std::regex layout_suffix("(-pp[0-9]+)?-tp[0-9]+$");
+  const std::string out = std::regex_replace(md.path, layout_suffix, "") +
+                          (job_pp > 1 ? "-pp" + std::to_string(job_pp) : "") + "-tp" +
+                          std::to_string(job_tp);
   TPI_FAIL(md.path << ": model converted for pp=" << md.pp << " (layers per stage "
                    << md.split.describe() << ") but the job runs pp=" << job_pp
                    << ": convert it again with: python3 scripts/convert_hf.py --model " << src
-                   << " --tp " << job_tp << " --pp " << job_pp << " --out " << md.path << "-pp"
-                   << job_pp << "-tp" << job_tp);
+                   << " --tp " << job_tp << " --pp " << job_pp << " --out " << out);
 }
 
 }  // namespace tpinfer

@@ -92,13 +92,15 @@ class MpiPipeLink final : public PipeLinkBase {
 }  // namespace
 
 PipeLinkBase::PipeLinkBase(World& world) : world_(world) {
+  // The watchdog adds "from rank N" (the peer) to these.
   const ParallelLayout& l = world.layout();
-  const std::string next = l.last_stage() ? "" : " pipeline " + l.describe_stage(l.pp_rank + 1);
-  const std::string prev = l.first_stage() ? "" : " pipeline " + l.describe_stage(l.pp_rank - 1);
-  wait_send_next_ = "a send of activations to" + next;
-  wait_recv_prev_ = "a receive of activations from" + prev;
-  wait_send_first_ = "a send of logits to pipeline " + l.describe_stage(0);
-  wait_recv_last_ = "a receive of logits from pipeline " + l.describe_stage(l.pp - 1);
+  auto stage = [&](int s) {
+    return " pipeline stage " + std::to_string(s) + " of " + std::to_string(l.pp);
+  };
+  wait_send_next_ = "a send of activations to" + stage(l.pp_rank + 1);
+  wait_recv_prev_ = "a receive of activations from" + stage(l.pp_rank - 1);
+  wait_send_first_ = "a send of logits to" + stage(0);
+  wait_recv_last_ = "a receive of logits from" + stage(l.pp - 1);
 }
 
 void PipeLinkBase::send_to_first(const void* host, size_t bytes) {

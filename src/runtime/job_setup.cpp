@@ -273,8 +273,9 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
                  << "), hidden " << c.hidden_size << ", heads " << c.n_heads << "/" << c.n_kv_heads
                  << " kv, vocab " << c.vocab_size << (cfg.dummy_weights ? ", dummy weights" : "");
     TPI_LOG_INFO << "world " << world.size() << " rank(s) on " << world.n_nodes()
-                 << " node(s): tp=" << world.tp() << " pp=" << world.pp() << " dp=" << world.dp()
-                 << ", backend " << e.backend->describe()
+                 << " node(s): tp=" << world.tp()
+                 << (world.pp() > 1 ? " pp=" + std::to_string(world.pp()) : std::string())
+                 << " dp=" << world.dp() << ", backend " << e.backend->describe()
                  << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "") << ", comm "
                  << comm_kind_name(e.comm_kind) << ", max_seq " << shape.max_seq << ", batch_size "
                  << shape.n_slots;

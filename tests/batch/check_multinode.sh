@@ -12,7 +12,10 @@
 #  3. 3 + 1 ranks with tp=2: the second group would straddle the nodes: refused;
 #  4. (with CONVERTED_PP2_TP2_DIR) pp=2 x tp=2: one pipeline stage per node, tp inside it: the
 #     layout table puts stage 0 on node 0 and stage 1 on node 1, every result equals the one-node
-#     tp=2 run, and the bytes over the veth per generated token are printed beside tp=4's.
+#     tp=2 run, and the bytes over the veth per generated token are printed beside tp=4's;
+#  5. (PP_BENCH=1, a benchmark rather than a check) the 100M Llama shape with dummy weights, 32
+#     requests in flight (batch_size 32, 16 new tokens each): generated tokens/s and bytes between
+#     the nodes per generated token for tp=4 across the nodes and pp=2 x tp=2.
 # Exit 77 (skipped) only where the namespaces cannot be made (not root, no `ip netns`, no
 # unshare). Every run is bounded (RUN_TIMEOUT_S, default 600 s: tp 4 across two emulated nodes
 # ran at 3.5 tokens/s on a loaded 2-core machine) and the generation is short.
@@ -173,5 +176,29 @@ PY
   echo "pp=2 x tp=2 over 2 nodes: equal to one node; veth bytes (both ways) per generated" \
        "token: pp2 x tp2 $((both_pp / tokens)), tp4 $((both_tp4 / tokens)) ($tokens tokens)"
   ((both_pp < both_tp4)) || { echo "FAIL: the pipeline sent more between nodes than tp=4"; exit 1; }
+fi
+
+# 5. The benchmark of issue 19 (opt-in: minutes on a loaded machine).
+if [[ ${PP_BENCH:-0} == 1 ]]; then
+  $check many 32 16 "$work/bench.jsonl"
+  bench=(--model "$root/configs/models/llama-100m" --dummy-weights --tokenizer
+         "$root/configs/tokenizers/mistral" --ignore-eos --batch-size 32 --input "$work/bench.jsonl")
+  for layout in "tp4:--tp 4" "pp2tp2:--pp 2 --tp 2"; do
+    name=${layout%%:*}
+    both0=$(veth_both)
+    # shellcheck disable=SC2086
+    TPINFER_ALLOW_CROSS_NODE_TP=1 two_nodes $node_a:2,$node_b:2 "${bench[@]}" ${layout#*:} \
+        --output "$work/bench-$name.jsonl" 2>"$work/bench-$name.err" ||
+      { echo "FAIL: benchmark $name"; tail -n 20 "$work/bench-$name.err"; exit 1; }
+    bytes=$(($(veth_both) - both0))
+    /usr/bin/python3 - "$work/bench-$name.err" "$bytes" "$name" <<'PY'
+import re, sys
+line = [l for l in open(sys.argv[1]) if "result(s) written" in l][-1]
+tps = float(re.search(r"([0-9.]+) generated tok/s", line).group(1))
+tokens = int(re.search(r"\+ (\d+) generated tokens", line).group(1))
+print(f"bench {sys.argv[3]}: {tps:.1f} generated tok/s, {int(sys.argv[2]) / tokens:.0f} bytes "
+      f"between the nodes per generated token ({tokens} tokens, {int(sys.argv[2])} bytes)")
+PY
+  done
 fi
 echo "PASS"

@@ -427,8 +427,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
   if (coordinator) {
     TPI_LOG_INFO << "batch: " << prep.n_valid << " request(s) in " << cfg.input << ", "
                  << prep.n_already_done << " already in " << cfg.output << ", " << prep.n_bad
-                 << " bad line(s) skipped; " << n_todo << " to run on " << dp
-                 << " replica(s) of tp=" << world.tp();
+                 << " bad line(s) skipped; " << n_todo << " to run on " << dp << " replica(s) of "
+                 << (world.pp() > 1 ? "pp=" + std::to_string(world.pp()) + " x " : "")
+                 << "tp=" << world.tp();
   }
   if (n_todo == 0) {
     if (coordinator) log_info("batch: nothing to do");

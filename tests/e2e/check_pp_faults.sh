@@ -3,8 +3,8 @@
 # with dummy weights, mid-generation:
 #  stop: rank 2 (stage 1's tp rank 0, which sends the logits to the leader) is stopped with
 #        SIGSTOP, step_timeout_s 10: the job ends within 120 s with a non-zero exit, and the
-#        leader's watchdog names the wait: the receive of logits from pipeline stage 1 of 2
-#        from rank 2;
+#        leader's watchdog names the wait on pipeline stage 1 of 2 and rank 2 (the receive of
+#        its logits, or the send of activations to it);
 #  kill: rank 2 is killed with SIGKILL: the job ends within 30 s with a non-zero exit, and
 #        mpirun's report names rank 2 (the layout table in the log maps it to its stage).
 # Usage: check_pp_faults.sh TPINFER WORK_DIR stop|kill
@@ -54,7 +54,8 @@ echo "job ended $((SECONDS - t0)) s later, exit $rc"
 ((rc != 0)) || { echo "FAIL: exit 0"; cat "$work/err"; exit 1; }
 if [[ $mode == stop ]]; then
   grep "watchdog:" "$work/err" || true
-  grep -qE "\[rank 0\] watchdog: no progress .* waiting in a receive of logits from pipeline stage 1 of 2 from rank 2" "$work/err" ||
+  # The leader waits on stage 1 either for the logits or (mid-hand-off) to send it activations.
+  grep -qE "\[rank 0\] watchdog: no progress .* waiting in a (receive of logits from|send of activations to) pipeline stage 1 of 2 from rank 2" "$work/err" ||
     { echo "FAIL: the leader's watchdog did not name the wait on stage 1 (rank 2)"; cat "$work/err"; exit 1; }
 else
   grep -iE "rank 2|stage 1" "$work/err" | head -5

@@ -842,12 +842,12 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32, pp=None, 
     written = 0
     start = time.time()
     try:
-        for i, f in enumerate(files):
+        for fi, f in enumerate(files):
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["rank"] = np.int64(i % tp)
+            f.attrs["rank"] = np.int64(fi % tp)
             f.attrs["tp"] = np.int64(tp)
             if pp > 1:
-                f.attrs["stage"] = np.int64(i // tp)
+                f.attrs["stage"] = np.int64(fi // tp)
                 f.attrs["pp"] = np.int64(pp)
             f.attrs["dtype"] = dtype
             if dtype == "int8":
@@ -860,9 +860,9 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32, pp=None, 
             full = convert(st.read(name), src, tdtype)
             store_type = np.float32 if tdtype == "f32" else np.uint16
             local = local_shape(shape, split, padded, tp)
-            for i, f in enumerate(files):
-                r = i % tp
-                if not stage_holds(stages, i // tp, tied, name):
+            for fi, f in enumerate(files):  # fi = stage * tp + r
+                r = fi % tp
+                if not stage_holds(stages, fi // tp, tied, name):
                     continue
                 if split < 0:
                     part = full

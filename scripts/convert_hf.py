@@ -3,10 +3,15 @@
 into tpinfer's shards.
 
     /usr/bin/python3 scripts/convert_hf.py --model HF_DIR --tp N --out OUT_DIR \
-        [--dtype bf16|f16|f32|int8] [--int8-block 32|0]
+        [--dtype bf16|f16|f32|int8] [--int8-block 32|0] [--pp P | --pp-layers 10,10,8,8]
 
 Writes OUT_DIR/rank{r}-of-{N}.h5 (one HDF5 file per tp rank holding only that rank's slice of
 every tensor), OUT_DIR/manifest.json, and copies the tokenizer/config files found in HF_DIR.
+Pipeline stages (--pp P, or an explicit --pp-layers split): OUT_DIR/stage{s}-of-{P}-rank{r}-of-{N}.h5
+per stage s and tp rank r, each holding that stage's layers only (balanced by layer count, the
+first n_layers % P stages one more), the embedding on the first stage, the final norm and lm_head
+on the last (a tied lm_head: the embedding there too); the manifest records "pp" and "pp_layers"
+(twin of src/model/pipeline_stages.cpp). Without them a directory is one stage.
 Needs only numpy + h5py + the standard library (Debian: apt-get install python3-h5py
 python3-numpy, then run with /usr/bin/python3). Safetensors are parsed here: 8-byte little-endian
 header length, JSON header, raw little-endian data.
@@ -749,13 +754,52 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def shard_name(rank, tp):
-    return "rank%d-of-%d.h5" % (rank, tp)
+def shard_name(rank, tp, stage=0, pp=1):
+    name = "rank%d-of-%d.h5" % (rank, tp)
+    return name if pp == 1 else "stage%d-of-%d-%s" % (stage, pp, name)
 
 
-def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
+def stage_split(n_layers, pp, pp_layers):
+    """Layers per stage (twin of StageSplit in src/model/pipeline_stages.cpp)."""
+    if pp_layers is not None:
+        if pp is not None and pp != len(pp_layers):
+            raise ConvertError("--pp %d but --pp-layers lists %d stages" % (pp, len(pp_layers)))
+        if any(n < 1 for n in pp_layers):
+            raise ConvertError("--pp-layers %s: every stage needs at least one layer"
+                               % ",".join(map(str, pp_layers)))
+        if sum(pp_layers) != n_layers:
+            raise ConvertError("--pp-layers %s covers %d layers, the model has %d"
+                               % (",".join(map(str, pp_layers)), sum(pp_layers), n_layers))
+        return list(pp_layers)
+    pp = 1 if pp is None else pp
+    if pp < 1:
+        raise ConvertError("--pp must be >= 1, found %d" % pp)
+    if pp > n_layers:
+        raise ConvertError("--pp %d is more pipeline stages than the model's %d layers (every "
+                           "stage runs at least one layer); use --pp <= %d"
+                           % (pp, n_layers, n_layers))
+    return [n_layers // pp + (1 if i < n_layers % pp else 0) for i in range(pp)]
+
+
+def stage_holds(split, stage, tied, name):
+    """Whether tensor `name` belongs to stage `stage` (twin of StageRange::holds)."""
+    last = stage == len(split) - 1
+    if name == "model.embed_tokens.weight":
+        return stage == 0 or (last and tied)
+    if name in ("model.norm.weight", "lm_head.weight"):
+        return last
+    m = re.match(r"model\.layers\.(\d+)\.", name)
+    if not m:
+        return True
+    begin = sum(split[:stage])
+    return begin <= int(m.group(1)) < begin + split[stage]
+
+
+def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32, pp=None, pp_layers=None):
     config, _, c = read_model(model_dir)
     check_tp(c, tp)
+    stages = stage_split(c["n_layers"], pp, pp_layers)
+    pp = len(stages)
     st = SafetensorsIndex(model_dir)
     split_phi3(c, st)
     rename_moe(c, st)
@@ -781,23 +825,30 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
     manifest_path = os.path.join(out_dir, "manifest.json")
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # a crash below must not leave an old manifest over new shards
+    # files[s * tp + r]: stage s, tp rank r.
+    names = [shard_name(r, tp, s, pp) for s in range(pp) for r in range(tp)]
     for fname in sorted(os.listdir(out_dir)):
-        # Shards of an earlier conversion at another tp would sit beside the new ones unlisted.
-        m = re.fullmatch(r"rank(\d+)-of-(\d+)\.h5", fname)
-        if m and int(m.group(2)) != tp:
+        # Shards of an earlier conversion at another tp or pp would sit beside the new ones
+        # unlisted.
+        if re.fullmatch(r"(stage\d+-of-\d+-)?rank(\d+)-of-(\d+)\.h5", fname) and \
+                fname not in names:
             os.remove(os.path.join(out_dir, fname))
             if not quiet:
                 print("removed stale %s" % fname, file=sys.stderr)
-    paths = [os.path.join(out_dir, shard_name(r, tp)) for r in range(tp)]
+    paths = [os.path.join(out_dir, n) for n in names]
     files = [h5py.File(p, "w") for p in paths]
+    tied = c["tie_word_embeddings"]
     total_in = sum(st.entries[t[0]][4] for t in table)
     written = 0
     start = time.time()
     try:
-        for r, f in enumerate(files):
+        for fi, f in enumerate(files):
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["rank"] = np.int64(r)
+            f.attrs["rank"] = np.int64(fi % tp)
             f.attrs["tp"] = np.int64(tp)
+            if pp > 1:
+                f.attrs["stage"] = np.int64(fi // tp)
+                f.attrs["pp"] = np.int64(pp)
             f.attrs["dtype"] = dtype
             if dtype == "int8":
                 f.attrs["int8_group_size"] = np.int64(int8_block)
@@ -809,7 +860,10 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
             full = convert(st.read(name), src, tdtype)
             store_type = np.float32 if tdtype == "f32" else np.uint16
             local = local_shape(shape, split, padded, tp)
-            for r, f in enumerate(files):
+            for fi, f in enumerate(files):  # fi = stage * tp + r
+                r = fi % tp
+                if not stage_holds(stages, fi // tp, tied, name):
+                    continue
                 if split < 0:
                     part = full
                 else:
@@ -856,8 +910,9 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
         "dtype": dtype,
         "tp": tp,
         "n_tensors": len(table),
-        "files": [{"rank": r, "path": shard_name(r, tp), "bytes": os.path.getsize(p),
-                   "sha256": sha256_file(p)} for r, p in enumerate(paths)],
+        "files": [dict({"rank": i % tp, "path": names[i], "bytes": os.path.getsize(p),
+                        "sha256": sha256_file(p)}, **({"stage": i // tp} if pp > 1 else {}))
+                  for i, p in enumerate(paths)],
         "tokenizer_files": [f for f in copied if f.startswith("tokenizer")
                             or f in ("special_tokens_map.json", "chat_template.jinja")],
         "source": {"dir": os.path.abspath(model_dir), "weights": st.files,
@@ -866,6 +921,9 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32):
                       "created": datetime.datetime.now(datetime.timezone.utc)
                       .strftime("%Y-%m-%dT%H:%M:%SZ")},
     }
+    if pp > 1:
+        manifest["pp"] = pp
+        manifest["pp_layers"] = stages
     if dtype == "int8":
         manifest["int8"] = {"group_size": int8_block, "float_dtype": float_dtype,
                             "scale_dtype": "f32"}
@@ -905,6 +963,11 @@ def main(argv=None):
     ap.add_argument("--int8-block", type=int, default=32, choices=[0, 32],
                     help="--dtype int8: one scale per output row and block of 32 inputs (32, "
                     "default), or per output row (0)")
+    ap.add_argument("--pp", type=int,
+                    help="pipeline stages: layers split across them, balanced by layer count "
+                    "(default 1)")
+    ap.add_argument("--pp-layers",
+                    help="explicit layers per stage, e.g. 10,10,8,8 (sums to the model's layers)")
     ap.add_argument("--print-sharding", action="store_true",
                     help="print the parsed config and sharding table as JSON and exit")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -915,7 +978,15 @@ def main(argv=None):
             return 0
         if not args.out:
             raise ConvertError("--out OUT_DIR is required")
-        convert_model(args.model, args.out, args.tp, args.dtype, args.quiet, args.int8_block)
+        pp_layers = None
+        if args.pp_layers is not None:
+            try:
+                pp_layers = [int(x) for x in args.pp_layers.split(",")]
+            except ValueError:
+                raise ConvertError("--pp-layers must be comma-separated layer counts such as "
+                                   "10,10,8,8, found '%s'" % args.pp_layers)
+        convert_model(args.model, args.out, args.tp, args.dtype, args.quiet, args.int8_block,
+                      args.pp, pp_layers)
     except ConvertError as exc:
         print("convert_hf.py: error: %s" % exc, file=sys.stderr)
         return 1

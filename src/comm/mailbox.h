@@ -50,8 +50,8 @@ class Mailbox {
   std::list<Pending> pending_;
 };
 
-// True on every rank of the caller's tensor-parallel group when `flag` is true on any of them
-// (a group-wide "someone was asked to stop"). A collective over the tp group.
-bool any_in_tp_group(World& world, bool flag);
+// True on every rank of the caller's replica (its tp group x pp stages) when `flag` is true on
+// any of them (a replica-wide "someone was asked to stop"). A collective over the replica.
+bool any_in_replica(World& world, bool flag);
 
 }  // namespace tpinfer

@@ -53,33 +53,31 @@ World::World(int* argc, char*** argv) {
   n_nodes_ = static_cast<int>(unique.size());
   node_index_ = static_cast<int>(std::lower_bound(unique.begin(), unique.end(), node_leader) -
                                  unique.begin());
-  set_tp(size_);
+  set_layout(size_, 1);
 }
 
 World::~World() {
-  if (tp_comm_ != nullptr && as_comm(tp_comm_) != MPI_COMM_NULL) MPI_Comm_free(&as_comm(tp_comm_));
+  for (void** c : {&tp_comm_, &replica_comm_, &pipe_comm_}) {
+    if (*c != nullptr && as_comm(*c) != MPI_COMM_NULL) MPI_Comm_free(&as_comm(*c));
+  }
   if (node_comm_ != nullptr) MPI_Comm_free(&as_comm(node_comm_));
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
 }
 
-void World::set_tp(int tp) {
-  if (tp <= 0) tp = size_;
-  if (tp == tp_ && tp_comm_ != nullptr) return;  // already split this way
-  if (size_ % tp != 0) {
-    std::string valid;
-    for (int t = 1; t <= size_; ++t) {
-      if (size_ % t == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(t);
-    }
-    TPI_FAIL("tp=" << tp << " does not divide the " << size_ << " MPI ranks (world = dp x tp); "
-                   << "valid tp: " << valid);
+void World::set_layout(int tp, int pp) {
+  const ParallelLayout l = ParallelLayout::make(size_, rank_, tp, pp);
+  if (tp_comm_ != nullptr && l.tp == layout_.tp && l.pp == layout_.pp) return;  // already so
+  for (void** c : {&tp_comm_, &replica_comm_, &pipe_comm_}) {
+    if (*c != nullptr && as_comm(*c) != MPI_COMM_NULL) MPI_Comm_free(&as_comm(*c));
   }
-  if (tp_comm_ != nullptr && as_comm(tp_comm_) != MPI_COMM_NULL) MPI_Comm_free(&as_comm(tp_comm_));
-  tp_ = tp;
-  dp_rank_ = rank_ / tp;
-  tp_rank_ = rank_ % tp;
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, dp_rank_, tp_rank_, &as_comm(tp_comm_)));
+  layout_ = l;
+  MPI_CHECK(
+      MPI_Comm_split(MPI_COMM_WORLD, l.dp_rank * l.pp + l.pp_rank, l.tp_rank, &as_comm(tp_comm_)));
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, l.dp_rank, l.replica_rank(), &as_comm(replica_comm_)));
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, l.dp_rank * l.tp + l.tp_rank, l.pp_rank,
+                           &as_comm(pipe_comm_)));
   // Does this tp group live on one node? (Compare node indices across the group.)
   int mine[2] = {node_index_, -node_index_};
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mine, 2, MPI_INT, MPI_MAX, as_comm(tp_comm_)));
@@ -92,14 +90,25 @@ void World::broadcast_world(void* data, size_t bytes, int root) {
 }
 
 void World::broadcast_tp(void* data, size_t bytes, int root) {
-  WatchWait wait("a broadcast over the tp group", dp_rank_ * tp_ + root);
+  WatchWait wait("a broadcast over the tp group",
+                 layout_.rank_of(layout_.dp_rank, layout_.pp_rank, root));
   MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_)));
 }
 
-void World::broadcast_tp_sleepy(void* data, size_t bytes, int root, int sleep_us) {
-  WatchWait wait("a broadcast over the tp group", dp_rank_ * tp_ + root);
+void World::broadcast_replica(void* data, size_t bytes, int root) {
+  WatchWait wait(layout_.pp > 1 ? "a broadcast over the replica (every stage)"
+                                : "a broadcast over the tp group",
+                 layout_.replica_leader() + root);
+  MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(replica_comm_)));
+}
+
+void World::broadcast_replica_sleepy(void* data, size_t bytes, int root, int sleep_us) {
+  WatchWait wait(layout_.pp > 1 ? "a broadcast over the replica (every stage)"
+                                : "a broadcast over the tp group",
+                 layout_.replica_leader() + root);
   MPI_Request req;
-  MPI_CHECK(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_), &req));
+  MPI_CHECK(
+      MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(replica_comm_), &req));
   // Spin for the first 2 ms (a decoding leader sends the next step within a sampling time, and a
   // sleep would add to every token), then sleep between tests (an idle leader).
   const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);

@@ -294,7 +294,11 @@ std::vector<OptionSpec> build_specs() {
   v.push_back(bool_opt("allow_gpu_sharing", "Resources", &C::allow_gpu_sharing,
                        "let several ranks use one GPU (testing only)"));
   v.push_back(int_opt("tp", nullptr, "Resources", &C::tp, 0,
-                      "tensor-parallel size; 0 = MPI world size", "0 (world size)"));
+                      "tensor-parallel size; 0 = MPI world size / pp", "0 (world size / pp)"));
+  v.push_back(int_opt("pp", nullptr, "Resources", &C::pp, 1,
+                      "pipeline-parallel stages (layers split across them; world = dp x pp x tp); "
+                      "the model must be converted with the same --pp",
+                      "1"));
   v.push_back(int_opt("threads", nullptr, "Resources", &C::threads, 0,
                       "CPU threads per rank; 0 = auto", "0 (auto)"));
   v.push_back(bool_opt("allow_long_context", "Resources", &C::allow_long_context,

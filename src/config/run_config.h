@@ -64,7 +64,8 @@ struct RunConfig {
   BackendChoice backend = BackendChoice::auto_;
   CommChoice comm = CommChoice::auto_;
   bool allow_gpu_sharing = false;
-  int tp = 0;                           // 0 = world size
+  int tp = 0;                           // 0 = world size / pp
+  int pp = 1;                           // pipeline stages per replica (world = dp x pp x tp)
   int threads = 0;                      // CPU threads per rank; 0 = auto
   bool deterministic = false;           // CPU: the portable matmul, the same bits on every CPU
   bool allow_long_context = false;      // accept prompt + max_new_tokens > max_position_embeddings

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "core/error.h"
@@ -39,14 +40,25 @@ std::string require_string(const json& j, const char* key, const std::string& wh
   return v.get<std::string>();
 }
 
-std::string shard_name(int rank, int tp) {
-  return "rank" + std::to_string(rank) + "-of-" + std::to_string(tp) + ".h5";
-}
-
 }  // namespace
 
-std::string ModelDir::shard_path(int rank) const {
-  return path + "/" + shard_name(rank, tp);
+std::string shard_file_name(int rank, int tp, int stage, int pp) {
+  const std::string r = "rank" + std::to_string(rank) + "-of-" + std::to_string(tp) + ".h5";
+  if (pp == 1) return r;
+  return "stage" + std::to_string(stage) + "-of-" + std::to_string(pp) + "-" + r;
+}
+
+std::string ModelDir::shard_path(int rank, int stage) const {
+  return path + "/" + shard_file_name(rank, tp, stage, pp);
+}
+
+const ShardFile* ModelDir::shard_file(int rank, int stage) const {
+  const size_t i = static_cast<size_t>(stage) * tp + rank;
+  return i < files.size() ? &files[i] : nullptr;
+}
+
+StageRange ModelDir::stage_range(int stage) const {
+  return StageRange::of(split, stage, config.tie_word_embeddings);
 }
 
 ModelDir ModelDir::open(const std::string& path_in) {
@@ -129,25 +141,60 @@ ModelDir ModelDir::open(const std::string& path_in) {
     TPI_FAIL(manifest << ": " << e.what());
   }
 
+  // Pipeline stages: "pp" and "pp_layers", both or neither (a directory without them is one
+  // stage).
+  if (m.contains("source") && m["source"].is_object() && m["source"].contains("dir") &&
+      m["source"]["dir"].is_string()) {
+    md.source_dir = m["source"]["dir"].get<std::string>();
+  }
+  TPI_CHECK(m.contains("pp") == m.contains("pp_layers"),
+            manifest << ": keys 'pp' and 'pp_layers' go together, found only '"
+                     << (m.contains("pp") ? "pp" : "pp_layers") << "'");
+  if (m.contains("pp")) {
+    const int64_t pp = require_int(m, "pp", manifest);
+    TPI_CHECK(pp >= 1 && pp <= 4096, manifest << ": key 'pp' must be >= 1, found " << pp);
+    md.pp = static_cast<int>(pp);
+    const json& pl = m.at("pp_layers");
+    TPI_CHECK(
+        pl.is_array() && pl.size() == static_cast<size_t>(pp),
+        manifest << ": key 'pp_layers' must list " << pp << " layer counts, found " << pl.dump());
+    std::vector<int> layers;
+    for (const json& v : pl) {
+      TPI_CHECK(v.is_number_integer(),
+                manifest << ": key 'pp_layers' must hold integers, found " << pl.dump());
+      layers.push_back(v.get<int>());
+    }
+    md.split = StageSplit::from_list(layers, md.config.n_layers, manifest + ": key 'pp_layers'");
+  } else {
+    md.split.layers = {md.config.n_layers};
+  }
+  const size_t n_files = static_cast<size_t>(md.tp) * md.pp;
+
   const json& files = require(m, "files", manifest);
-  TPI_CHECK(files.is_array() && files.size() == static_cast<size_t>(md.tp),
-            manifest << ": key 'files' must list " << md.tp << " shard files (one per rank), found "
+  TPI_CHECK(files.is_array() && files.size() == n_files,
+            manifest << ": key 'files' must list " << n_files << " shard files (one per "
+                     << (md.pp > 1 ? "stage and rank" : "rank") << "), found "
                      << (files.is_array() ? std::to_string(files.size()) : files.dump()));
-  md.files.resize(static_cast<size_t>(md.tp));
-  std::vector<bool> seen(static_cast<size_t>(md.tp), false);
+  md.files.resize(n_files);
+  std::vector<bool> seen(n_files, false);
   for (const json& f : files) {
     const std::string where = manifest + ": files[]";
     const int64_t rank = require_int(f, "rank", where);
-    TPI_CHECK(
-        rank >= 0 && rank < md.tp && !seen[static_cast<size_t>(rank)],
-        where << ": rank " << rank << " is out of range or listed twice (tp=" << md.tp << ")");
-    seen[static_cast<size_t>(rank)] = true;
-    ShardFile& sf = md.files[static_cast<size_t>(rank)];
+    const int64_t stage = md.pp > 1 ? require_int(f, "stage", where) : 0;
+    TPI_CHECK(stage >= 0 && stage < md.pp,
+              where << ": stage " << stage << " is out of range (pp=" << md.pp << ")");
+    const size_t index = static_cast<size_t>(stage) * md.tp + static_cast<size_t>(rank);
+    TPI_CHECK(rank >= 0 && rank < md.tp && !seen[index],
+              where << ": rank " << rank << (md.pp > 1 ? " of stage " + std::to_string(stage) : "")
+                    << " is out of range or listed twice (tp=" << md.tp << ")");
+    seen[index] = true;
+    ShardFile& sf = md.files[index];
     sf.rank = static_cast<int>(rank);
+    sf.stage = static_cast<int>(stage);
     sf.name = require_string(f, "path", where);
-    TPI_CHECK(sf.name == shard_name(sf.rank, md.tp), where << ": rank " << rank << " path is '"
-                                                           << sf.name << "', expected '"
-                                                           << shard_name(sf.rank, md.tp) << "'");
+    const std::string want = shard_file_name(sf.rank, md.tp, sf.stage, md.pp);
+    TPI_CHECK(sf.name == want, where << ": rank " << rank << " path is '" << sf.name
+                                     << "', expected '" << want << "'");
     sf.bytes = require_int(f, "bytes", where);
     sf.sha256 = require_string(f, "sha256", where);
     TPI_CHECK(sf.sha256.size() == 64 &&
@@ -168,6 +215,20 @@ void check_job_tp(const ModelDir& md, int job_tp) {
     hint << " (tp=" << job_tp << " does not fit this model; valid tp: " << join_ints(valid) << ")";
   TPI_FAIL(md.path << ": model converted for tp=" << md.tp << " but the job runs tp=" << job_tp
                    << ": re-run scripts/convert_hf.py --tp " << job_tp << hint.str());
+}
+
+void check_job_pp(const ModelDir& md, int job_tp, int job_pp) {
+  if (md.pp == job_pp) return;
+  const std::string src = md.source_dir.empty() ? "HF_DIR" : md.source_dir;
+  // The suggested output: this directory's name without its layout suffix, then the job's.
+  static const std::regex layout_suffix("(-pp[0-9]+)?-tp[0-9]+$");
+  const std::string out = std::regex_replace(md.path, layout_suffix, "") +
+                          (job_pp > 1 ? "-pp" + std::to_string(job_pp) : "") + "-tp" +
+                          std::to_string(job_tp);
+  TPI_FAIL(md.path << ": model converted for pp=" << md.pp << " (layers per stage "
+                   << md.split.describe() << ") but the job runs pp=" << job_pp
+                   << ": convert it again with: python3 scripts/convert_hf.py --model " << src
+                   << " --tp " << job_tp << " --pp " << job_pp << " --out " << out);
 }
 
 }  // namespace tpinfer

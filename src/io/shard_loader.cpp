@@ -44,7 +44,7 @@ const char* elem_name(H5Elem e) {
   return "?";
 }
 
-void check_file_attrs(const Hdf5File& f, const ModelDir& md, int rank) {
+void check_file_attrs(const Hdf5File& f, const ModelDir& md, int rank, int stage) {
   const std::string& p = f.path();
   const int64_t version = f.attr_int("format_version");
   TPI_CHECK(version == md.format_version, p << ": attribute format_version is " << version
@@ -55,6 +55,14 @@ void check_file_attrs(const Hdf5File& f, const ModelDir& md, int rank) {
   const int64_t file_tp = f.attr_int("tp");
   TPI_CHECK(file_tp == md.tp,
             p << ": attribute tp is " << file_tp << ", manifest.json says tp=" << md.tp);
+  if (md.pp > 1) {
+    const int64_t file_stage = f.attr_int("stage");
+    TPI_CHECK(file_stage == stage, p << ": attribute stage is " << file_stage << ", expected "
+                                     << stage << " (shard files renamed or swapped?)");
+    const int64_t file_pp = f.attr_int("pp");
+    TPI_CHECK(file_pp == md.pp,
+              p << ": attribute pp is " << file_pp << ", manifest.json says pp=" << md.pp);
+  }
   const std::string dtype = f.attr_string("dtype");
   TPI_CHECK(dtype == dtype_name(md.dtype), p << ": attribute dtype is '" << dtype
                                              << "', manifest.json says '" << dtype_name(md.dtype)
@@ -115,34 +123,38 @@ void check_tensor(const Hdf5File& f, const TensorSpec& spec, const ModelDir& md)
 
 }  // namespace
 
-void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256) {
+void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256,
+                int stage) {
   load_shard(
       md, rank, sink,
       [&](const TensorSpec& spec, const std::vector<int64_t>&, const int8_t*, const float*,
           int64_t) {
-        TPI_FAIL(md.shard_path(rank) << ": tensor " << spec.name
-                                     << " is int8, and this reader takes float tensors only");
+        TPI_FAIL(md.shard_path(rank, stage)
+                 << ": tensor " << spec.name
+                 << " is int8, and this reader takes float tensors only");
       },
-      verify_sha256);
+      verify_sha256, stage);
 }
 
 void load_shard(const ModelDir& md, int rank, const TensorSink& sink, const Int8Sink& int8_sink,
-                bool verify_sha256) {
+                bool verify_sha256, int stage) {
   TPI_CHECK(rank >= 0 && rank < md.tp,
             md.path << ": rank " << rank << " is out of range for tp=" << md.tp);
-  const std::string path = md.shard_path(rank);
+  TPI_CHECK(stage >= 0 && stage < md.pp,
+            md.path << ": stage " << stage << " is out of range for pp=" << md.pp);
+  const std::string path = md.shard_path(rank, stage);
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   TPI_CHECK(!ec, path << ": shard file not found (listed in " << md.path << "/manifest.json)");
-  if (static_cast<size_t>(rank) < md.files.size()) {
-    const int64_t want = md.files[static_cast<size_t>(rank)].bytes;
+  if (const ShardFile* file = md.shard_file(rank, stage)) {
+    const int64_t want = file->bytes;
     TPI_CHECK(static_cast<int64_t>(size) == want,
               path << ": file is " << size << " bytes, manifest.json records " << want
                    << (static_cast<int64_t>(size) < want ? " (truncated? " : " (replaced? ")
                    << "re-run scripts/convert_hf.py)");
     // The right size with other bytes (a bad copy, a flipped bit) would load and generate
     // different text: the whole file is hashed before any of it is used.
-    const std::string& expected = md.files[static_cast<size_t>(rank)].sha256;
+    const std::string& expected = file->sha256;
     if (verify_sha256) {
       const std::string found = sha256_file(path);
       TPI_CHECK(found == expected,
@@ -154,9 +166,14 @@ void load_shard(const ModelDir& md, int rank, const TensorSink& sink, const Int8
   }
 
   const Hdf5File f = Hdf5File::open_read(path);
-  check_file_attrs(f, md, rank);
+  check_file_attrs(f, md, rank, stage);
 
-  const std::vector<TensorSpec> table = sharding_table(md.config);
+  // This stage's tensors of the table (all of them with one stage).
+  std::vector<TensorSpec> table;
+  const StageRange range = md.stage_range(stage);
+  for (TensorSpec& spec : sharding_table(md.config)) {
+    if (range.holds(spec.name)) table.push_back(std::move(spec));
+  }
   std::set<std::string> expected;
   for (const TensorSpec& spec : table) {
     check_tensor(f, spec, md);

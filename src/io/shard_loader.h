@@ -23,7 +23,9 @@ using TensorSink =
 // (format_version, rank, tp, dtype) and every tensor of sharding_table(md.config) (presence,
 // element type, local shape, global_shape and split_dim attributes; no extra datasets), then
 // hands each tensor to sink in table order, one at a time (one tensor's host buffer alive at once).
-void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256 = true);
+// Pipeline stages (md.pp > 1): stage picks the file and the tensors (md.stage_range(stage)).
+void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verify_sha256 = true,
+                int stage = 0);
 
 // int8 shards (md.dtype int8): the linear weights (int8_quantized(spec)) go to int8_sink with their
 // scales, f32 [rows, ceil(cols / group)] where group is md.int8_group, or the local column count
@@ -32,6 +34,11 @@ void load_shard(const ModelDir& md, int rank, const TensorSink& sink, bool verif
 using Int8Sink = std::function<void(const TensorSpec& spec, const std::vector<int64_t>& local_shape,
                                     const int8_t* q, const float* scales, int64_t group)>;
 void load_shard(const ModelDir& md, int rank, const TensorSink& sink, const Int8Sink& int8_sink,
-                bool verify_sha256 = true);
+                bool verify_sha256 = true, int stage = 0);
+// The same with the stage first (Engine::load).
+inline void load_shard(const ModelDir& md, int rank, int stage, const TensorSink& sink,
+                       const Int8Sink& int8_sink, bool verify_sha256) {
+  load_shard(md, rank, sink, int8_sink, verify_sha256, stage);
+}
 
 }  // namespace tpinfer

@@ -31,7 +31,15 @@ ShardDims ShardDims::make(const ModelConfig& cfg, int tp, int tp_rank, int n_lay
   return d;
 }
 
+void ShardDims::set_stage(const StageSplit& split, int stage_index, bool tie_word_embeddings) {
+  pp = split.pp();
+  pp_rank = stage_index;
+  stage = StageRange::of(split, stage_index, tie_word_embeddings);
+  n_layers = stage.layer_end - stage.layer_begin;
+}
+
 Tensor* ModelWeights::find(const std::string& name) {
+  if (!stage.holds(name)) return nullptr;  // another pipeline stage's tensor
   if (name == "model.embed_tokens.weight") return &embed;
   if (name == "lm_head.weight") return &lm_head;
   if (name == "model.norm.weight") return &final_norm;
@@ -40,7 +48,7 @@ Tensor* ModelWeights::find(const std::string& name) {
   size_t pos = prefix.size();
   const size_t dot = name.find('.', pos);
   if (dot == std::string::npos) return nullptr;
-  const int layer = std::stoi(name.substr(pos, dot - pos));
+  const int layer = std::stoi(name.substr(pos, dot - pos)) - stage.layer_begin;
   if (layer < 0 || layer >= static_cast<int>(layers.size())) return nullptr;
   LayerWeights& L = layers[layer];
   const std::string rest = name.substr(dot + 1);
@@ -108,6 +116,7 @@ Transformer::Transformer(const ModelConfig& cfg, const ShardDims& dims, Backend&
                          Communicator& comm)
     : cfg_(cfg), dims_(dims), be_(backend), comm_(comm) {
   weights.layers.resize(dims.n_layers);
+  weights.stage = dims.stage;
 }
 
 void Transformer::init_rope() {
@@ -159,15 +168,23 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
   Tensor gate = act.gate.first_rows(T), up = act.up.first_rows(T);
 
   // Vocab-parallel embedding: each rank fills the rows of its vocabulary slice, the sum completes.
+  // A later pipeline stage instead receives the residual stream and the last layer's output
+  // (its first layer adds them, exactly as the layer before it would have).
   const RopeTable rope = rope_for(b);
-  be_.embed(x, weights.embed, act.ids, dims_.vocab_offset);
-  if (comm_.size() > 1) comm_.all_reduce_sum(x.data, static_cast<size_t>(x.numel()), x.dtype);
+  if (dims_.first_stage()) {
+    be_.embed(x, weights.embed, act.ids, dims_.vocab_offset);
+    if (comm_.size() > 1) comm_.all_reduce_sum(x.data, static_cast<size_t>(x.numel()), x.dtype);
+  } else {
+    TPI_CHECK(pipe_ != nullptr, "forward: pipeline stage " << dims_.pp_rank << " has no link");
+    pipe_->recv_prev(x.data, x.bytes());
+    pipe_->recv_prev(delta.data, delta.bytes());
+  }
 
   for (int l = 0; l < dims_.n_layers; ++l) {
     watch_beat();  // a long prefill is progress, layer by layer (tp 1 has no collective to beat)
     const LayerWeights& L = weights.layers[l];
     // Pre-norm; from layer 1 on, the previous MLP's residual add is fused into it.
-    if (l == 0) {
+    if (l == 0 && dims_.first_stage()) {
       be_.rmsnorm(h, x, L.attn_norm, eps);
     } else {
       be_.add_rmsnorm(h, x, delta, L.attn_norm, eps);
@@ -198,6 +215,11 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
     L.up.forward(be_, up, h);
     be_.silu_mul(gate, gate, up);
     L.down.forward(be_, comm_, delta, gate);
+  }
+  if (!dims_.last_stage()) {  // (T, hidden) x 2 to the same tp rank of the next stage
+    pipe_->send_next(x.data, x.bytes());
+    pipe_->send_next(delta.data, delta.bytes());
+    return;
   }
   be_.add_rmsnorm(h, x, delta, weights.final_norm, eps);
   if (n_logit_rows == 0) return;

@@ -12,8 +12,10 @@
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
+#include "comm/pipe.h"
 #include "model/model_config.h"
 #include "model/parallel_linear.h"
+#include "model/pipeline_stages.h"
 
 namespace tpinfer {
 
@@ -32,8 +34,16 @@ struct ShardDims {
   int n_experts = 0;         // MoE: experts per sparse layer (all of them on every rank)
   int experts_per_tok = 0;   // MoE: k
   int moe_intermediate = 0;  // MoE: local expert width (moe_intermediate_size / tp)
+  // Pipeline parallelism (model/pipeline_stages.h): this rank's stage and what it holds;
+  // n_layers is then the stage's layer count, and local layer l is global layer_begin + l.
+  int pp = 1, pp_rank = 0;
+  StageRange stage;
 
   static ShardDims make(const ModelConfig& cfg, int tp, int tp_rank, int n_layers);
+  // Narrows these dims to stage `stage` of `split` (pp = split.pp()).
+  void set_stage(const StageSplit& split, int stage_index, bool tie_word_embeddings);
+  bool first_stage() const { return pp_rank == 0; }
+  bool last_stage() const { return pp_rank == pp - 1; }
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
 };
@@ -59,13 +69,14 @@ struct ModelWeights {
   Tensor embed;       // (vocab, hidden): vocab-parallel rows [vocab_offset, vocab_offset + vocab)
   Tensor lm_head;     // (vocab, hidden): the same memory as embed when embeddings are tied
   Tensor final_norm;  // (1, hidden)
-  std::vector<LayerWeights> layers;
+  std::vector<LayerWeights> layers;  // this stage's layers: layers[0] is stage.layer_begin
+  StageRange stage;                  // what find() hands out (pipeline parallelism)
   // RoPE inv_freq, f32 (1, head_dim/2): not in the checkpoint, computed from the config.
   Tensor rope_inv_freq;
   Tensor rope_inv_freq_long;  // longrope: the long_factor table (the other is the short one)
 
   // Points a tensor of the sharding table (by its Hugging Face name) at its slot; nullptr for a
-  // tensor this rank does not need (a layer cut off by `layers`).
+  // tensor this rank does not need (a layer cut off by `layers`, another pipeline stage's).
   Tensor* find(const std::string& hf_name);
 };
 
@@ -105,9 +116,13 @@ class Transformer {
 
   // One forward over a batch whose metadata is already in act.ids/positions/slots/logit_rows
   // and the block tables b points at.
-  // Leaves f32 logits of the n_logit_rows requested rows in act.logits_all (every rank).
+  // Leaves f32 logits of the n_logit_rows requested rows in act.logits_all (every rank; with
+  // pipeline stages, every rank of the last stage: the others pass the residual stream on).
   void forward(const std::vector<KvLayer>& kv, Activations& act, const BatchView& batch,
                int n_logit_rows);
+
+  // The link to the neighbouring stages (pp > 1; nullptr otherwise), owned by the caller.
+  void set_pipe(PipeLink* pipe) { pipe_ = pipe; }
 
   // Uploads the RoPE tables into weights.rope_inv_freq(_long) (allocated by the engine).
   void init_rope();
@@ -121,6 +136,7 @@ class Transformer {
   ShardDims dims_;
   Backend& be_;
   Communicator& comm_;
+  PipeLink* pipe_ = nullptr;
   float rope_attention_factor_ = 1.0f;
   int64_t rope_key_ = -1;  // dynamic: the length key of the uploaded table
 

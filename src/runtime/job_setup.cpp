@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
+#include "runtime/tp_layout.h"
 
 namespace tpinfer {
 namespace {
@@ -155,8 +156,11 @@ int sampleable_vocab(const ModelConfig& config, const Tokenizer& tokenizer) {
 
 ModelHandle open_model(World& world, const RunConfig& cfg) {
   watch_phase(Phase::load);
-  world.set_tp(cfg.tp);
-  const int tp = world.tp();
+  world.set_layout(cfg.tp, cfg.pp);
+  const int tp = world.tp(), pp = world.pp();
+  TPI_CHECK(pp == 1 || cfg.layers == 0,
+            "layers=" << cfg.layers << " with pp=" << pp << ": cutting the model short is not "
+                      << "supported across pipeline stages; drop 'layers' or run pp=1");
   ModelHandle m;
   // Every rank reads the same files, so these errors are the same on every rank.
   if (cfg.dummy_weights) {
@@ -169,16 +173,21 @@ ModelHandle open_model(World& world, const RunConfig& cfg) {
   } else {
     m.dir = std::make_unique<ModelDir>(ModelDir::open(cfg.model));
     check_job_tp(*m.dir, tp);
+    check_job_pp(*m.dir, tp, pp);
     m.config = m.dir->config;
     m.weight_dtype = m.dir->float_dtype;
     m.int8_group = m.dir->int8_group;
   }
   m.config.check_tp(tp);
   m.dims = ShardDims::make(m.config, tp, world.tp_rank(), cfg.layers);
+  if (pp > 1) {  // the directory's split, or (dummy weights) the balanced one
+    const StageSplit split = m.dir ? m.dir->split : StageSplit::balanced(m.config.n_layers, pp);
+    m.dims.set_stage(split, world.pp_rank(), m.config.tie_word_embeddings);
+  }
 
-  // Only leaders need the tokenizer; agree that it loaded.
+  // Only replica leaders need the tokenizer; agree that it loaded.
   std::string err;
-  if (world.tp_rank() == 0) {
+  if (world.replica_rank() == 0) {
     try {
       const std::string tok_dir = !cfg.tokenizer.empty() ? cfg.tokenizer
                                   : m.dir                ? m.dir->tokenizer_dir
@@ -254,17 +263,31 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
                        e.backend->act_dtype(), devmem.total_bytes, devmem.free_bytes, cfg.mem_frac,
                        sharing, backend_workspace);
   e.comm_kind = pick_comm(cfg.comm, e.backend_kind, world.tp());
+  // The pipeline link: NCCL send/recv on the CUDA backend, MPI on the CPU (whatever tp is).
+  const CommKind pipe_kind = pick_comm(cfg.comm, e.backend_kind, 2);
   if (printer) {
     const ModelConfig& c = model.config;
-    TPI_LOG_INFO << "model " << arch_name(c.arch) << ": " << c.n_layers << " layers (running "
-                 << model.dims.n_layers << "), hidden " << c.hidden_size << ", heads " << c.n_heads
-                 << "/" << c.n_kv_heads << " kv, vocab " << c.vocab_size
-                 << (cfg.dummy_weights ? ", dummy weights" : "");
+    TPI_LOG_INFO << "model " << arch_name(c.arch) << ": " << c.n_layers << " layers ("
+                 << (world.pp() > 1 ? "in " + std::to_string(world.pp()) + " pipeline stages"
+                                    : "running " + std::to_string(model.dims.n_layers))
+                 << "), hidden " << c.hidden_size << ", heads " << c.n_heads << "/" << c.n_kv_heads
+                 << " kv, vocab " << c.vocab_size << (cfg.dummy_weights ? ", dummy weights" : "");
     TPI_LOG_INFO << "world " << world.size() << " rank(s) on " << world.n_nodes()
-                 << " node(s): tp=" << world.tp() << " dp=" << world.dp() << ", backend "
-                 << e.backend->describe() << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "")
-                 << ", comm " << comm_kind_name(e.comm_kind) << ", max_seq " << shape.max_seq
-                 << ", batch_size " << shape.n_slots;
+                 << " node(s): tp=" << world.tp()
+                 << (world.pp() > 1 ? " pp=" + std::to_string(world.pp()) : std::string())
+                 << " dp=" << world.dp() << ", backend " << e.backend->describe()
+                 << (cfg.backend == BackendChoice::auto_ ? " [auto]" : "") << ", comm "
+                 << comm_kind_name(e.comm_kind) << ", max_seq " << shape.max_seq << ", batch_size "
+                 << shape.n_slots;
+  }
+  // Stages differ (layers, embedding, lm_head): the first rank of each stage prints its own.
+  if (world.dp_rank() == 0 && world.tp_rank() == 0) {
+    if (world.pp() > 1) {
+      TPI_LOG_INFO << "pipeline stage " << world.pp_rank() << " of " << world.pp() << ": layers "
+                   << model.dims.stage.layer_begin << "-" << model.dims.stage.layer_end - 1
+                   << (model.dims.stage.embed ? ", embedding" : "")
+                   << (model.dims.stage.head ? ", final norm + lm_head" : "");
+    }
     TPI_LOG_INFO << e.plan.report();
   }
   std::string err;
@@ -275,12 +298,18 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   }
   world.agree(err.empty(), err);
   e.comm = make_communicator(e.comm_kind, world, *e.backend);
+  e.pipe = make_pipe_link(pipe_kind, world, *e.backend);  // nullptr when pp = 1
+  log_layout(world, e.backend_kind == BackendKind::cuda
+                        ? "GPU " + std::to_string(bopts.device_ordinal)
+                        : "CPU (" + std::to_string(bopts.n_threads) +
+                              (bopts.n_threads == 1 ? " thread)" : " threads)"));
 
   // Allocate and load only this rank's shard; agree before the first collective.
   const auto t0 = std::chrono::steady_clock::now();
   err.clear();
   try {
     e.engine = std::make_unique<Engine>(model.config, model.dims, shape, *e.backend, *e.comm);
+    e.engine->set_pipe(e.pipe.get());
     if (cfg.dummy_weights) {
       e.engine->load_dummy(cfg.seed);
     } else {
@@ -330,6 +359,7 @@ namespace tpinfer {
 
 nlohmann::json describe_run(World& world, const RunConfig& cfg, const EngineHandle& e) {
   return {{"tp", world.tp()},
+          {"pp", world.pp()},
           {"dp", world.dp()},
           {"world_size", world.size()},
           {"n_nodes", world.n_nodes()},

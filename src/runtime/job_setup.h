@@ -11,6 +11,7 @@
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
+#include "comm/pipe.h"
 #include "comm/world.h"
 #include "config/run_config.h"
 #include "io/model_dir.h"
@@ -40,6 +41,7 @@ struct ModelHandle {
 struct EngineHandle {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;
+  std::unique_ptr<PipeLink> pipe;  // pp > 1: the link to the neighbouring stages
   std::unique_ptr<Engine> engine;
   MemoryPlan plan;
   BackendKind backend_kind = BackendKind::cpu;
@@ -47,7 +49,7 @@ struct EngineHandle {
   double load_ms = 0.0;
 };
 
-// Calls world.set_tp(cfg.tp) first.
+// Calls world.set_layout(cfg.tp, cfg.pp) first.
 ModelHandle open_model(World& world, const RunConfig& cfg);
 EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle& model,
                           const EngineShape& shape);

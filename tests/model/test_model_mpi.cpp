@@ -4,7 +4,9 @@
 //    prompt position and its greedy continuation (goldens from scripts/gen_model_goldens.py);
 //  - every tp size writes its logits to a file so that test_tp_equivalence can compare tp 2 and
 //    4 against tp 1 directly.
-// Environment: TPI_MODELS (folder of converted models, <name>-tp<N>), TPI_OUT (logits files).
+//  - with TPI_PP=P (pipeline stages), the same goldens through P stages of size / P ranks.
+// Environment: TPI_MODELS (folder of converted models, <name>-tp<N> or <name>-pp<P>-tp<N>),
+// TPI_OUT (logits files), TPI_PP.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -79,7 +81,7 @@ std::vector<float> prompt_logits(Engine& e, const std::vector<int32_t>& ids) {
   const int n = static_cast<int>(ids.size());
   std::vector<int32_t> pos(n), slots(n, 0), rows(n);
   for (int i = 0; i < n; ++i) pos[i] = rows[i] = i;
-  const bool leader = test::world().tp_rank() == 0;
+  const bool leader = test::world().replica_rank() == 0;
   const float* l = e.step(ids.data(), pos.data(), slots.data(), n, rows.data(), n, leader);
   if (!leader) return {};
   return std::vector<float>(l, l + static_cast<size_t>(n) * e.config().vocab_size);
@@ -88,8 +90,7 @@ std::vector<float> prompt_logits(Engine& e, const std::vector<int32_t>& ids) {
 void save_logits(const std::string& tag, const std::vector<float>& logits) {
   if (test::world().rank() != 0) return;
   const std::string out = env_or("TPI_OUT", TPINFER_BUILD_DIR "/test-out");
-  std::ofstream f(out + "/" + tag + "-tp" + std::to_string(test::world().size()) + ".f32",
-                  std::ios::binary);
+  std::ofstream f(out + "/" + tag + test::layout_tag() + ".f32", std::ios::binary);
   REQUIRE(f.good());
   f.write(reinterpret_cast<const char*>(logits.data()),
           static_cast<std::streamsize>(logits.size() * sizeof(float)));
@@ -100,7 +101,7 @@ void save_logits(const std::string& tag, const std::vector<float>& logits) {
 TEST_CASE("stories260K reproduces the golden greedy ids", "[stories]") {
   const json g = read_json(TPINFER_TEST_DATA "/stories260K_golden_greedy.json");
   auto L = load("stories260K", 512);
-  const bool leader = test::world().tp_rank() == 0;
+  const bool leader = test::world().replica_rank() == 0;
 
   SECTION("no prompt: 256 greedy steps from BOS, and the top logits at position 0") {
     const std::vector<int32_t> prompt = g["no_prompt"]["prompt_ids"];
@@ -132,7 +133,7 @@ TEST_CASE("stories260K reproduces the golden greedy ids", "[stories]") {
 }
 
 TEST_CASE("tiny models of every family match transformers' logits and greedy ids", "[tiny]") {
-  const bool leader = test::world().tp_rank() == 0;
+  const bool leader = test::world().replica_rank() == 0;
   // Qwen3, Mistral (sliding window), Llama; Qwen2 (q/k/v biases, yarn), Llama 3 (llama3 RoPE,
   // attention and MLP biases: row-parallel biases too), Mistral Nemo (explicit head_dim, dynamic
   // RoPE), Phi3 (fused projections split by the converter, longrope); the mixtures of experts
@@ -180,7 +181,7 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
         }
         INFO("first mismatch: " << first_bad << "; max |logit - transformers| = " << max_err);
         CHECK(n_bad == 0);
-        WARN(name << " tp=" << test::world().tp() << " prompt " << c["name"].get<std::string>()
+        WARN(name << test::layout_tag() << " prompt " << c["name"].get<std::string>()
                   << ": max |logit - transformers| = " << max_err);
         const std::vector<int> ref_argmax = c["argmax"];
         std::vector<int> got_argmax;
@@ -191,8 +192,8 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
       const std::vector<int32_t> got = greedy(*L->engine, prompt, static_cast<int>(expect.size()));
       if (leader) {
         CHECK(got == expect);
-        WARN(name << " tp=" << test::world().tp() << " prompt " << c["name"].get<std::string>()
-                  << ": greedy " << (got == expect ? "equal" : "DIFFERENT"));
+        WARN(name << test::layout_tag() << " prompt " << c["name"].get<std::string>() << ": greedy "
+                  << (got == expect ? "equal" : "DIFFERENT"));
       }
       ++case_no;
     }
@@ -202,7 +203,7 @@ TEST_CASE("tiny models of every family match transformers' logits and greedy ids
 TEST_CASE("MoE: two prompts in one forward (two slots) equal each prompt alone", "[tiny][batch]") {
   // The tokens of both prompts are routed together, so each expert's GEMM mixes rows of both;
   // the grouped kernels are batch invariant, so every logit is bit for bit the single-prompt one.
-  const bool leader = test::world().tp_rank() == 0;
+  const bool leader = test::world().replica_rank() == 0;
   for (const char* name : {"tiny-qwen3-moe", "tiny-mixtral"}) {
     INFO(name);
     const json g = read_json(std::string(TPINFER_TEST_DATA "/goldens/") + name + ".json");
@@ -246,7 +247,7 @@ TEST_CASE("logprobs equal transformers' log_softmax of a greedy continuation", "
     const json& steps = m["steps"];
     const GenerationOutcome o = run_greedy(*L->engine, prompt, static_cast<int>(steps.size()), 5);
     if (!rank0) continue;
-    INFO(name << " tp=" << test::world().tp());
+    INFO(name << test::layout_tag());
     REQUIRE(o.logprobs.size() == steps.size());
     double max_err = 0.0;
     for (size_t i = 0; i < steps.size(); ++i) {
@@ -267,8 +268,7 @@ TEST_CASE("logprobs equal transformers' log_softmax of a greedy continuation", "
       CHECK(lp.top[0].first == lp.id);  // greedy: the chosen id is the most likely
     }
     CHECK(max_err < kTol);
-    WARN(name << " tp=" << test::world().tp()
-              << ": logprobs max |err| vs transformers = " << max_err);
+    WARN(name << test::layout_tag() << ": logprobs max |err| vs transformers = " << max_err);
   }
 }
 

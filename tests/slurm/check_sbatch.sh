@@ -11,6 +11,9 @@
 #   MODE gpu-scripts    the GPU scripts, run on the CPU backend (the cluster has 4 fake GPUs):
 #                       tpinfer-1node-4gpu.sbatch must get its 4 GPUs (CUDA_VISIBLE_DEVICES) and
 #                       complete; tpinfer-multinode.sbatch (on the one node) must take TPINFER_TP.
+#   MODE pipeline       slurm/tpinfer-pipeline.sbatch on the one node with TPINFER_PP=2 and
+#                       TPINFER_TP=2 (MODEL: converted --pp 2 --tp 2): it must complete, log the
+#                       layout dp 1 x pp 2 x tp 2 and write every id once.
 #   MODE server         slurm/tpinfer-server.sbatch (CPU backend, an API key, a free port): the
 #                       endpoint file must appear, a completion through it must answer (and 401
 #                       without the key); after scancel the job must leave the queue CANCELLED
@@ -101,6 +104,23 @@ if [[ $mode == gpu-scripts ]]; then
     $check exactly-once "$work/in.jsonl" "$work/results.jsonl"
     echo "slurm/tpinfer-$script.sbatch: job $jid COMPLETED"
   done
+  echo "PASS"
+  exit 0
+fi
+
+if [[ $mode == pipeline ]]; then
+  export OMPI_MCA_mpi_yield_when_idle=1
+  jid=$(TPINFER_BIN=$bin TPINFER_OUTPUT=$work/results.jsonl TPINFER_TP=2 TPINFER_PP=2 \
+        sbatch --parsable --chdir="$work" --nodes=1 --cpus-per-task=1 \
+        "$root/slurm/tpinfer-pipeline.sbatch" "$work/job.yaml" --backend cpu)
+  wait_job "$jid" 240
+  log=$work/tpinfer-pipeline-$jid.out
+  sed 's/^/  job log: /' "$log" | grep -vE "memory plan|loaded in|model llama" || true
+  [[ $(job_state "$jid") == COMPLETED && $(job_exit "$jid") == 0:0 ]] ||
+    { echo "FAIL: pipeline job $jid ended $(job_state "$jid")"; exit 1; }
+  grep -q "layout: 4 rank(s) = dp 1 x pp 2 x tp 2" "$log"
+  $check exactly-once "$work/in.jsonl" "$work/results.jsonl"
+  echo "slurm/tpinfer-pipeline.sbatch: job $jid COMPLETED"
   echo "PASS"
   exit 0
 fi

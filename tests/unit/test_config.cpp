@@ -404,6 +404,7 @@ TEST_CASE("every key's bad value is reported with the key and what was expected"
       {"comm", "gloo", "expected one of auto, mpi or nccl"},
       {"allow_gpu_sharing", "sure", "expected true or false"},
       {"tp", "-2", "expected an integer >= 0"},
+      {"pp", "0", "expected an integer >= 1"},
       {"threads", "many", "expected an integer >= 0"},
       {"deterministic", "perhaps", "expected true or false"},
       {"dummy_weights", "y es", "expected true or false"},

@@ -100,12 +100,20 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   // A communicator that stages through host memory (MPI) cannot be captured into a graph.
   // Nor can a step whose RoPE table depends on the positions (dynamic, longrope): the table is
   // chosen on the host per forward, as transformers does.
-  graph_.enabled = comm_.capturable() && !rope_depends_on_length(cfg_);
+  // Pipeline stages send and receive mid-forward: eager steps (see set_pipe).
+  graph_.enabled = comm_.capturable() && !rope_depends_on_length(cfg_) && dims_.pp == 1;
   host_gathered_.resize(static_cast<size_t>(dims_.tp) * R * dims_.vocab);
   host_logits_.resize(static_cast<size_t>(R) * cfg_.vocab_size);
   host_table_.resize(static_cast<size_t>(table_entries));
   row_lo_.resize(static_cast<size_t>(shape_.n_slots));
   row_hi_.resize(static_cast<size_t>(shape_.n_slots));
+}
+
+void Engine::set_pipe(PipeLink* pipe) {
+  TPI_CHECK(dims_.pp == 1 || pipe != nullptr,
+            "engine: pipeline stage " << dims_.pp_rank << " of " << dims_.pp << " needs a link");
+  pipe_ = pipe;
+  model_.set_pipe(pipe);
 }
 
 Engine::~Engine() {
@@ -163,13 +171,14 @@ void Engine::allocate_experts() {
     return t;
   };
   for (int l = 0; l < dims_.n_layers; ++l) {
-    if (!cfg_.is_moe_layer(l)) continue;
+    const int global = dims_.stage.layer_begin + l;  // pipeline stages: the model's index
+    if (!cfg_.is_moe_layer(global)) continue;
     LayerWeights& L = model_.weights.layers[l];
     L.experts.n_experts = E;
     L.experts.gate = stacked(int64_t{E} * I, H);
     L.experts.up = stacked(int64_t{E} * I, H);
     L.experts.down = stacked(int64_t{E} * H, I);
-    const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
+    const std::string p = "model.layers." + std::to_string(global) + ".mlp.experts.";
     for (int e = 0; e < E; ++e) {
       const std::string x = p + std::to_string(e) + ".";
       *model_.weights.find(x + "gate_proj.weight") = L.experts.gate.slice_rows(int64_t{e} * I, I);
@@ -183,21 +192,23 @@ void Engine::finish_weights() {
   ModelWeights& w = model_.weights;
   if (cfg_.tie_word_embeddings) w.lm_head = w.embed;
   model_.init_rope();
-  TPI_CHECK(!w.embed.empty() && !w.lm_head.empty() && !w.final_norm.empty(),
+  // Pipeline stages: the embedding on the first, the final norm and lm_head on the last.
+  TPI_CHECK((!dims_.first_stage() || !w.embed.empty()) &&
+                (!dims_.last_stage() || (!w.lm_head.empty() && !w.final_norm.empty())),
             "model weights incomplete: embed_tokens, lm_head or norm missing");
   be_.synchronize();
 }
 
 void Engine::load(const ModelDir& dir, int world_rank_for_messages, bool verify_sha256) {
   load_shard(
-      dir, dims_.tp_rank,
+      dir, dims_.tp_rank, dims_.pp_rank,
       [&](const TensorSpec& spec, const std::vector<int64_t>& local_shape, const void* data,
           DType dtype) {
         Tensor* slot = model_.weights.find(spec.name);
         if (slot == nullptr) return;  // a layer the `layers` option leaves out
         int64_t n = 1;
         for (int64_t s : local_shape) n *= s;
-        TPI_CHECK(n == slot->numel(), dir.shard_path(dims_.tp_rank)
+        TPI_CHECK(n == slot->numel(), dir.shard_path(dims_.tp_rank, dims_.pp_rank)
                                           << ": tensor " << spec.name << " has " << n
                                           << " elements, the engine expects " << slot->numel());
         be_.upload_weight(*slot, data, dtype);
@@ -209,7 +220,7 @@ void Engine::load(const ModelDir& dir, int world_rank_for_messages, bool verify_
         if (slot == nullptr) return;
         TPI_CHECK(slot->dtype == DType::i8 && slot->rows == local_shape[0] &&
                       slot->cols == local_shape[1] && slot->group == group,
-                  dir.shard_path(dims_.tp_rank)
+                  dir.shard_path(dims_.tp_rank, dims_.pp_rank)
                       << ": tensor " << spec.name << " is int8 with group " << group
                       << ", the engine expects " << dtype_name(slot->dtype) << " with group "
                       << slot->group);
@@ -451,10 +462,32 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
   } else {
     model_.forward(kv_, act_, b, n_logit_rows);
   }
+  if (dims_.pp > 1) return pipeline_logits(n_logit_rows, want_host_logits);
   if (!want_host_logits || n_logit_rows == 0) {
     be_.synchronize();
     return nullptr;
   }
+  return assemble_host_logits(n_logit_rows);
+}
+
+// Pipeline stages: the last stage's tp rank 0 sends the step's logits to the first stage's tp
+// rank 0 (the replica leader, which samples); every other rank has none.
+const float* Engine::pipeline_logits(int n_logit_rows, bool want_host_logits) {
+  TPI_CHECK(pipe_ != nullptr, "step: pipeline stage " << dims_.pp_rank << " has no link");
+  const size_t bytes = sizeof(float) * static_cast<size_t>(n_logit_rows) * cfg_.vocab_size;
+  if (n_logit_rows > 0 && dims_.tp_rank == 0 && dims_.last_stage()) {
+    pipe_->send_to_first(assemble_host_logits(n_logit_rows), bytes);
+    return nullptr;
+  }
+  be_.synchronize();
+  if (n_logit_rows > 0 && dims_.tp_rank == 0 && dims_.first_stage()) {
+    pipe_->recv_from_last(host_logits_.data(), bytes);
+    return want_host_logits ? host_logits_.data() : nullptr;
+  }
+  return nullptr;
+}
+
+const float* Engine::assemble_host_logits(int n_logit_rows) {
   // Gathered layout is (tp, rows, vocab_local); reassemble (rows, vocab) and drop the padding.
   const size_t vl = static_cast<size_t>(dims_.vocab);
   be_.copy_to_host(host_gathered_.data(), act_.logits_all.data,

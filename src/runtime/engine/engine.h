@@ -58,6 +58,12 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Pipeline parallelism (dims.pp > 1): the link to the neighbouring stages, owned by the
+  // caller, set before the first step. The stage's forward receives the residual stream from
+  // the previous stage and sends it to the next; step() returns the logits on the replica
+  // leader (first stage, tp rank 0) only, sent there by the last stage's tp rank 0.
+  void set_pipe(PipeLink* pipe);
+
   // Reads this rank's shard (only its own file) into device memory.
   void load(const ModelDir& dir, int world_rank_for_messages, bool verify_sha256 = true);
   // Random weights from the config alone (for speed and memory measurements of full shapes).
@@ -75,10 +81,11 @@ class Engine {
   // of row r is in block block_table[r * table_stride + p / block_size]); returns logits (f32,
   // unpadded vocabulary, row-major [n_logit_rows, vocab_size]) of the rows logit_rows (indices
   // into the batch), on the host. want_host_logits = false skips the copy (ranks that do not
-  // sample). rope_seq_len: see BatchView (a whole sequence recomputed in chunks).
-  // n_table_rows <= n_slots and table_stride <= blocks_per_seq(); every entry a token writes or
-  // attends to must be a block id in [0, pool_blocks()) (checked: one clear error); entries
-  // past a sequence's end or wholly before its window may be anything (-1).
+  // sample; with pipeline stages only the replica leader gets them). rope_seq_len: see BatchView (a
+  // whole sequence recomputed in chunks). n_table_rows <= n_slots and table_stride <=
+  // blocks_per_seq(); every entry a token writes or attends to must be a block id in [0,
+  // pool_blocks()) (checked: one clear error); entries past a sequence's end or wholly before its
+  // window may be anything (-1).
   const float* step(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
                     const int32_t* block_table, int n_table_rows, int table_stride,
                     const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
@@ -107,6 +114,9 @@ class Engine {
 
  private:
   Tensor alloc_tensor(DType dtype, int64_t rows, int64_t cols);
+  // The gathered (tp, rows, vocab_local) logits reassembled into host_logits_ (rows, vocab).
+  const float* assemble_host_logits(int n_logit_rows);
+  const float* pipeline_logits(int n_logit_rows, bool want_host_logits);
   void forward_decode_graph(const BatchView& b, int n_logit_rows);
   // Throws one clear line when a step's rows or table entries are out of range.
   void check_block_table(const int32_t* positions, const int32_t* slots, int n,
@@ -120,6 +130,7 @@ class Engine {
   EngineShape shape_;
   Backend& be_;
   Communicator& comm_;
+  PipeLink* pipe_ = nullptr;
   Transformer model_;
   std::vector<KvLayer> kv_;
   Activations act_;

@@ -33,6 +33,7 @@ MemoryPlan plan_memory(const ModelConfig& cfg, const ShardDims& dims, const Engi
   size_t expert_bytes = 0;  // every expert of every sparse layer this rank runs
   ModelWeights probe;
   probe.layers.resize(dims.n_layers);
+  probe.stage = dims.stage;  // pipeline stages: this stage's layers, embedding, lm_head
   for (const TensorSpec& spec : sharding_table(cfg)) {
     if (probe.find(spec.name) == nullptr) continue;  // layers left out by `layers`
     const std::vector<int64_t> s = spec.local_shape(dims.tp);
@@ -106,6 +107,12 @@ void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const Sha
   if (plan.fits()) return;
   std::ostringstream hint;
   const size_t over = plan.total_bytes - plan.budget_bytes;
+  if (dims.pp > 1) {
+    hint << "pipeline stage " << dims.pp_rank << " of " << dims.pp << " (layers "
+         << dims.stage.layer_begin << "-" << dims.stage.layer_end - 1
+         << (dims.stage.embed ? ", the embedding" : "") << (dims.stage.head ? ", the lm_head" : "")
+         << ") ";
+  }
   hint << "does not fit: each rank needs " << format_bytes(plan.total_bytes) << " (weights "
        << format_bytes(plan.weight_bytes) << ", kv cache " << format_bytes(plan.kv_bytes) << " for "
        << plan.kv_blocks << " blocks of " << shape.block_size
@@ -113,14 +120,14 @@ void check_memory_plan(const MemoryPlan& plan, const ModelConfig& cfg, const Sha
        << ", scratch " << format_bytes(plan.activation_bytes) << ") but the budget is "
        << format_bytes(plan.budget_bytes) << " (mem_frac " << plan.mem_frac << "), "
        << format_bytes(over) << " over; lower max_seq, batch_size or kv_cache_blocks, use more "
-       << "ranks (tp), or raise mem_frac";
+       << "ranks (tp" << (dims.pp > 1 ? ", or pp with the layers split again" : "")
+       << "), or raise mem_frac";
   const std::vector<int> valid = cfg.valid_tp_sizes();
   if (!valid.empty()) {
     hint << " (valid tp for this model:";
     for (int t : valid) hint << ' ' << t;
     hint << ")";
   }
-  (void)dims;
   throw Error(hint.str());
 }
 

@@ -350,11 +350,12 @@ void report_summary(const RunConfig& cfg, World& world, const EngineHandle& eng,
   char line[512];
   std::snprintf(line, sizeof line,
                 "batch: %d/%d result(s) written to %s in %.2f s | %lld prompt + %lld generated "
-                "tokens | %.1f generated tok/s, %.1f total tok/s | dp %d x tp %d, %d slot(s) per "
+                "tokens | %.1f generated tok/s, %.1f total tok/s | dp %d x %stp %d, %d slot(s) per "
                 "replica | per replica: %s",
                 progress.done(), s.n_todo, cfg.output.c_str(), s.wall_s,
                 static_cast<long long>(progress.prompt_tokens()),
                 static_cast<long long>(progress.completion_tokens()), gen_tps, all_tps, world.dp(),
+                world.pp() > 1 ? ("pp " + std::to_string(world.pp()) + " x ").c_str() : "",
                 world.tp(), s.n_slots, per_replica.c_str());
   log_info(line + kv_stats_line(s.kv));
   if (progress.failed() > 0) {
@@ -426,8 +427,9 @@ void run_batch_job(World& world, const RunConfig& cfg,
   if (coordinator) {
     TPI_LOG_INFO << "batch: " << prep.n_valid << " request(s) in " << cfg.input << ", "
                  << prep.n_already_done << " already in " << cfg.output << ", " << prep.n_bad
-                 << " bad line(s) skipped; " << n_todo << " to run on " << dp
-                 << " replica(s) of tp=" << world.tp();
+                 << " bad line(s) skipped; " << n_todo << " to run on " << dp << " replica(s) of "
+                 << (world.pp() > 1 ? "pp=" + std::to_string(world.pp()) + " x " : "")
+                 << "tp=" << world.tp();
   }
   if (n_todo == 0) {
     if (coordinator) log_info("batch: nothing to do");

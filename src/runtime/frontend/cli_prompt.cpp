@@ -100,12 +100,14 @@ void write_metrics(World& world, const RunConfig& cfg, const EngineHandle& eng,
 
 void run_single_prompt(World& world, const RunConfig& cfg,
                        std::chrono::steady_clock::time_point launch) {
-  world.set_tp(cfg.tp);
-  const int tp = world.tp();
-  TPI_CHECK(world.dp() == 1, "tp=" << tp << " on " << world.size() << " ranks makes " << world.dp()
-                                   << " data-parallel replicas, but a single "
-                                   << "prompt runs on one: launch " << tp << " ranks, or give "
-                                   << "--input for batch inference or --serve for a server");
+  world.set_layout(cfg.tp, cfg.pp);
+  const int tp = world.tp(), replica = world.replica_size();
+  TPI_CHECK(world.dp() == 1,
+            "tp=" << tp << (world.pp() > 1 ? " x pp=" + std::to_string(world.pp()) : std::string())
+                  << " on " << world.size() << " ranks makes " << world.dp()
+                  << " data-parallel replicas, but a single "
+                  << "prompt runs on one: launch " << replica << " ranks, or give "
+                  << "--input for batch inference or --serve for a server");
   check_tp_layout(world);
   // The same checks as a batch line's or a server request's (runtime/scheduler/request_check.h);
   // the values are the same on every rank, so is the error.

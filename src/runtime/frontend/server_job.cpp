@@ -106,7 +106,8 @@ void run_server_job(World& world, const RunConfig& cfg,
   world.agree(err.empty(), err);
   if (rank0) {
     TPI_LOG_INFO << "serving the OpenAI API at http://" << addr.host << ":" << http->port()
-                 << "/v1 (model '" << service->model_name() << "', dp " << world.dp() << " x tp "
+                 << "/v1 (model '" << service->model_name() << "', dp " << world.dp() << " x "
+                 << (world.pp() > 1 ? "pp " + std::to_string(world.pp()) + " x " : "") << "tp "
                  << world.tp() << ", " << shape.n_slots << " slot(s) per replica, max_seq "
                  << shape.max_seq << ", ready " << ms_since(launch) / 1000.0
                  << " s after launch); SIGTERM stops it";

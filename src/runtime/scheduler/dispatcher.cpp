@@ -161,10 +161,10 @@ class Dispatcher : public RequestEvents {
     pending_want_.assign(static_cast<size_t>(world.dp()), 0);
     said_bye_.assign(static_cast<size_t>(world.dp()), false);
     said_bye_[0] = true;  // this rank
-    for (int d = 1; d < world.dp(); ++d) watch_peer(d * world.tp(), true);
+    for (int d = 1; d < world.dp(); ++d) watch_peer(d * world.replica_size(), true);
   }
   ~Dispatcher() override {
-    for (int d = 1; d < world_.dp(); ++d) watch_peer(d * world_.tp(), false);
+    for (int d = 1; d < world_.dp(); ++d) watch_peer(d * world_.replica_size(), false);
   }
 
   // From replica 0's scheduler.
@@ -223,9 +223,9 @@ class Dispatcher : public RequestEvents {
 };
 
 void Dispatcher::serve_messages() {
-  const int tp = world_.tp();
+  const int leader_stride = world_.replica_size();  // replica d's leader is rank d * this
   while (std::optional<Message> m = mail_.poll()) {
-    const int replica = m->source / tp;
+    const int replica = m->source / leader_stride;
     if (m->tag == kAlive) {
       watch_peer_heard(m->source, json::parse(m->payload).at("slowest_step_s").get<double>());
       continue;
@@ -280,7 +280,7 @@ void Dispatcher::apply_cancels(ReplicaScheduler& local) {
     if (it->second.replica == 0) {
       local.cancel(seq);  // reports "cancelled" through on_finish
     } else if (!said_bye_[it->second.replica]) {
-      mail_.send(it->second.replica * world_.tp(), kCancel, json{{"seq", seq}}.dump());
+      mail_.send(it->second.replica * world_.replica_size(), kCancel, json{{"seq", seq}}.dump());
     }
   }
 }
@@ -298,7 +298,7 @@ void Dispatcher::begin_stop(ReplicaScheduler& local) {
   deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(opts_.grace_s));
   for (int d = 1; d < world_.dp(); ++d) {
-    if (!said_bye_[d]) mail_.send(d * world_.tp(), kDrain, "");
+    if (!said_bye_[d]) mail_.send(d * world_.replica_size(), kDrain, "");
   }
 }
 
@@ -306,7 +306,7 @@ void Dispatcher::drop_running(ReplicaScheduler& local) {
   dropped_ = true;
   local.abandon_all();
   for (int d = 1; d < world_.dp(); ++d) {
-    if (!said_bye_[d]) mail_.send(d * world_.tp(), kStop, "");
+    if (!said_bye_[d]) mail_.send(d * world_.replica_size(), kStop, "");
   }
 }
 
@@ -328,7 +328,8 @@ void Dispatcher::hand_out_remote() {
     if (reply["requests"].empty() && !done) continue;  // the want waits for work
     reply["done"] = done;
     pending_want_[d] = 0;
-    mail_.send(d * world_.tp(), kWork, reply.dump(-1, ' ', false, json::error_handler_t::replace));
+    mail_.send(d * world_.replica_size(), kWork,
+               reply.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 }
 
@@ -363,7 +364,7 @@ DispatchResult Dispatcher::run(ReplicaScheduler& local) {
     if (Clock::now() - last_alive_ >= kAliveInterval) {
       const std::string alive = json{{"slowest_step_s", slowest_step_s_}}.dump();
       for (int d = 1; d < world_.dp(); ++d) {
-        if (!said_bye_[d]) mail_.send(d * world_.tp(), kAlive, alive);
+        if (!said_bye_[d]) mail_.send(d * world_.replica_size(), kAlive, alive);
       }
       last_alive_ = Clock::now();
     }
@@ -518,7 +519,7 @@ DispatchResult run_replicas(World& world, Engine& engine, const Tokenizer* token
                             const DispatchOptions& options) {
   Mailbox mail(world);
   DispatchResult result;
-  const bool leader = world.tp_rank() == 0;
+  const bool leader = world.replica_rank() == 0;
   // From here on ranks are in collectives together: a failure cannot be agreed on, so it ends
   // the whole job (complete results stay written; a rerun resumes).
   try {

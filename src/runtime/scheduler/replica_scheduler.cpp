@@ -615,7 +615,7 @@ void ReplicaScheduler::score_prompt_token(Seq& s, const float* logits, int posit
 void ReplicaScheduler::send_header() {
   // The followers wait for it with a non-blocking broadcast (they may wait long), and a
   // non-blocking collective only matches another: so is this one (the root's completes at once).
-  world_.broadcast_tp_sleepy(plan_.data(), sizeof(int32_t) * kHeader, 0, 0);
+  world_.broadcast_replica_sleepy(plan_.data(), sizeof(int32_t) * kHeader, 0, 0);
   last_broadcast_ = Clock::now();
 }
 
@@ -641,7 +641,8 @@ const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
   }
   const int n_table = n_table_rows_ * stride;
   const int n_copies = static_cast<int>(copies_.size() / 2);
-  if (world_.tp() > 1) {  // the plan goes to the followers packed: header, then the arrays
+  if (world_.replica_size() >
+      1) {  // the plan goes to the followers packed: header, then the arrays
     plan_[kCmd] = kCmdStep;
     plan_[kTokens] = n;
     plan_[kLogitRows] = n_rows;
@@ -657,8 +658,8 @@ const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
     p = std::copy(table_.begin(), table_.begin() + n_table, p);
     std::copy(copies_.begin(), copies_.end(), p);
     send_header();
-    world_.broadcast_tp(plan_.data() + kHeader,
-                        sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * n_copies));
+    world_.broadcast_replica(plan_.data() + kHeader,
+                             sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * n_copies));
   }
   for (int c = 0; c < n_copies; ++c) {
     engine_.copy_block(copies_[2 * static_cast<size_t>(c)],
@@ -669,7 +670,7 @@ const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
       engine_.step(ids_.data(), pos_.data(), row_of_.data(), n, table_.data(), n_table_rows_,
                    stride, rows_.data(), n_rows, n_rows > 0, rope_seq_len);
   n_table_rows_ = 0;
-  stop_requested_ = any_in_tp_group(world_, stop_signal_()) || stop_requested_;
+  stop_requested_ = any_in_replica(world_, stop_signal_()) || stop_requested_;
   return logits;
 }
 
@@ -882,7 +883,7 @@ void ReplicaScheduler::abandon_all() {
 }
 
 void ReplicaScheduler::idle_heartbeat() {
-  if (world_.tp() == 1) {
+  if (world_.replica_size() == 1) {
     stop_requested_ = stop_signal_() || stop_requested_;
     return;
   }
@@ -890,14 +891,14 @@ void ReplicaScheduler::idle_heartbeat() {
   std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
   plan_[kCmd] = kCmdIdle;
   send_header();
-  stop_requested_ = any_in_tp_group(world_, stop_signal_()) || stop_requested_;
+  stop_requested_ = any_in_replica(world_, stop_signal_()) || stop_requested_;
   last_broadcast_ = Clock::now();
 }
 
 void ReplicaScheduler::release_followers() {
   if (released_) return;
   released_ = true;
-  if (world_.tp() == 1) return;
+  if (world_.replica_size() == 1) return;
   std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
   plan_[kCmd] = kCmdDone;
   send_header();
@@ -911,10 +912,10 @@ void follow_replica_leader(Engine& engine, World& world, const std::function<boo
     watch_phase(Phase::step, n_steps);
     // The leader may have nothing to run for a long time (an idle server): wait without
     // spinning; its heartbeats keep this wait well inside the watchdog's timeout.
-    world.broadcast_tp_sleepy(h, sizeof h);
+    world.broadcast_replica_sleepy(h, sizeof h);
     if (h[kCmd] == kCmdDone) return;
     if (h[kCmd] == kCmdIdle) {
-      any_in_tp_group(world, stop_signal());
+      any_in_replica(world, stop_signal());
       continue;
     }
     const int n = h[kTokens], n_rows = h[kLogitRows], n_table = h[kTableRows] * h[kTableStride];
@@ -924,13 +925,14 @@ void follow_replica_leader(Engine& engine, World& world, const std::function<boo
                   h[kTableStride] <= shape.blocks_per_seq() && h[kCopies] >= 0 &&
                   h[kCopies] <= shape.n_slots,
               "follower: malformed step plan from the leader");
-    world.broadcast_tp(buf.data(), sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * h[kCopies]));
+    world.broadcast_replica(buf.data(),
+                            sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * h[kCopies]));
     const int32_t* table = buf.data() + 3 * n + n_rows;
     const int32_t* copies = table + n_table;
     for (int c = 0; c < h[kCopies]; ++c) engine.copy_block(copies[2 * c], copies[2 * c + 1]);
     engine.step(buf.data(), buf.data() + n, buf.data() + 2 * n, n, table, h[kTableRows],
                 h[kTableStride], buf.data() + 3 * n, n_rows, false, h[kRopeSeqLen]);
-    any_in_tp_group(world, stop_signal());
+    any_in_replica(world, stop_signal());
   }
 }
 

@@ -1,0 +1,133 @@
+// The MPI pipeline link (CPU backend, or any backend with comm: mpi) and the host transfers
+// every link shares. Activations travel as MPI_BYTE on the pipeline column's communicator, whose
+// rank i is stage i; when the backend's memory is not the host's they are staged through it.
+#include "comm/pipe.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/backend.h"
+#include "comm/mpi_check.h"
+#include "comm/world.h"
+#include "core/error.h"
+#include "core/watchdog.h"
+
+#if TPINFER_HAVE_CUDA
+#include "comm/nccl/nccl_factory.h"
+#endif
+
+namespace tpinfer {
+namespace {
+
+constexpr int kTagActivations = 7001;
+constexpr int kTagLogits = 7002;
+
+MPI_Comm pipe_comm(World& w) {
+  return *static_cast<MPI_Comm*>(w.pipe_comm_handle());
+}
+
+// MPI counts are int: long transfers go in pieces of at most 1 GiB.
+constexpr size_t kMaxPiece = size_t{1} << 30;
+
+void send_bytes(const void* buf, size_t bytes, int to, int tag, MPI_Comm comm) {
+  const char* p = static_cast<const char*>(buf);
+  for (size_t off = 0; off < bytes || off == 0; off += kMaxPiece) {
+    const int n = static_cast<int>(std::min(kMaxPiece, bytes - off));
+    MPI_CHECK(MPI_Send(p + off, n, MPI_BYTE, to, tag, comm));
+    if (bytes == 0) break;
+  }
+}
+
+void recv_bytes(void* buf, size_t bytes, int from, int tag, MPI_Comm comm) {
+  char* p = static_cast<char*>(buf);
+  for (size_t off = 0; off < bytes || off == 0; off += kMaxPiece) {
+    const int n = static_cast<int>(std::min(kMaxPiece, bytes - off));
+    MPI_CHECK(MPI_Recv(p + off, n, MPI_BYTE, from, tag, comm, MPI_STATUS_IGNORE));
+    if (bytes == 0) break;
+  }
+}
+
+class MpiPipeLink final : public PipeLinkBase {
+ public:
+  MpiPipeLink(World& world, Backend& backend)
+      : PipeLinkBase(world), backend_(backend), host_(backend.host_accessible()) {}
+  std::string name() const override { return "mpi"; }
+
+  void send_next(const void* buf, size_t bytes) override {
+    const ParallelLayout& l = world_.layout();
+    WatchWait wait(wait_send_next_.c_str(), l.next_stage_rank());
+    const void* src = buf;
+    if (!host_) {
+      staging_.resize(bytes);
+      backend_.copy_to_host(staging_.data(), buf, bytes);
+      src = staging_.data();
+    } else {
+      backend_.synchronize();
+    }
+    send_bytes(src, bytes, l.pp_rank + 1, kTagActivations, pipe_comm(world_));
+    sent_ += bytes;
+  }
+
+  void recv_prev(void* buf, size_t bytes) override {
+    const ParallelLayout& l = world_.layout();
+    WatchWait wait(wait_recv_prev_.c_str(), l.prev_stage_rank());
+    if (host_) {
+      backend_.synchronize();
+      recv_bytes(buf, bytes, l.pp_rank - 1, kTagActivations, pipe_comm(world_));
+      return;
+    }
+    staging_.resize(bytes);
+    recv_bytes(staging_.data(), bytes, l.pp_rank - 1, kTagActivations, pipe_comm(world_));
+    backend_.copy_to_device(buf, staging_.data(), bytes);
+  }
+
+ private:
+  Backend& backend_;
+  bool host_;
+  std::vector<char> staging_;
+};
+
+}  // namespace
+
+PipeLinkBase::PipeLinkBase(World& world) : world_(world) {
+  // The watchdog adds "from rank N" (the peer) to these.
+  const ParallelLayout& l = world.layout();
+  auto stage = [&](int s) {
+    return " pipeline stage " + std::to_string(s) + " of " + std::to_string(l.pp);
+  };
+  wait_send_next_ = "a send of activations to" + stage(l.pp_rank + 1);
+  wait_recv_prev_ = "a receive of activations from" + stage(l.pp_rank - 1);
+  wait_send_first_ = "a send of logits to" + stage(0);
+  wait_recv_last_ = "a receive of logits from" + stage(l.pp - 1);
+}
+
+void PipeLinkBase::send_to_first(const void* host, size_t bytes) {
+  const ParallelLayout& l = world_.layout();
+  WatchWait wait(wait_send_first_.c_str(), l.rank_of(l.dp_rank, 0, l.tp_rank));
+  send_bytes(host, bytes, 0, kTagLogits, pipe_comm(world_));
+  sent_ += bytes;
+}
+
+void PipeLinkBase::recv_from_last(void* host, size_t bytes) {
+  const ParallelLayout& l = world_.layout();
+  WatchWait wait(wait_recv_last_.c_str(), l.rank_of(l.dp_rank, l.pp - 1, l.tp_rank));
+  recv_bytes(host, bytes, l.pp - 1, kTagLogits, pipe_comm(world_));
+}
+
+std::unique_ptr<PipeLink> make_pipe_link(CommKind kind, World& world, Backend& backend) {
+  if (world.pp() == 1) return nullptr;
+  if (kind == CommKind::nccl) {
+#if TPINFER_HAVE_CUDA
+    return make_nccl_pipe_link(world, backend);
+#else
+    TPI_FAIL(
+        "comm 'nccl' was requested but this tpinfer was built without CUDA/NCCL; use "
+        "comm: mpi");
+#endif
+  }
+  return std::make_unique<MpiPipeLink>(world, backend);
+}
+
+}  // namespace tpinfer

@@ -1,11 +1,12 @@
 // A converted model directory: manifest.json (written by scripts/convert_hf.py), one HDF5 shard
 // per tp rank (rank{r}-of-{tp}.h5) and the tokenizer/config files copied beside them.
 //
-// manifest.json keys: format ("tpinfer-shards"), format_version (1), architecture (the HF class,
-// e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" | "f16" | "bf16" |
-// "int8", then also int8: {group_size, float_dtype, scale_dtype}),
-// tp, files ([{rank, path, bytes, sha256}], one per rank), tokenizer_files, n_tensors,
-// source ({dir, weights, dtype}), converter ({script, created}).
+// manifest.json keys: format ("tpinfer-shards"), format_version (2: fused qkv_proj /
+// gate_up_proj; 1 is refused with the command that converts the directory again), architecture (the
+// HF class, e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" | "f16" |
+// "bf16" | "int8", then also int8: {group_size, float_dtype, scale_dtype}), tp, files ([{rank,
+// path, bytes, sha256}], one per rank), tokenizer_files, n_tensors, source ({dir, weights, dtype}),
+// converter ({script, created}).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 
 namespace tpinfer {
 
-constexpr int kShardFormatVersion = 1;
+constexpr int kShardFormatVersion = 2;
 
 struct ShardFile {
   int rank = 0;

@@ -30,7 +30,8 @@ model_args() {
   case $1 in
     stories260K)
       local dir=build/models/stories260K-tp$tp
-      [[ -f $dir/manifest.json ]] || /usr/bin/python3 scripts/convert_hf.py --quiet \
+      /usr/bin/python3 scripts/convert_hf.py --is-current "$dir" ||
+        /usr/bin/python3 scripts/convert_hf.py --quiet \
           --model configs/models/stories260K --tp "$tp" --dtype f32 --out "$dir"
       echo "--model $dir" ;;
     llama-100m) echo "--model configs/models/llama-100m --dummy-weights --tokenizer configs/tokenizers/mistral" ;;

@@ -12,7 +12,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for tp in 1 2 4; do
   dir=build/models/stories260K-tp$tp
-  [[ -f $dir/manifest.json ]] || /usr/bin/python3 scripts/convert_hf.py --quiet \
+  /usr/bin/python3 scripts/convert_hf.py --is-current "$dir" ||
+    /usr/bin/python3 scripts/convert_hf.py --quiet \
       --model configs/models/stories260K --tp $tp --dtype f32 --out "$dir"
 done
 

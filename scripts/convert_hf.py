@@ -33,9 +33,13 @@ gets per-channel scales of its own slice and blocks that never straddle two rank
 (a lookup table, which a tied lm_head shares), norms and biases keep the checkpoint's float dtype
 (`int8.float_dtype` in the manifest; f32 for an f32 checkpoint, bf16 for bf16). See docs/INT8.md.
 
-Phi3 checkpoints fuse q/k/v into self_attn.qkv_proj and gate/up into mlp.gate_up_proj; the
-converter splits them (rows [q | k | v] and [gate | up]) into the table's q/k/v_proj and
-gate/up_proj, so each rank gets its own heads and MLP columns as for every other family.
+Fused projections (format version 2): each layer stores q/k/v as ONE tensor
+self_attn.qkv_proj and gate/up as ONE tensor mlp.gate_up_proj (weights and biases), and each
+rank's slice is its own rows of every part, contiguous: [q_r | k_r | v_r] and [gate_r | up_r]
+(q_r = rows [r * q/tp, (r + 1) * q/tp) of q_proj), so the engine runs one matmul per fused
+projection. Phi3 checkpoints, which fuse them as [q | k | v] over all heads, are split first and
+laid out the same way. A directory written by an older converter (format_version 1) is refused by
+the engine with the command that converts it again.
 
 Mixture-of-experts checkpoints: the table names a sparse layer's router mlp.gate and its experts
 mlp.experts.{e}.gate_proj / up_proj / down_proj (Qwen3-MoE's Hub names). Mixtral's
@@ -65,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - depends on the interpreter
              "/usr/bin/python3" % (exc.name or exc))
 
 FORMAT = "tpinfer-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fused qkv_proj / gate_up_proj (see sharding_table)
 SUPPORTED_ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
@@ -386,49 +390,71 @@ def check_tp(c, tp):
 # --- sharding table (twin of src/model/sharding.cpp) ------------------------------------------
 
 def sharding_table(c):
-    """[(name, global_shape, split_dim, vocab_padded)] in file order == load order."""
+    """[(name, global_shape, split_dim, vocab_padded, parts)] in file order == load order. parts
+    is None, or for a fused projection the [(HF name, global rows)] whose rank slices each rank's
+    slice concatenates, in order."""
     h, v, inter = c["hidden_size"], c["vocab_size"], c["intermediate_size"]
     q_dim, kv_dim = c["n_heads"] * c["head_dim"], c["n_kv_heads"] * c["head_dim"]
-    t = [("model.embed_tokens.weight", [v, h], 0, True)]
+    t = [("model.embed_tokens.weight", [v, h], 0, True, None)]
     for layer in range(c["n_layers"]):
         p = "model.layers.%d." % layer
-        t.append((p + "input_layernorm.weight", [h], -1, False))
+        t.append((p + "input_layernorm.weight", [h], -1, False, None))
         # A column-parallel bias is split with its weight's rows; a row-parallel bias is
         # replicated and added once, after the all-reduce (never tp times).
         def column(name, out, bias):
-            t.append((p + name + ".weight", [out, h], 0, False))
+            t.append((p + name + ".weight", [out, h], 0, False, None))
             if bias:
-                t.append((p + name + ".bias", [out], 0, False))
+                t.append((p + name + ".bias", [out], 0, False, None))
 
         def row(name, n_in, bias):
-            t.append((p + name + ".weight", [h, n_in], 1, False))
+            t.append((p + name + ".weight", [h, n_in], 1, False, None))
             if bias:
-                t.append((p + name + ".bias", [h], -1, False))
+                t.append((p + name + ".bias", [h], -1, False, None))
 
-        column("self_attn.q_proj", q_dim, c["qkv_bias"])
-        column("self_attn.k_proj", kv_dim, c["qkv_bias"])
-        column("self_attn.v_proj", kv_dim, c["qkv_bias"])
+        def fused(name, of, bias):
+            """One column-parallel tensor whose rank slice is [part_0 of rank r | part_1 ...]."""
+            rows = sum(n for _, n in of)
+            t.append((p + name + ".weight", [rows, h], 0, False,
+                      [(p + part + ".weight", n) for part, n in of]))
+            if bias:
+                t.append((p + name + ".bias", [rows], 0, False,
+                          [(p + part + ".bias", n) for part, n in of]))
+
+        fused("self_attn.qkv_proj", [("self_attn.q_proj", q_dim), ("self_attn.k_proj", kv_dim),
+                                     ("self_attn.v_proj", kv_dim)], c["qkv_bias"])
         row("self_attn.o_proj", q_dim, c["o_bias"])
         if c["qk_norm"]:
-            t.append((p + "self_attn.q_norm.weight", [c["head_dim"]], -1, False))
-            t.append((p + "self_attn.k_norm.weight", [c["head_dim"]], -1, False))
-        t.append((p + "post_attention_layernorm.weight", [h], -1, False))
+            t.append((p + "self_attn.q_norm.weight", [c["head_dim"]], -1, False, None))
+            t.append((p + "self_attn.k_norm.weight", [c["head_dim"]], -1, False, None))
+        t.append((p + "post_attention_layernorm.weight", [h], -1, False, None))
         if is_moe_layer(c, layer):
-            # Replicated router; each expert split like the dense MLP below.
-            t.append((p + "mlp.gate.weight", [c["n_experts"], h], -1, False))
+            # Replicated router; each expert split like the dense MLP below (not fused: the MoE
+            # kernels read gate and up as two stacked tensors).
+            t.append((p + "mlp.gate.weight", [c["n_experts"], h], -1, False, None))
             for e in range(c["n_experts"]):
                 x = "mlp.experts.%d." % e
                 column(x + "gate_proj", c["moe_intermediate_size"], False)
                 column(x + "up_proj", c["moe_intermediate_size"], False)
                 row(x + "down_proj", c["moe_intermediate_size"], False)
             continue
-        column("mlp.gate_proj", inter, c["mlp_bias"])
-        column("mlp.up_proj", inter, c["mlp_bias"])
+        fused("mlp.gate_up_proj", [("mlp.gate_proj", inter), ("mlp.up_proj", inter)],
+              c["mlp_bias"])
         row("mlp.down_proj", inter, c["mlp_bias"])
-    t.append(("model.norm.weight", [h], -1, False))
+    t.append(("model.norm.weight", [h], -1, False, None))
     if not c["tie_word_embeddings"]:
-        t.append(("lm_head.weight", [v, h], 0, True))
+        t.append(("lm_head.weight", [v, h], 0, True, None))
     return t
+
+
+def source_tensors(table):
+    """[(HF name, global shape)] the table reads from a checkpoint: a fused tensor's parts."""
+    out = []
+    for name, shape, _, _, parts in table:
+        if parts is None:
+            out.append((name, shape))
+        else:
+            out.extend((part, [n] + shape[1:]) for part, n in parts)
+    return out
 
 
 def int8_quantized(name, shape):
@@ -668,7 +694,8 @@ def read_model(model_dir):
 
 def check_tensors(c, table, st, model_dir):
     """Every table tensor present with its shape and a supported dtype; nothing unexpected."""
-    names = {t[0] for t in table}
+    sources = source_tensors(table)
+    names = {n for n, _ in sources}
     for name in sorted(st.entries):
         if name in names or name.endswith(IGNORED_SUFFIXES):
             continue
@@ -679,7 +706,7 @@ def check_tensors(c, table, st, model_dir):
                                "has none there)" % (model_dir, name, c["arch"]))
         raise ConvertError("%s: unexpected tensor %s: not in the %s sharding table (the engine "
                            "would ignore it)" % (model_dir, name, c["arch"]))
-    for name, shape, _, _ in table:
+    for name, shape in sources:
         if name not in st.entries:
             raise ConvertError("%s: missing tensor %s%s (expected shape %s; checked %s)"
                                % (model_dir, name, hub_alias(c, name), shape, ", ".join(st.files)))
@@ -808,7 +835,7 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32, pp=None, 
         c["tie_word_embeddings"] = True
     table = sharding_table(c)
     check_tensors(c, table, st, model_dir)
-    source_dtypes = sorted({st.entries[t[0]][2] for t in table})
+    source_dtypes = sorted({st.entries[n][2] for n, _ in source_tensors(table)})
     own = {"F32": "f32", "F16": "f16", "BF16": "bf16"}[source_dtypes[0]] \
         if len(source_dtypes) == 1 else "bf16"
     if dtype is None:
@@ -838,7 +865,7 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32, pp=None, 
     paths = [os.path.join(out_dir, n) for n in names]
     files = [h5py.File(p, "w") for p in paths]
     tied = c["tie_word_embeddings"]
-    total_in = sum(st.entries[t[0]][4] for t in table)
+    total_in = sum(st.entries[n][4] for n, _ in source_tensors(table))
     written = 0
     start = time.time()
     try:
@@ -852,19 +879,26 @@ def convert_model(model_dir, out_dir, tp, dtype, quiet, int8_block=32, pp=None, 
             f.attrs["dtype"] = dtype
             if dtype == "int8":
                 f.attrs["int8_group_size"] = np.int64(int8_block)
-        for i, (name, shape, split, padded) in enumerate(table):
-            src = st.entries[name][2]
+        for i, (name, shape, split, padded, fused_parts) in enumerate(table):
             quantized = dtype == "int8" and int8_quantized(name, shape)
             # int8: quantized from float32, each rank's slice on its own (below).
             tdtype = "f32" if quantized else float_dtype
-            full = convert(st.read(name), src, tdtype)
             store_type = np.float32 if tdtype == "f32" else np.uint16
             local = local_shape(shape, split, padded, tp)
+            if fused_parts is not None:
+                # Fused projection: every part read once, each rank's slice put together as
+                # [part_0 rows of rank r | part_1 rows of rank r | ...].
+                full = [(convert(st.read(pn), st.entries[pn][2], tdtype), n // tp)
+                        for pn, n in fused_parts]
+            else:
+                full = convert(st.read(name), st.entries[name][2], tdtype)
             for fi, f in enumerate(files):  # fi = stage * tp + r
                 r = fi % tp
                 if not stage_holds(stages, fi // tp, tied, name):
                     continue
-                if split < 0:
+                if fused_parts is not None:
+                    part = np.concatenate([x[r * n:(r + 1) * n] for x, n in full], axis=0)
+                elif split < 0:
                     part = full
                 else:
                     n = local[split]
@@ -946,16 +980,26 @@ def print_sharding(model_dir, tp):
     check_tp(c, tp)
     out = {"config": c, "tp": tp, "tensors": [
         {"name": name, "global_shape": shape, "split_dim": split, "vocab_padded": padded,
-         "local_shape": local_shape(shape, split, padded, tp)}
-        for name, shape, split, padded in sharding_table(c)]}
+         "local_shape": local_shape(shape, split, padded, tp),
+         "parts": [[pn, n] for pn, n in parts] if parts is not None else None}
+        for name, shape, split, padded, parts in sharding_table(c)]}
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")
 
 
+def is_current(out_dir):
+    """Whether out_dir/manifest.json exists and has this converter's format version."""
+    try:
+        with open(os.path.join(out_dir, "manifest.json")) as f:
+            return json.load(f).get("format_version") == FORMAT_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="Hugging Face model directory")
-    ap.add_argument("--tp", type=int, required=True, help="tensor-parallel size (ranks)")
+    ap.add_argument("--model", help="Hugging Face model directory (required)")
+    ap.add_argument("--tp", type=int, help="tensor-parallel size (ranks) (required)")
     ap.add_argument("--out", help="output directory (created)")
     ap.add_argument("--dtype", choices=["bf16", "f16", "f32", "int8"],
                     help="stored dtype (default: the checkpoint's own, bf16 when mixed); int8: "
@@ -971,7 +1015,14 @@ def main(argv=None):
     ap.add_argument("--print-sharding", action="store_true",
                     help="print the parsed config and sharding table as JSON and exit")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ap.add_argument("--is-current", metavar="OUT_DIR",
+                    help="exit 0 when OUT_DIR holds a conversion in this converter's format "
+                    "version (scripts reuse it), 1 when it must be converted (again)")
     args = ap.parse_args(argv)
+    if args.is_current is not None:
+        return 0 if is_current(args.is_current) else 1
+    if args.model is None or args.tp is None:
+        ap.error("the following arguments are required: --model, --tp")
     try:
         if args.print_sharding:
             print_sharding(args.model, args.tp)

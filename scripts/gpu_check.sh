@@ -82,10 +82,10 @@ else
     ln -sf "$(find "$BUILD" -path "$BIN" -prune -o -type f -name "$t" -perm -u+x -print | head -n 1)" "$BIN/$t"
   done
   for tp in 1 2; do
-    [ -f "$MODELS/stories260K-tp$tp/manifest.json" ] ||
+    python3 "$ROOT/scripts/convert_hf.py" --is-current "$MODELS/stories260K-tp$tp" ||
       python3 "$ROOT/scripts/convert_hf.py" --quiet --model "$ROOT/configs/models/stories260K" \
         --tp "$tp" --dtype f32 --out "$MODELS/stories260K-tp$tp"
-    [ -f "$MODELS/stories260K-int8-tp$tp/manifest.json" ] ||
+    python3 "$ROOT/scripts/convert_hf.py" --is-current "$MODELS/stories260K-int8-tp$tp" ||
       python3 "$ROOT/scripts/convert_hf.py" --quiet --model "$ROOT/configs/models/stories260K" \
         --tp "$tp" --dtype int8 --out "$MODELS/stories260K-int8-tp$tp"
   done

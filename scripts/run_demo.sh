@@ -8,7 +8,8 @@ cd "$root"
 scripts/install_deps.sh
 scripts/build.sh
 out=build/models/stories260K-tp4
-if [[ ! -f $out/manifest.json || configs/models/stories260K/model.safetensors -nt $out/manifest.json ]]; then
+if ! /usr/bin/python3 scripts/convert_hf.py --is-current "$out" ||
+    [[ configs/models/stories260K/model.safetensors -nt $out/manifest.json ]]; then
   /usr/bin/python3 scripts/convert_hf.py --model configs/models/stories260K --tp 4 --out "$out" --dtype f32
 fi
 scripts/mpirun.sh -np 4 build/tpinfer configs/demo.yaml --metrics-json build/demo-metrics.json "$@"

@@ -693,4 +693,19 @@ void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
   }
 }
 
+void silu_mul_fused(float* out, const float* gate_up, int64_t rows, int64_t I) {
+  if (rows == 1) {
+    silu_mul(out, gate_up, gate_up + I, I);
+    return;
+  }
+#pragma omp parallel for if (rows * I > 65536)
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* g = gate_up + t * 2 * I;
+    const float* u = g + I;
+    float* o = out + t * I;
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+}
+
 }  // namespace tpinfer::cpu

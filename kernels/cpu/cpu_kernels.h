@@ -62,5 +62,8 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
 
 // out[i] = silu(gate[i]) * up[i].
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, I + i] for t < rows, i < I (gate_up rows are
+// [gate | up], 2I wide).
+void silu_mul_fused(float* out, const float* gate_up, int64_t rows, int64_t I);
 
 }  // namespace tpinfer::cpu

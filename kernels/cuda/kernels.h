@@ -59,6 +59,9 @@ void add_bias(bf16* out, const bf16* bias, int64_t rows, int64_t cols, cudaStrea
 // --- swiglu.cu ----------------------------------------------------------------------------
 // out[i] = silu(gate[i]) * up[i] for i < n.
 void silu_mul(bf16* out, const bf16* gate, const bf16* up, int64_t n, cudaStream_t stream);
+// The fused gate/up projection: out[t, i] = silu(gate_up[t, i]) * gate_up[t, I + i] (gate_up
+// rows [gate | up], 2I wide).
+void silu_mul_fused(bf16* out, const bf16* gate_up, int64_t rows, int64_t I, cudaStream_t stream);
 
 // --- the paged KV cache (kv_cache.cu, attention_prefill.cu, attention_decode.cu) -----------
 // K and V are each a pool [n_blocks, block_size, kv_width] (kv_width = n_kv_heads * hd). Token t

@@ -172,6 +172,12 @@ class Backend {
                          int n_heads, int sliding_window, float scale) = 0;
   // out[T, I] = silu(gate) * up.
   virtual void silu_mul(Tensor out, Tensor gate, Tensor up) = 0;
+  // The fused gate/up projection's activation: out[T, I] = silu(gate_up[:, :I]) *
+  // gate_up[:, I:2I] (gate_up [T, 2I], each row [gate | up]).
+  virtual void silu_mul_fused(Tensor out, Tensor gate_up) = 0;
+  // out[T, n] = in[:, first : first + n] (same dtype): a column range of each row, copied
+  // (splitting the fused qkv projection's output); enqueued in order, capturable.
+  virtual void copy_cols(Tensor out, Tensor in, int64_t first) = 0;
   // out[i] = in[rows[i]] for i < out.rows (rows: device int array).
   virtual void gather_rows(Tensor out, Tensor in, const int32_t* rows) = 0;
   // Converts between activation dtypes (same shape), e.g. bf16 hidden -> f32 for the host.

@@ -33,6 +33,10 @@ struct Tensor {
     if (scales != nullptr) t.scales = static_cast<float*>(scales) + first * n_groups();
     return t;
   }
+  // Columns [first, first + n) of a ONE-row tensor (a view, no copy: one row is contiguous).
+  Tensor col_range(int64_t first, int64_t n) const {
+    return Tensor{static_cast<char*>(data) + first * dtype_size(dtype), dtype, rows, n};
+  }
   Tensor row(int64_t r) const {
     return Tensor{static_cast<char*>(data) + r * cols * dtype_size(dtype), dtype, 1, cols};
   }

@@ -40,6 +40,46 @@ std::string require_string(const json& j, const char* key, const std::string& wh
   return v.get<std::string>();
 }
 
+// A shell word: quoted when it holds anything but [A-Za-z0-9_./=+-].
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_./=+-") == std::string::npos) {
+    return s;
+  }
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The command that converts a model directory again, from what its manifest recorded (the
+// source directory, tp, dtype and int8 group): for a directory of another format version.
+std::string reconvert_command(const json& m, const std::string& path) {
+  std::string src = "HF_DIR", tp = "N", dtype;
+  if (m.contains("source") && m["source"].is_object() && m["source"].contains("dir") &&
+      m["source"]["dir"].is_string()) {
+    src = m["source"]["dir"].get<std::string>();
+  }
+  if (m.contains("tp") && m["tp"].is_number_integer()) tp = std::to_string(m["tp"].get<int64_t>());
+  if (m.contains("dtype") && m["dtype"].is_string()) {
+    dtype = " --dtype " + shell_word(m["dtype"].get<std::string>());
+    if (m["dtype"] == "int8" && m.contains("int8") && m["int8"].is_object() &&
+        m["int8"].value("group_size", json(32)) == json(0)) {
+      dtype += " --int8-block 0";
+    }
+  }
+  std::string stages;  // pipeline stages as recorded (counts of layers per stage)
+  if (m.contains("pp") && m["pp"].is_number_integer() && m["pp"].get<int64_t>() > 1 &&
+      m.contains("pp_layers") && m["pp_layers"].is_array()) {
+    stages = " --pp-layers ";
+    for (size_t i = 0; i < m["pp_layers"].size(); ++i) {
+      const json& n = m["pp_layers"][i];
+      stages += (i ? "," : "") + (n.is_number_integer() ? std::to_string(n.get<int64_t>()) : "N");
+    }
+  }
+  return "/usr/bin/python3 scripts/convert_hf.py --model " + shell_word(src) + " --tp " + tp +
+         stages + " --out " + shell_word(path) + dtype;
+}
+
 }  // namespace
 
 std::string shard_file_name(int rank, int tp, int stage, int pp) {
@@ -103,9 +143,15 @@ ModelDir ModelDir::open(const std::string& path_in) {
   TPI_CHECK(format == "tpinfer-shards",
             manifest << ": key 'format' is '" << format << "', expected 'tpinfer-shards'");
   const int64_t version = require_int(m, "format_version", manifest);
+  // Version 2 stores q/k/v and gate/up fused (src/model/sharding.h): an older directory holds
+  // other tensors, so it is refused up front with the command that converts it again.
   TPI_CHECK(version == kShardFormatVersion,
-            manifest << ": format_version " << version << " is not supported (this build reads "
-                     << kShardFormatVersion << "); re-run scripts/convert_hf.py");
+            path << ": model directory has format_version " << version << ", this build reads "
+                 << kShardFormatVersion
+                 << (version < kShardFormatVersion
+                         ? " (since version 2 q/k/v and gate/up are stored fused)"
+                         : " (written by a newer converter)")
+                 << "; convert it again: " << reconvert_command(m, path));
 
   ModelDir md;
   md.path = path;

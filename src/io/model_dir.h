@@ -2,13 +2,14 @@
 // per tp rank (rank{r}-of-{tp}.h5; with pipeline stages one per stage and tp rank,
 // stage{s}-of-{pp}-rank{r}-of-{tp}.h5) and the tokenizer/config files copied beside them.
 //
-// manifest.json keys: format ("tpinfer-shards"), format_version (1), architecture (the HF class,
-// e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" | "f16" | "bf16" |
-// "int8", then also int8: {group_size, float_dtype, scale_dtype}),
-// tp, files ([{rank, path, bytes, sha256}], one per rank; with pp > 1 also "stage", one per
-// stage and rank), pp and pp_layers (the layers of each stage; both absent = one stage, as
-// before pipeline parallelism), tokenizer_files, n_tensors,
-// source ({dir, weights, dtype}), converter ({script, created}).
+// manifest.json keys: format ("tpinfer-shards"), format_version (2: fused qkv_proj /
+// gate_up_proj; 1 is refused with the command that converts the directory again), architecture
+// (the HF class, e.g. "Qwen3ForCausalLM"), config (ModelConfig::to_manifest), dtype ("f32" |
+// "f16" | "bf16" | "int8", then also int8: {group_size, float_dtype, scale_dtype}), tp, files
+// ([{rank, path, bytes, sha256}], one per rank; with pp > 1 also "stage", one per stage and
+// rank), pp and pp_layers (the layers of each stage; both absent = one stage, as before
+// pipeline parallelism), tokenizer_files, n_tensors, source ({dir, weights, dtype}),
+// converter ({script, created}).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@
 
 namespace tpinfer {
 
-constexpr int kShardFormatVersion = 1;
+constexpr int kShardFormatVersion = 2;
 
 struct ShardFile {
   int rank = 0;

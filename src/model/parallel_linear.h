@@ -2,7 +2,9 @@
 // needs no communication; a row-parallel layer holds a slice of the input features, so its
 // partial products are summed across the tp group: it owns that all-reduce. Biases: a
 // column-parallel layer holds its slice of the bias; a row-parallel layer holds the whole bias
-// and adds it once, after the all-reduce, so it is not counted tp times.
+// and adds it once, after the all-reduce, so it is not counted tp times. A fused projection
+// (qkv, gate_up) is one ColumnParallelLinear whose rows are its parts' rank slices one after the
+// other ([q_r | k_r | v_r]); the caller splits the output by column ranges.
 #pragma once
 
 #include "backend/backend.h"

@@ -2,6 +2,7 @@
 #include "model/sharding.h"
 
 #include <sstream>
+#include <utility>
 
 #include "core/error.h"
 
@@ -47,8 +48,26 @@ std::string TensorSpec::describe(int tp) const {
     if (vocab_padded) {
       os << ", vocab rows padded to " << local_shape(tp)[0] << " per rank";
     }
+    if (!parts.empty()) {
+      os << ", fused per rank as [";
+      for (size_t i = 0; i < parts.size(); ++i) {
+        os << (i ? " | " : "") << parts[i].rows << "/tp rows of " << parts[i].name;
+      }
+      os << ']';
+    }
   }
   return os.str();
+}
+
+std::vector<TensorSpec> TensorSpec::unfused() const {
+  if (parts.empty()) return {*this};
+  std::vector<TensorSpec> out;
+  for (const FusedPart& p : parts) {
+    std::vector<int64_t> shape = global_shape;
+    shape[0] = p.rows;
+    out.push_back(TensorSpec{p.name, std::move(shape), split, false, {}});
+  }
+  return out;
 }
 
 bool is_router(const std::string& name) {
@@ -76,7 +95,7 @@ std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
   std::vector<TensorSpec> t;
   auto add = [&](std::string name, std::vector<int64_t> shape, SplitDim split,
                  bool vocab_padded = false) {
-    t.push_back(TensorSpec{std::move(name), std::move(shape), split, vocab_padded});
+    t.push_back(TensorSpec{std::move(name), std::move(shape), split, vocab_padded, {}});
   };
   add("model.embed_tokens.weight", {vocab, hidden}, SplitDim::out, true);
   for (int l = 0; l < cfg.n_layers; ++l) {
@@ -92,9 +111,24 @@ std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
       add(p + name + ".weight", {hidden, in}, SplitDim::in);
       if (bias) add(p + name + ".bias", {hidden}, SplitDim::none);
     };
-    column("self_attn.q_proj", q_dim, cfg.qkv_bias);
-    column("self_attn.k_proj", kv_dim, cfg.qkv_bias);
-    column("self_attn.v_proj", kv_dim, cfg.qkv_bias);
+    // A fused column-parallel projection: one tensor (and one bias) whose rank slice is
+    // [part_0 rows of rank r | part_1 rows of rank r | ...].
+    auto fused = [&](const std::string& name,
+                     const std::vector<std::pair<std::string, int64_t>>& of, bool bias) {
+      for (const char* kind : {"weight", "bias"}) {
+        if (std::string(kind) == "bias" && !bias) break;
+        TensorSpec s{p + name + "." + kind, {0}, SplitDim::out, false, {}};
+        for (const auto& [part, rows] : of) {
+          s.parts.push_back(FusedPart{p + part + "." + kind, rows});
+          s.global_shape[0] += rows;
+        }
+        if (std::string(kind) == "weight") s.global_shape.push_back(hidden);
+        t.push_back(std::move(s));
+      }
+    };
+    fused("self_attn.qkv_proj",
+          {{"self_attn.q_proj", q_dim}, {"self_attn.k_proj", kv_dim}, {"self_attn.v_proj", kv_dim}},
+          cfg.qkv_bias);
     row("self_attn.o_proj", q_dim, cfg.o_bias);
     if (cfg.qk_norm) {
       add(p + "self_attn.q_norm.weight", {cfg.head_dim}, SplitDim::none);
@@ -113,8 +147,7 @@ std::vector<TensorSpec> sharding_table(const ModelConfig& cfg) {
       }
       continue;
     }
-    column("mlp.gate_proj", inter, cfg.mlp_bias);
-    column("mlp.up_proj", inter, cfg.mlp_bias);
+    fused("mlp.gate_up_proj", {{"mlp.gate_proj", inter}, {"mlp.up_proj", inter}}, cfg.mlp_bias);
     row("mlp.down_proj", inter, cfg.mlp_bias);
   }
   add("model.norm.weight", {hidden}, SplitDim::none);

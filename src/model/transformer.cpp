@@ -54,21 +54,15 @@ Tensor* ModelWeights::find(const std::string& name) {
   const std::string rest = name.substr(dot + 1);
   if (rest == "input_layernorm.weight") return &L.attn_norm;
   if (rest == "post_attention_layernorm.weight") return &L.ffn_norm;
-  if (rest == "self_attn.q_proj.weight") return &L.q.weight;
-  if (rest == "self_attn.k_proj.weight") return &L.k.weight;
-  if (rest == "self_attn.v_proj.weight") return &L.v.weight;
+  if (rest == "self_attn.qkv_proj.weight") return &L.qkv.weight;
   if (rest == "self_attn.o_proj.weight") return &L.o.weight;
-  if (rest == "self_attn.q_proj.bias") return &L.q.bias;
-  if (rest == "self_attn.k_proj.bias") return &L.k.bias;
-  if (rest == "self_attn.v_proj.bias") return &L.v.bias;
+  if (rest == "self_attn.qkv_proj.bias") return &L.qkv.bias;
   if (rest == "self_attn.o_proj.bias") return &L.o.bias;
-  if (rest == "mlp.gate_proj.bias") return &L.gate.bias;
-  if (rest == "mlp.up_proj.bias") return &L.up.bias;
+  if (rest == "mlp.gate_up_proj.bias") return &L.gate_up.bias;
   if (rest == "mlp.down_proj.bias") return &L.down.bias;
   if (rest == "self_attn.q_norm.weight") return &L.q_norm;
   if (rest == "self_attn.k_norm.weight") return &L.k_norm;
-  if (rest == "mlp.gate_proj.weight") return &L.gate.weight;
-  if (rest == "mlp.up_proj.weight") return &L.up.weight;
+  if (rest == "mlp.gate_up_proj.weight") return &L.gate_up.weight;
   if (rest == "mlp.down_proj.weight") return &L.down.weight;
   if (rest == "mlp.gate.weight") return &L.router;
   static const std::string experts = "mlp.experts.";
@@ -96,9 +90,10 @@ size_t Activations::bytes_needed(const ShardDims& d, DType act, int max_tokens, 
   const size_t T = static_cast<size_t>(max_tokens);
   size_t bytes = 0;
   bytes += 3 * T * d.hidden * a;                                            // x, h, delta
+  bytes += T * (d.q_dim() + 2 * d.kv_dim()) * a;                            // qkv
   bytes += 2 * T * d.q_dim() * a;                                           // q, att
   bytes += 2 * T * d.kv_dim() * a;                                          // k, v
-  bytes += 2 * T * d.intermediate * a;                                      // gate, up
+  bytes += 3 * T * d.intermediate * a;                                      // gate_up, mlp
   bytes += static_cast<size_t>(max_logit_rows) * d.hidden * a;              // last
   bytes += static_cast<size_t>(max_logit_rows) * d.vocab * 4 * (1 + d.tp);  // logits, logits_all
   bytes += (3 * T + max_logit_rows) * sizeof(int32_t);  // ids, positions, slots, logit_rows
@@ -163,9 +158,18 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
   const float eps = cfg_.rms_norm_eps;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dims_.head_dim));
   Tensor x = act.x.first_rows(T), h = act.h.first_rows(T), delta = act.delta.first_rows(T);
+  const int q_dim = dims_.q_dim(), kv_dim = dims_.kv_dim();
+  Tensor qkv = act.qkv.first_rows(T), att = act.att.first_rows(T);
+  // One token: q, k and v are contiguous column ranges of qkv's only row, so views (no copy);
+  // more tokens: the columns are copied out (attention, RoPE and the KV append take contiguous
+  // rows), a cost small next to the projection's matmul at T > 1.
   Tensor q = act.q.first_rows(T), k = act.k.first_rows(T), v = act.v.first_rows(T);
-  Tensor att = act.att.first_rows(T);
-  Tensor gate = act.gate.first_rows(T), up = act.up.first_rows(T);
+  if (T == 1) {
+    q = qkv.col_range(0, q_dim);
+    k = qkv.col_range(q_dim, kv_dim);
+    v = qkv.col_range(q_dim + kv_dim, kv_dim);
+  }
+  Tensor gate_up = act.gate_up.first_rows(T), mlp = act.mlp.first_rows(T);
 
   // Vocab-parallel embedding: each rank fills the rows of its vocabulary slice, the sum completes.
   // A later pipeline stage instead receives the residual stream and the last layer's output
@@ -189,9 +193,12 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
     } else {
       be_.add_rmsnorm(h, x, delta, L.attn_norm, eps);
     }
-    L.q.forward(be_, q, h);
-    L.k.forward(be_, k, h);
-    L.v.forward(be_, v, h);
+    L.qkv.forward(be_, qkv, h);
+    if (T > 1) {
+      be_.copy_cols(q, qkv, 0);
+      be_.copy_cols(k, qkv, q_dim);
+      be_.copy_cols(v, qkv, q_dim + kv_dim);
+    }
     be_.qk_norm_rope(q, k, L.q_norm, L.k_norm, b, dims_.head_dim, rope, eps);
     be_.kv_append(kv[l], k, v, b);
     be_.attention(att, q, kv[l], b, dims_.n_heads, cfg_.sliding_window, scale);
@@ -211,10 +218,9 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
       }
       continue;
     }
-    L.gate.forward(be_, gate, h);
-    L.up.forward(be_, up, h);
-    be_.silu_mul(gate, gate, up);
-    L.down.forward(be_, comm_, delta, gate);
+    L.gate_up.forward(be_, gate_up, h);
+    be_.silu_mul_fused(mlp, gate_up);
+    L.down.forward(be_, comm_, delta, mlp);
   }
   if (!dims_.last_stage()) {  // (T, hidden) x 2 to the same tp rank of the next stage
     pipe_->send_next(x.data, x.bytes());

@@ -49,13 +49,13 @@ struct ShardDims {
 };
 
 struct LayerWeights {
-  Tensor attn_norm;               // (1, hidden)
-  ColumnParallelLinear q, k, v;   // (n_heads*hd, hidden), (n_kv_heads*hd, hidden) x2
-  Tensor q_norm, k_norm;          // (1, head_dim), Qwen3 only (empty otherwise)
-  RowParallelLinear o;            // (hidden, n_heads*hd)
-  Tensor ffn_norm;                // (1, hidden)
-  ColumnParallelLinear gate, up;  // (intermediate, hidden)      dense layers
-  RowParallelLinear down;         // (hidden, intermediate)
+  Tensor attn_norm;              // (1, hidden)
+  ColumnParallelLinear qkv;      // (q_dim + 2*kv_dim, hidden): rows [q | k | v] of this rank
+  Tensor q_norm, k_norm;         // (1, head_dim), Qwen3 only (empty otherwise)
+  RowParallelLinear o;           // (hidden, n_heads*hd)
+  Tensor ffn_norm;               // (1, hidden)
+  ColumnParallelLinear gate_up;  // (2*intermediate, hidden): rows [gate | up]   dense layers
+  RowParallelLinear down;        // (hidden, intermediate)
   // MoE layers: the router (n_experts, hidden), replicated, and the stacked experts
   // (n_experts * moe_intermediate, hidden) x2 and (n_experts * hidden, moe_intermediate).
   Tensor router;
@@ -85,13 +85,15 @@ struct ModelWeights {
 struct Activations {
   int max_tokens = 0;
   int max_logit_rows = 0;
-  Tensor x;         // (T, hidden) residual stream
-  Tensor h;         // (T, hidden) normed
-  Tensor delta;     // (T, hidden) attention / MLP output
-  Tensor q;         // (T, q_dim)
-  Tensor k, v;      // (T, kv_dim)
-  Tensor att;       // (T, q_dim)
-  Tensor gate, up;  // (T, intermediate)
+  Tensor x;        // (T, hidden) residual stream
+  Tensor h;        // (T, hidden) normed
+  Tensor delta;    // (T, hidden) attention / MLP output
+  Tensor qkv;      // (T, q_dim + 2*kv_dim) the fused projection's output, [q | k | v] per row
+  Tensor q;        // (T, q_dim)   T > 1: qkv's columns, copied (T = 1 uses views into qkv)
+  Tensor k, v;     // (T, kv_dim)
+  Tensor att;      // (T, q_dim)
+  Tensor gate_up;  // (T, 2*intermediate) the fused projection's output, [gate | up] per row
+  Tensor mlp;      // (T, intermediate) silu(gate) * up
   // MoE layers (empty for dense models); R = T * experts_per_tok routed rows.
   Tensor router_logits;    // f32 (T, n_experts)
   Tensor topk_ids;         // i32 (T, k)

@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 
+#include "backend/profiling_backend.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
@@ -244,6 +245,10 @@ EngineHandle start_engine(World& world, const RunConfig& cfg, const ModelHandle&
   bopts.int8_weights = model.int8_group >= 0;
   bopts.deterministic = cfg.deterministic;
   e.backend = make_backend(e.backend_kind, bopts);
+  if (op_profiling_requested()) {
+    e.backend =
+        make_profiling_backend(std::move(e.backend), "rank " + std::to_string(world.rank()));
+  }
   const DeviceMemory devmem = e.backend->memory();
   const KvLayer kv_shape = kv_layer_shape(shape, model.dims, e.backend->act_dtype());
   const size_t backend_workspace = e.backend->workspace_bytes(kv_shape, model.dims.n_heads);

@@ -199,6 +199,76 @@ TEST_CASE("cuda silu_mul matches the CPU backend", "[cuda]") {
   }
 }
 
+// The fused gate/up projection's activation (rows [gate | up]) and the column copies that split
+// the fused qkv output, against the CPU backend (silu_mul_fused) and bit for bit (copy_cols).
+TEST_CASE("cuda silu_mul_fused and copy_cols match the CPU backend", "[cuda][fused]") {
+  for (int rows : {1, 5}) {
+    for (int I : {9728, 40, 7}) {
+      CAPTURE(rows, I);
+      const auto gu = random_bf16(static_cast<size_t>(rows) * 2 * I, 43, -6.0f, 6.0f);
+      Arena c(cpu_backend()), g(cuda_backend());
+      Tensor tc = c.act(rows, 2 * I, gu), tg = g.act(rows, 2 * I, gu);
+      Tensor oc = c.empty(c.backend().act_dtype(), rows, I), og = g.empty(DType::bf16, rows, I);
+      c.backend().silu_mul_fused(oc, tc);
+      g.backend().silu_mul_fused(og, tg);
+      REQUIRE_CLOSE("silu_mul_fused", g.read(og), c.read(oc), kAtol, kRtol);
+      const int first = I / 2 + 1, n = I;
+      Tensor pc = c.empty(c.backend().act_dtype(), rows, n), pg = g.empty(DType::bf16, rows, n);
+      c.backend().copy_cols(pc, tc, first);
+      g.backend().copy_cols(pg, tg, first);
+      REQUIRE_CLOSE("copy_cols", g.read(pg), c.read(pc), 0.0, 0.0);
+    }
+  }
+}
+
+// One matmul over a rank's [q | k | v] rows (Qwen3-4B's tp-1 shapes: 4096 + 1024 + 1024 rows of
+// 2560) equals the CPU backend's separate q, k and v matmuls column range by column range, with
+// bf16 and with int8 weights (scales concatenated like the rows), at 1 token and 5.
+TEST_CASE("cuda fused qkv projection matches the separate CPU projections", "[cuda][fused]") {
+  const int K = 2560;
+  const int rows[3] = {4096, 1024, 1024}, first[3] = {0, 4096, 5120}, N = 6144;
+  for (bool int8 : {false, true}) {
+    for (int t : {1, 5}) {
+      CAPTURE(int8, t);
+      const std::vector<float> w = random_bf16(static_cast<size_t>(N) * K, 51, -0.05f, 0.05f);
+      std::mt19937 rng(52);
+      std::uniform_int_distribution<int> qd(-127, 127);
+      std::uniform_real_distribution<float> sd(0.001f, 0.02f);
+      std::vector<int8_t> q(static_cast<size_t>(N) * K);
+      for (int8_t& v : q) v = static_cast<int8_t>(qd(rng));
+      std::vector<float> sc(static_cast<size_t>(N) * (K / 32));
+      for (float& v : sc) v = sd(rng);
+      const std::vector<float> x = random_bf16(static_cast<size_t>(t) * K, 53);
+      Arena c(cpu_backend()), g(cuda_backend());
+      auto weight = [&](Arena& a, int row0, int n) {
+        if (!int8) {
+          return a.weight(n, K,
+                          std::vector<float>(w.begin() + static_cast<ptrdiff_t>(row0) * K,
+                                             w.begin() + static_cast<ptrdiff_t>(row0 + n) * K));
+        }
+        Tensor wt = a.empty(DType::i8, n, K);
+        wt.group = 32;
+        wt.scales = a.empty(DType::f32, n, K / 32).data;
+        a.backend().upload_int8_weight(wt, q.data() + static_cast<size_t>(row0) * K,
+                                       sc.data() + static_cast<size_t>(row0) * (K / 32));
+        return wt;
+      };
+      Tensor xc = c.act(t, K, x), xg = g.act(t, K, x);
+      Tensor qkv = g.empty(DType::bf16, t, N);
+      g.backend().matmul(qkv, xg, weight(g, 0, N));
+      for (int p = 0; p < 3; ++p) {
+        CAPTURE(p);
+        Tensor oc = c.empty(DType::f32, t, rows[p]);
+        c.backend().matmul(oc, xc, weight(c, first[p], rows[p]));
+        Tensor og = g.empty(DType::bf16, t, rows[p]);
+        g.backend().copy_cols(og, qkv, first[p]);
+        const double atol = int8 ? 0.01 * std::sqrt(static_cast<double>(K)) : kAtol;
+        REQUIRE_CLOSE("fused qkv column range", g.read(og), c.read(oc), atol, kRtol);
+      }
+    }
+  }
+}
+
 TEST_CASE("cuda gather_rows and convert", "[cuda]") {
   Arena g(cuda_backend());
   const int rows = 6;

@@ -44,13 +44,23 @@ tamper="/usr/bin/python3 $(cd "$(dirname "$0")/../io" && pwd)/tamper_shard.py"
 # tells.
 rm -rf "$work/stories-bitflip-rank3"
 cp -r "$src" "$work/stories-bitflip-rank3"
-$tamper "$work/stories-bitflip-rank3" 3 flipbit model.layers.2.mlp.up_proj.weight
+$tamper "$work/stories-bitflip-rank3" 3 flipbit model.layers.2.mlp.gate_up_proj.weight
 
 # NaN in the final norm of every rank (manifest updated: the files are "valid"): every logit is
 # NaN, which must fail the request, never print garbage with exit 0.
 rm -rf "$work/stories-nan"
 cp -r "$src" "$work/stories-nan"
 for r in 0 1 2 3; do $tamper "$work/stories-nan" $r set model.norm.weight 5 nan; done
+
+# A directory written by the format-1 converter (separate q/k/v and gate/up): its manifest says so.
+rm -rf "$work/stories-format1"
+cp -r "$src" "$work/stories-format1"
+/usr/bin/python3 - "$work/stories-format1/manifest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["format_version"] = 1
+json.dump(m, open(sys.argv[1], "w"), indent=1)
+PY
 
 # A manifest whose vocab_size would overflow an int in vocab_size + tp - 1.
 rm -rf "$work/stories-huge-vocab"

@@ -29,7 +29,7 @@ def check(model, work, tp):
                     model, "--tp", str(tp), "--out", out, "--dtype", "f32", "--quiet"], check=True)
     with open(os.path.join(out, "manifest.json")) as f:
         manifest = json.load(f)
-    assert manifest["format"] == "tpinfer-shards" and manifest["format_version"] == 1
+    assert manifest["format"] == "tpinfer-shards" and manifest["format_version"] == 2
     assert manifest["tp"] == tp and manifest["dtype"] == "f32"
     for entry in manifest["files"]:
         path = os.path.join(out, entry["path"])
@@ -43,11 +43,27 @@ def check(model, work, tp):
     convert_hf.rename_moe(c, st)  # Mixtral's Hub names -> the table's
     files = [h5py.File(os.path.join(out, e["path"]), "r") for e in manifest["files"]]
     for r, f in enumerate(files):
-        assert (int(f.attrs["rank"]), int(f.attrs["tp"]), int(f.attrs["format_version"])) == (r, tp, 1)
+        assert (int(f.attrs["rank"]), int(f.attrs["tp"]), int(f.attrs["format_version"])) == (r, tp, 2)
         assert f.attrs["dtype"] == "f32"
         assert len(f.keys()) == manifest["n_tensors"]
     n = 0
+    # Fused projections: each rank's slice is [part_0 rows of rank r | part_1 ...] (format 2).
+    fused = {t[0]: t[4] for t in convert_hf.sharding_table(c) if t[4] is not None}
     for name in files[0].keys():
+        if name in fused:
+            global_rows = sum(rows for _, rows in fused[name])
+            lo = 0
+            for part, rows in fused[name]:
+                want = st.read(part).astype(np.float32)
+                got = np.concatenate([f[name][()][lo:lo + rows // tp] for f in files], axis=0)
+                assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (name, part)
+                lo += rows // tp
+            for f in files:
+                assert int(f[name].attrs["split_dim"]) == 0, name
+                assert int(f[name].attrs["global_shape"][0]) == global_rows, name
+                assert f[name].shape[0] == lo, name
+            n += 1
+            continue
         want = st.read(name).astype(np.float32)
         parts = [f[name][()] for f in files]
         split = int(files[0][name].attrs["split_dim"])

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <utility>
 
 #include "core/error.h"
 #include "io/model_dir.h"
@@ -63,14 +64,24 @@ TEST_CASE("int8 round trip: per-shard scales, tp 1/2, blocks of 32 and per chann
           const int64_t rows = local[0], cols = local[1];
           CHECK(group == (block > 0 ? block : cols));
           const int64_t ng = (cols + group - 1) / group;
-          const std::vector<float> src = hf.at(spec.name).as_f32();
+          // Each local row's source: a fused projection's row i lies in part p (its rank slice
+          // is [part_0 rows of this rank | part_1 ...]), any other tensor's in itself.
+          std::map<std::string, std::vector<float>> src;
+          std::vector<std::pair<const std::vector<float>*, int64_t>> row_src;  // (tensor, row)
+          for (const TensorSpec& part : spec.unfused()) {
+            const std::vector<float>& t = src[part.name] = hf.at(part.name).as_f32();
+            const int64_t n = part.local_shape(tp)[0];
+            for (int64_t i = 0; i < n; ++i) {
+              row_src.emplace_back(&t, spec.split == SplitDim::out ? rank * n + i : i);
+            }
+          }
+          REQUIRE(static_cast<int64_t>(row_src.size()) == rows);
           const int64_t gcols = spec.global_shape[1], grows = spec.global_shape[0];
           // This rank's slice of the source: rows (column-parallel) or columns (row-parallel).
           auto x = [&](int64_t i, int64_t k) -> float {
-            int64_t gi = i, gk = k;
-            if (spec.split == SplitDim::out) gi = rank * rows + i;
-            if (spec.split == SplitDim::in) gk = rank * cols + k;
-            return gi < grows ? src[static_cast<size_t>(gi * gcols + gk)] : 0.f;  // vocab pad
+            const auto [t, gi] = row_src[static_cast<size_t>(i)];
+            const int64_t gk = spec.split == SplitDim::in ? rank * cols + k : k;
+            return gi < grows ? (*t)[static_cast<size_t>(gi * gcols + gk)] : 0.f;  // vocab pad
           };
           for (int64_t i = 0; i < rows; ++i) {
             for (int64_t g = 0; g < ng; ++g) {
@@ -90,9 +101,10 @@ TEST_CASE("int8 round trip: per-shard scales, tp 1/2, blocks of 32 and per chann
           ++n_int8;
         });
   }
-  // 7 projections per layer, and lm_head when it is not tied to the embedding.
+  // 4 projections per layer (qkv and gate_up fused, o, down), and lm_head when it is not tied to
+  // the embedding.
   const int layers = md.config.n_layers;
-  CHECK(n_int8 == tp * (7 * layers + (md.config.tie_word_embeddings ? 0 : 1)));
+  CHECK(n_int8 == tp * (4 * layers + (md.config.tie_word_embeddings ? 0 : 1)));
   CHECK(n_float > 0);
 
   SECTION("a float-only reader refuses the int8 tensors by name") {

@@ -18,6 +18,7 @@
 
 using namespace tpinfer;
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
 using Catch::Matchers::Equals;
 using Catch::Matchers::StartsWith;
 using nlohmann::json;
@@ -269,11 +270,29 @@ TEST_CASE("manifest refusals", "[refusal][loader]") {
   }
   const std::string dir = converted_copy("manifest");
   REQUIRE(open_error(dir) == "(no error)");
-  SECTION("unknown format version") {
-    edit_manifest(dir, [](json& m) { m["format_version"] = 2; });
+  SECTION("format version 1 (separate q/k/v and gate/up): the command that converts it again") {
+    const std::string src = io_test::read_json(dir + "/manifest.json")["source"]["dir"];
+    edit_manifest(dir, [](json& m) { m["format_version"] = 1; });
     CHECK(open_error(dir) == dir +
-                                 "/manifest.json: format_version 2 is not supported (this "
-                                 "build reads 1); re-run scripts/convert_hf.py");
+                                 ": model directory has format_version 1, this build reads 2 "
+                                 "(since version 2 q/k/v and gate/up are stored fused); "
+                                 "convert it again: /usr/bin/python3 scripts/convert_hf.py "
+                                 "--model " +
+                                 src + " --tp 4 --out " + dir + " --dtype f32");
+    // int8 per channel and a path that needs quoting.
+    edit_manifest(dir, [](json& m) {
+      m["dtype"] = "int8";
+      m["int8"] = json{{"group_size", 0}, {"float_dtype", "f32"}, {"scale_dtype", "f32"}};
+      m["source"]["dir"] = "/models/my model's dir";
+    });
+    CHECK_THAT(open_error(dir), EndsWith("--model '/models/my model'\\''s dir' --tp 4 --out " +
+                                         dir + " --dtype int8 --int8-block 0"));
+  }
+  SECTION("a newer format version") {
+    edit_manifest(dir, [](json& m) { m["format_version"] = 3; });
+    CHECK_THAT(open_error(dir),
+               StartsWith(dir + ": model directory has format_version 3, this build reads 2 "
+                                "(written by a newer converter); convert it again: "));
   }
   SECTION("wrong format") {
     edit_manifest(dir, [](json& m) { m["format"] = "gguf"; });
@@ -349,10 +368,13 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
     CHECK(load_error(dir, 1) == "(no error)");  // only the damaged rank's file is read
   }
   SECTION("missing tensor") {
-    tamper(dir, 1, "delete model.layers.3.self_attn.k_proj.weight");
-    CHECK(load_error(dir, 1) == r1 + ": tensor model.layers.3.self_attn.k_proj.weight: missing "
-                                     "(expected local shape [8, 64], split dim 0 of global "
-                                     "[32, 64] over tp=4)");
+    tamper(dir, 1, "delete model.layers.3.self_attn.qkv_proj.weight");
+    CHECK(load_error(dir, 1) ==
+          r1 + ": tensor model.layers.3.self_attn.qkv_proj.weight: missing (expected local shape "
+               "[32, 64], split dim 0 of global [128, 64] over tp=4, fused per rank as [64/tp "
+               "rows of model.layers.3.self_attn.q_proj.weight | 32/tp rows of "
+               "model.layers.3.self_attn.k_proj.weight | 32/tp rows of "
+               "model.layers.3.self_attn.v_proj.weight])");
   }
   SECTION("rank attribute (files swapped)") {
     fs::rename(dir + "/rank0-of-4.h5", dir + "/tmp.h5");
@@ -373,13 +395,13 @@ TEST_CASE("shard refusals", "[refusal][loader]") {
   }
   SECTION("format_version attribute") {
     tamper(dir, 1, "root-attr format_version 7");
-    CHECK(load_error(dir, 1) == r1 + ": attribute format_version is 7, manifest.json says 1");
+    CHECK(load_error(dir, 1) == r1 + ": attribute format_version is 7, manifest.json says 2");
   }
   SECTION("global_shape attribute") {
-    tamper(dir, 1, "attr model.layers.0.mlp.up_proj.weight global_shape '[176, 64]'");
-    CHECK(load_error(dir, 1) == r1 + ": tensor model.layers.0.mlp.up_proj.weight: attribute "
-                                     "global_shape is [176, 64], the sharding table expects "
-                                     "[172, 64] (converted from a different config?)");
+    tamper(dir, 1, "attr model.layers.0.mlp.gate_up_proj.weight global_shape '[352, 64]'");
+    CHECK(load_error(dir, 1) == r1 + ": tensor model.layers.0.mlp.gate_up_proj.weight: "
+                                     "attribute global_shape is [352, 64], the sharding table "
+                                     "expects [344, 64] (converted from a different config?)");
   }
   SECTION("split_dim attribute") {
     tamper(dir, 1, "attr model.layers.0.self_attn.o_proj.weight split_dim 0");

@@ -54,6 +54,15 @@ void check_in_step(const std::string& dir, int tp) {
     CHECK(t.at("split_dim").get<int>() == static_cast<int>(s.split));
     CHECK(t.at("vocab_padded").get<bool>() == s.vocab_padded);
     CHECK(t.at("local_shape").get<std::vector<int64_t>>() == s.local_shape(tp));
+    // Fused projections: the same parts, in the same order, with the same rows.
+    const json& parts = t.at("parts");
+    REQUIRE(parts.is_null() == s.parts.empty());
+    if (parts.is_null()) continue;
+    REQUIRE(parts.size() == s.parts.size());
+    for (size_t j = 0; j < s.parts.size(); ++j) {
+      CHECK(parts[j][0].get<std::string>() == s.parts[j].name);
+      CHECK(parts[j][1].get<int64_t>() == s.parts[j].rows);
+    }
   }
 }
 
@@ -88,17 +97,16 @@ TEST_CASE("converter and C++ sharding tables agree", "[sharding][converter]") {
 TEST_CASE("sharding table rules", "[sharding]") {
   const ModelConfig qwen = load_hf(io_test::model_dir("tiny-qwen3"));
   const std::vector<TensorSpec> t = sharding_table(qwen);
-  // embed + 2 layers x 11 + norm; tied: no lm_head.
-  REQUIRE(t.size() == 1 + 2 * 11 + 1);
+  // embed + 2 layers x 8 (norm, qkv, o, q_norm, k_norm, norm, gate_up, down) + norm; tied: no
+  // lm_head.
+  REQUIRE(t.size() == 1 + 2 * 8 + 1);
   CHECK(t.front().name == "model.embed_tokens.weight");
   CHECK(t.back().name == "model.norm.weight");
   for (const TensorSpec& s : t) {
     CAPTURE(s.name);
-    const bool column = s.name.find("q_proj") != std::string::npos ||
-                        s.name.find("k_proj") != std::string::npos ||
-                        s.name.find("v_proj") != std::string::npos ||
-                        s.name.find("gate_proj") != std::string::npos ||
-                        s.name.find("up_proj") != std::string::npos;
+    const bool column = s.name.find("qkv_proj") != std::string::npos ||
+                        s.name.find("gate_up_proj") != std::string::npos;
+    CHECK(column == !s.parts.empty());
     const bool row =
         s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos;
     const bool vocab = s.name == "model.embed_tokens.weight" || s.name == "lm_head.weight";
@@ -109,11 +117,36 @@ TEST_CASE("sharding table rules", "[sharding]") {
     if (s.name.find("q_norm") != std::string::npos)
       CHECK(s.global_shape == std::vector<int64_t>{16});
   }
-  const TensorSpec& q = t[2];
-  REQUIRE(q.name == "model.layers.0.self_attn.q_proj.weight");
-  CHECK(q.global_shape == std::vector<int64_t>{128, 64});  // 8 heads x head_dim 16
-  CHECK(q.local_shape(4) == std::vector<int64_t>{32, 64});
-  const TensorSpec& o = t[5];
+  // q/k/v fused: 8 query heads and 4 kv heads of head_dim 16, each rank [q_r | k_r | v_r].
+  const TensorSpec& qkv = t[2];
+  REQUIRE(qkv.name == "model.layers.0.self_attn.qkv_proj.weight");
+  CHECK(qkv.global_shape == std::vector<int64_t>{128 + 2 * 64, 64});
+  CHECK(qkv.local_shape(4) == std::vector<int64_t>{64, 64});
+  REQUIRE(qkv.parts.size() == 3);
+  CHECK(qkv.parts[0].name == "model.layers.0.self_attn.q_proj.weight");
+  CHECK(qkv.parts[1].name == "model.layers.0.self_attn.k_proj.weight");
+  CHECK(qkv.parts[2].name == "model.layers.0.self_attn.v_proj.weight");
+  CHECK(qkv.parts[0].rows == 128);
+  CHECK(qkv.parts[2].rows == 64);
+  const std::vector<TensorSpec> qkv_parts = qkv.unfused();
+  REQUIRE(qkv_parts.size() == 3);
+  CHECK(qkv_parts[1].name == "model.layers.0.self_attn.k_proj.weight");
+  CHECK(qkv_parts[1].global_shape == std::vector<int64_t>{64, 64});
+  CHECK(qkv_parts[1].split == SplitDim::out);
+  CHECK(qkv_parts[1].local_shape(4) == std::vector<int64_t>{16, 64});
+  CHECK(qkv.describe(2) ==
+        "split dim 0 of global [256, 64] over tp=2, fused per rank as [128/tp rows of "
+        "model.layers.0.self_attn.q_proj.weight | 64/tp rows of "
+        "model.layers.0.self_attn.k_proj.weight | 64/tp rows of "
+        "model.layers.0.self_attn.v_proj.weight]");
+  const TensorSpec& gate_up = t[7];
+  REQUIRE(gate_up.name == "model.layers.0.mlp.gate_up_proj.weight");
+  CHECK(gate_up.global_shape == std::vector<int64_t>{2 * 128, 64});
+  CHECK(gate_up.local_shape(4) == std::vector<int64_t>{2 * 32, 64});
+  REQUIRE(gate_up.parts.size() == 2);
+  CHECK(gate_up.parts[1].name == "model.layers.0.mlp.up_proj.weight");
+  CHECK(t[1].unfused().size() == 1);
+  const TensorSpec& o = t[3];
   REQUIRE(o.name == "model.layers.0.self_attn.o_proj.weight");
   CHECK(o.local_shape(4) == std::vector<int64_t>{64, 32});
   CHECK(o.local_offset(4, 3) == 96);
@@ -131,4 +164,13 @@ TEST_CASE("sharding table rules", "[sharding]") {
   CHECK(m.back().vocab_padded);
   CHECK(m.back().local_shape(4) == std::vector<int64_t>{65, 64});  // ceil(259 / 4)
   CHECK_THROWS_WITH(m[2].local_shape(3), Catch::Matchers::Contains("tp=3 does not divide dim 0"));
+
+  // Biases are fused with their weights (Qwen2: q/k/v biases).
+  const ModelConfig qwen2 = load_hf(io_test::model_dir("tiny-qwen2"));
+  const std::vector<TensorSpec> q2 = sharding_table(qwen2);
+  REQUIRE(q2[3].name == "model.layers.0.self_attn.qkv_proj.bias");
+  REQUIRE(q2[3].parts.size() == 3);
+  CHECK(q2[3].parts[1].name == "model.layers.0.self_attn.k_proj.bias");
+  CHECK(q2[3].global_shape.size() == 1);
+  CHECK(q2[3].split == SplitDim::out);
 }

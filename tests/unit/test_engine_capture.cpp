@@ -91,6 +91,8 @@ class CapturingBackend final : public Backend {
     inner_->attention(o, q, c, b, n_heads, win, scale);
   }
   void silu_mul(Tensor o, Tensor g, Tensor u) override { inner_->silu_mul(o, g, u); }
+  void silu_mul_fused(Tensor o, Tensor gu) override { inner_->silu_mul_fused(o, gu); }
+  void copy_cols(Tensor o, Tensor i, int64_t first) override { inner_->copy_cols(o, i, first); }
   void gather_rows(Tensor o, Tensor i, const int32_t* rows) override {
     inner_->gather_rows(o, i, rows);
   }

@@ -368,6 +368,27 @@ class CpuBackend final : public Backend {
               "cpu silu_mul: sizes differ");
     cpu::silu_mul(f32(out), f32(gate), f32(up), out.numel());
   }
+  void silu_mul_fused(Tensor out, Tensor gate_up) override {
+    Scope open(guard_.get());
+    TPI_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols,
+              "cpu silu_mul_fused: out [" << out.rows << ", " << out.cols << "], gate_up ["
+                                          << gate_up.rows << ", " << gate_up.cols << "]");
+    cpu::silu_mul_fused(f32(out), f32(gate_up), out.rows, out.cols);
+  }
+  void copy_cols(Tensor out, Tensor in, int64_t first) override {
+    Scope open(guard_.get());
+    TPI_CHECK(
+        out.rows == in.rows && out.dtype == in.dtype && first >= 0 && first + out.cols <= in.cols,
+        "cpu copy_cols: columns [" << first << ", " << first + out.cols << ") of [" << in.rows
+                                   << ", " << in.cols << "] into [" << out.rows << ", " << out.cols
+                                   << "]");
+    const size_t es = dtype_size(in.dtype);
+    for (int64_t r = 0; r < out.rows; ++r) {
+      std::memcpy(static_cast<char*>(out.data) + static_cast<size_t>(r * out.cols) * es,
+                  static_cast<const char*>(in.data) + static_cast<size_t>(r * in.cols + first) * es,
+                  static_cast<size_t>(out.cols) * es);
+    }
+  }
   void gather_rows(Tensor out, Tensor in, const int32_t* rows) override {
     Scope open(guard_.get());
     TPI_CHECK(out.cols == in.cols && out.dtype == in.dtype, "cpu gather_rows: shapes differ");

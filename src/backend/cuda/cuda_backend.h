@@ -71,6 +71,8 @@ class CudaBackend final : public Backend {
   void attention(Tensor out, Tensor q, const KvLayer& cache, const BatchView& b, int n_heads,
                  int sliding_window, float scale) override;
   void silu_mul(Tensor out, Tensor gate, Tensor up) override;
+  void silu_mul_fused(Tensor out, Tensor gate_up) override;
+  void copy_cols(Tensor out, Tensor in, int64_t first) override;
   void gather_rows(Tensor out, Tensor in, const int32_t* rows) override;
   void convert(Tensor out, Tensor in) override;
   // Mixture of experts (cuda_ops.cpp, kernels/cuda/moe.cu): bf16 experts, per-(token, slot) GEMVs.

@@ -282,6 +282,29 @@ void CudaBackend::silu_mul(Tensor out, Tensor gate, Tensor up) {
   CUDA_LAUNCH(gpu::silu_mul(bf(out), bf(gate), bf(up), out.numel(), stream_));
 }
 
+void CudaBackend::silu_mul_fused(Tensor out, Tensor gate_up) {
+  require(out, DType::bf16, "silu_mul_fused", "out");
+  require(gate_up, DType::bf16, "silu_mul_fused", "gate_up");
+  TPI_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols,
+            "cuda silu_mul_fused: out " << shape(out) << ", gate_up " << shape(gate_up)
+                                        << " (expected [T, 2 * out.cols])");
+  CUDA_LAUNCH(gpu::silu_mul_fused(bf(out), bf(gate_up), out.rows, out.cols, stream_));
+}
+
+void CudaBackend::copy_cols(Tensor out, Tensor in, int64_t first) {
+  TPI_CHECK(
+      out.rows == in.rows && out.dtype == in.dtype && first >= 0 && first + out.cols <= in.cols,
+      "cuda copy_cols: columns [" << first << ", " << first + out.cols << ") of " << shape(in)
+                                  << " into " << shape(out));
+  if (out.rows == 0 || out.cols == 0) return;
+  const size_t es = dtype_size(in.dtype);
+  CUDA_CHECK(cudaMemcpy2DAsync(out.data, static_cast<size_t>(out.cols) * es,
+                               static_cast<const char*>(in.data) + static_cast<size_t>(first) * es,
+                               static_cast<size_t>(in.cols) * es,
+                               static_cast<size_t>(out.cols) * es, static_cast<size_t>(out.rows),
+                               cudaMemcpyDeviceToDevice, stream_));
+}
+
 void CudaBackend::gather_rows(Tensor out, Tensor in, const int32_t* rows) {
   TPI_CHECK(out.dtype == in.dtype && out.cols == in.cols,
             "cuda gather_rows: out " << shape(out) << " " << dtype_name(out.dtype) << " and in "

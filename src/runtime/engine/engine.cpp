@@ -67,12 +67,13 @@ Engine::Engine(const ModelConfig& cfg, const ShardDims& dims, const EngineShape&
   act_.x = alloc_tensor(act, T, dims_.hidden);
   act_.h = alloc_tensor(act, T, dims_.hidden);
   act_.delta = alloc_tensor(act, T, dims_.hidden);
+  act_.qkv = alloc_tensor(act, T, dims_.q_dim() + 2 * dims_.kv_dim());
   act_.q = alloc_tensor(act, T, dims_.q_dim());
   act_.k = alloc_tensor(act, T, dims_.kv_dim());
   act_.v = alloc_tensor(act, T, dims_.kv_dim());
   act_.att = alloc_tensor(act, T, dims_.q_dim());
-  act_.gate = alloc_tensor(act, T, dims_.intermediate);
-  act_.up = alloc_tensor(act, T, dims_.intermediate);
+  act_.gate_up = alloc_tensor(act, T, 2 * dims_.intermediate);
+  act_.mlp = alloc_tensor(act, T, dims_.intermediate);
   act_.last = alloc_tensor(act, R, dims_.hidden);
   act_.logits = alloc_tensor(DType::f32, R, dims_.vocab);
   act_.logits_all = alloc_tensor(DType::f32, static_cast<int64_t>(dims_.tp) * R, dims_.vocab);

@@ -16,17 +16,10 @@
 #include <random>
 #include <vector>
 
+#include "../lib/random_data.h"
 #include "cpu/cpu_kernels.h"
 
 namespace {
-
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 // Float storage between two unreadable page ranges (mmap + PROT_NONE), each at least `guard`
 // bytes: a kernel that reads a block through a -1 entry (the block just before the pool) or

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../lib/random_data.h"
 #include "backend/backend.h"
 #include "cpu/cpu_kernels.h"
 #include "cpu/gemm.h"
@@ -30,14 +31,6 @@ const std::tuple<int, int, int> kShapes[] = {
     {1, 1, 1},    {1, 7, 13},   {2, 9, 8},   {3, 5, 16},    {4, 8, 32},   {5, 17, 33},
     {1, 19, 64},  {9, 33, 172}, {13, 6, 47}, {1, 40, 1000}, {6, 11, 257}, {7, 23, 96},
     {8, 29, 130}, {2, 70, 300}, {4, 61, 64}, {3, 45, 700},  {8, 37, 260}, {1, 100, 700}};
-
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 float from_bf16(uint16_t h) {
   const uint32_t u = static_cast<uint32_t>(h) << 16;

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../lib/random_data.h"
 #include "backend/backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -30,14 +31,6 @@ const Int8Path kPaths[] = {Int8Path::portable, Int8Path::avx2, Int8Path::avx512v
 const std::tuple<int, int, int> kShapes[] = {
     {1, 1, 1},   {1, 7, 13},   {2, 9, 32},  {3, 5, 33},    {4, 8, 64},    {5, 17, 95},
     {1, 19, 96}, {9, 33, 172}, {13, 6, 47}, {1, 40, 1000}, {33, 11, 257}, {17, 3, 128}};
-
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 struct Int8Weights {
   std::vector<int8_t> q;

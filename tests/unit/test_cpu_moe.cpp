@@ -13,19 +13,12 @@
 #include <random>
 #include <vector>
 
+#include "../lib/random_data.h"
 #include "backend/backend.h"
 
 using namespace tpinfer;
 
 namespace {
-
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 struct Route {
   std::vector<int32_t> ids;

@@ -7,19 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "../lib/random_data.h"
 #include "backend/backend.h"
 
 using namespace tpinfer;
 
 namespace {
-
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 Tensor view(std::vector<float>& v, int64_t rows, int64_t cols) {
   REQUIRE(static_cast<int64_t>(v.size()) == rows * cols);

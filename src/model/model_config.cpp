@@ -1,5 +1,5 @@
 // ModelConfig: parsing Hugging Face config.json and the tpinfer manifest's "config" object, and
-// the refusals for what the engine does not implement. scripts/convert_hf.py's parse_hf_config()
+// the refusals for what the engine does not implement. scripts/hf_config.py's parse_hf_config()
 // is the Python twin and prints the same messages.
 #include "model/model_config.h"
 

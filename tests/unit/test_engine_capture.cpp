@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "../lib/tiny_model_config.h"
 #include "backend/backend.h"
 #include "comm/communicator.h"
 #include "core/error.h"
@@ -104,16 +105,7 @@ class CapturingBackend final : public Backend {
 };
 
 ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  return c;
+  return tiny_model_config(64);
 }
 
 // Decode steps of one slot: prompt token 3 at position 0, then tokens 5, 6, ... at 1, 2, ...

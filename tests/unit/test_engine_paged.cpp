@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "../lib/tiny_model_config.h"
 #include "backend/backend.h"
 #include "comm/communicator.h"
 #include "core/error.h"
@@ -22,17 +23,7 @@ using namespace tpinfer;
 namespace {
 
 ModelConfig tiny_config(int sliding_window = 0) {
-  ModelConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 128;
-  c.sliding_window = sliding_window;
-  return c;
+  return tiny_model_config(128, sliding_window);
 }
 
 // One engine on its own CPU backend, dummy weights (the same for every seed-7 engine).

@@ -110,13 +110,13 @@ void Mailbox::sleepy_barrier(int sleep_us) {
   }
 }
 
-bool any_in_replica(World& world, bool flag) {
-  if (world.replica_size() == 1) return flag;
-  WatchWait wait("the stop-flag all-reduce over the replica");
+bool any_in_tp(World& world, bool flag) {
+  if (world.tp() == 1) return flag;
+  WatchWait wait("the stop-flag all-reduce over the tp group");
   int v = flag ? 1 : 0;
-  MPI_Comm comm = *static_cast<MPI_Comm*>(world.replica_comm_handle());
+  MPI_Comm comm = *static_cast<MPI_Comm*>(world.tp_comm_handle());
   const int rc = MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, comm);
-  TPI_CHECK(rc == MPI_SUCCESS, "MPI_Allreduce over the replica failed on rank " << world.rank());
+  TPI_CHECK(rc == MPI_SUCCESS, "MPI_Allreduce over the tp group failed on rank " << world.rank());
   return v != 0;
 }
 

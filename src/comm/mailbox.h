@@ -50,8 +50,9 @@ class Mailbox {
   std::list<Pending> pending_;
 };
 
-// True on every rank of the caller's replica (its tp group x pp stages) when `flag` is true on
-// any of them (a replica-wide "someone was asked to stop"). A collective over the replica.
-bool any_in_replica(World& world, bool flag);
+// True on every rank of the caller's tp group when `flag` is true on any of them ("someone was
+// asked to stop"). A collective over the tp group; pipeline stages carry the flag on from stage to
+// stage with the step plans (runtime/scheduler/plan_channel.h).
+bool any_in_tp(World& world, bool flag);
 
 }  // namespace tpinfer

@@ -95,20 +95,11 @@ void World::broadcast_tp(void* data, size_t bytes, int root) {
   MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_)));
 }
 
-void World::broadcast_replica(void* data, size_t bytes, int root) {
-  WatchWait wait(layout_.pp > 1 ? "a broadcast over the replica (every stage)"
-                                : "a broadcast over the tp group",
-                 layout_.replica_leader() + root);
-  MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(replica_comm_)));
-}
-
-void World::broadcast_replica_sleepy(void* data, size_t bytes, int root, int sleep_us) {
-  WatchWait wait(layout_.pp > 1 ? "a broadcast over the replica (every stage)"
-                                : "a broadcast over the tp group",
-                 layout_.replica_leader() + root);
+void World::broadcast_tp_sleepy(void* data, size_t bytes, int root, int sleep_us) {
+  WatchWait wait("a broadcast over the tp group",
+                 layout_.rank_of(layout_.dp_rank, layout_.pp_rank, root));
   MPI_Request req;
-  MPI_CHECK(
-      MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(replica_comm_), &req));
+  MPI_CHECK(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, as_comm(tp_comm_), &req));
   // Spin for the first 2 ms (a decoding leader sends the next step within a sampling time, and a
   // sleep would add to every token), then sleep between tests (an idle leader).
   const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);

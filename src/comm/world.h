@@ -51,14 +51,14 @@ class World {
   void* pipe_comm_handle() { return &pipe_comm_; }  // rank i = stage i of this (dp, tp) column
   void* world_comm_handle() { return &world_comm_; }
 
-  // Control plane over the world, the tp group or the replica (every stage of it).
+  // Control plane over the world or the tp group.
   void broadcast_world(void* data, size_t bytes, int root = 0);
-  void broadcast_tp(void* data, size_t bytes, int root = 0);       // root = tp rank
-  void broadcast_replica(void* data, size_t bytes, int root = 0);  // root = replica rank
-  // The same, but after 2 ms of waiting it sleeps sleep_us between tests instead of spinning in
-  // MPI: for a follower that may wait long for its leader's next step (an idle server). A
-  // non-blocking broadcast matches only another one: the root calls this too (sleep_us 0).
-  void broadcast_replica_sleepy(void* data, size_t bytes, int root = 0, int sleep_us = 200);
+  void broadcast_tp(void* data, size_t bytes, int root = 0);  // root = tp rank
+  // The same over the tp group, but after 2 ms of waiting it sleeps sleep_us between tests
+  // instead of spinning in MPI: for a follower that may wait long for its leader's next step (an
+  // idle server). A non-blocking broadcast matches only another one: the root calls this too
+  // (sleep_us 0).
+  void broadcast_tp_sleepy(void* data, size_t bytes, int root = 0, int sleep_us = 200);
   void barrier();
   // Every rank calls this with its own status. If any rank failed, every rank throws
   // tpinfer::Error with the first failing rank's message (prefixed with that rank).

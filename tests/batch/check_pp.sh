@@ -4,6 +4,9 @@
 # request on the tp=2 model without stages, token for token (greedy and seeded sampling), at
 # batch sizes 3 (prefill chunks beside decode tokens) and 8; prefix caching off gives the same
 # results; n = 3 greedy choices are each the n = 1 text (the forked blocks live on every stage).
+# Decode runs as PP micro-batches in flight: the log must show steps sent while another was in
+# flight; one step in flight (TPINFER_PP_MICROBATCHES=1) gives the same results, and so does a
+# KV pool small enough that sequences are preempted while their steps are in flight.
 # Usage: check_pp.sh TPINFER CONVERTED_TP2_DIR CONVERTED_PP_DIR WORK_DIR PP TP
 set -euo pipefail
 bin=$1 ref_model=$2 model=$3 pp=$5 tp=$6 work=$4/pp${5}-tp${6}
@@ -35,6 +38,28 @@ done
 run --input "$work/in.jsonl" --output "$work/out-noprefix.jsonl" --batch-size 8 \
     --prefix-caching=false 2>"$work/noprefix.err"
 $check same "$work/out-b8.jsonl" "$work/out-noprefix.jsonl"
+
+# Micro-batches in flight: at batch size 8 most steps go out while another is in flight.
+line=$(grep -E "pipeline: replica 0 sent [0-9]+ step\(s\), [0-9]+ \([0-9]+%\) while another was in flight \(up to $pp micro-batches\)" "$work/batch-b8.err") ||
+  { echo "FAIL: no pipeline line with $pp micro-batches"; grep "pipeline:" "$work/batch-b8.err"; exit 1; }
+echo "$line"
+pct=$(sed -E 's/.*\(([0-9]+)%\).*/\1/' <<<"$line")
+[ "$pct" -ge 10 ] || { echo "FAIL: only $pct% of the steps overlapped another"; exit 1; }
+TPINFER_PP_MICROBATCHES=1 run --input "$work/in.jsonl" --output "$work/out-depth1.jsonl" \
+    --batch-size 8 2>"$work/depth1.err"
+grep -q "while another was in flight (up to 1 micro-batches)" "$work/depth1.err"
+$check same "$work/out-b8.jsonl" "$work/out-depth1.jsonl"
+# 28 blocks of 16 positions for 8 sequences, three of them 200-300 tokens long: preemptions.
+run --input "$work/in.jsonl" --output "$work/out-small.jsonl" --batch-size 8 \
+    --kv-cache-blocks 28 2>"$work/small.err"
+preempted=$(grep -oE "[0-9]+ preemption\(s\)" "$work/small.err" | tail -n 1 | cut -d' ' -f1)
+[ "${preempted:-0}" -gt 0 ] || { echo "FAIL: no preemption with 28 KV blocks"; exit 1; }
+echo "$preempted preemption(s) with steps in flight"
+$check vs-single "$work/in.jsonl" "$work/single" "$work/out-small.jsonl"
+TPINFER_PP_MICROBATCHES=0 run --input "$work/in.jsonl" --output "$work/bad-depth.jsonl" \
+    2>"$work/bad-depth.err" </dev/null && { echo "FAIL: TPINFER_PP_MICROBATCHES=0 accepted"; exit 1; }
+grep -q "TPINFER_PP_MICROBATCHES: expected an integer from 1 to 8, found '0'" "$work/bad-depth.err" ||
+  { echo "FAIL: unclear TPINFER_PP_MICROBATCHES error"; tail -n 5 "$work/bad-depth.err"; exit 1; }
 
 cat >"$work/choices.jsonl" <<'JSONL'
 {"id": "one", "prompt": "Once upon a time", "max_new_tokens": 12, "temperature": 0}

@@ -413,6 +413,29 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
                           const int32_t* block_table, int n_table_rows, int table_stride,
                           const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
                           int rope_seq_len) {
+  const bool sends_logits = dims_.pp > 1 && dims_.last_stage() && dims_.tp_rank == 0;
+  const float* logits =
+      forward(ids, positions, slots, n, block_table, n_table_rows, table_stride, logit_rows,
+              n_logit_rows, want_host_logits || sends_logits, rope_seq_len);
+  if (dims_.pp == 1) return logits;
+  // Pipeline stages: the last stage's tp rank 0 sends the step's logits to the first stage's tp
+  // rank 0 (the replica leader, which samples); every other rank has none.
+  TPI_CHECK(pipe_ != nullptr, "step: pipeline stage " << dims_.pp_rank << " has no link");
+  const size_t bytes = sizeof(float) * static_cast<size_t>(n_logit_rows) * cfg_.vocab_size;
+  if (n_logit_rows == 0 || dims_.tp_rank != 0) return nullptr;
+  if (dims_.last_stage()) {
+    pipe_->send_to_first(logits, bytes);
+    return nullptr;
+  }
+  if (!dims_.first_stage()) return nullptr;
+  pipe_->recv_from_last(host_logits_.data(), bytes);
+  return want_host_logits ? host_logits_.data() : nullptr;
+}
+
+const float* Engine::forward(const int32_t* ids, const int32_t* positions, const int32_t* slots,
+                             int n, const int32_t* block_table, int n_table_rows, int table_stride,
+                             const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
+                             int rope_seq_len) {
   TPI_CHECK(n > 0 && n <= shape_.max_tokens,
             "step: " << n << " tokens, the engine holds " << shape_.max_tokens);
   int max_pos = 0;
@@ -463,29 +486,14 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
   } else {
     model_.forward(kv_, act_, b, n_logit_rows);
   }
-  if (dims_.pp > 1) return pipeline_logits(n_logit_rows, want_host_logits);
-  if (!want_host_logits || n_logit_rows == 0) {
+  // Pipeline stages: only the last stage has logits; its tp rank 0 assembles them (with
+  // want_host_logits) for the caller to hand to the replica leader.
+  const bool has_logits = dims_.pp == 1 || (dims_.last_stage() && dims_.tp_rank == 0);
+  if (!want_host_logits || n_logit_rows == 0 || !has_logits) {
     be_.synchronize();
     return nullptr;
   }
   return assemble_host_logits(n_logit_rows);
-}
-
-// Pipeline stages: the last stage's tp rank 0 sends the step's logits to the first stage's tp
-// rank 0 (the replica leader, which samples); every other rank has none.
-const float* Engine::pipeline_logits(int n_logit_rows, bool want_host_logits) {
-  TPI_CHECK(pipe_ != nullptr, "step: pipeline stage " << dims_.pp_rank << " has no link");
-  const size_t bytes = sizeof(float) * static_cast<size_t>(n_logit_rows) * cfg_.vocab_size;
-  if (n_logit_rows > 0 && dims_.tp_rank == 0 && dims_.last_stage()) {
-    pipe_->send_to_first(assemble_host_logits(n_logit_rows), bytes);
-    return nullptr;
-  }
-  be_.synchronize();
-  if (n_logit_rows > 0 && dims_.tp_rank == 0 && dims_.first_stage()) {
-    pipe_->recv_from_last(host_logits_.data(), bytes);
-    return want_host_logits ? host_logits_.data() : nullptr;
-  }
-  return nullptr;
 }
 
 const float* Engine::assemble_host_logits(int n_logit_rows) {

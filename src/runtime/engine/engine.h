@@ -90,6 +90,14 @@ class Engine {
                     const int32_t* block_table, int n_table_rows, int table_stride,
                     const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
                     int rope_seq_len = 0);
+  // This rank's part of step() alone: with pipeline stages, the stage's layers (activations
+  // received from the previous stage and sent to the next), and the logits (want_host_logits)
+  // returned on the last stage's tp rank 0 only, where they are computed; the caller takes them to
+  // the leader (the scheduler's PlanChannel, which keeps several steps in flight). pp = 1: step().
+  const float* forward(const int32_t* ids, const int32_t* positions, const int32_t* slots, int n,
+                       const int32_t* block_table, int n_table_rows, int table_stride,
+                       const int32_t* logit_rows, int n_logit_rows, bool want_host_logits,
+                       int rope_seq_len = 0);
   // The same with the identity table: row i owns blocks [i * blocks_per_seq(), (i + 1) *
   // blocks_per_seq()), so slots[t] is a slot as before paging. Needs the default pool size
   // (n_blocks = 0 or at least n_slots * blocks_per_seq()). For tools and tests.
@@ -108,6 +116,7 @@ class Engine {
   const ShardDims& dims() const { return dims_; }
   const EngineShape& shape() const { return shape_; }
   Backend& backend() { return be_; }
+  PipeLink* pipe() { return pipe_; }
   size_t weight_bytes() const { return weight_bytes_; }
   size_t kv_bytes() const { return kv_bytes_; }
   size_t activation_bytes() const { return act_bytes_; }
@@ -116,7 +125,6 @@ class Engine {
   Tensor alloc_tensor(DType dtype, int64_t rows, int64_t cols);
   // The gathered (tp, rows, vocab_local) logits reassembled into host_logits_ (rows, vocab).
   const float* assemble_host_logits(int n_logit_rows);
-  const float* pipeline_logits(int n_logit_rows, bool want_host_logits);
   void forward_decode_graph(const BatchView& b, int n_logit_rows);
   // Throws one clear line when a step's rows or table entries are out of range.
   void check_block_table(const int32_t* positions, const int32_t* slots, int n,

@@ -1,9 +1,12 @@
 #include "runtime/scheduler/replica_scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "comm/mailbox.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/watchdog.h"
 #include "runtime/engine/logit_processors.h"
 #include "runtime/engine/logprobs.h"
@@ -19,13 +22,6 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// Step plan layout, shared by leader and followers: a header, then ids[n], positions[n],
-// table_rows[n], logit_rows[n_logit_rows], table[n_table_rows * table_stride] and block copies
-// (dst, src)[n_copies] packed one after the other. Copies run before the forward.
-constexpr int32_t kCmdDone = 0;
-constexpr int32_t kCmdStep = 1;
-constexpr int32_t kCmdIdle = 2;  // no forward: the leader is alive and polls the stop flags
-enum Header { kCmd, kTokens, kLogitRows, kRopeSeqLen, kTableRows, kTableStride, kCopies, kHeader };
 // An idle leader tells its followers it is alive this often (well under any watchdog timeout).
 constexpr double kHeartbeatMs = 2000.0;
 
@@ -35,14 +31,24 @@ size_t utf8_boundary(const std::string& text, size_t at) {
   return at;
 }
 
-int blocks_for(int positions, int block_size) {
-  return (positions + block_size - 1) / block_size;
+// Steps in flight with pipeline stages: pp micro-batches, so every stage has one to run
+// (TPINFER_PP_MICROBATCHES=K overrides it, 1 to 8: one step in flight is the way to measure what
+// the overlap gains). Not for longrope (Phi-3): its once-per-request recompute needs the step's
+// logits before anything else runs.
+int pipeline_depth(const Engine& engine, const World& world) {
+  if (world.pp() == 1 || engine.config().rope_scaling.kind == RopeKind::longrope) return 1;
+  const char* env = std::getenv("TPINFER_PP_MICROBATCHES");
+  if (env == nullptr || *env == '\0') return world.pp();
+  char* end = nullptr;
+  const long k = std::strtol(env, &end, 10);
+  TPI_CHECK(*end == '\0' && k >= 1 && k <= kPlanSendsInFlight,
+            "TPINFER_PP_MICROBATCHES: expected an integer from 1 to " << kPlanSendsInFlight
+                                                                      << ", found '" << env << "'");
+  return static_cast<int>(k);
 }
 
-// The plan's buffer: header + 3 max_tokens + max_logit_rows + the table + 2 n_slots copies.
-size_t plan_ints(const EngineShape& shape) {
-  return kHeader + 3 * static_cast<size_t>(shape.max_tokens) + shape.max_logit_rows +
-         static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq() + 2 * shape.n_slots;
+int blocks_for(int positions, int block_size) {
+  return (positions + block_size - 1) / block_size;
 }
 
 }  // namespace
@@ -76,12 +82,14 @@ struct ReplicaScheduler::Seq {
   size_t streamed = 0;    // bytes of text already sent in deltas
   size_t delta_from = 0;  // first generated id not yet sent in a delta
   int step_row = -1;      // its row in this step's table (-1: none yet)
+  bool awaiting = false;  // in a step in flight that samples its next token
+  uint64_t epoch = 0;  // + 1 when it finishes or is preempted: rows of steps sent before are moot
   Clock::time_point admitted, prefilled, first_token, last_token;
   std::vector<double> decode_ms;
 
   bool running() const { return state == State::running; }
   bool prefilling() const { return running() && n_cached < target; }
-  bool decoding() const { return running() && n_cached >= target && next_token >= 0; }
+  bool decoding() const { return running() && n_cached >= target && next_token >= 0 && !awaiting; }
   bool newer_than(const Seq& o) const {
     return order != o.order ? order > o.order : index > o.index;
   }
@@ -100,7 +108,8 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
       stop_signal_(std::move(stop_signal)),
       events_(events),
       block_size_(engine.shape().block_size),
-      pool_(engine.shape().pool_blocks()) {
+      pool_(engine.shape().pool_blocks()),
+      channel_(world, engine, pipeline_depth(engine, world)) {
   const EngineShape& shape = engine.shape();
   // longrope (Phi3): the cache holds keys rotated with the short factors until the sequence
   // passes original_max_position_embeddings; there transformers' Phi3 drops its cache and
@@ -119,8 +128,12 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
   pos_.resize(T);
   row_of_.resize(T);
   rows_.resize(R);
-  row_seq_.resize(R);
-  row_prompt_pos_.resize(R);
+  steps_.resize(static_cast<size_t>(channel_.depth()));
+  for (StepRows& b : steps_) {
+    b.seq.resize(R);
+    b.prompt_pos.resize(R);
+    b.epoch.resize(R);
+  }
   processed_.resize(static_cast<size_t>(sample_vocab_));
   table_.resize(static_cast<size_t>(shape.n_slots) * shape.blocks_per_seq());
   table_seq_.resize(static_cast<size_t>(shape.n_slots));
@@ -374,6 +387,8 @@ void ReplicaScheduler::preempt(Seq& s) {
     }
   }
   s.state = Seq::State::preempted;
+  s.awaiting = false;
+  ++s.epoch;
   s.target = 0;
   ++stats_.preemptions;
 }
@@ -514,6 +529,8 @@ void ReplicaScheduler::finish(Seq& s, const char* reason, const std::string& err
   o.replica = replica_;
   release_blocks(s);
   s.state = Seq::State::free;
+  s.awaiting = false;
+  ++s.epoch;
   s.recompute_pending = false;
   s.sampler.reset();
   s.processors.clear();
@@ -612,10 +629,16 @@ void ReplicaScheduler::score_prompt_token(Seq& s, const float* logits, int posit
   }
 }
 
-void ReplicaScheduler::send_header() {
-  // The followers wait for it with a non-blocking broadcast (they may wait long), and a
-  // non-blocking collective only matches another: so is this one (the root's completes at once).
-  world_.broadcast_replica_sleepy(plan_.data(), sizeof(int32_t) * kHeader, 0, 0);
+ReplicaScheduler::StepRows& ReplicaScheduler::next_rows() {
+  return steps_[static_cast<size_t>((steps_head_ + channel_.in_flight()) % channel_.depth())];
+}
+
+void ReplicaScheduler::send_control(int32_t cmd) {
+  std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
+  plan_[kCmd] = cmd;
+  plan_[kStopFlag] = stop_signal_() ? 1 : 0;
+  if (cmd == kCmdIdle) next_rows().n_rows = 0;
+  channel_.send(plan_.data());
   last_broadcast_ = Clock::now();
 }
 
@@ -627,7 +650,7 @@ int ReplicaScheduler::table_row(Seq& s) {
   return s.step_row;
 }
 
-const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
+void ReplicaScheduler::send_plan(int n, int n_rows, int rope_seq_len) {
   // This step's table: one row per sequence in it, as wide as the longest (unused entries -1).
   int stride = 1;
   for (int r = 0; r < n_table_rows_; ++r) {
@@ -641,40 +664,52 @@ const float* ReplicaScheduler::run_plan(int n, int n_rows, int rope_seq_len) {
   }
   const int n_table = n_table_rows_ * stride;
   const int n_copies = static_cast<int>(copies_.size() / 2);
-  if (world_.replica_size() >
-      1) {  // the plan goes to the followers packed: header, then the arrays
-    plan_[kCmd] = kCmdStep;
-    plan_[kTokens] = n;
-    plan_[kLogitRows] = n_rows;
-    plan_[kRopeSeqLen] = rope_seq_len;
-    plan_[kTableRows] = n_table_rows_;
-    plan_[kTableStride] = stride;
-    plan_[kCopies] = n_copies;
-    int32_t* p = plan_.data() + kHeader;
-    p = std::copy(ids_.begin(), ids_.begin() + n, p);
-    p = std::copy(pos_.begin(), pos_.begin() + n, p);
-    p = std::copy(row_of_.begin(), row_of_.begin() + n, p);
-    p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
-    p = std::copy(table_.begin(), table_.begin() + n_table, p);
-    std::copy(copies_.begin(), copies_.end(), p);
-    send_header();
-    world_.broadcast_replica(plan_.data() + kHeader,
-                             sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * n_copies));
-  }
+  // The plan, packed: header, then the arrays.
+  plan_[kCmd] = kCmdStep;
+  plan_[kTokens] = n;
+  plan_[kLogitRows] = n_rows;
+  plan_[kRopeSeqLen] = rope_seq_len;
+  plan_[kTableRows] = n_table_rows_;
+  plan_[kTableStride] = stride;
+  plan_[kCopies] = n_copies;
+  plan_[kStopFlag] = stop_signal_() ? 1 : 0;
+  int32_t* p = plan_.data() + kHeader;
+  p = std::copy(ids_.begin(), ids_.begin() + n, p);
+  p = std::copy(pos_.begin(), pos_.begin() + n, p);
+  p = std::copy(row_of_.begin(), row_of_.begin() + n, p);
+  p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
+  p = std::copy(table_.begin(), table_.begin() + n_table, p);
+  std::copy(copies_.begin(), copies_.end(), p);
+  next_rows().n_rows = n_rows;
+  ++steps_sent_;
+  steps_overlapped_ += channel_.in_flight() > 0;
+  channel_.send(plan_.data());
+  last_broadcast_ = Clock::now();
   for (int c = 0; c < n_copies; ++c) {
     engine_.copy_block(copies_[2 * static_cast<size_t>(c)],
                        copies_[2 * static_cast<size_t>(c) + 1]);
   }
   copies_.clear();
-  const float* logits =
-      engine_.step(ids_.data(), pos_.data(), row_of_.data(), n, table_.data(), n_table_rows_,
-                   stride, rows_.data(), n_rows, n_rows > 0, rope_seq_len);
+  leader_logits_ =
+      engine_.forward(ids_.data(), pos_.data(), row_of_.data(), n, table_.data(), n_table_rows_,
+                      stride, rows_.data(), n_rows, n_rows > 0, rope_seq_len);
   n_table_rows_ = 0;
-  stop_requested_ = any_in_replica(world_, stop_signal_()) || stop_requested_;
-  return logits;
+}
+
+PlanChannel::Reply ReplicaScheduler::take_reply(StepRows** rows) {
+  *rows = &steps_[static_cast<size_t>(steps_head_)];
+  steps_head_ = (steps_head_ + 1) % channel_.depth();
+  const PlanChannel::Reply reply = channel_.reply(leader_logits_);
+  stop_requested_ = reply.stop || stop_requested_;
+  return reply;
+}
+
+void ReplicaScheduler::drain() {
+  while (channel_.in_flight() > 0) collect_step();
 }
 
 const float* ReplicaScheduler::recompute(Seq& s) {
+  TPI_CHECK(channel_.depth() == 1, "scheduler: a longrope recompute with steps in flight");
   // The recompute rewrites every position: a block shared with a sibling choice becomes this
   // sequence's own first (no copy needed). Without a free block the sequence waits preempted.
   for (int& b : s.blocks) {
@@ -702,27 +737,29 @@ const float* ReplicaScheduler::recompute(Seq& s) {
     }
     const bool last = start + m == n;
     rows_[0] = m - 1;
-    logits = run_plan(m, last ? 1 : 0, n);
+    send_plan(m, last ? 1 : 0, n);
+    StepRows* rows = nullptr;
+    logits = take_reply(&rows).logits;
   }
   s.recompute_pending = false;
   return logits;
 }
 
+void ReplicaScheduler::order_by_age(const std::function<bool(const Seq&)>& pred) {
+  order_.clear();
+  for (int i = 0; i < n_slots(); ++i) {
+    if (pred(*seqs_[static_cast<size_t>(i)])) order_.push_back(i);
+  }
+  std::sort(order_.begin(), order_.end(), [&](int a, int b) {
+    return seqs_[static_cast<size_t>(b)]->newer_than(*seqs_[static_cast<size_t>(a)]);
+  });
+}
+
 void ReplicaScheduler::step() {
   watch_phase(Phase::step, n_steps_++);
-  auto by_age = [&](int a, int b) {
-    return seqs_[static_cast<size_t>(b)]->newer_than(*seqs_[static_cast<size_t>(a)]);
-  };
-  auto collect = [&](auto pred) {
-    order_.clear();
-    for (int i = 0; i < n_slots(); ++i) {
-      if (pred(*seqs_[static_cast<size_t>(i)])) order_.push_back(i);
-    }
-    std::sort(order_.begin(), order_.end(), by_age);
-  };
 
   // Preempted sequences resume first, oldest first; new requests start when none waits.
-  collect([](const Seq& s) { return s.state == Seq::State::preempted; });
+  order_by_age([](const Seq& s) { return s.state == Seq::State::preempted; });
   bool all_resumed = true;
   for (int i : order_) {
     if (!resume(*seqs_[static_cast<size_t>(i)])) {
@@ -751,6 +788,16 @@ void ReplicaScheduler::step() {
     accept_token(s, logits);
   }
 
+  // One more step while fewer than the channel's depth are in flight; the oldest is collected
+  // when the pipeline is full or nothing else can run before its tokens are known.
+  const bool sent = channel_.in_flight() < channel_.depth() && plan_step();
+  if (channel_.in_flight() > 0 && (channel_.in_flight() == channel_.depth() || !sent)) {
+    collect_step();
+  }
+}
+
+bool ReplicaScheduler::plan_step() {
+  StepRows& rows = next_rows();
   const int budget = engine_.shape().max_tokens;
   int n = 0, n_rows = 0;
   auto add_token = [&](int32_t id, int position, Seq& s) {
@@ -759,24 +806,34 @@ void ReplicaScheduler::step() {
     row_of_[n] = table_row(s);
     ++n;
   };
-  auto add_row = [&](int i) {
-    row_seq_[n_rows] = i;
-    row_prompt_pos_[n_rows] = -1;
+  auto add_row = [&](int i, int prompt_pos) {
+    Seq& s = *seqs_[static_cast<size_t>(i)];
+    rows.seq[n_rows] = i;
+    rows.prompt_pos[n_rows] = prompt_pos;
+    rows.epoch[n_rows] = s.epoch;
+    if (prompt_pos < 0) s.awaiting = true;  // no other step until its token is known
     rows_[n_rows++] = n - 1;
   };
 
   // Decode tokens first, oldest first (so the pool's last blocks go to the oldest and the
-  // newest is the one preempted): one per decoding sequence (n_slots <= max_tokens).
-  collect([](const Seq& s) { return s.decoding(); });
+  // newest is the one preempted): one per decoding sequence (n_slots <= max_tokens), or with
+  // pipeline stages this step's share of them, so the steps in flight split them evenly.
+  order_by_age([](const Seq& s) { return s.decoding(); });
+  const int lanes = channel_.depth() - channel_.in_flight();
+  const int share = (static_cast<int>(order_.size()) + lanes - 1) / lanes;
+  int taken = 0;
   for (int i : order_) {
+    if (taken == share) break;
     Seq& s = *seqs_[static_cast<size_t>(i)];
     if (!s.decoding() || !ensure_block(s, s.position)) continue;
     add_token(s.next_token, s.position, s);
-    add_row(i);
+    add_row(i, -1);
+    ++taken;
   }
   // Then prefill chunks, oldest first, with what is left of the token budget (a prefilling
-  // sequence holds the blocks of its whole prefill since it started).
-  collect([](const Seq& s) { return s.prefilling(); });
+  // sequence holds the blocks of its whole prefill since it started). Chunks of one prompt may be
+  // in flight together: each stage runs them in order.
+  order_by_age([](const Seq& s) { return s.prefilling(); });
   for (size_t o = 0; o < order_.size(); ++o) {
     const int i = order_[o];
     if (n == budget) break;
@@ -793,39 +850,49 @@ void ReplicaScheduler::step() {
       for (int k = 0; k < take; ++k) {
         const int p = s.n_cached + k;
         add_token(token_at(s, p), p, s);
-        if (p + 1 < n_prompt) {  // this row scores prompt token p + 1
-          row_seq_[n_rows] = i;
-          row_prompt_pos_[n_rows] = p;
-          rows_[n_rows++] = n - 1;
-        }
+        if (p + 1 < n_prompt) add_row(i, p);  // this row scores prompt token p + 1
       }
       s.n_cached += take;
-      if (s.n_cached == s.target) add_row(i);
+      if (s.n_cached == s.target) add_row(i, -1);
       continue;
     }
     for (int k = 0; k < take; ++k) add_token(token_at(s, s.n_cached + k), s.n_cached + k, s);
     s.n_cached += take;
     // The prompt's last token gives the first new one; a resumed sequence knows its next token.
-    if (s.n_cached == s.target && s.next_token < 0) add_row(i);
+    if (s.n_cached == s.target && s.next_token < 0) add_row(i, -1);
   }
-  if (n == 0) return;
+  if (n == 0) return false;
+  send_plan(n, n_rows, 0);
+  return true;
+}
 
-  const float* logits = run_plan(n, n_rows, 0);
+void ReplicaScheduler::collect_step() {
+  StepRows* rows = nullptr;
+  const float* logits = take_reply(&rows).logits;
+  const int n_rows = rows->n_rows;
+  // The sequence of row r, or null when it finished or was preempted since the step was sent.
+  auto live = [&](int r) -> Seq* {
+    Seq& s = *seqs_[static_cast<size_t>(rows->seq[r])];
+    return s.epoch == rows->epoch[r] ? &s : nullptr;
+  };
   const Clock::time_point done = Clock::now();
   for (int r = 0; r < n_rows; ++r) {  // a decoding sequence's fed token is now in the cache
-    Seq& s = *seqs_[static_cast<size_t>(row_seq_[r])];
-    if (row_prompt_pos_[r] < 0 && s.next_token >= 0) s.n_cached = ++s.position;
+    Seq* s = live(r);
+    if (s == nullptr || rows->prompt_pos[r] >= 0) continue;
+    s->awaiting = false;
+    if (s->next_token >= 0) s->n_cached = ++s->position;
   }
   for (std::unique_ptr<Seq>& s : seqs_) {
     if (s->running()) cache_full_blocks(*s);
   }
   const size_t vocab = static_cast<size_t>(engine_.config().vocab_size);
   for (int r = 0; r < n_rows; ++r) {
-    Seq& s = *seqs_[static_cast<size_t>(row_seq_[r])];
-    if (!s.running()) continue;  // it failed on an earlier row of this step
+    Seq* sp = live(r);
+    if (sp == nullptr || !sp->running()) continue;  // moot, or it failed on an earlier row
+    Seq& s = *sp;
     const float* row = logits + r * vocab;
-    if (row_prompt_pos_[r] >= 0) {
-      score_prompt_token(s, row, row_prompt_pos_[r]);
+    if (rows->prompt_pos[r] >= 0) {
+      score_prompt_token(s, row, rows->prompt_pos[r]);
       continue;
     }
     if (s.next_token < 0) {  // a finished prefill starts after the prompt
@@ -873,6 +940,8 @@ void ReplicaScheduler::abandon_all() {
   for (std::unique_ptr<Seq>& s : seqs_) {
     release_blocks(*s);
     s->state = Seq::State::free;
+    s->awaiting = false;
+    ++s->epoch;  // the steps in flight are collected below, for nothing
     s->sampler.reset();
     s->processors.clear();
     s->decoder.reset();
@@ -880,60 +949,37 @@ void ReplicaScheduler::abandon_all() {
   }
   waiting_.clear();
   copies_.clear();
+  drain();
 }
 
 void ReplicaScheduler::idle_heartbeat() {
+  drain();  // steps of sequences cancelled while they were in flight
   if (world_.replica_size() == 1) {
     stop_requested_ = stop_signal_() || stop_requested_;
     return;
   }
   if (ms_between(last_broadcast_, Clock::now()) < kHeartbeatMs) return;
-  std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
-  plan_[kCmd] = kCmdIdle;
-  send_header();
-  stop_requested_ = any_in_replica(world_, stop_signal_()) || stop_requested_;
-  last_broadcast_ = Clock::now();
+  send_control(kCmdIdle);
+  StepRows* rows = nullptr;
+  take_reply(&rows);
 }
 
 void ReplicaScheduler::release_followers() {
+  drain();
   if (released_) return;
   released_ = true;
-  if (world_.replica_size() == 1) return;
-  std::fill(plan_.begin(), plan_.begin() + kHeader, 0);
-  plan_[kCmd] = kCmdDone;
-  send_header();
-}
-
-void follow_replica_leader(Engine& engine, World& world, const std::function<bool()>& stop_signal) {
-  const EngineShape& shape = engine.shape();
-  std::vector<int32_t> buf(plan_ints(shape));
-  int32_t h[kHeader];
-  for (int64_t n_steps = 0;; ++n_steps) {
-    watch_phase(Phase::step, n_steps);
-    // The leader may have nothing to run for a long time (an idle server): wait without
-    // spinning; its heartbeats keep this wait well inside the watchdog's timeout.
-    world.broadcast_replica_sleepy(h, sizeof h);
-    if (h[kCmd] == kCmdDone) return;
-    if (h[kCmd] == kCmdIdle) {
-      any_in_replica(world, stop_signal());
-      continue;
-    }
-    const int n = h[kTokens], n_rows = h[kLogitRows], n_table = h[kTableRows] * h[kTableStride];
-    TPI_CHECK(h[kCmd] == kCmdStep && n > 0 && n <= shape.max_tokens && n_rows >= 0 &&
-                  n_rows <= shape.max_logit_rows && h[kRopeSeqLen] >= 0 && h[kTableRows] > 0 &&
-                  h[kTableRows] <= shape.n_slots && h[kTableStride] > 0 &&
-                  h[kTableStride] <= shape.blocks_per_seq() && h[kCopies] >= 0 &&
-                  h[kCopies] <= shape.n_slots,
-              "follower: malformed step plan from the leader");
-    world.broadcast_replica(buf.data(),
-                            sizeof(int32_t) * (3 * n + n_rows + n_table + 2 * h[kCopies]));
-    const int32_t* table = buf.data() + 3 * n + n_rows;
-    const int32_t* copies = table + n_table;
-    for (int c = 0; c < h[kCopies]; ++c) engine.copy_block(copies[2 * c], copies[2 * c + 1]);
-    engine.step(buf.data(), buf.data() + n, buf.data() + 2 * n, n, table, h[kTableRows],
-                h[kTableStride], buf.data() + 3 * n, n_rows, false, h[kRopeSeqLen]);
-    any_in_replica(world, stop_signal());
+  if (world_.pp() > 1 && steps_sent_ > 0) {
+    const double pct = 100.0 * static_cast<double>(steps_overlapped_) / steps_sent_;
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "pipeline: replica %d sent %lld step(s), %lld (%.0f%%) while another was in "
+                  "flight (up to %d micro-batches)",
+                  replica_, static_cast<long long>(steps_sent_),
+                  static_cast<long long>(steps_overlapped_), pct, channel_.depth());
+    log_info(line);
   }
+  if (world_.replica_size() == 1) return;
+  send_control(kCmdDone);
 }
 
 }  // namespace tpinfer

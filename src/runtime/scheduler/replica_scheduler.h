@@ -10,8 +10,12 @@
 // stay, and it is resumed later by prefilling prompt + generated again (the prefix cache keeps
 // most of it). A request with n choices is prefilled once; then n-1 more sequences fork from it,
 // sharing the prompt's full blocks and copying its partial last one.
-// The leader broadcasts each step's plan (ids, positions, table rows, logit rows, the step's
-// block table and block copies) over the tp group; followers run the same forward.
+// The leader sends each step's plan (ids, positions, table rows, logit rows, the step's block
+// table and block copies) to the replica (PlanChannel); followers run the same forward. With
+// pipeline stages the decoding sequences are split into pp micro-batches kept in flight: while
+// later stages run step i the leader samples step i - 1's tokens and sends step i + 1. A sequence
+// is in at most one step that samples for it; the KV it writes is ordered by the plans' order,
+// the same on every stage.
 // Sampling, stop ids and stop strings, log-probabilities, streaming deltas and cancellation all
 // happen here, on the leader; what a request produces goes to RequestEvents.
 #pragma once
@@ -27,6 +31,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/scheduler/block_pool.h"
+#include "runtime/scheduler/plan_channel.h"
 #include "runtime/scheduler/prefix_cache.h"
 #include "runtime/scheduler/request.h"
 #include "tokenizer/tokenizer.h"
@@ -70,6 +75,8 @@ class ReplicaScheduler {
   void idle_heartbeat();
   // Tells the followers that this replica is done (they return from follow_replica_leader).
   void release_followers();
+  // Steps in flight now (pipeline micro-batches; 0 between steps without stages).
+  int steps_in_flight() const { return channel_.in_flight(); }
 
   // The pool now and the counters since the start (leader).
   KvCacheStats kv_stats() const;
@@ -110,15 +117,37 @@ class ReplicaScheduler {
   void cache_full_blocks(Seq& s);
   void release_blocks(Seq& s);
   int32_t token_at(const Seq& s, int position) const;
-  // Broadcasts the plan's header (command and sizes) to the followers.
-  void send_header();
+  // A step sent and not yet collected: what each of its logit rows is for.
+  struct StepRows {
+    int n_rows = 0;
+    std::vector<int> seq;         // (max_logit_rows) the sequence of each logit row
+    std::vector<int> prompt_pos;  // a scored prompt position, or -1 (sampling)
+    std::vector<uint64_t>
+        epoch;  // the sequence's epoch when sent: rows of an older one are dropped
+  };
+  // The StepRows of the step being planned (the next one sent).
+  StepRows& next_rows();
+  // Sends a plan with no forward (idle, done) with this rank's stop flag.
+  void send_control(int32_t cmd);
   // Adds s's table as a row of this step's table (once) and returns the row.
   int table_row(Seq& s);
-  // Broadcasts a plan of n tokens and n_rows logit rows to the followers and runs it.
-  const float* run_plan(int n, int n_rows, int rope_seq_len);
+  // Plans one step over the sequences not waiting for a token (the decoding ones' share: an
+  // even split over the steps that may still be sent) and sends it; false when there is nothing
+  // to run.
+  bool plan_step();
+  // Sends a plan of n tokens and n_rows logit rows to the followers and runs the leader's part.
+  void send_plan(int n, int n_rows, int rope_seq_len);
+  // The reply to the oldest step in flight, and its StepRows.
+  PlanChannel::Reply take_reply(StepRows** rows);
+  // Collects the oldest step: its tokens are sampled and its sequences can run again.
+  void collect_step();
+  // Collects every step in flight.
+  void drain();
   // longrope: recomputes s's whole sequence with the long factors (see step()).
   const float* recompute(Seq& s);
   int active_running() const;  // sequences running now
+  // order_: the sequences pred picks, oldest first.
+  void order_by_age(const std::function<bool(const Seq&)>& pred);
 
   Engine& engine_;
   World& world_;
@@ -148,18 +177,18 @@ class ReplicaScheduler {
   // nothing is allocated per step.
   std::vector<int32_t> ids_, pos_, row_of_;  // (max_tokens) row_of_: the step-table row
   std::vector<int32_t> rows_;                // (max_logit_rows) batch index of each logit row
-  std::vector<int> row_seq_;                 // (max_logit_rows) sequence of each logit row
-  std::vector<int> row_prompt_pos_;  // (max_logit_rows) a scored prompt position, or -1 (sampling)
-  std::vector<int32_t> table_;       // (n_slots, blocks_per_seq) this step's table
-  std::vector<Seq*> table_seq_;      // (n_slots) sequence of each step-table row
+  std::vector<int32_t> table_;               // (n_slots, blocks_per_seq) this step's table
+  std::vector<Seq*> table_seq_;              // (n_slots) sequence of each step-table row
   int n_table_rows_ = 0, table_stride_ = 0;
   std::vector<int32_t> copies_;   // (2 n_slots) pending block copies (dst, src) for the next step
   std::vector<int> order_;        // scratch: sequences in admission order
   std::vector<int32_t> plan_;     // packed for the followers: header + the above
   std::vector<float> processed_;  // (sample_vocab) a logits row after the request's processors
+  PlanChannel channel_;
+  std::vector<StepRows> steps_;  // (channel depth) a ring: the steps in flight, oldest at head
+  int steps_head_ = 0;
+  int64_t steps_sent_ = 0, steps_overlapped_ = 0;  // for the log: steps sent with another in flight
+  const float* leader_logits_ = nullptr;           // the leader's forward's (no stages)
 };
-
-// The loop of a follower (tp rank > 0): runs the forwards its leader broadcasts until released.
-void follow_replica_leader(Engine& engine, World& world, const std::function<bool()>& stop_signal);
 
 }  // namespace tpinfer

@@ -15,7 +15,8 @@
 #     tp=2 run, and the bytes over the veth per generated token are printed beside tp=4's;
 #  5. (PP_BENCH=1, a benchmark rather than a check) the 100M Llama shape with dummy weights, 32
 #     requests in flight (batch_size 32, 16 new tokens each): generated tokens/s and bytes between
-#     the nodes per generated token for tp=4 across the nodes and pp=2 x tp=2.
+#     the nodes per generated token for tp=4 across the nodes and pp=2 x tp=2, the latter with its
+#     2 decode micro-batches in flight and with one step in flight (TPINFER_PP_MICROBATCHES=1).
 # Exit 77 (skipped) only where the namespaces cannot be made (not root, no `ip netns`, no
 # unshare). Every run is bounded (RUN_TIMEOUT_S, default 600 s: tp 4 across two emulated nodes
 # ran at 3.5 tokens/s on a loaded 2-core machine) and the generation is short.
@@ -77,9 +78,9 @@ two_nodes() {  # two_nodes HOSTS ARGS...: mpirun on the first node, as in an all
   timeout -k 30 "$run_timeout" "$here/fake_node_ssh.sh" "$node_a" mpirun -np 4 --host "$hosts" \
     --mca plm_rsh_agent "$here/fake_node_ssh.sh" --mca btl self,vader,tcp \
     --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
-    -x TPINFER_ALLOW_CROSS_NODE_TP "$bin" "$@" </dev/null
+    -x TPINFER_ALLOW_CROSS_NODE_TP -x TPINFER_PP_MICROBATCHES "$bin" "$@" </dev/null
 }
-export TPINFER_ALLOW_CROSS_NODE_TP=0
+export TPINFER_ALLOW_CROSS_NODE_TP=0 TPINFER_PP_MICROBATCHES=${TPINFER_PP_MICROBATCHES:-}
 # What scripts/mpirun.sh sets, for the mpirun that runs on the first node (the environment
 # reaches it, and the second node's orted, through fake_node_ssh.sh).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -183,11 +184,13 @@ if [[ ${PP_BENCH:-0} == 1 ]]; then
   $check many 32 16 "$work/bench.jsonl"
   bench=(--model "$root/configs/models/llama-100m" --dummy-weights --tokenizer
          "$root/configs/tokenizers/mistral" --ignore-eos --batch-size 32 --input "$work/bench.jsonl")
-  for layout in "tp4:--tp 4" "pp2tp2:--pp 2 --tp 2"; do
+  for layout in "tp4:--tp 4" "pp2tp2:--pp 2 --tp 2" "pp2tp2-one-step:--pp 2 --tp 2"; do
     name=${layout%%:*}
+    depth=
+    [[ $name == *one-step ]] && depth=1
     both0=$(veth_both)
     # shellcheck disable=SC2086
-    TPINFER_ALLOW_CROSS_NODE_TP=1 two_nodes $node_a:2,$node_b:2 "${bench[@]}" ${layout#*:} \
+    TPINFER_PP_MICROBATCHES=$depth TPINFER_ALLOW_CROSS_NODE_TP=1 two_nodes $node_a:2,$node_b:2 "${bench[@]}" ${layout#*:} \
         --output "$work/bench-$name.jsonl" 2>"$work/bench-$name.err" ||
       { echo "FAIL: benchmark $name"; tail -n 20 "$work/bench-$name.err"; exit 1; }
     bytes=$(($(veth_both) - both0))

@@ -1,9 +1,12 @@
 """The server under pipeline stages (issue 19): `tpinfer --serve` under scripts/mpirun.sh -np 4
 with pp 2 x tp 2 answers greedy completions with the single-prompt CLI's text (tp 2, no stages),
 8 concurrent requests each with its own single-prompt text, an n = 2 greedy request with two
-equal choices, and a repeated prompt (prefix cache hit) with the same text. Stdlib only.
+equal choices, and a repeated prompt (prefix cache hit) with the same text. Then streams cut off
+by their clients mid-decode (cancelled while a step holding them is in flight: the decode
+micro-batches) beside concurrent completions, which still equal the CLI. Stdlib only.
 Usage: check_pp_server.py TPINFER STORIES_TP2_DIR STORIES_PP2_TP2_DIR WORK_DIR"""
 
+import http.client
 import json
 import os
 import subprocess
@@ -46,6 +49,24 @@ def complete(url, prompt, n=1):
         return json.load(r)
 
 
+def stream_and_hang_up(url, prompt, n_chunks):
+    """Streams a long completion, reads n_chunks events, then closes the connection."""
+    host, port = url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    body = {"model": served_model(url), "prompt": prompt, "max_tokens": 300, "temperature": 0,
+            "ignore_eos": True, "stream": True}
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.status
+    seen = 0
+    while seen < n_chunks:
+        line = resp.readline()
+        assert line, "the stream ended early"
+        seen += line.startswith(b"data: ")
+    conn.close()
+    return seen
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     want = {p: cli_text(p) for p in PROMPTS}
@@ -66,6 +87,16 @@ def main():
         two = [c["text"] for c in complete(srv.url, PROMPTS[1], n=2)["choices"]]
         assert two == [want[PROMPTS[1]]] * 2, two
         print("a repeated prompt (cached prefix) and n = 2 greedy choices equal the CLI")
+        with ThreadPoolExecutor(8) as pool:
+            cut = [pool.submit(stream_and_hang_up, srv.url, p, 3 + i) for i, p in
+                   enumerate(PROMPTS[:4])]
+            full = list(pool.map(lambda p: complete(srv.url, p), PROMPTS[4:]))
+            assert all(c.result() >= 3 for c in cut)
+        for p, r in zip(PROMPTS[4:], full):
+            assert r["choices"][0]["text"] == want[p], (p, r["choices"][0]["text"], want[p])
+        again = complete(srv.url, PROMPTS[2])["choices"][0]["text"]
+        assert again == want[PROMPTS[2]], (again, want[PROMPTS[2]])
+        print("4 streams cut off mid-decode beside 4 completions: those and the next equal the CLI")
         with open(srv.log_path) as f:
             log = f.read()
         assert "dp 1 x pp 2 x tp 2" in log, "the server's line does not name the layout"

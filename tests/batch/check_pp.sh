@@ -61,6 +61,34 @@ TPINFER_PP_MICROBATCHES=0 run --input "$work/in.jsonl" --output "$work/bad-depth
 grep -q "TPINFER_PP_MICROBATCHES: expected an integer from 1 to 8, found '0'" "$work/bad-depth.err" ||
   { echo "FAIL: unclear TPINFER_PP_MICROBATCHES error"; tail -n 5 "$work/bad-depth.err"; exit 1; }
 
+# Tokens are drawn on the last stage when only the sampler decides them; rows with logprobs,
+# penalties or the first token of n > 1 choices go to the leader whole. Both equal tp 2 without
+# stages (token ids, text and logprobs).
+cat >"$work/mixed.jsonl" <<'JSONL'
+{"id": "logprobs", "prompt": "Once upon a time", "max_new_tokens": 16, "temperature": 0, "logprobs": 2}
+{"id": "penalty", "prompt": "The little dog", "max_new_tokens": 16, "temperature": 0.8, "seed": 3, "presence_penalty": 0.5}
+{"id": "n3", "prompt": "One day", "max_new_tokens": 16, "temperature": 0.9, "seed": 11, "n": 3}
+{"id": "plain", "prompt": "Tom had a red ball", "max_new_tokens": 16, "temperature": 0.7, "top_k": 20, "top_p": 0.9, "seed": 5}
+JSONL
+timeout 120 "$root/scripts/mpirun.sh" -np 2 "$bin" --model "$ref_model" --input "$work/mixed.jsonl" \
+    --output "$work/mixed-ref.jsonl" 2>"$work/mixed-ref.err"
+run --input "$work/mixed.jsonl" --output "$work/mixed-pp.jsonl" 2>"$work/mixed-pp.err"
+grep "pipeline: replica 0" "$work/mixed-pp.err"
+grep -qE "pipeline: replica 0 .* [1-9][0-9]* token\(s\) drawn on the last stage, [1-9][0-9]* logits row\(s\) sent" \
+    "$work/mixed-pp.err" || { echo "FAIL: expected tokens drawn on the last stage and rows sent whole"; exit 1; }
+/usr/bin/python3 - "$work/mixed-ref.jsonl" "$work/mixed-pp.jsonl" <<'PY'
+import json, sys
+a, b = ({json.loads(l)["id"]: json.loads(l) for l in open(p)} for p in sys.argv[1:3])
+assert a.keys() == b.keys(), (a.keys(), b.keys())
+for k in a:
+    ca = a[k].get("choices", [a[k]])
+    cb = b[k].get("choices", [b[k]])
+    for x, y in zip(ca, cb, strict=True):
+        for key in ("token_ids", "text", "logprobs"):
+            assert x.get(key) == y.get(key), (k, key, x.get(key), y.get(key))
+print(f"mixed requests: {len(a)} equal tp 2 without stages (ids, text, logprobs)")
+PY
+
 cat >"$work/choices.jsonl" <<'JSONL'
 {"id": "one", "prompt": "Once upon a time", "max_new_tokens": 12, "temperature": 0}
 {"id": "greedy", "prompt": "Once upon a time", "max_new_tokens": 12, "temperature": 0, "n": 3}

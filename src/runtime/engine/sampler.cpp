@@ -37,6 +37,14 @@ uint64_t Rng::next() {
   return result;
 }
 
+void Rng::get_state(uint64_t out[4]) const {
+  std::copy(s_, s_ + 4, out);
+}
+
+void Rng::set_state(const uint64_t in[4]) {
+  std::copy(in, in + 4, s_);
+}
+
 double Rng::uniform() {
   return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
 }
@@ -71,15 +79,20 @@ void check_logits(const float* logits, int n) {
 }
 
 Sampler::Sampler(int vocab_size, const SamplingParams& params)
-    : vocab_(vocab_size), params_(params), rng_(params.seed) {
+    : vocab_(vocab_size), rng_(params.seed) {
   TPI_CHECK(vocab_size > 0, "sampler: vocab_size must be > 0, found " << vocab_size);
+  set_params(params);
+  idx_.resize(vocab_size);
+  prob_.resize(vocab_size);
+}
+
+void Sampler::set_params(const SamplingParams& params) {
   TPI_CHECK(params.temperature >= 0.0f && std::isfinite(params.temperature),
             "temperature must be >= 0 and finite, found " << params.temperature);
   TPI_CHECK(params.top_k >= 0, "top_k must be >= 0, found " << params.top_k);
   TPI_CHECK(params.top_p > 0.0f && params.top_p <= 1.0f,
             "top_p must be in (0, 1], found " << params.top_p);
-  idx_.resize(vocab_size);
-  prob_.resize(vocab_size);
+  params_ = params;
 }
 
 int32_t Sampler::sample(const float* logits) {

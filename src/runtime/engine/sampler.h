@@ -35,6 +35,10 @@ class Rng {
   explicit Rng(uint64_t seed);
   uint64_t next();
   double uniform();  // [0, 1), 53 bits
+  // The whole state: a generator set to another's state draws what that one would draw next.
+  void get_state(uint64_t out[4]) const;
+  void set_state(const uint64_t in[4]);
+
  private:
   uint64_t s_[4];
 };
@@ -46,6 +50,12 @@ class Sampler {
   Sampler(int vocab_size, const SamplingParams& params);
   int32_t sample(const float* logits);  // throws tpinfer::Error on non-finite logits
   const SamplingParams& params() const { return params_; }
+  // The generator, for drawing on another rank: that rank's sampler takes these params and this
+  // state (set_params, rng().set_state), samples the same row, and hands back its state.
+  Rng& rng() { return rng_; }
+  // The sampler's own four fields of params (validated as by the constructor); keeps the
+  // generator and the scratch.
+  void set_params(const SamplingParams& params);
 
  private:
   int vocab_;

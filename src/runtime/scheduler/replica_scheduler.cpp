@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "comm/mailbox.h"
 #include "core/error.h"
@@ -127,6 +128,8 @@ ReplicaScheduler::ReplicaScheduler(Engine& engine, World& world, const Tokenizer
   ids_.resize(T);
   pos_.resize(T);
   row_of_.resize(T);
+  row_token_.resize(R);
+  row_logits_.resize(R);
   rows_.resize(R);
   steps_.resize(static_cast<size_t>(channel_.depth()));
   for (StepRows& b : steps_) {
@@ -547,7 +550,7 @@ void ReplicaScheduler::fail(Seq& s, const std::string& error) {
   finish(s, "error", "token " + std::to_string(s.generated.size() + 1) + ": " + error);
 }
 
-void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
+void ReplicaScheduler::accept_token(Seq& s, const float* logits, int32_t drawn) {
   // A failure here belongs to this request alone (non-finite logits, an id the tokenizer cannot
   // decode): it ends with an error and the other sequences go on. The followers need not know: the
   // sequence simply takes no more tokens, as after a stop.
@@ -556,15 +559,19 @@ void ReplicaScheduler::accept_token(Seq& s, const float* logits) {
   const Clock::time_point now = Clock::now();
   try {
     // Processors change a copy: logprobs below report the model's own distribution.
-    const float* row = logits;
-    if (!s.processors.empty()) {
-      std::copy(logits, logits + sample_vocab_, processed_.begin());
-      for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
-        p->apply(processed_.data(), sample_vocab_);
+    if (drawn >= 0) {
+      tok = drawn;
+    } else {
+      const float* row = logits;
+      if (!s.processors.empty()) {
+        std::copy(logits, logits + sample_vocab_, processed_.begin());
+        for (const std::unique_ptr<LogitProcessor>& p : s.processors) {
+          p->apply(processed_.data(), sample_vocab_);
+        }
+        row = processed_.data();
       }
-      row = processed_.data();
+      tok = s.sampler->sample(row);
     }
-    tok = s.sampler->sample(row);
     for (const std::unique_ptr<LogitProcessor>& p : s.processors) p->accept(tok);
     if (s.generated.empty()) {
       s.first_token = now;
@@ -650,7 +657,14 @@ int ReplicaScheduler::table_row(Seq& s) {
   return s.step_row;
 }
 
-void ReplicaScheduler::send_plan(int n, int n_rows, int rope_seq_len) {
+bool ReplicaScheduler::samples_on_last_stage(const Seq& s, int prompt_pos) const {
+  // Only the sampler decides the token: no processors (penalties, bias, grammar, min_p), no
+  // logprobs to report, and not the first token of n > 1 choices (each draws from the row).
+  return world_.pp() > 1 && prompt_pos < 0 && s.processors.empty() && s.req.logprobs < 0 &&
+         s.req.prompt_logprobs < 0 && (s.n_choices == 1 || s.next_token >= 0);
+}
+
+void ReplicaScheduler::send_plan(int n, int n_rows, int rope_seq_len, bool sample_remotely) {
   // This step's table: one row per sequence in it, as wide as the longest (unused entries -1).
   int stride = 1;
   for (int r = 0; r < n_table_rows_; ++r) {
@@ -673,14 +687,22 @@ void ReplicaScheduler::send_plan(int n, int n_rows, int rope_seq_len) {
   plan_[kTableStride] = stride;
   plan_[kCopies] = n_copies;
   plan_[kStopFlag] = stop_signal_() ? 1 : 0;
+  plan_[kSampleVocab] = sample_vocab_;
+  plan_[kSampleRows] = world_.pp() > 1 ? n_rows : 0;
   int32_t* p = plan_.data() + kHeader;
   p = std::copy(ids_.begin(), ids_.begin() + n, p);
   p = std::copy(pos_.begin(), pos_.begin() + n, p);
   p = std::copy(row_of_.begin(), row_of_.begin() + n, p);
   p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
   p = std::copy(table_.begin(), table_.begin() + n_table, p);
-  std::copy(copies_.begin(), copies_.end(), p);
-  next_rows().n_rows = n_rows;
+  p = std::copy(copies_.begin(), copies_.end(), p);
+  StepRows& rows = next_rows();
+  for (int r = 0; r < plan_[kSampleRows]; ++r, p += kSampleSpecInts) {
+    Seq* s = sample_remotely ? seqs_[static_cast<size_t>(rows.seq[r])].get() : nullptr;
+    const bool remote = s != nullptr && samples_on_last_stage(*s, rows.prompt_pos[r]);
+    pack_sample_spec(p, remote ? s->sampler.get() : nullptr);
+  }
+  rows.n_rows = n_rows;
   ++steps_sent_;
   steps_overlapped_ += channel_.in_flight() > 0;
   channel_.send(plan_.data());
@@ -737,7 +759,7 @@ const float* ReplicaScheduler::recompute(Seq& s) {
     }
     const bool last = start + m == n;
     rows_[0] = m - 1;
-    send_plan(m, last ? 1 : 0, n);
+    send_plan(m, last ? 1 : 0, n, false);
     StepRows* rows = nullptr;
     logits = take_reply(&rows).logits;
   }
@@ -862,14 +884,24 @@ bool ReplicaScheduler::plan_step() {
     if (s.n_cached == s.target && s.next_token < 0) add_row(i, -1);
   }
   if (n == 0) return false;
-  send_plan(n, n_rows, 0);
+  send_plan(n, n_rows, 0, true);
   return true;
 }
 
 void ReplicaScheduler::collect_step() {
   StepRows* rows = nullptr;
-  const float* logits = take_reply(&rows).logits;
+  const PlanChannel::Reply reply = take_reply(&rows);
   const int n_rows = rows->n_rows;
+  const size_t vocab = static_cast<size_t>(engine_.config().vocab_size);
+  // Each row's token drawn on the last stage (-1: none) and its logits (null: not sent).
+  const float* next_row = reply.logits;
+  for (int r = 0; r < n_rows; ++r) {
+    const int32_t* res = reply.sampled ? reply.sampled + r * kSampleResultInts : nullptr;
+    row_token_[r] = res ? res[0] : -1;
+    row_logits_[r] = row_token_[r] < 0 ? next_row : nullptr;
+    if (row_token_[r] < 0) next_row += vocab;
+    (row_token_[r] < 0 ? rows_whole_ : rows_drawn_) += reply.sampled != nullptr;
+  }
   // The sequence of row r, or null when it finished or was preempted since the step was sent.
   auto live = [&](int r) -> Seq* {
     Seq& s = *seqs_[static_cast<size_t>(rows->seq[r])];
@@ -885,12 +917,16 @@ void ReplicaScheduler::collect_step() {
   for (std::unique_ptr<Seq>& s : seqs_) {
     if (s->running()) cache_full_blocks(*s);
   }
-  const size_t vocab = static_cast<size_t>(engine_.config().vocab_size);
   for (int r = 0; r < n_rows; ++r) {
     Seq* sp = live(r);
     if (sp == nullptr || !sp->running()) continue;  // moot, or it failed on an earlier row
     Seq& s = *sp;
-    const float* row = logits + r * vocab;
+    const float* row = row_logits_[r];
+    if (row_token_[r] >= 0) {  // drawn on the last stage from this sampler's state: take it on
+      uint64_t state[4];
+      std::memcpy(state, reply.sampled + r * kSampleResultInts + 1, sizeof state);
+      s.sampler->rng().set_state(state);
+    }
     if (rows->prompt_pos[r] >= 0) {
       score_prompt_token(s, row, rows->prompt_pos[r]);
       continue;
@@ -904,7 +940,7 @@ void ReplicaScheduler::collect_step() {
         continue;
       }
     }
-    accept_token(s, row);
+    accept_token(s, row, row_token_[r]);
   }
 }
 
@@ -970,12 +1006,14 @@ void ReplicaScheduler::release_followers() {
   released_ = true;
   if (world_.pp() > 1 && steps_sent_ > 0) {
     const double pct = 100.0 * static_cast<double>(steps_overlapped_) / steps_sent_;
-    char line[200];
+    char line[300];
     std::snprintf(line, sizeof line,
                   "pipeline: replica %d sent %lld step(s), %lld (%.0f%%) while another was in "
-                  "flight (up to %d micro-batches)",
+                  "flight (up to %d micro-batches); %lld token(s) drawn on the last stage, %lld "
+                  "logits row(s) sent to the leader",
                   replica_, static_cast<long long>(steps_sent_),
-                  static_cast<long long>(steps_overlapped_), pct, channel_.depth());
+                  static_cast<long long>(steps_overlapped_), pct, channel_.depth(),
+                  static_cast<long long>(rows_drawn_), static_cast<long long>(rows_whole_));
     log_info(line);
   }
   if (world_.replica_size() == 1) return;

@@ -89,8 +89,13 @@ class ReplicaScheduler {
   void finish(Seq& s, const char* reason, const std::string& error = "");
   // Ends s with finish_reason "error" and the message (the request alone fails).
   void fail(Seq& s, const std::string& error);
-  // Samples the token for s from its logits row; reports and frees s when it finished.
-  void accept_token(Seq& s, const float* logits);
+  // Samples the token for s from its logits row (or takes `drawn`, the token the last pipeline
+  // stage drew with s's sampler state; logits may then be null); reports and frees s when it
+  // finished.
+  void accept_token(Seq& s, const float* logits, int32_t drawn = -1);
+  // Whether s's token for a row (prompt_pos: a scored prompt position, or -1) is drawn on the last
+  // pipeline stage: nothing but the sampler decides it.
+  bool samples_on_last_stage(const Seq& s, int prompt_pos) const;
   // Prompt logprobs (scoring): the logprob of prompt token position + 1 from the row of the token
   // at `position`, kept for the outcome.
   void score_prompt_token(Seq& s, const float* logits, int position);
@@ -136,7 +141,8 @@ class ReplicaScheduler {
   // to run.
   bool plan_step();
   // Sends a plan of n tokens and n_rows logit rows to the followers and runs the leader's part.
-  void send_plan(int n, int n_rows, int rope_seq_len);
+  // sample_remotely: rows may be drawn on the last stage (next_rows() says whose they are).
+  void send_plan(int n, int n_rows, int rope_seq_len, bool sample_remotely);
   // The reply to the oldest step in flight, and its StepRows.
   PlanChannel::Reply take_reply(StepRows** rows);
   // Collects the oldest step: its tokens are sampled and its sequences can run again.
@@ -177,6 +183,8 @@ class ReplicaScheduler {
   // nothing is allocated per step.
   std::vector<int32_t> ids_, pos_, row_of_;  // (max_tokens) row_of_: the step-table row
   std::vector<int32_t> rows_;                // (max_logit_rows) batch index of each logit row
+  std::vector<int32_t> row_token_;           // (max_logit_rows) collect_step: a drawn token or -1
+  std::vector<const float*> row_logits_;     // (max_logit_rows) collect_step: the row's logits
   std::vector<int32_t> table_;               // (n_slots, blocks_per_seq) this step's table
   std::vector<Seq*> table_seq_;              // (n_slots) sequence of each step-table row
   int n_table_rows_ = 0, table_stride_ = 0;
@@ -187,8 +195,9 @@ class ReplicaScheduler {
   PlanChannel channel_;
   std::vector<StepRows> steps_;  // (channel depth) a ring: the steps in flight, oldest at head
   int steps_head_ = 0;
-  int64_t steps_sent_ = 0, steps_overlapped_ = 0;  // for the log: steps sent with another in flight
-  const float* leader_logits_ = nullptr;           // the leader's forward's (no stages)
+  // For the log: steps sent (with another in flight), logit rows drawn on the last stage or sent.
+  int64_t steps_sent_ = 0, steps_overlapped_ = 0, rows_drawn_ = 0, rows_whole_ = 0;
+  const float* leader_logits_ = nullptr;  // the leader's forward's (no stages)
 };
 
 }  // namespace tpinfer

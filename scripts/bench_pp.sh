@@ -38,15 +38,8 @@ model_args() {
   echo "--model $dir"
 }
 
-/usr/bin/python3 - "$requests" "$new" "$out/in.jsonl" <<'PY'
-import json, sys
-starts = ["Once upon a time", "The little dog", "Lily and Ben went to the park", "One day",
-          "Tom had a red ball", "The sun was shining", "A big cat sat on the mat"]
-n, new, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"id": i, "prompt": starts[i % len(starts)], "max_new_tokens": new}) + "\n")
-PY
+# The requests the multinode benchmark sends (the test helper's `many`).
+/usr/bin/python3 tests/batch/batch_check.py many "$requests" "$new" "$out/in.jsonl"
 
 layouts=("tp $np:$np:1:" "pp $np x tp 1, $np micro-batches:1:$np:" "pp $np x tp 1, one step in flight:1:$np:1")
 declare -A runs

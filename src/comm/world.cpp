@@ -57,7 +57,7 @@ World::World(int* argc, char*** argv) {
 }
 
 World::~World() {
-  for (void** c : {&tp_comm_, &replica_comm_, &pipe_comm_}) {
+  for (void** c : {&tp_comm_, &pipe_comm_}) {
     if (*c != nullptr && as_comm(*c) != MPI_COMM_NULL) MPI_Comm_free(&as_comm(*c));
   }
   if (node_comm_ != nullptr) MPI_Comm_free(&as_comm(node_comm_));
@@ -69,13 +69,12 @@ World::~World() {
 void World::set_layout(int tp, int pp) {
   const ParallelLayout l = ParallelLayout::make(size_, rank_, tp, pp);
   if (tp_comm_ != nullptr && l.tp == layout_.tp && l.pp == layout_.pp) return;  // already so
-  for (void** c : {&tp_comm_, &replica_comm_, &pipe_comm_}) {
+  for (void** c : {&tp_comm_, &pipe_comm_}) {
     if (*c != nullptr && as_comm(*c) != MPI_COMM_NULL) MPI_Comm_free(&as_comm(*c));
   }
   layout_ = l;
   MPI_CHECK(
       MPI_Comm_split(MPI_COMM_WORLD, l.dp_rank * l.pp + l.pp_rank, l.tp_rank, &as_comm(tp_comm_)));
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, l.dp_rank, l.replica_rank(), &as_comm(replica_comm_)));
   MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, l.dp_rank * l.tp + l.tp_rank, l.pp_rank,
                            &as_comm(pipe_comm_)));
   // Does this tp group live on one node? (Compare node indices across the group.)

@@ -30,8 +30,8 @@ class World {
   const std::string& hostname() const { return hostname_; }
 
   // Lays the world out as dp x pp x tp (ParallelLayout::make: throws the same clear line on
-  // every rank when tp x pp does not divide size) and splits the tp groups, the replicas and the
-  // pipeline columns (one rank per stage, same dp and tp rank). tp <= 0: size / pp.
+  // every rank when tp x pp does not divide size) and splits the tp groups and the pipeline
+  // columns (one rank per stage, same dp and tp rank). tp <= 0: size / pp.
   void set_layout(int tp, int pp);
   void set_tp(int tp) { set_layout(tp, 1); }
   const ParallelLayout& layout() const { return layout_; }
@@ -47,7 +47,6 @@ class World {
 
   // Opaque handles to the MPI communicators (MPI_Comm stored as intptr-sized storage).
   void* tp_comm_handle() { return &tp_comm_; }
-  void* replica_comm_handle() { return &replica_comm_; }
   void* pipe_comm_handle() { return &pipe_comm_; }  // rank i = stage i of this (dp, tp) column
   void* world_comm_handle() { return &world_comm_; }
 
@@ -77,7 +76,6 @@ class World {
   // MPI_Comm is an int in MPICH and a pointer in Open MPI: store it in pointer-sized space.
   void* world_comm_ = nullptr;
   void* tp_comm_ = nullptr;
-  void* replica_comm_ = nullptr;
   void* pipe_comm_ = nullptr;
   void* node_comm_ = nullptr;
 };

@@ -185,7 +185,10 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
   }
 
   for (int l = 0; l < dims_.n_layers; ++l) {
-    watch_beat();  // a long prefill is progress, layer by layer (tp 1 has no collective to beat)
+    // A long prefill is progress, a third of a layer at a time (here, after the attention and
+    // after gate_up): tp 1 has no collective to beat, and a 256-token chunk of a big layer on a
+    // slow or busy CPU takes seconds.
+    watch_beat();
     const LayerWeights& L = weights.layers[l];
     // Pre-norm; from layer 1 on, the previous MLP's residual add is fused into it.
     if (l == 0 && dims_.first_stage()) {
@@ -203,6 +206,7 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
     be_.kv_append(kv[l], k, v, b);
     be_.attention(att, q, kv[l], b, dims_.n_heads, cfg_.sliding_window, scale);
     L.o.forward(be_, comm_, delta, att);
+    watch_beat();
 
     be_.add_rmsnorm(h, x, delta, L.ffn_norm, eps);
     if (!L.router.empty()) {
@@ -219,6 +223,7 @@ void Transformer::forward(const std::vector<KvLayer>& kv, Activations& act, cons
       continue;
     }
     L.gate_up.forward(be_, gate_up, h);
+    watch_beat();
     be_.silu_mul_fused(mlp, gate_up);
     L.down.forward(be_, comm_, delta, mlp);
   }

@@ -4,15 +4,18 @@
 #   MODE term       SIGTERM to mpirun (what `scancel` / preemption does to a job step): the job
 #                   must stop within a bound, exit non-zero and leave only whole lines. Before
 #                   that, a second job on the same output file must be refused (file lock).
-#   MODE term-rank3 SIGTERM to world rank 3 alone (a follower of replica 1): the stop must travel
-#                   to rank 0 and end the job the same orderly way.
+#   MODE term-rank3 SIGTERM to world rank 3 alone (a follower of replica 1; with LAYOUT
+#                   "--pp 2 --tp 2", stage 1's tp rank 1, whose flag travels with the step plans
+#                   and comes back in a step's reply): the stop must reach rank 0 and end the job
+#                   the same orderly way.
 #   MODE kill       SIGKILL to every rank (OOM killer, node loss); then a torn half line is
 #                   appended, as if a write had been cut: the rerun must drop it and redo that id.
-# Usage: check_resume.sh MODE TPINFER CONVERTED_TP2_DIR WORK_DIR
+# Usage: check_resume.sh MODE TPINFER CONVERTED_DIR WORK_DIR [LAYOUT (default "--tp 2")]
 set -euo pipefail
 # shellcheck source=../lib/descendants.sh
 source "$(dirname "$0")/../lib/descendants.sh"
-mode=$1 bin=$2 model=$3 work=$4/resume-$1
+mode=$1 bin=$2 model=$3 layout=${5:---tp 2}
+work=$4/resume-$1${5:+-$(tr -d ' -' <<<"$5")}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 check="/usr/bin/python3 $here/batch_check.py"
@@ -21,7 +24,8 @@ mkdir -p "$work"
 n=160
 if [[ $mode == term ]]; then n=320; fi  # room for the second-job check before the signal
 $check many $n 160 "$work/in.jsonl"
-common=(--model "$model" --tp 2 --input "$work/in.jsonl" --batch-size 8 --ignore-eos
+# shellcheck disable=SC2206  # the layout's flags, one per word
+common=(--model "$model" $layout --input "$work/in.jsonl" --batch-size 8 --ignore-eos
         --progress-interval-s 1)
 
 job_pid=""

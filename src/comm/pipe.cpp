@@ -110,7 +110,7 @@ void wait_sleepy(MPI_Request* req, MPI_Status* status) {
 }  // namespace
 
 struct PipeLinkBase::Requests {
-  static constexpr int kReplies = 2 * kPlanSendsInFlight;
+  static constexpr int kReplies = 3 * kPlanSendsInFlight;  // flags, draws, logits
   MPI_Request plan_sends[kPlanSendsInFlight];
   std::vector<int32_t> plans[kPlanSendsInFlight];  // what each send in flight sends
   int plan_next = 0;

@@ -51,7 +51,7 @@ class PipeLink {
 };
 
 // Plan sends a link keeps in flight before the oldest must have been received; replies posted at
-// once (a step's stop flags and its logits) are at most twice that.
+// once (a step's stop flags, draws and logits) are at most three times that.
 constexpr int kPlanSendsInFlight = 8;
 
 // The host transfers (MPI on the pipeline column) and the byte count, for both implementations.

@@ -5,7 +5,7 @@
 # batch sizes 3 (prefill chunks beside decode tokens) and 8; prefix caching off gives the same
 # results; n = 3 greedy choices are each the n = 1 text (the forked blocks live on every stage).
 # Decode runs as PP micro-batches in flight: the log must show steps sent while another was in
-# flight; one step in flight (TPINFER_PP_MICROBATCHES=1) gives the same results, and so does a
+# flight; one step in flight (TPINFER_PP_MICROBATCHES=1) gives the same results, and so do 8 and a
 # KV pool small enough that sequences are preempted while their steps are in flight.
 # Usage: check_pp.sh TPINFER CONVERTED_TP2_DIR CONVERTED_PP_DIR WORK_DIR PP TP
 set -euo pipefail
@@ -49,6 +49,11 @@ TPINFER_PP_MICROBATCHES=1 run --input "$work/in.jsonl" --output "$work/out-depth
     --batch-size 8 2>"$work/depth1.err"
 grep -q "while another was in flight (up to 1 micro-batches)" "$work/depth1.err"
 $check same "$work/out-b8.jsonl" "$work/out-depth1.jsonl"
+# The most steps in flight the links allow (their rings of plan sends and reply receives).
+TPINFER_PP_MICROBATCHES=8 run --input "$work/in.jsonl" --output "$work/out-depth8.jsonl" \
+    --batch-size 8 2>"$work/depth8.err"
+grep -q "while another was in flight (up to 8 micro-batches)" "$work/depth8.err"
+$check same "$work/out-b8.jsonl" "$work/out-depth8.jsonl"
 # 28 blocks of 16 positions for 8 sequences, three of them 200-300 tokens long: preemptions.
 run --input "$work/in.jsonl" --output "$work/out-small.jsonl" --batch-size 8 \
     --kv-cache-blocks 28 2>"$work/small.err"

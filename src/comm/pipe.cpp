@@ -25,7 +25,6 @@ namespace tpinfer {
 namespace {
 
 constexpr int kTagActivations = 7001;
-constexpr int kTagLogits = 7002;
 constexpr int kTagPlan = 7003;
 constexpr int kTagReply = 7004;
 
@@ -201,19 +200,6 @@ void PipeLinkBase::wait_reply() {
   MPI_CHECK(MPI_Wait(&r.replies[r.reply_head], MPI_STATUS_IGNORE));
   r.reply_head = (r.reply_head + 1) % Requests::kReplies;
   --r.n_replies;
-}
-
-void PipeLinkBase::send_to_first(const void* host, size_t bytes) {
-  const ParallelLayout& l = world_.layout();
-  WatchWait wait(wait_send_first_.c_str(), l.rank_of(l.dp_rank, 0, l.tp_rank));
-  send_bytes(host, bytes, 0, kTagLogits, pipe_comm(world_));
-  sent_ += bytes;
-}
-
-void PipeLinkBase::recv_from_last(void* host, size_t bytes) {
-  const ParallelLayout& l = world_.layout();
-  WatchWait wait(wait_recv_last_.c_str(), l.rank_of(l.dp_rank, l.pp - 1, l.tp_rank));
-  recv_bytes(host, bytes, l.pp - 1, kTagLogits, pipe_comm(world_));
 }
 
 std::unique_ptr<PipeLink> make_pipe_link(CommKind kind, World& world, Backend& backend) {

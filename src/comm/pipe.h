@@ -29,9 +29,6 @@ class PipeLink {
   // Backend memory: to the next stage / from the previous one (same tp rank).
   virtual void send_next(const void* buf, size_t bytes) = 0;
   virtual void recv_prev(void* buf, size_t bytes) = 0;
-  // Host memory, over MPI whatever the backend: last stage -> first stage of this column.
-  virtual void send_to_first(const void* host, size_t bytes) = 0;
-  virtual void recv_from_last(void* host, size_t bytes) = 0;
   // Bytes this rank has sent to other stages (activations and logits), for the metrics.
   virtual size_t bytes_sent() const = 0;
 
@@ -42,9 +39,9 @@ class PipeLink {
   // The next plan from the previous stage (at most max_ints ints; returns how many). Spins for
   // 2 ms, then sleeps between tests: an idle server's followers wait here for long.
   virtual size_t recv_plan_prev(int32_t* plan, size_t max_ints) = 0;
-  // A step's reply, last stage -> first stage: sent in order (send_reply blocks until received)
-  // and received into buffers posted in that same order (post_reply, then wait_reply for the
-  // oldest posted).
+  // A step's reply (host memory, last stage -> first stage of this column: stop flags, draws,
+  // logits): sent in order (send_reply blocks until received) and received into buffers posted
+  // in that same order (post_reply, then wait_reply for the oldest posted).
   virtual void send_reply(const void* host, size_t bytes) = 0;
   virtual void post_reply(void* host, size_t bytes) = 0;
   virtual void wait_reply() = 0;
@@ -57,8 +54,6 @@ constexpr int kPlanSendsInFlight = 8;
 // The host transfers (MPI on the pipeline column) and the byte count, for both implementations.
 class PipeLinkBase : public PipeLink {
  public:
-  void send_to_first(const void* host, size_t bytes) override;
-  void recv_from_last(void* host, size_t bytes) override;
   size_t bytes_sent() const override { return sent_; }
   void send_plan_next(const int32_t* plan, size_t n_ints) override;
   size_t recv_plan_prev(int32_t* plan, size_t max_ints) override;

@@ -424,11 +424,12 @@ const float* Engine::step(const int32_t* ids, const int32_t* positions, const in
   const size_t bytes = sizeof(float) * static_cast<size_t>(n_logit_rows) * cfg_.vocab_size;
   if (n_logit_rows == 0 || dims_.tp_rank != 0) return nullptr;
   if (dims_.last_stage()) {
-    pipe_->send_to_first(logits, bytes);
+    pipe_->send_reply(logits, bytes);
     return nullptr;
   }
   if (!dims_.first_stage()) return nullptr;
-  pipe_->recv_from_last(host_logits_.data(), bytes);
+  pipe_->post_reply(host_logits_.data(), bytes);
+  pipe_->wait_reply();
   return want_host_logits ? host_logits_.data() : nullptr;
 }
 

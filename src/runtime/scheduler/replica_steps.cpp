@@ -65,7 +65,7 @@ void ReplicaScheduler::send_plan(int n, int n_rows, int rope_seq_len, bool sampl
   }
   const int n_table = n_table_rows_ * stride;
   const int n_copies = static_cast<int>(copies_.size() / 2);
-  // The plan, packed: header, then the arrays.
+  // The plan, packed: the header, then the arrays.
   plan_[kCmd] = kCmdStep;
   plan_[kTokens] = n;
   plan_[kLogitRows] = n_rows;
@@ -76,18 +76,20 @@ void ReplicaScheduler::send_plan(int n, int n_rows, int rope_seq_len, bool sampl
   plan_[kStopFlag] = stop_signal_() ? 1 : 0;
   plan_[kSampleVocab] = sample_vocab_;
   plan_[kSampleRows] = world_.pp() > 1 ? n_rows : 0;
-  int32_t* p = plan_.data() + kHeader;
-  p = std::copy(ids_.begin(), ids_.begin() + n, p);
-  p = std::copy(pos_.begin(), pos_.begin() + n, p);
-  p = std::copy(row_of_.begin(), row_of_.begin() + n, p);
-  p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
-  p = std::copy(table_.begin(), table_.begin() + n_table, p);
-  p = std::copy(copies_.begin(), copies_.end(), p);
   StepRows& rows = next_rows();
-  for (int r = 0; r < plan_[kSampleRows]; ++r, p += kSampleSpecInts) {
-    Seq* s = sample_remotely ? seqs_[static_cast<size_t>(rows.seq[r])].get() : nullptr;
-    const bool remote = s != nullptr && samples_on_last_stage(*s, rows.prompt_pos[r]);
-    pack_sample_spec(p, remote ? s->sampler.get() : nullptr);
+  if (world_.replica_size() > 1) {  // the body only travels to followers (none at tp 1, pp 1)
+    int32_t* p = plan_.data() + kHeader;
+    p = std::copy(ids_.begin(), ids_.begin() + n, p);
+    p = std::copy(pos_.begin(), pos_.begin() + n, p);
+    p = std::copy(row_of_.begin(), row_of_.begin() + n, p);
+    p = std::copy(rows_.begin(), rows_.begin() + n_rows, p);
+    p = std::copy(table_.begin(), table_.begin() + n_table, p);
+    p = std::copy(copies_.begin(), copies_.end(), p);
+    for (int r = 0; r < plan_[kSampleRows]; ++r, p += kSampleSpecInts) {
+      Seq* s = sample_remotely ? seqs_[static_cast<size_t>(rows.seq[r])].get() : nullptr;
+      const bool remote = s != nullptr && samples_on_last_stage(*s, rows.prompt_pos[r]);
+      pack_sample_spec(p, remote ? s->sampler.get() : nullptr);
+    }
   }
   rows.n_rows = n_rows;
   ++steps_sent_;

@@ -5,6 +5,8 @@
 # chunks of new requests with the decode tokens of running ones in one forward).
 # Usage: check_greedy.sh TPINFER CONVERTED_TP2_DIR WORK_DIR
 set -euo pipefail
+# shellcheck source=single_refs.sh
+source "$(dirname "$0")/single_refs.sh"
 bin=$1 model=$2 work=$3/greedy
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -14,12 +16,7 @@ mkdir -p "$work/single"
 
 $check prompts 12 "$work/in.jsonl"
 # The reference: each request alone, in single-prompt mode, with the same settings.
-while IFS=$'\t' read -r id flags; do
-  eval "args=($flags)"
-  timeout 120 "$root/scripts/mpirun.sh" -np 2 "$bin" --model "$model" "${args[@]}" \
-      --metrics-json "$work/single/$id.json" </dev/null >"$work/single/$id.out" \
-      2>"$work/single/$id.err"
-done < <($check single-args "$work/in.jsonl")
+single_refs "$bin" "$model" "$work/in.jsonl" "$work/single"
 echo "ran $(ls "$work/single"/*.json | wc -l) single-prompt references"
 
 for bs in 1 3 8; do

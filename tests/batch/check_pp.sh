@@ -9,6 +9,8 @@
 # KV pool small enough that sequences are preempted while their steps are in flight.
 # Usage: check_pp.sh TPINFER CONVERTED_TP2_DIR CONVERTED_PP_DIR WORK_DIR PP TP
 set -euo pipefail
+# shellcheck source=single_refs.sh
+source "$(dirname "$0")/single_refs.sh"
 bin=$1 ref_model=$2 model=$3 pp=$5 tp=$6 work=$4/pp${5}-tp${6}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -18,12 +20,7 @@ rm -rf "$work"
 mkdir -p "$work/single"
 
 $check prompts 12 "$work/in.jsonl"
-while IFS=$'\t' read -r id flags; do
-  eval "args=($flags)"
-  timeout 120 "$root/scripts/mpirun.sh" -np 2 "$bin" --model "$ref_model" "${args[@]}" \
-      --metrics-json "$work/single/$id.json" </dev/null >"$work/single/$id.out" \
-      2>"$work/single/$id.err"
-done < <($check single-args "$work/in.jsonl")
+single_refs "$bin" "$ref_model" "$work/in.jsonl" "$work/single"
 echo "ran $(ls "$work/single"/*.json | wc -l) single-prompt references (tp=2, no stages)"
 
 run() { timeout 300 "$root/scripts/mpirun.sh" -np 4 "$bin" --model "$model" --pp "$pp" --tp "$tp" "$@"; }
